@@ -1,0 +1,26 @@
+// Command nemoclaw runs AI agents in a kernel-enforced sandbox from signed,
+// versioned blueprints. It only wires: everything lives in runner/.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/nemoclaw/nemoclaw/runner/cli"
+	"github.com/nemoclaw/nemoclaw/runner/sandbox"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+func main() {
+	// The sandbox's hidden init mode must run before anything else.
+	sandbox.MaybeInit()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	err := cli.Execute(ctx, cli.Options{Args: os.Args[1:], Version: version})
+	stop()
+	os.Exit(cli.ExitCode(err))
+}

@@ -1,0 +1,121 @@
+// Package cli is nemoclaw's command-line interface: the cobra commands and
+// their wiring onto the runner libraries. It is the only package that imports
+// cobra; every command turns a user's words into a library Config.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, documented in the README and in `nemoclaw --help`.
+const (
+	ExitOK      = 0 // success
+	ExitError   = 1 // any error
+	ExitUsage   = 2 // bad flags or arguments
+	ExitRefused = 3 // refused by verification or policy
+)
+
+// App is what every command gets: where state lives, where to print and log.
+type App struct {
+	// Logger receives structured logs; --log-level and --log-format shape it.
+	Logger *slog.Logger
+	// Home is $NEMOCLAW_HOME (default ~/.nemoclaw).
+	Home string
+	// Out and Err are the command's stdout and stderr.
+	Out, Err io.Writer
+	// In is the command's stdin.
+	In io.Reader
+	// Version is the build's version string.
+	Version string
+}
+
+// exitError carries an exit code through cobra to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// Refused marks err as a refusal by verification or policy (exit code 3).
+func Refused(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: ExitRefused, err: err}
+}
+
+// Usage marks err as a usage error (exit code 2).
+func Usage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: ExitUsage, err: err}
+}
+
+// WithExitCode marks err with an explicit exit code (e.g. the agent's own).
+func WithExitCode(code int, err error) error {
+	return &exitError{code: code, err: err}
+}
+
+// ExitCode maps an error returned by Execute to the process exit code.
+func ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return ExitError
+}
+
+// defaultHome resolves $NEMOCLAW_HOME, falling back to ~/.nemoclaw.
+func defaultHome() string {
+	if h := os.Getenv("NEMOCLAW_HOME"); h != "" {
+		return h
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".nemoclaw")
+	}
+	return ".nemoclaw"
+}
+
+// registry of command constructors, filled from init() in each command file so
+// that concerns can add commands without editing the root.
+var commandCtors []func(app *App) *cobra.Command
+
+// register adds a top-level command constructor.
+func register(ctor func(app *App) *cobra.Command) {
+	commandCtors = append(commandCtors, ctor)
+}
+
+// subcommands of shared parents (blueprint, policy) are registered the same way.
+var (
+	blueprintCtors []func(app *App) *cobra.Command
+	policyCtors    []func(app *App) *cobra.Command
+)
+
+// registerBlueprint adds a `nemoclaw blueprint` subcommand.
+func registerBlueprint(ctor func(app *App) *cobra.Command) {
+	blueprintCtors = append(blueprintCtors, ctor)
+}
+
+// registerPolicy adds a `nemoclaw policy` subcommand.
+func registerPolicy(ctor func(app *App) *cobra.Command) {
+	policyCtors = append(policyCtors, ctor)
+}
+
+// printf writes to w and ignores the error: a closed stdout is not worth
+// failing a command over once its work is done.
+func printf(w io.Writer, format string, a ...any) {
+	_, _ = fmt.Fprintf(w, format, a...)
+}

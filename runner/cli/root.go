@@ -1,0 +1,187 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Options configure Execute; zero values mean the process's own streams.
+type Options struct {
+	Args     []string
+	Stdin    io.Reader
+	Stdout   io.Writer
+	Stderr   io.Writer
+	Version  string
+	LogLevel slog.Level
+}
+
+// Execute runs nemoclaw with opts and returns the error to map to an exit
+// code with ExitCode. Errors are printed here, once, without a stack trace.
+func Execute(ctx context.Context, opts Options) error {
+	if opts.Stdin == nil {
+		opts.Stdin = os.Stdin
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	app := &App{Home: defaultHome(), Out: opts.Stdout, Err: opts.Stderr, In: opts.Stdin, Version: opts.Version}
+	root := NewRoot(app)
+	root.SetArgs(opts.Args)
+	root.SetIn(opts.Stdin)
+	root.SetOut(opts.Stdout)
+	root.SetErr(opts.Stderr)
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		if ExitCode(err) == ExitOK {
+			return nil
+		}
+		if !silent(err) {
+			printf(opts.Stderr, "nemoclaw: %v\n", err)
+		}
+	}
+	return err
+}
+
+// silentError is an exit status that has already been explained (e.g. the
+// sandboxed agent's own exit code).
+type silentError struct{ code int }
+
+func (s *silentError) Error() string { return fmt.Sprintf("exit status %d", s.code) }
+
+// ExitStatus returns an error that makes nemoclaw exit with code and print
+// nothing more.
+func ExitStatus(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return &exitError{code: code, err: &silentError{code: code}}
+}
+
+func silent(err error) bool {
+	var s *silentError
+	return asError(err, &s)
+}
+
+// NewRoot builds the whole command tree for app.
+func NewRoot(app *App) *cobra.Command {
+	var logLevel, logFormat string
+	root := &cobra.Command{
+		Use:   "nemoclaw",
+		Short: "Run AI agents in a kernel-enforced sandbox from signed, versioned blueprints",
+		Long: `nemoclaw pulls versioned, signed blueprints (a sandbox, its security policy and
+its inference setup) from OCI registries, verifies them and applies them: the
+agent runs inside Landlock + seccomp + namespaces, and all of its network
+egress passes a default-deny policy proxy.
+
+Exit codes:
+  0  success
+  1  error
+  2  usage error (bad flags or arguments)
+  3  refused by verification or policy
+
+Environment:
+  NEMOCLAW_HOME   state directory (default ~/.nemoclaw)`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			lvl, err := parseLevel(logLevel)
+			if err != nil {
+				return Usage(err)
+			}
+			hopts := &slog.HandlerOptions{Level: lvl}
+			switch logFormat {
+			case "text":
+				app.Logger = slog.New(slog.NewTextHandler(app.Err, hopts))
+			case "json":
+				app.Logger = slog.New(slog.NewJSONHandler(app.Err, hopts))
+			default:
+				return Usage(fmt.Errorf("--log-format %q: want text or json", logFormat))
+			}
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	root.PersistentFlags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return Usage(fmt.Errorf("%w (see '%s --help')", err, c.CommandPath()))
+	})
+	// Loggers exist before PersistentPreRunE for commands built eagerly.
+	app.Logger = slog.New(slog.NewTextHandler(app.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	bp := &cobra.Command{
+		Use:   "blueprint",
+		Short: "Validate, plan, apply and distribute blueprints",
+		Args:  noArgs,
+		RunE:  groupHelp,
+	}
+	for _, c := range blueprintCtors {
+		bp.AddCommand(c(app))
+	}
+	pol := &cobra.Command{
+		Use:   "policy",
+		Short: "Validate and show sandbox policies; change a running sandbox's network policy",
+		Args:  noArgs,
+		RunE:  groupHelp,
+	}
+	for _, c := range policyCtors {
+		pol.AddCommand(c(app))
+	}
+	root.AddCommand(bp, pol)
+	for _, c := range commandCtors {
+		root.AddCommand(c(app))
+	}
+	return root
+}
+
+// groupHelp prints help for a command group run without a subcommand.
+func groupHelp(cmd *cobra.Command, args []string) error {
+	return cmd.Help()
+}
+
+// noArgs rejects positional arguments with a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return Usage(fmt.Errorf("unknown command %q for %q (see '%s --help')", args[0], cmd.CommandPath(), cmd.CommandPath()))
+	}
+	return nil
+}
+
+// argsRange returns a cobra.PositionalArgs that reports a usage error.
+func argsRange(min, max int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < min || (max >= 0 && len(args) > max) {
+			want := fmt.Sprintf("%d", min)
+			switch {
+			case max < 0:
+				want = fmt.Sprintf("at least %d", min)
+			case max != min:
+				want = fmt.Sprintf("%d to %d", min, max)
+			}
+			return Usage(fmt.Errorf("%s takes %s argument(s), got %d (usage: %s)", cmd.CommandPath(), want, len(args), cmd.UseLine()))
+		}
+		return nil
+	}
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+}
