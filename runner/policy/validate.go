@@ -1,0 +1,335 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/nemoclaw/nemoclaw/runner/internal/strictyaml"
+)
+
+// validator collects located errors and warnings for one document.
+type validator struct {
+	doc   *strictyaml.Doc
+	errs  Problems
+	warns Problems
+}
+
+func at(base []string, more ...string) []string {
+	out := make([]string, 0, len(base)+len(more))
+	return append(append(out, base...), more...)
+}
+
+func (v *validator) errf(p []string, format string, a ...any) {
+	v.errs = append(v.errs, v.doc.Problem(p, format, a...))
+}
+
+func (v *validator) warnf(p []string, format string, a ...any) {
+	v.warns = append(v.warns, v.doc.Problem(p, format, a...))
+}
+
+// policy checks a whole policy; base is the path of the policy inside its
+// document (nil for a standalone policy file).
+func (v *validator) policy(p *Policy, base []string) {
+	if fs := p.Filesystem; fs != nil {
+		v.paths(fs.ReadOnly, at(base, "filesystem_policy", "read_only"), false)
+		v.paths(fs.ReadWrite, at(base, "filesystem_policy", "read_write"), true)
+	}
+	if r := p.Resources; r != nil && r.Memory != "" {
+		if _, err := ParseBytes(r.Memory); err != nil {
+			v.errf(at(base, "resources", "memory"), "%v", err)
+		}
+	}
+	if r := p.Resources; r != nil && r.CPU != "" {
+		if _, err := ParseCPU(r.CPU); err != nil {
+			v.errf(at(base, "resources", "cpu"), "%v", err)
+		}
+	}
+	v.networkPolicies(p.NetworkPolicies, at(base, "network_policies"))
+	for _, u := range Unenforced(p) {
+		v.warnf(at(base, u.Path...), "%s", u.Message)
+	}
+}
+
+// paths checks filesystem paths: absolute, clean, no "..", "/" never writable.
+func (v *validator) paths(list []string, p []string, writable bool) {
+	seen := map[string]bool{}
+	for i, s := range list {
+		ip := at(p, strconv.Itoa(i))
+		switch {
+		case !strings.HasPrefix(s, "/"):
+			v.errf(ip, "path %q is not absolute; write it from the root, e.g. /%s", s, strings.TrimPrefix(s, "./"))
+			continue
+		case hasDotDot(s):
+			v.errf(ip, "path %q contains '..'; name the directory directly", s)
+			continue
+		}
+		c := path.Clean(s)
+		if writable && c == "/" {
+			v.errf(ip, "'/' can never be read-write: it would let the agent rewrite the host; list the directories it needs")
+			continue
+		}
+		if seen[c] {
+			v.warnf(ip, "path %q is listed twice", s)
+		}
+		seen[c] = true
+	}
+}
+
+func hasDotDot(s string) bool {
+	for _, seg := range strings.Split(s, "/") {
+		if seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// networkPolicies checks every group, endpoint and rule.
+func (v *validator) networkPolicies(m map[string]*NetworkPolicy, base []string) {
+	for _, key := range sortedPolicyKeys(m) {
+		np := m[key]
+		kp := at(base, key)
+		if np == nil {
+			v.errf(kp, "network policy %q is empty; give it endpoints", key)
+			continue
+		}
+		if len(np.Endpoints) == 0 {
+			v.errf(kp, "network policy %q has no endpoints; add at least one {host, port}", key)
+		}
+		for i, b := range np.Binaries {
+			bp := at(kp, "binaries", strconv.Itoa(i), "path")
+			if b == nil || !strings.HasPrefix(b.Path, "/") {
+				v.errf(bp, "binary path must be absolute, e.g. /usr/bin/git")
+			} else if hasDotDot(b.Path) {
+				v.errf(bp, "binary path %q contains '..'", b.Path)
+			}
+		}
+		for i, e := range np.Endpoints {
+			v.endpoint(e, at(kp, "endpoints", strconv.Itoa(i)))
+		}
+	}
+}
+
+func sortedPolicyKeys(m map[string]*NetworkPolicy) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// endpoint checks one endpoint.
+func (v *validator) endpoint(e *Endpoint, ep []string) {
+	if e == nil {
+		v.errf(ep, "empty endpoint; give it a host and a port")
+		return
+	}
+	if e.Host == "" && len(e.AllowedIPs) == 0 {
+		v.errf(ep, "endpoint has no host; set host (or allowed_ips for an IP-range endpoint)")
+	}
+	if e.Host != "" {
+		if err := CheckHostPattern(e.Host); err != nil {
+			v.errf(at(ep, "host"), "%v", err)
+		}
+	}
+	if len(e.EffectivePorts()) == 0 {
+		v.errf(ep, "endpoint %q has no port; set port (1-65535) or ports", e.Host)
+	}
+	for i, p := range e.Ports {
+		if p < 1 || p > 65535 {
+			v.errf(at(ep, "ports", strconv.Itoa(i)), "port %d is out of range 1-65535", p)
+		}
+	}
+	if e.Port != 0 && (e.Port < 1 || e.Port > 65535) {
+		v.errf(at(ep, "port"), "port %d is out of range 1-65535", e.Port)
+	}
+	if e.Port != 0 && len(e.Ports) > 0 {
+		v.warnf(at(ep, "port"), "both port and ports are set; ports wins and port %d is ignored", e.Port)
+	}
+	if len(e.Rules) > 0 && e.Access != "" {
+		v.errf(at(ep, "access"), "rules and access are exclusive; keep access %q or the explicit rules, not both", e.Access)
+	}
+	if e.Protocol == ProtoTCP && (len(e.Rules) > 0 || len(e.DenyRules) > 0 || (e.Access != "" && e.Access != AccessFull)) {
+		v.errf(at(ep, "protocol"), "protocol tcp is a plain tunnel and cannot apply HTTP rules; use protocol rest or drop rules/deny_rules/access")
+	}
+	if (e.TLS == "passthrough" || e.TLS == "skip") && (len(e.Rules) > 0 || len(e.DenyRules) > 0 || (e.Access != "" && e.Access != AccessFull)) {
+		v.errf(at(ep, "tls"), "tls %s leaves the traffic encrypted, so L7 rules could not be enforced; use tls: terminate or remove the rules", e.TLS)
+	}
+	for i, r := range e.Rules {
+		rp := at(ep, "rules", strconv.Itoa(i))
+		if r == nil || r.Allow == nil {
+			v.errf(rp, "rule has no allow; write {allow: {method: GET, path: \"/**\"}}")
+			continue
+		}
+		v.matcher(r.Allow, at(rp, "allow"), e.Protocol)
+	}
+	for i, m := range e.DenyRules {
+		if m == nil {
+			v.errf(at(ep, "deny_rules", strconv.Itoa(i)), "empty deny rule")
+			continue
+		}
+		v.matcher(m, at(ep, "deny_rules", strconv.Itoa(i)), e.Protocol)
+	}
+	for i, s := range e.AllowedIPs {
+		ip := at(ep, "allowed_ips", strconv.Itoa(i))
+		pfx, err := ParseIPOrCIDR(s)
+		if err != nil {
+			v.errf(ip, "%v", err)
+			continue
+		}
+		if a := pfx.Addr(); a.IsLoopback() || a.IsPrivate() {
+			v.warnf(ip, "allowed_ips %s opens a loopback or private range to the agent; make sure that is intended", s)
+		}
+		if a := pfx.Addr(); a.IsLinkLocalUnicast() || a.IsUnspecified() || a.IsMulticast() {
+			v.errf(ip, "allowed_ips %s is link-local, unspecified or multicast, which is never reachable (cloud metadata lives there)", s)
+		}
+	}
+	if e.Host != "" {
+		if a, err := netip.ParseAddr(e.Host); err == nil && (a.IsLoopback() || a.IsPrivate()) && len(e.AllowedIPs) == 0 {
+			v.warnf(at(ep, "host"), "host %s is a loopback or private address; it is reachable only because this endpoint names it exactly", e.Host)
+		}
+	}
+	names := map[string]bool{}
+	for i, c := range e.Credentials {
+		cp := at(ep, "credentials", strconv.Itoa(i))
+		if c == nil {
+			v.errf(cp, "empty credential")
+			continue
+		}
+		if (c.Env == "") == (c.File == "") {
+			v.errf(cp, "credential %q needs exactly one of env or file as the source of the secret", c.Name)
+		}
+		if names[c.Name] {
+			v.errf(at(cp, "name"), "credential %q is bound twice on this endpoint", c.Name)
+		}
+		names[c.Name] = true
+	}
+}
+
+var httpMethods = map[string]bool{
+	"*": true, "GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true,
+	"DELETE": true, "OPTIONS": true, "CONNECT": true, "TRACE": true, "WEBSOCKET_TEXT": true,
+}
+
+// matcher checks one L7 rule body.
+func (v *validator) matcher(m *Matcher, mp []string, protocol string) {
+	if protocol == "" || protocol == ProtoREST || protocol == ProtoWebSocket {
+		if m.Method == "" {
+			v.errf(mp, "rule has no method; use an HTTP method such as GET or \"*\" for any")
+		} else if !httpMethods[strings.ToUpper(m.Method)] {
+			v.errf(at(mp, "method"), "method %q is not an HTTP method; use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or \"*\"", m.Method)
+		}
+		if m.Path == "" {
+			v.errf(mp, "rule has no path; use a glob such as \"/**\" for any path")
+		}
+	}
+	if m.Path != "" && m.Path != "**" && !strings.HasPrefix(m.Path, "/") {
+		v.errf(at(mp, "path"), "path %q must start with '/' (or be \"**\")", m.Path)
+	}
+	if strings.Contains(m.Path, "***") {
+		v.errf(at(mp, "path"), "path %q has '***'; use '*' for one segment or '**' for any", m.Path)
+	}
+}
+
+// CheckHostPattern rejects host patterns that would match too much or cannot
+// match anything: a bare "*", a wildcard over a top-level domain ("*.com"),
+// wildcards in the middle of a name, and characters hosts cannot have.
+func CheckHostPattern(h string) error {
+	if h != strings.TrimSpace(h) || h == "" {
+		return fmt.Errorf("host %q is empty or has spaces", h)
+	}
+	if _, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
+		return nil
+	}
+	if h == "*" || h == "**" {
+		return fmt.Errorf("host %q would allow every host; name the hosts, e.g. \"*.example.com\"", h)
+	}
+	if strings.Contains(h, "://") || strings.ContainsAny(h, "/:?#@") {
+		return fmt.Errorf("host %q must be a bare host name, without scheme, port or path", h)
+	}
+	labels := strings.Split(strings.TrimSuffix(strings.ToLower(h), "."), ".")
+	wild := 0
+	for i, l := range labels {
+		switch {
+		case l == "*" || l == "**":
+			if i != wild {
+				return fmt.Errorf("host %q: wildcards must be the leftmost labels, e.g. \"*.example.com\"", h)
+			}
+			wild++
+		case l == "":
+			return fmt.Errorf("host %q has an empty label", h)
+		case strings.Contains(l, "*"):
+			return fmt.Errorf("host %q: a wildcard must be a whole label (\"*.\" or \"**.\")", h)
+		default:
+			for _, r := range l {
+				if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+					return fmt.Errorf("host %q has the invalid character %q", h, r)
+				}
+			}
+		}
+	}
+	if wild > 0 && len(labels)-wild < 2 {
+		return fmt.Errorf("host %q wildcards a whole top-level domain; name the registrable domain, e.g. \"*.example%s\"", h, "."+labels[len(labels)-1])
+	}
+	return nil
+}
+
+// ParseIPOrCIDR parses "10.0.0.1" or "10.0.0.0/8".
+func ParseIPOrCIDR(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("allowed_ips %q is not an IP or CIDR (e.g. 10.0.5.20 or 10.0.5.0/24)", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("allowed_ips %q is not an IP or CIDR (e.g. 10.0.5.20 or 10.0.5.0/24)", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// ParseBytes parses a memory quantity: 1073741824, 512Mi, 2G, 1.5Gi, 100MB.
+func ParseBytes(s string) (int64, error) {
+	orig := s
+	s = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSpace(s), "B"), "b")
+	mult := float64(1)
+	units := []struct {
+		suffix string
+		mult   float64
+	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40},
+		{"K", 1e3}, {"k", 1e3}, {"M", 1e6}, {"m", 1e6}, {"G", 1e9}, {"g", 1e9}, {"T", 1e12}, {"t", 1e12}}
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f <= 0 {
+		return 0, fmt.Errorf("memory %q is not a positive byte quantity (e.g. 512Mi, 2G, 1073741824)", orig)
+	}
+	return int64(f * mult), nil
+}
+
+// ParseCPU parses a CPU quota into millicpus: "1.5" → 1500, "500m" → 500.
+func ParseCPU(s string) (int64, error) {
+	if m, ok := strings.CutSuffix(s, "m"); ok {
+		n, err := strconv.ParseInt(m, 10, 64)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("cpu %q is not a positive quantity (e.g. 1.5 or 500m)", s)
+		}
+		return n, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f <= 0 {
+		return 0, fmt.Errorf("cpu %q is not a positive quantity (e.g. 1.5 or 500m)", s)
+	}
+	return int64(f * 1000), nil
+}
