@@ -333,3 +333,12 @@ func ParseCPU(s string) (int64, error) {
 	}
 	return int64(f * 1000), nil
 }
+
+// CheckNetworkPolicies validates network policies that live inside another
+// document (e.g. a blueprint's components.policy.additions at base), locating
+// problems in doc.
+func CheckNetworkPolicies(doc *strictyaml.Doc, m map[string]*NetworkPolicy, base []string) (errs, warns Problems) {
+	v := &validator{doc: doc}
+	v.networkPolicies(m, base)
+	return v.errs, v.warns
+}

@@ -1,0 +1,377 @@
+package blueprint
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/go-version"
+
+	"github.com/nemoclaw/nemoclaw/blueprints"
+	"github.com/nemoclaw/nemoclaw/runner/internal/strictyaml"
+	"github.com/nemoclaw/nemoclaw/runner/policy"
+	"github.com/nemoclaw/nemoclaw/schema"
+)
+
+// RunnerVersion is this nemoclaw's version, checked against
+// min_runner_version.
+const RunnerVersion = "0.1.0"
+
+// EmbeddedDefault is the Dir of the built-in default blueprint.
+const EmbeddedDefault = "embedded:default"
+
+// KnownProviders are the provider types that have a built-in backend.
+var KnownProviders = map[string]string{
+	"nvidia": "nemoclaw-inference-nvidia",
+	"nim":    "nemoclaw-inference-nvidia",
+	"openai": "nemoclaw-inference-vllm",
+	"vllm":   "nemoclaw-inference-vllm",
+	"ollama": "nemoclaw-inference-ollama",
+}
+
+// Load reads and validates the blueprint directory dir.
+func Load(dir string) (*Blueprint, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load blueprint %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("load blueprint %s: not a directory; give the directory that holds %s", dir, FileName)
+	}
+	return LoadFS(os.DirFS(dir), dir)
+}
+
+// Default returns the embedded default blueprint.
+func Default() (*Blueprint, error) {
+	sub, err := fs.Sub(blueprints.FS, blueprints.DefaultDir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded default blueprint: %w", err)
+	}
+	return LoadFS(sub, EmbeddedDefault)
+}
+
+// DefaultPolicy returns the effective policy of the embedded default
+// blueprint.
+func DefaultPolicy() (*policy.Policy, error) {
+	b, err := Default()
+	if err != nil {
+		return nil, err
+	}
+	return b.Policy, nil
+}
+
+// LoadFS loads a blueprint from fsys; label is how files are named in
+// errors (the directory path, or "embedded:default").
+func LoadFS(fsys fs.FS, label string) (*Blueprint, error) {
+	l := &loader{fsys: fsys, label: label}
+	return l.load()
+}
+
+type loader struct {
+	fsys  fs.FS
+	label string
+	errs  policy.Problems
+	warns policy.Problems
+}
+
+// name renders a file inside the blueprint for messages.
+func (l *loader) name(file string) string {
+	if strings.HasPrefix(l.label, "embedded:") {
+		return l.label + "/" + file
+	}
+	return path.Join(filepathToSlash(l.label), file)
+}
+
+func filepathToSlash(s string) string { return strings.ReplaceAll(s, "\\", "/") }
+
+func (l *loader) load() (*Blueprint, error) {
+	data, err := fs.ReadFile(l.fsys, FileName)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("load blueprint %s: no %s there; a blueprint directory holds %s and its policies", l.label, FileName, FileName)
+		}
+		return nil, fmt.Errorf("load blueprint %s: %w", l.label, err)
+	}
+	var b Blueprint
+	file := l.name(FileName)
+	doc, err := strictyaml.Decode(file, data, &b)
+	if err != nil {
+		return nil, err
+	}
+	if err := policy.SchemaCheck(doc, schema.Blueprint); err != nil {
+		return nil, err
+	}
+	b.Dir = l.label
+	l.check(&b, doc)
+	l.presets(&b)
+	l.policy(&b, doc)
+	if len(b.Presets) > 0 && b.Policy != nil {
+		var sel []*policy.Preset
+		for i, n := range b.Presets {
+			pr, ok := b.Available[n]
+			if !ok {
+				l.errs = append(l.errs, doc.Problem([]string{"presets", fmt.Sprint(i)}, "preset %q is not in %s; available: %s", n, PresetsDir, strings.Join(sortedNames(b.Available), ", ")))
+				continue
+			}
+			sel = append(sel, pr)
+		}
+		merged, cs := policy.Merge(b.Policy, sel...)
+		for _, c := range cs {
+			l.warns = append(l.warns, doc.Problem([]string{"presets"}, "%s", c))
+		}
+		b.Policy = merged
+	}
+	if err := l.errs.Err(); err != nil {
+		return nil, err
+	}
+	l.warns.Sort()
+	b.Findings = l.warns
+	return &b, nil
+}
+
+// check applies the semantic rules beyond the schema.
+func (l *loader) check(b *Blueprint, doc *strictyaml.Doc) {
+	errf := func(p []string, f string, a ...any) { l.errs = append(l.errs, doc.Problem(p, f, a...)) }
+	warnf := func(p []string, f string, a ...any) { l.warns = append(l.warns, doc.Problem(p, f, a...)) }
+
+	for _, g := range []struct{ field, val string }{
+		{"version", b.Version}, {"min_runner_version", b.MinRunnerVersion},
+		{"min_openshell_version", b.MinOpenShellVersion}, {"max_openshell_version", b.MaxOpenShellVersion},
+		{"min_openclaw_version", b.MinOpenClawVersion},
+	} {
+		if g.val == "" {
+			continue
+		}
+		if _, err := version.NewSemver(g.val); err != nil {
+			errf([]string{g.field}, "%q is not a semantic version (e.g. 1.2.3)", g.val)
+		}
+	}
+	if b.MinOpenShellVersion != "" || b.MaxOpenShellVersion != "" {
+		warnf([]string{"min_openshell_version"}, "OpenShell version gates are reported, not checked: nemoclaw replaces OpenShell")
+	}
+	if b.MinOpenClawVersion != "" {
+		warnf([]string{"min_openclaw_version"}, "min_openclaw_version %s is reported, not checked: nemoclaw does not inspect the agent's version", b.MinOpenClawVersion)
+	}
+	if b.Digest != "" {
+		warnf([]string{"digest"}, "digest is kept but not used: nemoclaw verifies the OCI manifest digest and signature instead")
+	}
+
+	var profiles map[string]*InferenceProfile
+	if b.Components.Inference != nil {
+		profiles = b.Components.Inference.Profiles
+	}
+	declared := map[string]bool{}
+	for i, p := range b.Profiles {
+		declared[p] = true
+		if _, ok := profiles[p]; !ok {
+			errf([]string{"profiles", fmt.Sprint(i)}, "profile %q is declared but components.inference.profiles has no %q; defined: %s", p, p, strings.Join(sortedKeys(profiles), ", "))
+		}
+	}
+	for _, name := range sortedKeys(profiles) {
+		if len(b.Profiles) > 0 && !declared[name] {
+			warnf([]string{"components", "inference", "profiles", name}, "profile %q is defined but not listed in profiles", name)
+		}
+		l.profile(name, profiles[name], doc, errf, warnf)
+	}
+	if b.DefaultProfile != "" {
+		if _, ok := profiles[b.DefaultProfile]; !ok {
+			errf([]string{"default_profile"}, "default_profile %q is not defined; defined: %s", b.DefaultProfile, strings.Join(sortedKeys(profiles), ", "))
+		}
+	}
+	if s := b.Components.Sandbox; s != nil {
+		if s.Image != "" {
+			warnf([]string{"components", "sandbox", "image"}, "image %q is kept but not used: nemoclaw runs the agent on the host's root, read-only behind Landlock, instead of a container image", s.Image)
+		}
+		if len(s.ForwardPorts) > 0 {
+			warnf([]string{"components", "sandbox", "forward_ports"}, "forward_ports are kept but not forwarded yet: the agent's ports are reachable only inside the sandbox")
+		}
+		if len(s.ResourceProfiles) > 0 {
+			warnf([]string{"components", "sandbox", "resource_profiles"}, "resource_profiles are kept but not applied; set resources in the sandbox policy for enforced limits")
+		}
+		if s.Workdir != "" && !strings.HasPrefix(s.Workdir, "/") {
+			errf([]string{"components", "sandbox", "workdir"}, "workdir %q must be an absolute host path", s.Workdir)
+		}
+	}
+	if r := b.Components.Router; r != nil {
+		warnf([]string{"components", "router"}, "router is kept but not used: nemoclaw routes inference per sandbox through inference.local")
+	}
+}
+
+// profile checks one inference profile.
+func (l *loader) profile(name string, p *InferenceProfile, doc *strictyaml.Doc, errf, warnf func([]string, string, ...any)) {
+	pp := []string{"components", "inference", "profiles", name}
+	if p == nil {
+		errf(pp, "profile %q is empty; give it provider_type and endpoint", name)
+		return
+	}
+	if p.ProviderType == "" {
+		errf(pp, "profile %q has no provider_type; use nvidia, openai, ollama or vllm", name)
+	} else if _, ok := KnownProviders[p.ProviderType]; !ok && p.Plugin == "" {
+		errf(append(pp, "provider_type"), "provider_type %q has no built-in backend (nvidia, nim, openai, vllm, ollama); set plugin to a custom backend binary", p.ProviderType)
+	}
+	switch {
+	case p.Endpoint == "" && !p.DynamicEndpoint:
+		errf(pp, "profile %q has no endpoint; set endpoint to the service's base URL or dynamic_endpoint: true", name)
+	case p.Endpoint != "":
+		u, err := url.Parse(p.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errf(append(pp, "endpoint"), "endpoint %q is not an http(s) URL such as https://integrate.api.nvidia.com/v1", p.Endpoint)
+		} else if u.User != nil {
+			errf(append(pp, "endpoint"), "endpoint must not embed credentials; use credential_env")
+		}
+	}
+	if p.DynamicEndpoint && p.Endpoint == "" {
+		warnf(pp, "profile %q has a dynamic endpoint: it must be supplied at apply time", name)
+	}
+}
+
+// presets loads every preset under policies/presets.
+func (l *loader) presets(b *Blueprint) {
+	b.Available = map[string]*policy.Preset{}
+	entries, err := fs.ReadDir(l.fsys, PresetsDir)
+	if err != nil {
+		return // no presets directory is fine
+	}
+	for _, e := range entries {
+		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
+			continue
+		}
+		file := PresetsDir + "/" + e.Name()
+		data, err := fs.ReadFile(l.fsys, file)
+		if err != nil {
+			l.errs = append(l.errs, &policy.Problem{File: l.name(file), Message: err.Error()})
+			continue
+		}
+		pr, warns, err := policy.ParsePreset(l.name(file), data)
+		l.warns = append(l.warns, warns...)
+		if err != nil {
+			l.errs = append(l.errs, strictyaml.AsProblems(err)...)
+			continue
+		}
+		if prev, dup := b.Available[pr.Meta.Name]; dup {
+			l.errs = append(l.errs, &policy.Problem{File: l.name(file), Message: fmt.Sprintf("preset name %q is also used by another preset (%s)", pr.Meta.Name, prev.Meta.Description)})
+			continue
+		}
+		b.Available[pr.Meta.Name] = pr
+	}
+}
+
+// policy resolves and loads the base policy, then applies the additions.
+func (l *loader) policy(b *Blueprint, doc *strictyaml.Doc) {
+	ref := b.Components.Policy
+	base := ""
+	if ref != nil {
+		base = ref.Base
+	}
+	file, note := l.resolveBase(base)
+	if file == "" {
+		msg := "the blueprint has no sandbox policy: set components.policy.base to a policy file in the blueprint directory"
+		if base != "" {
+			msg = fmt.Sprintf("policy base %q is not in the blueprint directory, and no single policy file under policies/ could stand in for it; add the file or fix the path", base)
+		}
+		l.errs = append(l.errs, doc.Problem([]string{"components", "policy", "base"}, "%s", msg))
+		return
+	}
+	if note != "" {
+		l.warns = append(l.warns, doc.Problem([]string{"components", "policy", "base"}, "%s", note))
+	}
+	data, err := fs.ReadFile(l.fsys, file)
+	if err != nil {
+		l.errs = append(l.errs, &policy.Problem{File: l.name(file), Message: err.Error()})
+		return
+	}
+	p, warns, err := policy.Check(l.name(file), data)
+	l.warns = append(l.warns, warns...)
+	if err != nil {
+		l.errs = append(l.errs, strictyaml.AsProblems(err)...)
+		return
+	}
+	b.PolicyFile = l.name(file)
+	if ref != nil && len(ref.Additions) > 0 {
+		add := &policy.Preset{Meta: policy.PresetMeta{Name: "components.policy.additions"}, NetworkPolicies: ref.Additions}
+		merged, cs := policy.Merge(p, add)
+		for _, c := range cs {
+			l.warns = append(l.warns, doc.Problem([]string{"components", "policy", "additions", c.Key}, "addition %q replaces the base policy's network policy of the same key", c.Key))
+		}
+		errs, warns := policy.CheckNetworkPolicies(doc, ref.Additions, []string{"components", "policy", "additions"})
+		l.errs = append(l.errs, errs...)
+		l.warns = append(l.warns, warns...)
+		p = merged
+	}
+	b.Policy = p
+}
+
+// resolveBase finds the base policy file. NemoClaw's blueprint names a path
+// inside OpenShell's sandbox image ("sandboxes/openclaw/policy.yaml") that the
+// blueprint directory does not hold; then the single policy file under
+// policies/ stands in for it, and the substitution is reported.
+func (l *loader) resolveBase(base string) (file, note string) {
+	if base != "" {
+		clean := path.Clean(strings.TrimPrefix(base, "./"))
+		if !fs.ValidPath(clean) {
+			return "", ""
+		}
+		if st, err := fs.Stat(l.fsys, clean); err == nil && !st.IsDir() {
+			return clean, ""
+		}
+	}
+	entries, err := fs.ReadDir(l.fsys, "policies")
+	if err != nil {
+		return "", ""
+	}
+	var cands []string
+	for _, e := range entries {
+		if !e.IsDir() && (strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
+			cands = append(cands, "policies/"+e.Name())
+		}
+	}
+	if len(cands) != 1 {
+		return "", ""
+	}
+	if base == "" {
+		return cands[0], fmt.Sprintf("components.policy.base is not set; using %s", cands[0])
+	}
+	return cands[0], fmt.Sprintf("policy base %q is not in the blueprint directory (NemoClaw resolves it inside OpenShell's image); using %s", base, cands[0])
+}
+
+// CheckGates refuses a blueprint whose min_runner_version is above this
+// nemoclaw's version.
+func CheckGates(b *Blueprint) error {
+	if b.MinRunnerVersion == "" {
+		return nil
+	}
+	want, err := version.NewSemver(b.MinRunnerVersion)
+	if err != nil {
+		return fmt.Errorf("min_runner_version %q: %w", b.MinRunnerVersion, err)
+	}
+	have := version.Must(version.NewSemver(RunnerVersion))
+	if have.LessThan(want) {
+		return &GateError{Field: "min_runner_version", Want: b.MinRunnerVersion, Have: RunnerVersion}
+	}
+	return nil
+}
+
+// GateError is a version gate the running nemoclaw does not meet.
+type GateError struct {
+	Field, Want, Have string
+}
+
+func (e *GateError) Error() string {
+	return fmt.Sprintf("blueprint needs nemoclaw >= %s (%s) but this is %s; upgrade nemoclaw or use an older blueprint version", e.Want, e.Field, e.Have)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func sortedNames(m map[string]*policy.Preset) []string { return sortedKeys(m) }
