@@ -1,0 +1,191 @@
+package signing
+
+import (
+	"bytes"
+	"crypto"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/sigstore/sigstore-go/pkg/verify"
+	"github.com/sigstore/sigstore/pkg/signature"
+)
+
+// timeZero leaves a trusted key's validity unbounded: a key is trusted until
+// it is removed from the trust policy.
+var timeZero time.Time
+
+// Identity is a keyless signer: the OIDC issuer and the certificate's
+// subject alternative name (an email, a workflow URI), each exact or a
+// regular expression.
+type Identity struct {
+	// Issuer is the exact OIDC issuer URL.
+	Issuer string `yaml:"issuer,omitempty" json:"issuer,omitempty"`
+	// IssuerRegexp matches the OIDC issuer when Issuer is empty.
+	IssuerRegexp string `yaml:"issuer_regexp,omitempty" json:"issuer_regexp,omitempty"`
+	// Subject is the exact certificate SAN.
+	Subject string `yaml:"subject,omitempty" json:"subject,omitempty"`
+	// SubjectRegexp matches the SAN when Subject is empty.
+	SubjectRegexp string `yaml:"subject_regexp,omitempty" json:"subject_regexp,omitempty"`
+}
+
+func (i Identity) String() string {
+	s, is := i.Subject, i.Issuer
+	if s == "" {
+		s = "~" + i.SubjectRegexp
+	}
+	if is == "" {
+		is = "~" + i.IssuerRegexp
+	}
+	return s + " from " + is
+}
+
+// TrustedKey is a public key trusted to sign, with the name it came from.
+type TrustedKey struct {
+	// Name is where the key came from (its file), for messages.
+	Name string
+	// Key is the public key.
+	Key crypto.PublicKey
+}
+
+// Requirement is what a blueprint's signature must satisfy: made by one of
+// Keys, or by one of Identities under TrustedRoot. It is built from a trust
+// policy rule or from one-off command-line flags.
+type Requirement struct {
+	// Keys are the trusted public keys.
+	Keys []TrustedKey
+	// Identities are the trusted keyless identities.
+	Identities []Identity
+	// TrustedRoot anchors keyless certificates, transparency logs and
+	// timestamps; required when Identities is not empty.
+	TrustedRoot root.TrustedMaterial
+	// DecidedBy names the rule or flags this requirement came from.
+	DecidedBy string
+}
+
+// Signer says who made a verified signature.
+type Signer struct {
+	// KeyFingerprint is set for key-based signatures ("sha256:<hex>").
+	KeyFingerprint string
+	// Issuer and Subject are set for keyless signatures.
+	Issuer, Subject string
+}
+
+// String is the signer as recorded in nemoclaw.lock: "key sha256:…" or
+// "SUBJECT (issuer ISSUER)".
+func (s Signer) String() string {
+	if s.KeyFingerprint != "" {
+		return "key " + s.KeyFingerprint
+	}
+	return s.Subject + " (issuer " + s.Issuer + ")"
+}
+
+// VerifyBundles checks that at least one of bundles (Sigstore bundle JSON)
+// is a valid signature over artifact by a signer r trusts. subject names the
+// artifact in errors (e.g. "host/repo@sha256:…").
+func (r *Requirement) VerifyBundles(subject string, bundles [][]byte, artifact []byte) (*Signer, error) {
+	if len(bundles) == 0 {
+		return nil, &VerificationError{
+			Subject:   subject,
+			Reason:    "no signature found (no Sigstore bundle referrer on the manifest)",
+			DecidedBy: r.DecidedBy,
+			Hint:      "sign it with 'nemoclaw blueprint sign REF --key PREFIX.key', or pass --insecure-skip-verify to accept an unsigned blueprint",
+		}
+	}
+	var reasons []string
+	for i, raw := range bundles {
+		var b bundle.Bundle
+		if err := b.UnmarshalJSON(raw); err != nil {
+			reasons = append(reasons, fmt.Sprintf("bundle %d: not a valid Sigstore bundle: %v", i+1, err))
+			continue
+		}
+		s, err := r.VerifyEntity(&b, artifact)
+		if err == nil {
+			return s, nil
+		}
+		reasons = append(reasons, fmt.Sprintf("bundle %d: %v", i+1, err))
+	}
+	return nil, &VerificationError{
+		Subject:   subject,
+		Reason:    "no signature verifies: " + strings.Join(reasons, "; "),
+		DecidedBy: r.DecidedBy,
+		Hint:      "check that the blueprint was signed by a trusted key or identity and not modified since, or update the trust policy",
+	}
+}
+
+// VerifyEntity verifies one signed entity (a parsed bundle, or a test
+// entity) over artifact against r. Its errors are plain; VerifyBundles wraps
+// them into a *VerificationError.
+func (r *Requirement) VerifyEntity(entity verify.SignedEntity, artifact []byte) (*Signer, error) {
+	vc, err := entity.VerificationContent()
+	if err != nil {
+		return nil, err
+	}
+	if vc.PublicKey() != nil {
+		return r.verifyKey(entity, artifact)
+	}
+	if vc.Certificate() != nil {
+		return r.verifyIdentity(entity, artifact)
+	}
+	return nil, errors.New("bundle has neither a public key hint nor a certificate")
+}
+
+func (r *Requirement) verifyKey(entity verify.SignedEntity, artifact []byte) (*Signer, error) {
+	if len(r.Keys) == 0 {
+		return nil, errors.New("signed with a key, but no public key is trusted here (only keyless identities)")
+	}
+	var errs []string
+	for _, k := range r.Keys {
+		v, err := signature.LoadVerifier(k.Key, crypto.SHA256)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", k.Name, err))
+			continue
+		}
+		ek := root.NewExpiringKey(v, timeZero, timeZero)
+		material := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) { return ek, nil })
+		verifier, err := verify.NewVerifier(material, verify.WithNoObserverTimestamps())
+		if err != nil {
+			return nil, err
+		}
+		_, err = verifier.Verify(entity, verify.NewPolicy(verify.WithArtifact(bytes.NewReader(artifact)), verify.WithKey()))
+		if err == nil {
+			return &Signer{KeyFingerprint: Fingerprint(k.Key)}, nil
+		}
+		errs = append(errs, fmt.Sprintf("not signed by %s: %v", k.Name, err))
+	}
+	return nil, errors.New(strings.Join(errs, "; "))
+}
+
+func (r *Requirement) verifyIdentity(entity verify.SignedEntity, artifact []byte) (*Signer, error) {
+	if len(r.Identities) == 0 {
+		return nil, errors.New("signed keylessly (certificate), but no keyless identity is trusted here (only keys)")
+	}
+	if r.TrustedRoot == nil {
+		return nil, errors.New("keyless signature needs a trusted root (--trusted-root FILE or trusted_root in the trust policy)")
+	}
+	opts := []verify.PolicyOption{}
+	for _, id := range r.Identities {
+		ci, err := verify.NewShortCertificateIdentity(id.Issuer, id.IssuerRegexp, id.Subject, id.SubjectRegexp)
+		if err != nil {
+			return nil, fmt.Errorf("identity %s: %w", id, err)
+		}
+		opts = append(opts, verify.WithCertificateIdentity(ci))
+	}
+	verifier, err := verify.NewVerifier(r.TrustedRoot, verify.WithTransparencyLog(1), verify.WithObserverTimestamps(1))
+	if err != nil {
+		return nil, err
+	}
+	res, err := verifier.Verify(entity, verify.NewPolicy(verify.WithArtifact(bytes.NewReader(artifact)), opts...))
+	if err != nil {
+		return nil, err
+	}
+	s := &Signer{}
+	if res.Signature != nil && res.Signature.Certificate != nil {
+		s.Subject = res.Signature.Certificate.SubjectAlternativeName
+		s.Issuer = res.Signature.Certificate.Extensions.Issuer
+	}
+	return s, nil
+}
