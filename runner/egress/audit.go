@@ -1,0 +1,157 @@
+package egress
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Event is one audit record: a single decision about a connection, request
+// or DNS query. It never carries bodies, query strings or secrets.
+type Event struct {
+	Time time.Time `json:"time"`
+	// Class is the OCSF-style class name ("Network Activity", "HTTP Activity", "DNS Activity").
+	Class    string `json:"class"`
+	Activity string `json:"activity"` // connect, request, upgrade, query
+	Decision string `json:"decision"` // allow, deny, audit
+	Sandbox  string `json:"sandbox,omitempty"`
+	Host     string `json:"host"`
+	Port     int    `json:"port,omitempty"`
+	Method   string `json:"method,omitempty"`
+	Path     string `json:"path,omitempty"` // canonical path, no query
+	Binary   string `json:"binary,omitempty"`
+	Pid      int    `json:"pid,omitempty"`
+	Rule     string `json:"rule,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	Status   int    `json:"status,omitempty"`
+	Gen      uint64 `json:"generation,omitempty"`
+	// Count is set on summary records: how many decisions they stand for.
+	Count int64 `json:"count,omitempty"`
+}
+
+// Summary is the deduplicated view of decisions per (host, port, binary).
+type Summary struct {
+	Host     string    `json:"host"`
+	Port     int       `json:"port"`
+	Binary   string    `json:"binary,omitempty"`
+	Decision string    `json:"decision"`
+	Count    int64     `json:"count"`
+	First    time.Time `json:"first"`
+	Last     time.Time `json:"last"`
+	Reason   string    `json:"reason,omitempty"`
+}
+
+// auditor writes audit lines (buffered, flushed every 200 ms and on close)
+// and keeps per-(host, port, binary, decision) counts. The first denial of a
+// key is logged to the operator's logger; repeats only count.
+type auditor struct {
+	log     *slog.Logger
+	sandbox string
+
+	mu   sync.Mutex
+	w    *bufio.Writer
+	sums map[string]*Summary
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newAuditor(w io.Writer, log *slog.Logger, sandbox string) *auditor {
+	a := &auditor{log: log, sandbox: sandbox, sums: map[string]*Summary{}, stop: make(chan struct{}), done: make(chan struct{})}
+	if w != nil {
+		a.w = bufio.NewWriterSize(w, 64<<10)
+	}
+	go a.flusher()
+	return a
+}
+
+func (a *auditor) flusher() {
+	defer close(a.done)
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-t.C:
+			a.mu.Lock()
+			if a.w != nil {
+				_ = a.w.Flush()
+			}
+			a.mu.Unlock()
+		}
+	}
+}
+
+func (a *auditor) record(e *Event) {
+	e.Time = time.Now().UTC()
+	e.Sandbox = a.sandbox
+	line, _ := json.Marshal(e)
+	key := e.Host + "\x00" + strconv.Itoa(e.Port) + "\x00" + e.Binary + "\x00" + e.Decision
+	a.mu.Lock()
+	if a.w != nil {
+		_, _ = a.w.Write(line)
+		_ = a.w.WriteByte('\n')
+	}
+	s, seen := a.sums[key]
+	if !seen {
+		s = &Summary{Host: e.Host, Port: e.Port, Binary: e.Binary, Decision: e.Decision, First: e.Time, Reason: e.Reason}
+		a.sums[key] = s
+	}
+	s.Count++
+	s.Last = e.Time
+	a.mu.Unlock()
+	if !seen && e.Decision != Allow {
+		a.log.Warn("egress "+e.Decision, "host", e.Host, "port", e.Port, "binary", e.Binary, "reason", e.Reason, "rule", e.Rule)
+	}
+}
+
+// summaries returns the deduplicated counts, most frequent first.
+func (a *auditor) summaries() []Summary {
+	a.mu.Lock()
+	out := make([]Summary, 0, len(a.sums))
+	for _, s := range a.sums {
+		out = append(out, *s)
+	}
+	a.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Host < out[j].Host
+	})
+	return out
+}
+
+// close writes one summary line per key and flushes.
+func (a *auditor) close() {
+	close(a.stop)
+	<-a.done
+	sums := a.summaries()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.w == nil {
+		return
+	}
+	for _, s := range sums {
+		line, _ := json.Marshal(&Event{Time: time.Now().UTC(), Class: "Network Activity", Activity: "summary",
+			Decision: s.Decision, Sandbox: a.sandbox, Host: s.Host, Port: s.Port, Binary: s.Binary, Count: s.Count, Reason: s.Reason})
+		_, _ = a.w.Write(line)
+		_ = a.w.WriteByte('\n')
+	}
+	_ = a.w.Flush()
+}
+
+// flush forces buffered lines out (tests and control "status").
+func (a *auditor) flush() {
+	a.mu.Lock()
+	if a.w != nil {
+		_ = a.w.Flush()
+	}
+	a.mu.Unlock()
+}

@@ -1,0 +1,114 @@
+package egress
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// authority is the per-sandbox interception CA. Its private key lives only
+// in this process's memory; the sandbox gets the certificate alone.
+type authority struct {
+	cert    *x509.Certificate
+	key     *ecdsa.PrivateKey
+	certPEM []byte
+	// leafKey is shared by all leaves: minting is then one signature.
+	leafKey *ecdsa.PrivateKey
+
+	mu    sync.Mutex
+	cache map[string]*tls.Certificate
+}
+
+const leafCacheMax = 4096
+
+func newAuthority(name string) (*authority, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate CA key: %w", err)
+	}
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate leaf key: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "nemoclaw sandbox CA " + name, Organization: []string{"nemoclaw"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.AddDate(1, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, fmt.Errorf("self-sign CA: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse CA: %w", err)
+	}
+	return &authority{
+		cert: cert, key: key, leafKey: leafKey,
+		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		cache:   map[string]*tls.Certificate{},
+	}, nil
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return n
+}
+
+// leaf returns a certificate for host, minted on first use and cached.
+func (a *authority) leaf(host string) (*tls.Certificate, error) {
+	now := time.Now()
+	a.mu.Lock()
+	c, ok := a.cache[host]
+	a.mu.Unlock()
+	if ok && now.Before(c.Leaf.NotAfter.Add(-time.Hour)) {
+		return c, nil
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: host},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(7 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, ip.AsSlice())
+	} else {
+		tmpl.DNSNames = []string{host}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, &a.leafKey.PublicKey, a.key)
+	if err != nil {
+		return nil, fmt.Errorf("mint certificate for %s: %w", host, err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("mint certificate for %s: %w", host, err)
+	}
+	c = &tls.Certificate{Certificate: [][]byte{der, a.cert.Raw}, PrivateKey: a.leafKey, Leaf: leaf}
+	a.mu.Lock()
+	if len(a.cache) >= leafCacheMax {
+		for k := range a.cache { // evict an arbitrary entry
+			delete(a.cache, k)
+			break
+		}
+	}
+	a.cache[host] = c
+	a.mu.Unlock()
+	return c, nil
+}

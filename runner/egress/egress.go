@@ -1,0 +1,428 @@
+// Package egress is the sandbox's egress policy proxy: every network byte an
+// agent sends leaves through it or not at all.
+//
+// The sandbox's network namespace has only a loopback interface; the proxy
+// serves listeners created inside it (127.0.0.1:3128 for HTTP proxying,
+// 127.0.0.1:53 for DNS) from the supervisor. It speaks HTTP CONNECT and
+// absolute-form forward proxying, terminates TLS with a per-sandbox CA when
+// an endpoint has L7 rules (HTTP/1.1 and h2 via ALPN), passes WebSocket
+// upgrades, and decides each connection and each request against the
+// sandbox's network policy: host patterns, ports, protocol, binaries
+// (advisory), method/path/query rules, deny rules, SSRF guards. Decisions are
+// written one JSON line each to an audit log; denials can wait for an
+// operator's approval; the policy can be replaced while the sandbox runs.
+package egress
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"os"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/nemoclaw/nemoclaw/runner/policy"
+)
+
+// Config configures a Proxy.
+type Config struct {
+	// Sandbox names the sandbox in audit records and denial hints.
+	Sandbox string
+	// Policy is the sandbox policy; its network_policies are enforced and its
+	// static sections (filesystem, landlock, process, resources) are locked.
+	Policy *policy.Policy
+	// Logger receives operator logs (first denial per host:port:binary, warnings).
+	Logger *slog.Logger
+	// AuditLog receives one JSON line per decision; nil disables the file.
+	AuditLog io.Writer
+	// UpstreamRoots verifies upstream TLS; nil means the system roots. Tests
+	// add their own CA here; production never does.
+	UpstreamRoots *x509.CertPool
+	// Resolver resolves upstream names; nil means net.DefaultResolver.
+	Resolver Resolver
+	// NetnsPid is a process inside the sandbox's network and pid namespaces,
+	// used to map a client socket to the program that owns it; 0 means this
+	// process's own namespaces.
+	NetnsPid int
+	// Approvals makes a request to a host:port no policy covers wait for an
+	// operator's decision instead of failing at once.
+	Approvals bool
+	// ApprovalTimeout bounds that wait (default 2 minutes).
+	ApprovalTimeout time.Duration
+	// ApprovalsFile stores approvals saved with --save (JSON); they are
+	// loaded when the proxy starts.
+	ApprovalsFile string
+	// LookupEnv reads the host environment for credential secrets (default
+	// os.LookupEnv).
+	LookupEnv func(string) (string, bool)
+}
+
+// Proxy is one sandbox's egress proxy. Create it with New, serve listeners
+// with Serve and ServeDNS, and Close it when the sandbox ends.
+type Proxy struct {
+	cfg      Config
+	log      *slog.Logger
+	gen      atomic.Pointer[generation]
+	genSeq   atomic.Uint64
+	reloadMu sync.Mutex
+	ca       *authority
+	phKey    [32]byte
+	resolver Resolver
+	dialer   *net.Dialer
+	tr       *http.Transport
+	rp       *httputil.ReverseProxy
+	audit    *auditor
+	appr     *approvals
+
+	outer, inner *http.Server
+	h2           *http2.Server
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	closers []io.Closer
+}
+
+// New validates cfg.Policy and builds a proxy with a fresh CA. Nothing is
+// listened on until Serve.
+func New(cfg Config) (*Proxy, error) {
+	if cfg.Policy == nil {
+		return nil, errors.New("egress: Config.Policy is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ApprovalTimeout <= 0 {
+		cfg.ApprovalTimeout = 2 * time.Minute
+	}
+	if cfg.LookupEnv == nil {
+		cfg.LookupEnv = os.LookupEnv
+	}
+	p := &Proxy{cfg: cfg, log: cfg.Logger, resolver: cfg.Resolver, conns: map[net.Conn]struct{}{}}
+	if p.resolver == nil {
+		p.resolver = net.DefaultResolver
+	}
+	if _, err := rand.Read(p.phKey[:]); err != nil {
+		return nil, fmt.Errorf("egress: placeholder key: %w", err)
+	}
+	ca, err := newAuthority(cfg.Sandbox)
+	if err != nil {
+		return nil, fmt.Errorf("egress: %w", err)
+	}
+	p.ca = ca
+	g, err := compile(cfg.Policy, p)
+	if err != nil {
+		return nil, fmt.Errorf("egress: policy: %w", err)
+	}
+	g.id = p.genSeq.Add(1)
+	for _, w := range g.warnings {
+		p.log.Warn("egress policy", "warning", w)
+	}
+	p.gen.Store(g)
+	p.audit = newAuditor(cfg.AuditLog, p.log, cfg.Sandbox)
+	p.appr = newApprovals(p)
+	if err := p.appr.load(); err != nil {
+		return nil, fmt.Errorf("egress: %w", err)
+	}
+
+	// No MPTCP: Landlock's TCP rules do not cover it, and there is no need.
+	p.dialer = &net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}
+	p.dialer.SetMultipathTCP(false)
+	p.tr = &http.Transport{
+		DialContext:           p.dialForward,
+		TLSClientConfig:       &tls.Config{RootCAs: cfg.UpstreamRoots, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   15 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: 0, // model calls can think for minutes
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:      rewrite,
+		Transport:    p.tr,
+		BufferPool:   bufPool{},
+		ErrorHandler: p.upstreamError,
+		ErrorLog:     slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+	p.outer = &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		ConnContext:       p.outerConnContext,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+	p.inner = &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		ConnContext:       innerConnContext,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+	p.h2 = &http2.Server{IdleTimeout: 5 * time.Minute}
+	return p, nil
+}
+
+// CACertPEM is the per-sandbox CA certificate (PEM) that the sandbox must
+// trust. The key never leaves this process.
+func (p *Proxy) CACertPEM() []byte { return p.ca.certPEM }
+
+// systemBundles are where distributions keep the system CA bundle.
+var systemBundles = []string{
+	"/etc/ssl/certs/ca-certificates.crt",
+	"/etc/pki/tls/certs/ca-bundle.crt",
+	"/etc/ssl/ca-bundle.pem",
+	"/etc/ssl/cert.pem",
+}
+
+// CABundle is the system CA bundle followed by the sandbox CA, for tools
+// that take one bundle file (SSL_CERT_FILE, CURL_CA_BUNDLE, ...).
+func (p *Proxy) CABundle() []byte {
+	for _, f := range systemBundles {
+		if b, err := os.ReadFile(f); err == nil {
+			out := append([]byte{}, b...)
+			if len(out) > 0 && out[len(out)-1] != '\n' {
+				out = append(out, '\n')
+			}
+			return append(out, p.ca.certPEM...)
+		}
+	}
+	return append([]byte{}, p.ca.certPEM...)
+}
+
+// Env is the environment a sandboxed program needs to use the proxy:
+// proxy variables in both cases, NO_PROXY for loopback, the CA bundle for
+// every common TLS stack, and one variable per credential placeholder.
+func (p *Proxy) Env(proxyURL, bundlePath, caPath string) []string {
+	env := []string{}
+	for _, k := range []string{"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"} {
+		env = append(env, k+"="+proxyURL)
+	}
+	env = append(env,
+		"NO_PROXY=localhost,127.0.0.1,::1", "no_proxy=localhost,127.0.0.1,::1",
+		"NODE_USE_ENV_PROXY=1",
+		"SSL_CERT_FILE="+bundlePath, "REQUESTS_CA_BUNDLE="+bundlePath,
+		"CURL_CA_BUNDLE="+bundlePath, "GIT_SSL_CAINFO="+bundlePath,
+		"NODE_EXTRA_CA_CERTS="+caPath,
+	)
+	seen := map[string]bool{}
+	for _, c := range p.gen.Load().creds {
+		if !seen[c.name] {
+			seen[c.name] = true
+			env = append(env, c.name+"="+c.placeholder)
+		}
+	}
+	return env
+}
+
+// Policy returns the network policy in force now.
+func (p *Proxy) Policy() *policy.Policy { return p.gen.Load().pol }
+
+// Generation is the number of the policy generation in force (1 at start,
+// +1 per successful reload).
+func (p *Proxy) Generation() uint64 { return p.gen.Load().id }
+
+// Reload replaces the network policy atomically. The whole new policy is
+// validated first; on any error the running generation stays. Static
+// sections may be omitted, or repeated unchanged; changing them is refused.
+func (p *Proxy) Reload(np *policy.Policy) error {
+	if np == nil {
+		return errors.New("reload: no policy")
+	}
+	p.reloadMu.Lock()
+	defer p.reloadMu.Unlock()
+	old := p.cfg.Policy
+	for _, f := range []struct {
+		name     string
+		new, old any
+		isNil    bool
+	}{
+		{"filesystem_policy", np.Filesystem, old.Filesystem, np.Filesystem == nil},
+		{"landlock", np.Landlock, old.Landlock, np.Landlock == nil},
+		{"process", np.Process, old.Process, np.Process == nil},
+		{"resources", np.Resources, old.Resources, np.Resources == nil},
+	} {
+		if !f.isNil && !reflect.DeepEqual(f.new, f.old) {
+			return fmt.Errorf("reload: %s is locked when the sandbox starts and cannot change live; remove it from the new policy or restart the sandbox with it", f.name)
+		}
+	}
+	merged := *np
+	merged.Filesystem, merged.Landlock, merged.Process, merged.Resources = old.Filesystem, old.Landlock, old.Process, old.Resources
+	g, err := compile(&merged, p)
+	if err != nil {
+		return fmt.Errorf("reload: %w (generation %d stays in force)", err, p.Generation())
+	}
+	g.id = p.genSeq.Add(1)
+	for _, w := range g.warnings {
+		p.log.Warn("egress policy", "warning", w)
+	}
+	p.gen.Store(g)
+	p.log.Info("egress policy reloaded", "generation", g.id, "groups", len(np.NetworkPolicies))
+	return nil
+}
+
+// AddPreset merges a preset's network policies into the running policy
+// (the preset wins on a key collision) and reloads.
+func (p *Proxy) AddPreset(pr *policy.Preset) error {
+	if pr == nil || len(pr.NetworkPolicies) == 0 {
+		return errors.New("add preset: the preset has no network_policies")
+	}
+	cur := p.Policy()
+	np := *cur
+	np.NetworkPolicies = make(map[string]*policy.NetworkPolicy, len(cur.NetworkPolicies)+len(pr.NetworkPolicies))
+	for k, v := range cur.NetworkPolicies {
+		np.NetworkPolicies[k] = v
+	}
+	for k, v := range pr.NetworkPolicies {
+		np.NetworkPolicies[k] = v
+	}
+	if err := p.Reload(&np); err != nil {
+		return fmt.Errorf("add preset %s: %w", pr.Meta.Name, err)
+	}
+	return nil
+}
+
+// Summaries returns the deduplicated decision counts per (host, port, binary).
+func (p *Proxy) Summaries() []Summary { return p.audit.summaries() }
+
+// FlushAudit writes buffered audit lines now.
+func (p *Proxy) FlushAudit() { p.audit.flush() }
+
+// Serve answers proxy connections on l until l is closed or Close is
+// called. l is normally the sandbox's 127.0.0.1:3128 listener.
+func (p *Proxy) Serve(l net.Listener) error {
+	err := p.outer.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops serving, closes every connection, and writes the audit
+// summaries.
+func (p *Proxy) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	conns := p.conns
+	p.conns = nil
+	closers := p.closers
+	p.mu.Unlock()
+	err := p.outer.Close()
+	_ = p.inner.Close()
+	for c := range conns {
+		_ = c.Close()
+	}
+	for _, c := range closers {
+		_ = c.Close()
+	}
+	p.appr.close()
+	p.tr.CloseIdleConnections()
+	p.audit.close()
+	return err
+}
+
+// track registers a hijacked connection so Close can end it.
+func (p *Proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *Proxy) untrack(c net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+}
+
+func (p *Proxy) addCloser(c io.Closer) {
+	p.mu.Lock()
+	p.closers = append(p.closers, c)
+	p.mu.Unlock()
+}
+
+// connInfo describes the client connection a request arrived on.
+type connInfo struct {
+	client netip.AddrPort
+	// tunnel is the CONNECT target when the request came through an
+	// intercepted tunnel; nil on the proxy's own listener.
+	tunnel *target
+	scheme string
+	peer   *peerCache
+}
+
+// peerCache resolves the client's program once per connection, lazily.
+type peerCache struct {
+	once  sync.Once
+	nsPid int
+	addr  netip.AddrPort
+	info  *peerInfo
+}
+
+func (c *peerCache) get() *peerInfo {
+	c.once.Do(func() {
+		pi, err := lookupPeer(c.nsPid, c.addr)
+		if err == nil {
+			c.info = pi
+		}
+	})
+	return c.info
+}
+
+type ctxKey int
+
+const (
+	connKey ctxKey = iota
+	fwdKey
+)
+
+func (p *Proxy) outerConnContext(ctx context.Context, c net.Conn) context.Context {
+	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	return context.WithValue(ctx, connKey, &connInfo{client: ap, peer: &peerCache{nsPid: p.cfg.NetnsPid, addr: ap}})
+}
+
+// ciConn carries the tunnel's connInfo into the inner server.
+type ciConn struct {
+	net.Conn
+	ci *connInfo
+}
+
+func innerConnContext(ctx context.Context, c net.Conn) context.Context {
+	switch cc := c.(type) {
+	case *ciConn:
+		return context.WithValue(ctx, connKey, cc.ci)
+	case *notifyConn:
+		return context.WithValue(ctx, connKey, cc.ci)
+	}
+	return ctx
+}
+
+// bufPool recycles 32 KiB copy buffers.
+type bufPool struct{}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufPool) Get() []byte  { return *(copyBufs.Get().(*[]byte)) }
+func (bufPool) Put(b []byte) { copyBufs.Put(&b) }

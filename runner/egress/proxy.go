@@ -1,0 +1,500 @@
+package egress
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// ServeHTTP is the proxy's request entry point, both for requests on the
+// proxy listener (CONNECT, absolute-form) and for requests read from an
+// intercepted tunnel.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ci, _ := r.Context().Value(connKey).(*connInfo)
+	if ci == nil {
+		http.Error(w, "no connection context", http.StatusInternalServerError)
+		return
+	}
+	if ci.tunnel != nil {
+		// The tunnel's target decides where we connect; a Host header that
+		// names another host would make the policy judge one host and the
+		// upstream serve another.
+		hh, hp, err := splitHostPort(r.Host, ci.tunnel.port)
+		if err != nil || !strings.EqualFold(strings.TrimSuffix(strings.Trim(hh, "[]"), "."), ci.tunnel.host) || hp != ci.tunnel.port {
+			if ht, err2 := parseTarget(hh, hp); err2 != nil || ht.host != ci.tunnel.host || hp != ci.tunnel.port {
+				p.denyRequest(w, r, ci, *ci.tunnel, &verdict{action: Deny,
+					reason:  fmt.Sprintf("Host header %q does not match the CONNECT target %s", clip(r.Host), ci.tunnel),
+					missing: "send requests for the host the tunnel was opened to"}, "")
+				return
+			}
+		}
+		p.handleRequest(w, r, ci, *ci.tunnel, ci.scheme)
+		return
+	}
+	switch {
+	case r.Method == http.MethodConnect:
+		p.handleConnect(w, r, ci)
+	case r.URL.IsAbs() && r.URL.Scheme == "http" && r.URL.Host != "":
+		host, port, err := splitHostPort(r.URL.Host, 80)
+		if err != nil {
+			p.badRequest(w, fmt.Sprintf("bad request target %q: %v", clip(r.URL.Host), err))
+			return
+		}
+		t, err := parseTarget(host, port)
+		if err != nil {
+			p.denyRequest(w, r, ci, target{host: clip(host), port: port}, &verdict{action: Deny, reason: err.Error(),
+				missing: "use the host's DNS name or its canonical dotted-quad address"}, "")
+			return
+		}
+		p.handleRequest(w, r, ci, t, "http")
+	case r.URL.IsAbs():
+		p.badRequest(w, fmt.Sprintf("scheme %q cannot be forwarded; use CONNECT for https and wss", r.URL.Scheme))
+	default:
+		p.badRequest(w, "this is nemoclaw's egress proxy: send proxy requests (set HTTP_PROXY/HTTPS_PROXY), not origin requests")
+	}
+}
+
+func (p *Proxy) badRequest(w http.ResponseWriter, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadRequest)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": "bad proxy request", "detail": msg})
+}
+
+// handleConnect decides a CONNECT at host:port level, then either tunnels
+// bytes (L4 endpoints) or terminates the tunnel to inspect requests.
+func (p *Proxy) handleConnect(w http.ResponseWriter, r *http.Request, ci *connInfo) {
+	host, port, err := splitHostPort(r.Host, 0)
+	if err != nil || port == 0 {
+		p.badRequest(w, fmt.Sprintf("CONNECT needs host:port, got %q", clip(r.Host)))
+		return
+	}
+	t, err := parseTarget(host, port)
+	if err != nil {
+		p.denyRequest(w, r, ci, target{host: clip(host), port: port}, &verdict{action: Deny, reason: err.Error(),
+			missing: "use the host's DNS name or its canonical dotted-quad address"}, "")
+		return
+	}
+	g := p.gen.Load()
+	cands, v := g.candidates(t, ci.peer.get, p.appr.granted())
+	if v != nil && v.noEndpoint && p.cfg.Approvals {
+		if p.waitApproval(r.Context(), t, ci, r.Method, "") {
+			g = p.gen.Load()
+			cands, v = g.candidates(t, ci.peer.get, p.appr.granted())
+		}
+	}
+	if v != nil {
+		p.denyRequest(w, r, ci, t, v, "")
+		return
+	}
+	if needsInspection(cands) {
+		conn, ok := p.hijack(w, ci, t)
+		if !ok {
+			return
+		}
+		p.record(&Event{Class: "Network Activity", Activity: "connect", Decision: Allow, Host: t.host, Port: t.port,
+			Rule: "inspect " + cands[0].ruleName(), Gen: g.id}, ci, cands)
+		go p.serveTunnel(conn, ci, t)
+		return
+	}
+	// L4 endpoint: dial a checked address and splice.
+	var (
+		up   net.Conn
+		last error
+		used *endpoint
+	)
+	for _, e := range cands {
+		up, last = p.dialChecked(r.Context(), t, e)
+		if last == nil {
+			used = e
+			break
+		}
+	}
+	if up == nil {
+		var se *ssrfError
+		if errors.As(last, &se) {
+			p.denyRequest(w, r, ci, t, &verdict{action: Deny, reason: se.Error(),
+				missing: fmt.Sprintf("allowed_ips covering the address on %s (loopback and private ranges must be named)", se.rule)}, "")
+			return
+		}
+		p.gatewayError(w, fmt.Sprintf("connect %s: %v", t, last))
+		return
+	}
+	p.record(&Event{Class: "Network Activity", Activity: "connect", Decision: Allow, Host: t.host, Port: t.port,
+		Rule: used.ruleName(), Gen: g.id}, ci, cands)
+	conn, ok := p.hijack(w, ci, t)
+	if !ok {
+		up.Close()
+		return
+	}
+	go p.splice(conn, up)
+}
+
+// hijack takes over the client connection after a CONNECT and confirms it.
+func (p *Proxy) hijack(w http.ResponseWriter, ci *connInfo, t target) (net.Conn, bool) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		p.badRequest(w, "CONNECT is only served on HTTP/1.1")
+		return nil, false
+	}
+	c, rw, err := hj.Hijack()
+	if err != nil {
+		return nil, false
+	}
+	if _, err := c.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+		c.Close()
+		return nil, false
+	}
+	if rw.Reader.Buffered() > 0 {
+		c = &peekConn{Conn: c, r: rw.Reader}
+	}
+	if !p.track(c) {
+		c.Close()
+		return nil, false
+	}
+	return c, true
+}
+
+// splice copies bytes both ways until either side is done.
+func (p *Proxy) splice(a, b net.Conn) {
+	defer p.untrack(a)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	cp := func(dst, src net.Conn) {
+		defer wg.Done()
+		_, _ = io.Copy(dst, src)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		} else {
+			_ = dst.Close()
+		}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	wg.Wait()
+	a.Close()
+	b.Close()
+}
+
+// peekConn is a conn whose first bytes were already read into r.
+type peekConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// serveTunnel reads the first byte of an inspected tunnel: a TLS handshake
+// is terminated with a leaf from the sandbox CA (h2 offered via ALPN),
+// anything else is served as plain HTTP.
+func (p *Proxy) serveTunnel(c net.Conn, outer *connInfo, t target) {
+	defer p.untrack(c)
+	br := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	first, err := br.Peek(1)
+	if err != nil {
+		c.Close()
+		return
+	}
+	pc := &peekConn{Conn: c, r: br}
+	ci := &connInfo{client: outer.client, tunnel: &t, scheme: "http", peer: outer.peer}
+	if first[0] != 0x16 {
+		_ = c.SetReadDeadline(time.Time{})
+		p.serveOne(&ciConn{Conn: pc, ci: ci})
+		return
+	}
+	tc := tls.Server(pc, &tls.Config{
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.ca.leaf(t.host) },
+		NextProtos:     []string{"h2", "http/1.1"},
+		MinVersion:     tls.VersionTLS12,
+	})
+	if err := tc.Handshake(); err != nil {
+		p.log.Debug("egress tls handshake", "host", t.host, "err", err)
+		c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	ci.scheme = "https"
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		ctx := context.WithValue(context.Background(), connKey, ci)
+		p.h2.ServeConn(tc, &http2.ServeConnOpts{Context: ctx, Handler: p, BaseConfig: p.inner})
+		tc.Close()
+		return
+	}
+	p.serveOne(&ciConn{Conn: tc, ci: ci})
+}
+
+// serveOne serves HTTP/1.1 on one already-accepted connection.
+func (p *Proxy) serveOne(c *ciConn) {
+	l := &oneConnListener{done: make(chan struct{})}
+	l.c = &notifyConn{ciConn: c, l: l}
+	_ = p.inner.Serve(l)
+}
+
+type oneConnListener struct {
+	mu   sync.Mutex
+	c    net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	c := l.c
+	l.c = nil
+	l.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	<-l.done
+	return nil, net.ErrClosed
+}
+
+func (l *oneConnListener) Close() error { l.once.Do(func() { close(l.done) }); return nil }
+func (l *oneConnListener) Addr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
+}
+
+// notifyConn ends the one-connection listener when its connection closes.
+type notifyConn struct {
+	*ciConn
+	l *oneConnListener
+}
+
+func (c *notifyConn) Close() error {
+	err := c.ciConn.Close()
+	_ = c.l.Close()
+	return err
+}
+
+// fwd is what the reverse proxy needs to forward one allowed request.
+type fwd struct {
+	t       target
+	ep      *endpoint
+	scheme  string
+	escPath string
+}
+
+// handleRequest evaluates one HTTP request and forwards it when allowed.
+func (p *Proxy) handleRequest(w http.ResponseWriter, r *http.Request, ci *connInfo, t target, scheme string) {
+	g := p.gen.Load()
+	cands, v := g.candidates(t, ci.peer.get, p.appr.granted())
+	if v != nil && v.noEndpoint && p.cfg.Approvals {
+		if p.waitApproval(r.Context(), t, ci, r.Method, requestPath(r)) {
+			g = p.gen.Load()
+			cands, v = g.candidates(t, ci.peer.get, p.appr.granted())
+		}
+	}
+	if v != nil {
+		p.denyRequest(w, r, ci, t, v, "")
+		return
+	}
+	slash := false
+	for _, e := range cands {
+		slash = slash || e.ep.AllowEncodedSlash
+	}
+	cp, err := Canonicalize(requestPath(r), slash)
+	if err != nil {
+		p.denyRequest(w, r, ci, t, &verdict{action: Deny, reason: err.Error(),
+			missing: "send the path in plain canonical form"}, "")
+		return
+	}
+	var q url.Values
+	if r.URL.RawQuery != "" {
+		q, _ = url.ParseQuery(r.URL.RawQuery)
+	}
+	ri := reqInfo{method: r.Method, path: cp, query: q, websocket: isWebSocket(r)}
+	v2 := decideRequest(cands, ri)
+	if v2.action == Deny {
+		p.denyRequest(w, r, ci, t, &v2, cp.String())
+		return
+	}
+	esc := cp.Escaped
+	if len(g.creds) > 0 {
+		var bound []*credBinding
+		if v2.ep != nil {
+			bound = v2.ep.creds
+		}
+		if name, err := substitute(r, &esc, bound, g.creds); err != nil {
+			p.denyRequest(w, r, ci, t, &verdict{action: Deny,
+				reason:  fmt.Sprintf("credential placeholder %s was sent to %s, which is not bound to it", name, t),
+				missing: fmt.Sprintf("send %s only to the endpoint whose credentials list it", name)}, cp.String())
+			return
+		}
+	}
+	act := "request"
+	if ri.websocket {
+		act = "upgrade"
+	}
+	p.record(&Event{Class: "HTTP Activity", Activity: act, Decision: v2.action, Host: t.host, Port: t.port,
+		Method: r.Method, Path: cp.String(), Rule: v2.rule, Reason: v2.reason, Gen: g.id}, ci, cands)
+	ctx := context.WithValue(r.Context(), fwdKey, &fwd{t: t, ep: v2.ep, scheme: scheme, escPath: esc})
+	p.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// requestPath is the raw path as the client sent it, without the query.
+func requestPath(r *http.Request) string {
+	u := r.RequestURI
+	if u == "" {
+		return r.URL.EscapedPath()
+	}
+	if !strings.HasPrefix(u, "/") {
+		if i := strings.Index(u, "://"); i >= 0 {
+			u = u[i+3:]
+			if j := strings.IndexByte(u, '/'); j >= 0 {
+				u = u[j:]
+			} else if j := strings.IndexByte(u, '?'); j >= 0 {
+				u = "/" + u[j:]
+			} else {
+				u = "/"
+			}
+		}
+	}
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		u = u[:i]
+	}
+	if i := strings.IndexByte(u, '#'); i >= 0 {
+		u = u[:i]
+	}
+	return u
+}
+
+func isWebSocket(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// rewrite points the outgoing request at the checked target with the
+// canonical path.
+func rewrite(pr *httputil.ProxyRequest) {
+	f := pr.In.Context().Value(fwdKey).(*fwd)
+	path, err := url.PathUnescape(f.escPath)
+	if err != nil {
+		path = f.escPath
+	}
+	hostport := f.t.String()
+	pr.Out.URL = &url.URL{Scheme: f.scheme, Host: hostport, Path: path, RawPath: f.escPath, RawQuery: pr.In.URL.RawQuery}
+	if (f.scheme == "https" && f.t.port == 443) || (f.scheme == "http" && f.t.port == 80) {
+		pr.Out.Host = f.t.host
+		if f.t.ip.Is6() {
+			pr.Out.Host = "[" + f.t.host + "]"
+		}
+	} else {
+		pr.Out.Host = hostport
+	}
+	// Keep the client's own identity headers out of upstream requests.
+	pr.Out.Header.Del("Forwarded")
+	pr.Out.Header.Del("X-Forwarded-For")
+	pr.Out.Header["User-Agent"] = pr.In.Header["User-Agent"]
+}
+
+// dialForward is the transport's dialer: only addresses checked against the
+// endpoint that allowed the request are dialled.
+func (p *Proxy) dialForward(ctx context.Context, network, addr string) (net.Conn, error) {
+	f, ok := ctx.Value(fwdKey).(*fwd)
+	if !ok || f.ep == nil {
+		return nil, fmt.Errorf("dial %s: no policy decision attached", addr)
+	}
+	return p.dialChecked(ctx, f.t, f.ep)
+}
+
+// upstreamError turns forwarding failures into 403 (SSRF) or 502.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	f, _ := r.Context().Value(fwdKey).(*fwd)
+	ci, _ := r.Context().Value(connKey).(*connInfo)
+	var se *ssrfError
+	if errors.As(err, &se) && f != nil && ci != nil {
+		cp, _ := Canonicalize(requestPath(r), true)
+		p.denyRequest(w, r, ci, f.t, &verdict{action: Deny, reason: se.Error(),
+			missing: fmt.Sprintf("allowed_ips covering the address on %s (loopback and private ranges must be named)", se.rule)}, cp.String())
+		return
+	}
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	target := ""
+	if f != nil {
+		target = f.t.String()
+	}
+	p.log.Debug("egress upstream", "target", target, "err", err)
+	p.gatewayError(w, fmt.Sprintf("upstream %s: %v", target, err))
+}
+
+func (p *Proxy) gatewayError(w http.ResponseWriter, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadGateway)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": "upstream unreachable", "detail": msg})
+}
+
+// Denial is the JSON body of every 403 the proxy sends.
+type Denial struct {
+	Error       string `json:"error"`
+	Detail      string `json:"detail"`
+	Host        string `json:"host"`
+	Port        int    `json:"port"`
+	Method      string `json:"method"`
+	Path        string `json:"path,omitempty"`
+	Binary      string `json:"binary,omitempty"`
+	RuleMissing string `json:"rule_missing"`
+	NextSteps   string `json:"next_steps"`
+}
+
+// denyRequest answers 403 with the JSON denial and records it.
+func (p *Proxy) denyRequest(w http.ResponseWriter, r *http.Request, ci *connInfo, t target, v *verdict, path string) {
+	pi := ci.peer.get()
+	d := Denial{Error: "egress denied by sandbox policy", Detail: v.reason, Host: t.host, Port: t.port,
+		Method: r.Method, Path: path, RuleMissing: v.missing, NextSteps: p.nextSteps(v)}
+	ev := &Event{Class: "HTTP Activity", Activity: "request", Decision: Deny, Host: t.host, Port: t.port,
+		Method: r.Method, Path: path, Rule: v.rule, Reason: v.reason, Status: http.StatusForbidden, Gen: p.Generation()}
+	if r.Method == http.MethodConnect {
+		ev.Class, ev.Activity = "Network Activity", "connect"
+	}
+	if pi != nil {
+		d.Binary, ev.Binary, ev.Pid = pi.exe, pi.exe, pi.pid
+	}
+	p.audit.record(ev)
+	body, _ := json.Marshal(d)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(http.StatusForbidden)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+func (p *Proxy) nextSteps(v *verdict) string {
+	sb := p.cfg.Sandbox
+	if sb == "" {
+		sb = "<sandbox>"
+	}
+	s := fmt.Sprintf("add %s to the policy and run `nemoclaw policy set %s FILE` (or `nemoclaw policy add %s PRESET`)", v.missing, sb, sb)
+	if v.noEndpoint && p.cfg.Approvals {
+		s += fmt.Sprintf("; or approve it with `nemoclaw policy approvals %s` and retry", sb)
+	}
+	return s
+}
+
+// record writes an allow decision, naming the binary only when some
+// candidate is binary-scoped (looking it up costs a /proc scan).
+func (p *Proxy) record(ev *Event, ci *connInfo, cands []*endpoint) {
+	for _, e := range cands {
+		if len(e.binaries) > 0 {
+			if pi := ci.peer.get(); pi != nil {
+				ev.Binary, ev.Pid = pi.exe, pi.pid
+			}
+			break
+		}
+	}
+	p.audit.record(ev)
+}
