@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -192,7 +193,13 @@ func sortedUnique(in []string) []string {
 
 // Canonical renders p in its canonical YAML form (Normalize, sorted keys).
 func Canonical(p *Policy) ([]byte, error) {
-	return yaml.Marshal(Normalize(p))
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(Normalize(p)); err != nil {
+		return nil, fmt.Errorf("encode policy: %w", err)
+	}
+	return buf.Bytes(), nil
 }
 
 // StaticFields names the policy sections locked at sandbox creation.

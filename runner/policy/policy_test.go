@@ -1,0 +1,290 @@
+package policy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nemoclaw/nemoclaw/runner/internal/strictyaml"
+)
+
+// TestInvalidPolicies checks that every invalid fixture is refused with an
+// error naming its file, the exact line and column, and what is wrong.
+func TestInvalidPolicies(t *testing.T) {
+	tests := []struct {
+		file      string
+		line, col int
+		want      string
+	}{
+		{"unknown-top", 4, 1, `unknown field "network_policy"; valid fields here: filesystem_policy`},
+		{"unknown-endpoint-field", 7, 9, `unknown field "method"`},
+		{"duplicate-key", 6, 3, `duplicate key "api" (first defined at line 3)`},
+		{"duplicate-field", 4, 3, `duplicate key "compatibility"`},
+		{"version-2", 1, 10, "value must be 1"},
+		{"version-missing", 1, 1, "missing property 'version'"},
+		{"version-string", 1, 10, `expected an integer, got the string "one"`},
+		{"relative-path", 5, 7, "does not match pattern '^/'"},
+		{"dotdot-path", 4, 7, "contains '..'"},
+		{"root-read-write", 5, 7, "'/' can never be read-write"},
+		{"landlock-mode", 3, 18, "'best_effort', 'hard_requirement'"},
+		{"port-zero", 6, 15, "minimum: got 0, want 1"},
+		{"port-too-big", 6, 22, "want 65,535"},
+		{"port-missing", 5, 9, "has no port"},
+		{"port-string", 6, 15, `expected an integer, got the string "https"`},
+		{"bare-star-host", 5, 15, "would allow every host"},
+		{"tld-wildcard", 5, 15, "wildcards a whole top-level domain"},
+		{"mid-wildcard", 5, 15, "wildcards must be the leftmost labels"},
+		{"host-with-scheme", 5, 15, "without scheme, port or path"},
+		{"rules-and-access", 7, 17, "rules and access are exclusive"},
+		{"bad-access", 7, 17, "'read-only', 'read-write', 'full'"},
+		{"bad-method", 8, 30, `method "FETCH" is not an HTTP method`},
+		{"relative-rule-path", 8, 41, "does not match pattern"},
+		{"rule-without-allow", 8, 13, `unknown field "deny"; valid fields here: allow`},
+		{"tcp-with-rules", 7, 19, "protocol tcp is a plain tunnel"},
+		{"passthrough-with-rules", 7, 14, "tls passthrough leaves the traffic encrypted"},
+		{"bad-protocol", 7, 19, "'rest', 'websocket', 'tcp'"},
+		{"bad-allowed-ip", 7, 23, `"10.0.0.300" is not an IP or CIDR`},
+		{"metadata-allowed-ip", 7, 23, "link-local"},
+		{"relative-binary", 7, 15, "does not match pattern '^/'"},
+		{"no-endpoints", 4, 5, `network policy "x" has no endpoints`},
+		{"credential-two-sources", 8, 13, "needs exactly one of env or file"},
+		{"bad-memory", 3, 11, `memory "lots" is not a positive byte quantity`},
+		{"endpoints-not-list", 5, 7, "expected a list, got a mapping"},
+		{"bool-as-string", 3, 20, `expected true or false, got the string "yes"`},
+		{"syntax-error", 4, 0, "did not find expected"},
+		{"two-documents", 2, 1, "more than one YAML document"},
+		{"empty", 1, 1, "document is empty"},
+		{"query-unknown", 12, 22, `unknown field "pattern"; valid fields here: any, glob`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			file := filepath.Join("testdata", "invalid", tt.file+".yaml")
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _, err := Check(file, data)
+			if err == nil {
+				t.Fatalf("Check accepted %s: %+v", file, p)
+			}
+			ps := strictyaml.AsProblems(err)
+			if len(ps) == 0 {
+				t.Fatalf("error is not located: %v", err)
+			}
+			got := ps[0]
+			if got.File != file || got.Line != tt.line || got.Column != tt.col {
+				t.Errorf("located at %s:%d:%d, want %s:%d:%d (%v)", got.File, got.Line, got.Column, file, tt.line, tt.col, got)
+			}
+			if !strings.Contains(got.Message, tt.want) {
+				t.Errorf("message %q does not contain %q", got.Message, tt.want)
+			}
+		})
+	}
+	entries, _ := os.ReadDir(filepath.Join("testdata", "invalid"))
+	if len(entries) != len(tests) {
+		t.Errorf("%d invalid fixtures but %d test cases: give every fixture an expectation", len(entries), len(tests))
+	}
+}
+
+// TestNemoClawFixtures loads NemoClaw's real policy and presets unchanged.
+func TestNemoClawFixtures(t *testing.T) {
+	// Copies of NemoClaw's files (Apache-2.0, NVIDIA), unchanged.
+	dir := filepath.Join("testdata", "valid")
+	data, err := os.ReadFile(filepath.Join(dir, "openclaw-sandbox.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := Check("openclaw-sandbox.yaml", data)
+	if err != nil {
+		t.Fatalf("NemoClaw policy rejected: %v", err)
+	}
+	if len(p.NetworkPolicies) != 9 || p.Process.RunAsUser != "sandbox" || p.Landlock.HardRequired() {
+		t.Errorf("decoded policy lost data: %d network policies, user %q", len(p.NetworkPolicies), p.Process.RunAsUser)
+	}
+	presets, _ := filepath.Glob(filepath.Join(dir, "presets", "*.yaml"))
+	if len(presets) < 9 {
+		t.Fatalf("found %d NemoClaw presets, want 9", len(presets))
+	}
+	for _, f := range presets {
+		data, _ := os.ReadFile(f)
+		pr, _, err := ParsePreset(f, data)
+		if err != nil {
+			t.Errorf("preset %s rejected: %v", f, err)
+			continue
+		}
+		if pr.Meta.Name == "" || len(pr.NetworkPolicies) == 0 {
+			t.Errorf("preset %s decoded empty", f)
+		}
+	}
+}
+
+func TestQueryMatcherForms(t *testing.T) {
+	p, err := Parse("q.yaml", []byte(`version: 1
+network_policies:
+  s:
+    endpoints:
+      - host: api.example.com
+        port: 443
+        rules:
+          - allow:
+              method: GET
+              path: /search
+              query:
+                a: "x*"
+                b: { glob: "y" }
+                c: { any: ["1", "2"] }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := p.NetworkPolicies["s"].Endpoints[0].Rules[0].Allow.Query
+	if got := q["a"].Patterns(); len(got) != 1 || got[0] != "x*" {
+		t.Errorf("a = %v", got)
+	}
+	if got := q["b"].Patterns(); len(got) != 1 || got[0] != "y" {
+		t.Errorf("b = %v", got)
+	}
+	if got := q["c"].Patterns(); len(got) != 2 {
+		t.Errorf("c = %v", got)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	_, warns, err := Check("w.yaml", []byte(`version: 1
+network_policies:
+  local:
+    endpoints:
+      - host: ollama.local
+        port: 11434
+        allowed_ips: [127.0.0.1]
+      - host: db.example.com
+        port: 5432
+        protocol: sql
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := warns.Error()
+	for _, want := range []string{"w.yaml:7:23", "opens a loopback or private range", "w.yaml:10:19", "protocol sql is inspected as plain HTTP"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("warnings %q lack %q", joined, want)
+		}
+	}
+}
+
+func TestMerge(t *testing.T) {
+	base := &Policy{Version: 1, NetworkPolicies: map[string]*NetworkPolicy{
+		"github": {Endpoints: []*Endpoint{{Host: "github.com", Port: 443, Access: AccessReadOnly}}},
+		"keep":   {Endpoints: []*Endpoint{{Host: "keep.example.com", Port: 443}}},
+	}}
+	pr := &Preset{Meta: PresetMeta{Name: "github"}, NetworkPolicies: map[string]*NetworkPolicy{
+		"github": {Endpoints: []*Endpoint{{Host: "github.com", Port: 443, Access: AccessFull}}},
+		"api":    {Endpoints: []*Endpoint{{Host: "api.github.com", Port: 443}}},
+	}}
+	got, cs := Merge(base, pr)
+	if len(cs) != 1 || cs[0].Key != "github" || !strings.Contains(cs[0].String(), `preset "github"`) {
+		t.Fatalf("collisions = %v, want one on github", cs)
+	}
+	if got.NetworkPolicies["github"].Endpoints[0].Access != AccessFull {
+		t.Error("the preset did not win the collision")
+	}
+	if len(got.NetworkPolicies) != 3 {
+		t.Errorf("merged %d groups, want 3", len(got.NetworkPolicies))
+	}
+	if base.NetworkPolicies["github"].Endpoints[0].Access != AccessReadOnly {
+		t.Error("Merge modified its input")
+	}
+	pr.NetworkPolicies["api"].Endpoints[0].Host = "changed"
+	if got.NetworkPolicies["api"].Endpoints[0].Host != "api.github.com" {
+		t.Error("Merge shares memory with the preset")
+	}
+}
+
+func TestNormalizeAndCanonical(t *testing.T) {
+	p := &Policy{Version: 1,
+		Filesystem: &FilesystemPolicy{ReadOnly: []string{"/usr", "/etc", "/usr"}},
+		NetworkPolicies: map[string]*NetworkPolicy{
+			"b": {Endpoints: []*Endpoint{{Host: "b.example.com", Port: 443}}},
+			"a": {Endpoints: []*Endpoint{{Host: "a.example.com", Ports: []int{80, 443}, Enforcement: Audit}}},
+		}}
+	n := Normalize(p)
+	e := n.NetworkPolicies["b"].Endpoints[0]
+	if e.Port != 0 || len(e.Ports) != 1 || e.Ports[0] != 443 || e.Enforcement != Enforce || e.Protocol != ProtoREST {
+		t.Errorf("endpoint not normalised: %+v", e)
+	}
+	if n.NetworkPolicies["b"].Name != "b" || n.Landlock.Compatibility != BestEffort {
+		t.Error("defaults not made explicit")
+	}
+	if got := n.Filesystem.ReadOnly; len(got) != 2 || got[0] != "/etc" {
+		t.Errorf("read_only = %v, want sorted and unique", got)
+	}
+	c1, err := Canonical(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse("canonical.yaml", c1)
+	if err != nil {
+		t.Fatalf("canonical form does not parse: %v\n%s", err, c1)
+	}
+	c2, _ := Canonical(back)
+	if string(c1) != string(c2) {
+		t.Errorf("canonical form is not a fixed point:\n%s\n---\n%s", c1, c2)
+	}
+	if strings.Index(string(c1), "a:") > strings.Index(string(c1), "b:") {
+		t.Error("network policies are not sorted by key")
+	}
+}
+
+func TestDiffStatic(t *testing.T) {
+	a := &Policy{Version: 1, Filesystem: &FilesystemPolicy{ReadOnly: []string{"/usr"}}, Process: &ProcessPolicy{RunAsUser: "sandbox"}}
+	b := Clone(a)
+	b.NetworkPolicies = map[string]*NetworkPolicy{"x": {Endpoints: []*Endpoint{{Host: "x.example.com", Port: 443}}}}
+	if d := DiffStatic(a, b); len(d) != 0 {
+		t.Errorf("network change reported as static: %v", d)
+	}
+	b.Filesystem.ReadOnly = append(b.Filesystem.ReadOnly, "/etc")
+	b.Process.RunAsUser = "root"
+	if d := DiffStatic(a, b); strings.Join(d, ",") != "filesystem_policy,process" {
+		t.Errorf("DiffStatic = %v, want filesystem_policy,process", d)
+	}
+}
+
+func TestCheckHostPattern(t *testing.T) {
+	tests := []struct {
+		host string
+		ok   bool
+	}{
+		{"api.example.com", true}, {"*.example.com", true}, {"**.example.com", true},
+		{"*.*.example.com", true}, {"127.0.0.1", true}, {"::1", true}, {"[::1]", true},
+		{"localhost", true}, {"*", false}, {"**", false}, {"*.com", false}, {"**.io", false},
+		{"a*.example.com", false}, {"api.*.com", false}, {"exa mple.com", false},
+		{"example.com:443", false}, {"a..b", false}, {"", false},
+	}
+	for _, tt := range tests {
+		err := CheckHostPattern(tt.host)
+		if (err == nil) != tt.ok {
+			t.Errorf("CheckHostPattern(%q) = %v, want ok=%v", tt.host, err, tt.ok)
+		}
+	}
+}
+
+func TestParseQuantities(t *testing.T) {
+	bytes := map[string]int64{"1024": 1024, "512Mi": 512 << 20, "2G": 2e9, "1.5Gi": 3 << 29, "100MB": 100e6}
+	for in, want := range bytes {
+		if got, err := ParseBytes(in); err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1", "lots", "0"} {
+		if _, err := ParseBytes(bad); err == nil {
+			t.Errorf("ParseBytes(%q) accepted", bad)
+		}
+	}
+	cpus := map[string]int64{"1": 1000, "1.5": 1500, "500m": 500}
+	for in, want := range cpus {
+		if got, err := ParseCPU(in); err != nil || got != want {
+			t.Errorf("ParseCPU(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+}
