@@ -90,9 +90,9 @@ type Proxy struct {
 	outer, inner *http.Server
 	h2           *http2.Server
 
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	closed  bool
 	closers []io.Closer
 }
 

@@ -247,7 +247,10 @@ func TestWebSocket(t *testing.T) {
 	t.Parallel()
 	_, port := newTLSUpstream(t)
 	h := newHarness(t, pol(map[string][]*policy.Endpoint{
-		"ws":   {ep("ws.test", port, loopOK, func(e *policy.Endpoint) { e.Protocol = "websocket"; e.Rules = []*policy.Rule{{Allow: &policy.Matcher{Method: "GET", Path: "/ws"}}} })},
+		"ws": {ep("ws.test", port, loopOK, func(e *policy.Endpoint) {
+			e.Protocol = "websocket"
+			e.Rules = []*policy.Rule{{Allow: &policy.Matcher{Method: "GET", Path: "/ws"}}}
+		})},
 		"rest": {ep("api.test", port, loopOK, rest, allow("GET", "/**"))},
 	}), nil)
 	d := websocket.Dialer{Proxy: http.ProxyURL(h.proxyURL), TLSClientConfig: tlsConfig(h.caPool), HandshakeTimeout: 10 * time.Second}

@@ -1,10 +1,15 @@
 package egress
 
 import (
+	"bufio"
+	"net/url"
+	"strings"
+
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"github.com/nemoclaw/nemoclaw/runner/policy"
 )
 
 type contextT = context.Context
@@ -12,3 +17,12 @@ type contextT = context.Context
 func tlsConfig(pool *x509.CertPool) *tls.Config { return &tls.Config{RootCAs: pool} }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+type (
+	policyMatcher = policy.Matcher
+	policyQuery   = policy.QueryMatcher
+)
+
+func parseQuery(s string) url.Values { v, _ := url.ParseQuery(s); return v }
+
+func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }
