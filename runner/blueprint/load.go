@@ -319,6 +319,13 @@ func (l *loader) resolveBase(base string) (file, note string) {
 		if st, err := fs.Stat(l.fsys, clean); err == nil && !st.IsDir() {
 			return clean, ""
 		}
+		// A missing file in a directory the blueprint has is a typo, not a
+		// path into OpenShell's image: no stand-in for it.
+		if top, _, nested := strings.Cut(clean, "/"); nested {
+			if st, err := fs.Stat(l.fsys, top); err == nil && st.IsDir() {
+				return "", ""
+			}
+		}
 	}
 	entries, err := fs.ReadDir(l.fsys, "policies")
 	if err != nil {

@@ -1,0 +1,80 @@
+# nemoclaw — build, test, bench and run.
+#
+#   make run     run the main job: apply the embedded default blueprint
+#   make test    run every test (installs what it needs)
+#   make bench   side-by-side benchmarks against the peer tools
+#
+# System packages are installed with apt-get when running as root; otherwise
+# the exact command to run is printed.
+
+SHELL        := /bin/bash
+GO           ?= go
+BIN          := $(CURDIR)/bin
+# go-nvml's cgo bindings use deprecated NVML symbols; keep the build quiet.
+export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
+LDFLAGS      := -s -w -X main.version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+# Packages needed to build (libseccomp) and by the end-to-end tests (the real
+# clients and servers the tests drive).
+DEPS_PKGS    := libseccomp-dev gcc pkg-config git curl python3 nodejs iproute2 docker-registry apache2-utils
+# Peers the benchmarks compare against.
+BENCH_PKGS   := bubblewrap firejail tinyproxy squid wrk hyperfine
+
+TEST_TIMEOUT ?= 20m
+FUZZTIME     ?= 60s
+ARGS         ?=
+
+.PHONY: all build test lint bench run deps bench-deps fuzz clean help
+
+all: build
+
+help:
+	@sed -n 's/^#\(.*\)/\1/p' Makefile | head -12
+
+define install_pkgs
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing system packages:$$missing"; \
+	    echo "run: sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+endef
+
+deps:
+	$(call install_pkgs,$(DEPS_PKGS))
+
+bench-deps: deps
+	$(call install_pkgs,$(BENCH_PKGS))
+
+build: deps
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/... ./plugins/...
+
+test: build
+	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench: bench-deps build
+	NEMOCLAW_BIN_DIR=$(BIN) bash bench/run.sh
+
+run: build
+	$(BIN)/nemoclaw blueprint apply $(ARGS)
+
+# Run every fuzz target for FUZZTIME each.
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf $(BIN)
