@@ -1,0 +1,72 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// StepError is a sandbox setup failure: Step names what was being done
+// ("landlock: restrict", "mount: /proc"), Err says why and Hint what the user
+// can do. Refused is true when policy, not a fault, stopped the start (for
+// example landlock.compatibility: hard_requirement on a kernel without the
+// needed Landlock ABI); the CLI maps it to exit code 3.
+type StepError struct {
+	Step    string `json:"step"`
+	Err     error  `json:"-"`
+	Hint    string `json:"hint,omitempty"`
+	Refused bool   `json:"refused,omitempty"`
+}
+
+// stepError is the wire form of StepError.
+type stepError struct {
+	Step    string `json:"step"`
+	Message string `json:"message"`
+	Hint    string `json:"hint,omitempty"`
+	Refused bool   `json:"refused,omitempty"`
+}
+
+// Error reads "sandbox: <step>: <cause>".
+func (e *StepError) Error() string {
+	return fmt.Sprintf("sandbox: %s: %v", e.Step, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *StepError) Unwrap() error { return e.Err }
+
+func stepErr(step string, err error) *StepError {
+	return &StepError{Step: step, Err: err, Hint: hintFor(step, err)}
+}
+
+func (e *StepError) wire() *stepError {
+	return &stepError{Step: e.Step, Message: e.Err.Error(), Hint: e.Hint, Refused: e.Refused}
+}
+
+func (w *stepError) err() *StepError {
+	return &StepError{Step: w.Step, Err: errors.New(w.Message), Hint: w.Hint, Refused: w.Refused}
+}
+
+// IsRefused reports whether err is a policy refusal (exit code 3).
+func IsRefused(err error) bool {
+	var se *StepError
+	return errors.As(err, &se) && se.Refused
+}
+
+// hintFor suggests what the user can do about a failed step.
+func hintFor(step string, err error) string {
+	switch {
+	case strings.HasPrefix(step, "landlock"):
+		return "check `nemoclaw doctor` for the kernel's Landlock ABI, or set landlock.compatibility: best_effort in the policy"
+	case strings.HasPrefix(step, "seccomp"):
+		return "the kernel must have CONFIG_SECCOMP_FILTER; check `nemoclaw doctor`"
+	case strings.HasPrefix(step, "namespace"):
+		return "unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces); run as root or enable them"
+	case strings.HasPrefix(step, "mount"):
+		return "the sandbox needs a mount namespace and the paths it binds; check that the workspace and --workdir exist"
+	case strings.HasPrefix(step, "exec"):
+		return "check the command name and that its directory is readable in the policy's filesystem_policy"
+	case strings.HasPrefix(step, "network"):
+		return "another listener may hold the port inside the sandbox; check network settings"
+	}
+	return ""
+}

@@ -1,0 +1,268 @@
+package sandbox
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nemoclaw/nemoclaw/runner/policy"
+)
+
+// ParseBytes parses a byte quantity: a plain number of bytes, or a number
+// with a decimal (k, M, G, T) or binary (Ki, Mi, Gi, Ti) suffix, e.g.
+// "512Mi", "2G", "1.5Gi". Suffixes are case-insensitive except that "m"
+// (milli) is refused as ambiguous.
+func ParseBytes(s string) (uint64, error) {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return 0, errors.New("empty byte quantity")
+	}
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') && t[i-1] != '.' {
+		i--
+	}
+	num, suf := t[:i], t[i:]
+	if suf == "m" {
+		return 0, fmt.Errorf("byte quantity %q: \"m\" is ambiguous; use M (10^6) or Mi (2^20)", s)
+	}
+	mult := float64(1)
+	switch strings.ToLower(suf) {
+	case "", "b":
+	case "k", "kb":
+		mult = 1e3
+	case "m", "mb":
+		mult = 1e6
+	case "g", "gb":
+		mult = 1e9
+	case "t", "tb":
+		mult = 1e12
+	case "ki", "kib":
+		mult = 1 << 10
+	case "mi", "mib":
+		mult = 1 << 20
+	case "gi", "gib":
+		mult = 1 << 30
+	case "ti", "tib":
+		mult = 1 << 40
+	default:
+		return 0, fmt.Errorf("byte quantity %q: unknown suffix %q (valid: k, M, G, T, Ki, Mi, Gi, Ti)", s, suf)
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return 0, fmt.Errorf("byte quantity %q: want a non-negative number with an optional suffix such as 512Mi", s)
+	}
+	b := v * mult
+	if b >= math.MaxUint64/2 {
+		return 0, fmt.Errorf("byte quantity %q: too large", s)
+	}
+	return uint64(b), nil
+}
+
+// ParseCPU parses a CPU quantity ("1.5", "2", "500m") into millicores.
+func ParseCPU(s string) (int, error) {
+	t := strings.TrimSpace(s)
+	if strings.HasSuffix(t, "m") {
+		n, err := strconv.Atoi(strings.TrimSuffix(t, "m"))
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("cpu quantity %q: want a positive number of millicores such as 500m", s)
+		}
+		return n, nil
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v <= 0 || v > 1e6 || math.IsNaN(v) {
+		return 0, fmt.Errorf("cpu quantity %q: want a positive number of CPUs such as 1.5 or 500m", s)
+	}
+	return int(math.Ceil(v * 1000)), nil
+}
+
+// CgroupInfo says whether sandboxes can get their own cgroup v2 with the
+// memory and pids controllers (delegation) — what `nemoclaw doctor` shows.
+type CgroupInfo struct {
+	// Dir is this process's cgroup v2 directory ("" when none is mounted).
+	Dir string
+	// Controllers are the controllers available in Dir.
+	Controllers []string
+	// Delegated is true when Dir is writable and offers memory and pids.
+	Delegated bool
+	// Reason explains a false Delegated in one sentence.
+	Reason string
+}
+
+// CgroupDelegation inspects /proc/self/mountinfo and /proc/self/cgroup.
+func CgroupDelegation() CgroupInfo {
+	mnt, err := cgroup2Mount()
+	if err != nil {
+		return CgroupInfo{Reason: err.Error()}
+	}
+	rel := ""
+	if b, err := os.ReadFile("/proc/self/cgroup"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "0::") {
+				rel = strings.TrimPrefix(line, "0::")
+			}
+		}
+	}
+	dir := filepath.Join(mnt, rel)
+	info := CgroupInfo{Dir: dir}
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+	if err != nil {
+		info.Reason = fmt.Sprintf("cannot read %s: %v", filepath.Join(dir, "cgroup.controllers"), err)
+		return info
+	}
+	info.Controllers = strings.Fields(string(b))
+	have := map[string]bool{}
+	for _, c := range info.Controllers {
+		have[c] = true
+	}
+	switch {
+	case !have["memory"] || !have["pids"]:
+		info.Reason = fmt.Sprintf("cgroup v2 at %s offers controllers [%s], not memory and pids (they may be bound to cgroup v1)", dir, strings.Join(info.Controllers, " "))
+	case unix.Access(dir, unix.W_OK) != nil || unix.Access(filepath.Join(dir, "cgroup.subtree_control"), unix.W_OK) != nil:
+		info.Reason = fmt.Sprintf("cgroup %s is not writable by this user (no delegation)", dir)
+	default:
+		info.Delegated = true
+	}
+	return info
+}
+
+// cgroup2Mount finds the cgroup v2 mount point.
+func cgroup2Mount() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", fmt.Errorf("read mountinfo: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		for i, fl := range fields {
+			if fl == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 {
+				return fields[4], nil
+			}
+		}
+	}
+	return "", errors.New("no cgroup v2 filesystem is mounted")
+}
+
+// resourcePlan is how a policy's resources are enforced for one sandbox.
+type resourcePlan struct {
+	rlimits []rlimitSpec
+	// cgroupDir is the sandbox's own cgroup when delegation worked.
+	cgroupDir string
+	// memory is the byte limit (also bounds the private tmpfs mounts).
+	memory uint64
+	// summary says what applied, for the run's log.
+	summary []string
+}
+
+// planResources decides between cgroup v2 and rlimits and creates the
+// cgroup when it can. cg is the delegation state; name names the cgroup.
+func planResources(r *policy.Resources, cg CgroupInfo, name string) (*resourcePlan, error) {
+	rp := &resourcePlan{rlimits: []rlimitSpec{{Resource: unix.RLIMIT_CORE, Name: "RLIMIT_CORE", Value: 0}}}
+	if r == nil {
+		r = &policy.Resources{}
+	}
+	var mem uint64
+	var cpuMilli int
+	var err error
+	if r.Memory != "" {
+		if mem, err = ParseBytes(r.Memory); err != nil {
+			return nil, fmt.Errorf("resources.memory: %w", err)
+		}
+		rp.memory = mem
+	}
+	if r.CPU != "" {
+		if cpuMilli, err = ParseCPU(r.CPU); err != nil {
+			return nil, fmt.Errorf("resources.cpu: %w", err)
+		}
+	}
+	if r.Pids < 0 || r.OpenFiles < 0 {
+		return nil, fmt.Errorf("resources: pids and open_files must be positive")
+	}
+	if r.OpenFiles > 0 {
+		rp.rlimits = append(rp.rlimits, rlimitSpec{Resource: unix.RLIMIT_NOFILE, Name: "RLIMIT_NOFILE", Value: uint64(r.OpenFiles)})
+		rp.summary = append(rp.summary, fmt.Sprintf("open_files=%d via RLIMIT_NOFILE", r.OpenFiles))
+	}
+	if mem == 0 && r.Pids == 0 && cpuMilli == 0 {
+		return rp, nil
+	}
+	if cg.Delegated {
+		dir, err := makeCgroup(cg.Dir, "nemoclaw-"+name, mem, r.Pids, cpuMilli)
+		if err == nil {
+			rp.cgroupDir = dir
+			rp.summary = append(rp.summary, fmt.Sprintf("memory/pids/cpu via cgroup v2 %s", dir))
+			return rp, nil
+		}
+		rp.summary = append(rp.summary, fmt.Sprintf("cgroup v2 delegation failed (%v); falling back to rlimits", err))
+	} else {
+		rp.summary = append(rp.summary, "cgroup v2 not delegated ("+cg.Reason+"); using rlimits")
+	}
+	if mem > 0 {
+		// RLIMIT_DATA counts private writable memory (heap, anonymous
+		// mappings) but not the PROT_NONE reservations of Go and V8,
+		// which RLIMIT_AS would; it is per process.
+		rp.rlimits = append(rp.rlimits, rlimitSpec{Resource: unix.RLIMIT_DATA, Name: "RLIMIT_DATA", Value: mem})
+		rp.summary = append(rp.summary, fmt.Sprintf("memory=%d bytes via RLIMIT_DATA (per process; private tmpfs sized to match)", mem))
+	}
+	if r.Pids > 0 {
+		rp.rlimits = append(rp.rlimits, rlimitSpec{Resource: unix.RLIMIT_NPROC, Name: "RLIMIT_NPROC", Value: uint64(r.Pids)})
+		rp.summary = append(rp.summary, fmt.Sprintf("pids=%d via RLIMIT_NPROC (counts every task of the sandbox user)", r.Pids))
+	}
+	if cpuMilli > 0 {
+		rp.summary = append(rp.summary, fmt.Sprintf("cpu=%s NOT applied: a CPU rate limit needs a delegated cgroup v2 with the cpu controller", r.CPU))
+	}
+	return rp, nil
+}
+
+// makeCgroup creates parent/leaf with the given limits.
+func makeCgroup(parent, leaf string, mem uint64, pids, cpuMilli int) (string, error) {
+	want := []string{"+memory", "+pids"}
+	if cpuMilli > 0 {
+		want = append(want, "+cpu")
+	}
+	sub := filepath.Join(parent, "cgroup.subtree_control")
+	cur, _ := os.ReadFile(sub)
+	for _, w := range want {
+		if !strings.Contains(" "+string(cur)+" ", " "+w[1:]+" ") {
+			if err := os.WriteFile(sub, []byte(w), 0); err != nil {
+				return "", fmt.Errorf("enable %s in %s: %w", w[1:], sub, err)
+			}
+		}
+	}
+	dir := filepath.Join(parent, leaf)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("create cgroup %s: %w", dir, err)
+	}
+	write := func(file, v string) error {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(v), 0); err != nil {
+			_ = os.Remove(dir)
+			return fmt.Errorf("write %s: %w", filepath.Join(dir, file), err)
+		}
+		return nil
+	}
+	if mem > 0 {
+		if err := write("memory.max", strconv.FormatUint(mem, 10)); err != nil {
+			return "", err
+		}
+		// Without swap accounting the file is absent; memory.max still holds.
+		_ = os.WriteFile(filepath.Join(dir, "memory.swap.max"), []byte("0"), 0)
+	}
+	if pids > 0 {
+		if err := write("pids.max", strconv.Itoa(pids)); err != nil {
+			return "", err
+		}
+	}
+	if cpuMilli > 0 {
+		if err := write("cpu.max", fmt.Sprintf("%d 100000", cpuMilli*100)); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}

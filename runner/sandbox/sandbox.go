@@ -1,0 +1,642 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nemoclaw/nemoclaw/runner/policy"
+)
+
+// Workdir is where the workspace appears inside every sandbox.
+const Workdir = "/sandbox"
+
+// DefaultProxyPort is the in-sandbox port of the egress proxy listener.
+const DefaultProxyPort = 3128
+
+// mappedID is the uid and gid a policy user that does not exist on the host
+// (NemoClaw's "sandbox") is mapped to.
+const mappedID = 10001
+
+// File is a file bind-mounted read-only at Path inside the sandbox (for
+// example /etc/resolv.conf or a CA bundle). Path must exist in the sandbox's
+// view of the host, or lie in one of its own directories (/tmp, /run, /dev).
+type File struct {
+	Path string
+	Data []byte
+}
+
+// NetworkConfig asks for listening sockets created inside the sandbox's
+// network namespace, to be served from outside by the egress proxy.
+type NetworkConfig struct {
+	// Proxy creates a TCP listener on 127.0.0.1:ProxyPort.
+	Proxy bool
+	// ProxyPort defaults to DefaultProxyPort.
+	ProxyPort int
+	// DNS creates UDP and TCP listeners on 127.0.0.1:53.
+	DNS bool
+}
+
+// WindowSize is a terminal size in character cells.
+type WindowSize struct {
+	Rows, Cols uint16
+}
+
+// Config describes one sandbox run.
+type Config struct {
+	// Name is the sandbox's name and hostname; generated ("sb-<hex>") if empty.
+	Name string
+	// Workdir is the host directory mounted at /sandbox; default
+	// $Home/sandboxes/<Name>/workspace (created, and removed by Close
+	// unless KeepWorkspace).
+	Workdir string
+	// Policy is the sandbox policy (required).
+	Policy *policy.Policy
+	// Command is the agent's argv; a bare name is looked up in the agent's PATH.
+	Command []string
+	// Env is added to the agent's minimal environment (PATH, HOME, USER,
+	// HOSTNAME, TERM, LANG); the host's environment is never inherited.
+	Env []string
+	// Stdin, Stdout and Stderr are the agent's streams (nil: /dev/null).
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// TTY runs the agent on a new pseudo-terminal whose other side is
+	// copied to and from Stdin and Stdout; the caller puts its own
+	// terminal in raw mode.
+	TTY bool
+	// WindowSize is the pseudo-terminal's initial size.
+	WindowSize *WindowSize
+	// Files are bind-mounted read-only into the sandbox.
+	Files []File
+	// Network asks for in-sandbox listeners.
+	Network NetworkConfig
+	// Logger receives the run's log (nil: discarded).
+	Logger *slog.Logger
+	// Home is $NEMOCLAW_HOME.
+	Home string
+	// KeepWorkspace keeps a generated workspace after Close.
+	KeepWorkspace bool
+	// InitPath is the binary re-executed in init mode; it must call
+	// MaybeInit first thing. Default: the running executable.
+	InitPath string
+}
+
+// Sandbox is a running sandbox.
+type Sandbox struct {
+	name    string
+	log     *slog.Logger
+	cmd     *exec.Cmd
+	status  *os.File
+	ptm     *os.File
+	ptyDone chan struct{}
+
+	proxyLn net.Listener
+	dnsPC   net.PacketConn
+	dnsLn   net.Listener
+
+	removeDir string
+	filesDir  string
+	cgroupDir string
+
+	done     chan struct{}
+	code     int
+	waitErr  error
+	stopCtx  func() bool
+	closeOne sync.Once
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+
+// Start builds the sandbox and starts cfg.Command in it. It returns once the
+// agent runs (or with the *StepError of the failed setup step). Cancelling
+// ctx kills the sandbox.
+func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Policy == nil {
+		return nil, stepErr("config", errors.New("a policy is required"))
+	}
+	if len(cfg.Command) == 0 {
+		return nil, stepErr("config", errors.New("no command to run"))
+	}
+	name := cfg.Name
+	if name == "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		name = "sb-" + hex.EncodeToString(b[:])
+	}
+	if !nameRE.MatchString(name) {
+		return nil, stepErr("config", fmt.Errorf("name %q: want 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", name))
+	}
+	home := cfg.Home
+	if home == "" {
+		return nil, stepErr("config", errors.New("Home ($NEMOCLAW_HOME) is required"))
+	}
+	sb := &Sandbox{name: name, log: log.With("sandbox", name), done: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			sb.cleanup()
+		}
+	}()
+
+	rootless := os.Geteuid() != 0
+	uid, gid, mapNote, err := resolveIDs(cfg.Policy.Process, rootless)
+	if err != nil {
+		return nil, stepErr("process", err)
+	}
+	if mapNote != "" {
+		sb.log.Info(mapNote)
+	}
+
+	// Workspace.
+	sbDir := filepath.Join(home, "sandboxes", name)
+	ws := cfg.Workdir
+	if ws == "" {
+		ws = filepath.Join(sbDir, "workspace")
+		if err := os.MkdirAll(ws, 0o700); err != nil {
+			return nil, stepErr("workspace", err)
+		}
+		if !cfg.KeepWorkspace {
+			sb.removeDir = sbDir
+		}
+	}
+	if ws, err = filepath.Abs(ws); err != nil {
+		return nil, stepErr("workspace", err)
+	}
+	if fi, err := os.Stat(ws); err != nil || !fi.IsDir() {
+		if err == nil {
+			err = errors.New("not a directory")
+		}
+		return nil, stepErr("workspace", fmt.Errorf("%s: %w", ws, err))
+	}
+	if !rootless {
+		// The agent runs as uid:gid; give it its workspace (the top
+		// directory only: a --workdir's contents keep their owners).
+		if err := os.Chown(ws, uid, gid); err != nil {
+			return nil, stepErr("workspace", fmt.Errorf("chown %s to %d:%d: %w", ws, uid, gid, err))
+		}
+	}
+
+	// Files, and a passwd/group entry for a mapped user.
+	files := cfg.Files
+	if mapNote != "" {
+		files = append(files, identityFiles(cfg.Policy.Process, uid, gid, files)...)
+	}
+	var binds []bindSpec
+	var filePaths []string
+	if len(files) > 0 {
+		sb.filesDir = filepath.Join(sbDir, "files")
+		if err := os.MkdirAll(sb.filesDir, 0o755); err != nil {
+			return nil, stepErr("files", err)
+		}
+		for i, f := range files {
+			if !filepath.IsAbs(f.Path) {
+				return nil, stepErr("files", fmt.Errorf("%q: path must be absolute", f.Path))
+			}
+			src := filepath.Join(sb.filesDir, strconv.Itoa(i))
+			if err := os.WriteFile(src, f.Data, 0o644); err != nil {
+				return nil, stepErr("files", err)
+			}
+			binds = append(binds, bindSpec{Src: src, Dst: filepath.Clean(f.Path)})
+			filePaths = append(filePaths, filepath.Clean(f.Path))
+		}
+	}
+
+	// Landlock.
+	abi := landlockABI()
+	nc := cfg.Network
+	if nc.ProxyPort == 0 {
+		nc.ProxyPort = DefaultProxyPort
+	}
+	plan, notes, err := planLandlock(cfg.Policy, abi, nc, filePaths)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range notes {
+		sb.log.Warn(n)
+	}
+	sb.log.Debug("landlock", "abi", abi, "rules", len(plan.Rules), "scoped", plan.Scoped != 0, "tcp_rules", len(plan.Ports))
+
+	bpf, err := seccompProgram()
+	if err != nil {
+		return nil, stepErr("seccomp: build", err)
+	}
+
+	res, err := planResources(cfg.Policy.Resources, CgroupDelegation(), name)
+	if err != nil {
+		return nil, stepErr("resources", err)
+	}
+	sb.cgroupDir = res.cgroupDir
+	for _, s := range res.summary {
+		sb.log.Info("resources: " + s)
+	}
+	tmpSize := ""
+	if res.memory > 0 {
+		tmpSize = strconv.FormatUint(res.memory, 10)
+	}
+
+	sp := spec{
+		Name:        name,
+		Workspace:   ws,
+		Binds:       binds,
+		Argv:        cfg.Command,
+		Env:         agentEnv(cfg, name, uid, rootless),
+		Dir:         Workdir,
+		SetIDs:      !rootless,
+		UID:         uid,
+		GID:         gid,
+		TTY:         cfg.TTY,
+		TmpSize:     tmpSize,
+		MemfdNoexec: !rootless,
+		Landlock:    plan,
+		Seccomp:     bpf,
+		Rlimits:     res.rlimits,
+	}
+	if cfg.Network.Proxy {
+		sp.Network.ProxyPort = nc.ProxyPort
+	}
+	sp.Network.DNS = cfg.Network.DNS
+
+	if err := sb.launch(ctx, cfg, sp, rootless, uid, gid); err != nil {
+		return nil, err
+	}
+	ok = true
+	return sb, nil
+}
+
+// launch starts the init and waits for it to report ready.
+func (sb *Sandbox) launch(ctx context.Context, cfg Config, sp spec, rootless bool, uid, gid int) error {
+	self := cfg.InitPath
+	if self == "" {
+		self = "/proc/self/exe"
+	}
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return stepErr("launch", err)
+	}
+	defer specR.Close()
+	defer specW.Close()
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return stepErr("launch", err)
+	}
+	sb.status = os.NewFile(uintptr(pair[0]), "sandbox-status")
+	child := os.NewFile(uintptr(pair[1]), "sandbox-status-child")
+	defer child.Close()
+
+	cmd := exec.Command(self, initArg)
+	cmd.Env = []string{} // the host environment never enters the sandbox
+	cmd.ExtraFiles = []*os.File{specR, child}
+	if cfg.TTY {
+		ptm, pts, err := openPTY(cfg.WindowSize)
+		if err != nil {
+			return stepErr("tty", err)
+		}
+		sb.ptm = ptm
+		defer pts.Close()
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
+	} else {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = cfg.Stdin, cfg.Stdout, cfg.Stderr
+	}
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS)
+	attr := &syscall.SysProcAttr{
+		Setsid:    true,
+		Pdeathsig: syscall.SIGKILL,
+	}
+	if rootless {
+		flags |= unix.CLONE_NEWUSER
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: os.Getuid(), Size: 1}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: os.Getgid(), Size: 1}}
+		attr.GidMappingsEnableSetgroups = false
+		// The init is the mapped (non-zero) uid; ambient capabilities
+		// keep its namespace-scoped rights across the exec.
+		attr.AmbientCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_NET_BIND_SERVICE, unix.CAP_SETPCAP, unix.CAP_KILL, unix.CAP_SYS_RESOURCE, unix.CAP_DAC_OVERRIDE}
+	}
+	attr.Cloneflags = flags
+	if sb.cgroupDir != "" {
+		cg, err := os.Open(sb.cgroupDir)
+		if err != nil {
+			return stepErr("cgroup", err)
+		}
+		defer cg.Close()
+		attr.UseCgroupFD = true
+		attr.CgroupFD = int(cg.Fd())
+	}
+	cmd.SysProcAttr = attr
+	if err := cmd.Start(); err != nil {
+		return stepErr("namespace: start init", err)
+	}
+	sb.cmd = cmd
+	child.Close()
+	specR.Close()
+	if cctx := ctx; cctx != nil && cctx.Done() != nil {
+		sb.stopCtx = context.AfterFunc(cctx, func() { _ = cmd.Process.Kill() })
+	}
+
+	go func() {
+		_ = json.NewEncoder(specW).Encode(&sp)
+		specW.Close()
+	}()
+
+	msg, fds, err := sb.recv()
+	if err != nil {
+		return sb.initDied(err)
+	}
+	if msg.Error != nil {
+		_ = cmd.Wait()
+		return msg.Error.err()
+	}
+	if !msg.Ready {
+		return sb.initDied(errors.New("unexpected status message"))
+	}
+	for _, n := range msg.Notes {
+		sb.log.Warn(n)
+	}
+	if err := sb.adoptListeners(msg.Listeners, fds); err != nil {
+		return stepErr("network: listeners", err)
+	}
+	if sb.ptm != nil {
+		sb.ptyDone = make(chan struct{})
+		if cfg.Stdin != nil {
+			go func() { _, _ = io.Copy(sb.ptm, cfg.Stdin) }()
+		}
+		go func() {
+			defer close(sb.ptyDone)
+			out := cfg.Stdout
+			if out == nil {
+				out = io.Discard
+			}
+			_, _ = io.Copy(out, sb.ptm) // ends with EIO when the last slave closes
+		}()
+	}
+	sb.log.Debug("sandbox running", "init_pid", cmd.Process.Pid)
+	go sb.waitLoop()
+	return nil
+}
+
+// initDied turns a lost status socket into an error that says how the init ended.
+func (sb *Sandbox) initDied(cause error) error {
+	_ = sb.cmd.Process.Kill()
+	werr := sb.cmd.Wait()
+	return stepErr("init", fmt.Errorf("exited before the sandbox was ready (%v; status socket: %v)", werr, cause))
+}
+
+// recv reads one status message and any file descriptors riding with it.
+func (sb *Sandbox) recv() (*statusMsg, []int, error) {
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(8*4))
+	n, oobn, _, _, err := unix.Recvmsg(int(sb.status.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n == 0 {
+		return nil, nil, io.EOF
+	}
+	var fds []int
+	if oobn > 0 {
+		cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, c := range cmsgs {
+			rights, err := unix.ParseUnixRights(&c)
+			if err == nil {
+				fds = append(fds, rights...)
+			}
+		}
+	}
+	var msg statusMsg
+	if err := json.Unmarshal(buf[:n], &msg); err != nil {
+		return nil, nil, fmt.Errorf("decode status: %w", err)
+	}
+	return &msg, fds, nil
+}
+
+func (sb *Sandbox) adoptListeners(names []string, fds []int) error {
+	if len(names) != len(fds) {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return fmt.Errorf("init sent %d sockets for %d listeners", len(fds), len(names))
+	}
+	for i, n := range names {
+		f := os.NewFile(uintptr(fds[i]), n)
+		var err error
+		switch n {
+		case lnProxy:
+			sb.proxyLn, err = net.FileListener(f)
+		case lnDNSTCP:
+			sb.dnsLn, err = net.FileListener(f)
+		case lnDNSUDP:
+			sb.dnsPC, err = net.FilePacketConn(f)
+		}
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// waitLoop collects the agent's exit status from the init, then the init.
+func (sb *Sandbox) waitLoop() {
+	var st *exitStatus
+	for {
+		msg, fds, err := sb.recv()
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		if err != nil {
+			break
+		}
+		if msg.Exit != nil {
+			st = msg.Exit
+			break
+		}
+	}
+	werr := sb.cmd.Wait()
+	if sb.ptyDone != nil {
+		<-sb.ptyDone
+	}
+	switch {
+	case st != nil:
+		sb.code = st.Code
+		if st.Signal != 0 {
+			sb.log.Info("agent killed by signal", "signal", unix.SignalName(syscall.Signal(st.Signal)))
+		}
+	default:
+		sb.code = 128 + int(syscall.SIGKILL)
+		if ws, ok := sb.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Exited() {
+			sb.code = ws.ExitStatus()
+		}
+		sb.waitErr = fmt.Errorf("sandbox: init: ended without reporting the agent's status (%v)", werr)
+	}
+	close(sb.done)
+}
+
+// Name returns the sandbox's name.
+func (sb *Sandbox) Name() string { return sb.name }
+
+// Pid returns the host pid of the sandbox's init (its pid 1). Every process
+// of the sandbox is a descendant of it.
+func (sb *Sandbox) Pid() int { return sb.cmd.Process.Pid }
+
+// ProxyListener returns the listener on the sandbox's 127.0.0.1:ProxyPort, or
+// nil when Network.Proxy was not requested. The caller serves and closes it.
+func (sb *Sandbox) ProxyListener() net.Listener { return sb.proxyLn }
+
+// DNSPacketConn returns the UDP socket on the sandbox's 127.0.0.1:53, or nil.
+func (sb *Sandbox) DNSPacketConn() net.PacketConn { return sb.dnsPC }
+
+// DNSListener returns the TCP listener on the sandbox's 127.0.0.1:53, or nil.
+func (sb *Sandbox) DNSListener() net.Listener { return sb.dnsLn }
+
+// Wait waits for the agent to exit and returns its exit code (128+signal
+// when a signal killed it). The error is non-nil only when the sandbox
+// itself failed.
+func (sb *Sandbox) Wait() (int, error) {
+	<-sb.done
+	return sb.code, sb.waitErr
+}
+
+// Done is closed when the sandbox has exited.
+func (sb *Sandbox) Done() <-chan struct{} { return sb.done }
+
+// Signal sends sig to the agent's process group (through the init).
+func (sb *Sandbox) Signal(sig os.Signal) error {
+	select {
+	case <-sb.done:
+		return os.ErrProcessDone
+	default:
+	}
+	return sb.cmd.Process.Signal(sig)
+}
+
+// ResizeTTY sets the pseudo-terminal's size; the kernel sends SIGWINCH to
+// the agent's foreground job. It does nothing without a TTY.
+func (sb *Sandbox) ResizeTTY(ws WindowSize) error {
+	if sb.ptm == nil {
+		return nil
+	}
+	return unix.IoctlSetWinsize(int(sb.ptm.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: ws.Rows, Col: ws.Cols})
+}
+
+// Close kills whatever still runs, waits for the init, closes the listeners
+// and removes the generated workspace (unless kept) and the cgroup.
+func (sb *Sandbox) Close() error {
+	var err error
+	sb.closeOne.Do(func() {
+		select {
+		case <-sb.done:
+		default:
+			_ = sb.cmd.Process.Kill()
+			<-sb.done
+		}
+		err = sb.cleanup()
+	})
+	return err
+}
+
+func (sb *Sandbox) cleanup() error {
+	var errs []error
+	if sb.stopCtx != nil {
+		sb.stopCtx()
+	}
+	for _, c := range []io.Closer{sb.proxyLn, sb.dnsLn, sb.dnsPC} {
+		if c != nil && !isNilCloser(c) {
+			_ = c.Close()
+		}
+	}
+	if sb.status != nil {
+		sb.status.Close()
+	}
+	if sb.ptm != nil {
+		sb.ptm.Close()
+	}
+	if sb.cgroupDir != "" {
+		if err := os.Remove(sb.cgroupDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", sb.cgroupDir, err))
+		}
+	}
+	if sb.filesDir != "" {
+		_ = os.RemoveAll(sb.filesDir)
+	}
+	if sb.removeDir != "" {
+		if err := os.RemoveAll(sb.removeDir); err != nil {
+			errs = append(errs, fmt.Errorf("remove workspace %s: %w", sb.removeDir, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isNilCloser(c io.Closer) bool {
+	switch v := c.(type) {
+	case net.Listener:
+		return v == nil
+	case net.PacketConn:
+		return v == nil
+	}
+	return false
+}
+
+// agentEnv is the agent's whole environment: a minimal base plus cfg.Env.
+func agentEnv(cfg Config, name string, uid int, rootless bool) []string {
+	user := "sandbox"
+	if cfg.Policy.Process != nil && cfg.Policy.Process.RunAsUser != "" {
+		user = cfg.Policy.Process.RunAsUser
+	}
+	if _, err := strconv.Atoi(user); err == nil {
+		user = lookupName("/etc/passwd", uid, user)
+	}
+	term := "dumb"
+	if cfg.TTY {
+		term = "xterm-256color"
+		if t := os.Getenv("TERM"); t != "" {
+			term = t
+		}
+	}
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=" + Workdir,
+		"USER=" + user,
+		"LOGNAME=" + user,
+		"HOSTNAME=" + name,
+		"TERM=" + term,
+		"LANG=C.UTF-8",
+		"NEMOCLAW_SANDBOX=" + name,
+	}
+	// cfg.Env overrides the base.
+	idx := map[string]int{}
+	for i, kv := range env {
+		idx[strings.SplitN(kv, "=", 2)[0]] = i
+	}
+	for _, kv := range cfg.Env {
+		k := strings.SplitN(kv, "=", 2)[0]
+		if i, ok := idx[k]; ok {
+			env[i] = kv
+			continue
+		}
+		idx[k] = len(env)
+		env = append(env, kv)
+	}
+	return env
+}

@@ -1,0 +1,79 @@
+package sandbox
+
+// initArg is argv[1] of the hidden init mode.
+const initArg = "__sandbox-init"
+
+// Inherited file descriptors of the init process.
+const (
+	specFD   = 3 // read end of the spec pipe
+	statusFD = 4 // init's end of the status socketpair
+)
+
+// spec is everything the init needs, sent as JSON on the spec pipe. Host
+// paths are absolute paths as the launcher sees them.
+type spec struct {
+	Name      string     `json:"name"`
+	Workspace string     `json:"workspace"`
+	Binds     []bindSpec `json:"binds,omitempty"`
+	Argv      []string   `json:"argv"`
+	Env       []string   `json:"env"`
+	Dir       string     `json:"dir"`
+	// SetIDs is true when the init runs as real root and must switch the
+	// agent to UID/GID; rootless inits already are the mapped id.
+	SetIDs bool `json:"set_ids"`
+	UID    int  `json:"uid"`
+	GID    int  `json:"gid"`
+	TTY    bool `json:"tty"`
+	// TmpSize bounds the private tmpfs mounts ("" = kernel default).
+	TmpSize     string       `json:"tmp_size,omitempty"`
+	MemfdNoexec bool         `json:"memfd_noexec"`
+	Landlock    landlockPlan `json:"landlock"`
+	Seccomp     []byte       `json:"seccomp"`
+	Rlimits     []rlimitSpec `json:"rlimits,omitempty"`
+	Network     netSpec      `json:"network"`
+}
+
+// bindSpec bind-mounts host file Src read-only at Dst inside the sandbox.
+type bindSpec struct {
+	Src string `json:"src"`
+	Dst string `json:"dst"`
+}
+
+// netSpec lists the listeners the init creates inside the network namespace.
+type netSpec struct {
+	ProxyPort int  `json:"proxy_port,omitempty"` // 0: no proxy listener
+	DNS       bool `json:"dns,omitempty"`
+}
+
+// rlimitSpec is one setrlimit call.
+type rlimitSpec struct {
+	Resource int    `json:"resource"`
+	Name     string `json:"name"`
+	Value    uint64 `json:"value"`
+}
+
+// statusMsg is one message on the status socket, init to launcher.
+type statusMsg struct {
+	// Error is set when a setup step failed; the init exits after sending it.
+	Error *stepError `json:"error,omitempty"`
+	// Ready is set once the agent runs; listener fds ride along (SCM_RIGHTS)
+	// in the order Listeners names them.
+	Ready     bool     `json:"ready,omitempty"`
+	Listeners []string `json:"listeners,omitempty"`
+	Notes     []string `json:"notes,omitempty"`
+	// Exit is set when the agent has exited and the sandbox is torn down.
+	Exit *exitStatus `json:"exit,omitempty"`
+}
+
+// exitStatus is how the agent ended.
+type exitStatus struct {
+	Code   int `json:"code"`
+	Signal int `json:"signal,omitempty"`
+}
+
+// Listener names in statusMsg.Listeners.
+const (
+	lnProxy  = "proxy-tcp"
+	lnDNSUDP = "dns-udp"
+	lnDNSTCP = "dns-tcp"
+)
