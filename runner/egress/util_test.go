@@ -3,6 +3,7 @@ package egress
 import (
 	"bufio"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"context"
@@ -26,3 +27,5 @@ type (
 func parseQuery(s string) url.Values { v, _ := url.ParseQuery(s); return v }
 
 func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }
+
+func itoa(n int) string { return strconv.Itoa(n) }
