@@ -1,0 +1,149 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+)
+
+// nemoclawFixture is NemoClaw's real blueprint, copied unchanged.
+var nemoclawFixture = filepath.Join("..", "blueprint", "testdata", "nemoclaw-blueprint")
+
+// run executes nemoclaw with args and returns stdout, stderr and exit code.
+func run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	t.Setenv("NEMOCLAW_HOME", t.TempDir())
+	err := Execute(context.Background(), Options{Args: args, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb})
+	return out.String(), errb.String(), ExitCode(err)
+}
+
+func TestValidateAndPlan(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code int
+		out  []string
+	}{
+		{"validate default", []string{"blueprint", "validate"}, 0, []string{"embedded:default is valid", "version 0.1.0"}},
+		{"validate nemoclaw", []string{"blueprint", "validate", nemoclawFixture}, 0, []string{"is valid", "findings", "min_openshell_version"}},
+		{"validate json", []string{"blueprint", "validate", nemoclawFixture, "-o", "json"}, 0, []string{`"valid": true`, `"version": "0.1.0"`}},
+		{"validate invalid", []string{"blueprint", "validate", filepath.Join("testdata", "nope")}, 1, nil},
+		{"plan default", []string{"blueprint", "plan"}, 0, []string{"sandbox    agent", "inference  profile nvidia", "preflight", "landlock"}},
+		{"plan nemoclaw", []string{"blueprint", "plan", nemoclawFixture, "--profile", "vllm"}, 0, []string{"profile vllm", "openclaw-sandbox.yaml", "api.anthropic.com:443"}},
+		{"plan nemoclaw json", []string{"blueprint", "plan", nemoclawFixture, "-o", "json"}, 0, []string{`"profile": "default"`, `"preflight"`}},
+		{"plan unknown profile", []string{"blueprint", "plan", "--profile", "nope"}, 2, nil},
+		{"policy show", []string{"policy", "show"}, 0, []string{"version: 1", "enforcement: enforce", "inference.local"}},
+		{"policy show json", []string{"policy", "show", nemoclawFixture, "-o", "json"}, 0, []string{`"network_policies"`, `"nim_service"`}},
+		{"policy validate preset", []string{"policy", "validate", filepath.Join(nemoclawFixture, "policies", "presets", "telegram.yaml")}, 0, []string{"preset", "is valid"}},
+		{"policy validate invalid", []string{"policy", "validate", filepath.Join("..", "policy", "testdata", "invalid", "tld-wildcard.yaml")}, 1, nil},
+		{"bad output", []string{"blueprint", "plan", "-o", "xml"}, 2, nil},
+		{"unknown flag", []string{"blueprint", "validate", "--bogus"}, 2, nil},
+		{"too many args", []string{"blueprint", "validate", "a", "b"}, 2, nil},
+		{"version", []string{"version"}, 0, []string{"nemoclaw "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, code := run(t, tt.args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, out, errOut)
+			}
+			for _, w := range tt.out {
+				if !strings.Contains(out, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out)
+				}
+			}
+			if tt.code != 0 && errOut == "" && !strings.Contains(tt.name, "invalid") {
+				t.Error("a failure printed no explanation")
+			}
+			if strings.Contains(errOut, "goroutine ") || strings.Contains(errOut, "panic") {
+				t.Errorf("stack trace on stderr: %s", errOut)
+			}
+		})
+	}
+}
+
+func TestPlanJSONIsStructured(t *testing.T) {
+	out, _, code := run(t, "blueprint", "plan", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	var p struct {
+		Sandbox struct{ Name string }
+		Policy  struct {
+			Network []struct{ Key string }
+		}
+		Inference struct{ Profile, Plugin string }
+	}
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatalf("plan JSON: %v\n%s", err, out)
+	}
+	if p.Sandbox.Name != "agent" || p.Inference.Plugin != "nemoclaw-inference-nvidia" || len(p.Policy.Network) != 1 {
+		t.Errorf("plan JSON = %+v", p)
+	}
+}
+
+func TestInvalidValidateJSONLocatesErrors(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "blueprint.yaml"), "version: \"1.0.0\"\nprofiles: [x]\ncomponents:\n  policy: {base: policies/p.yaml}\n")
+	writeFile(t, filepath.Join(dir, "policies", "p.yaml"), "version: 1\n")
+	out, _, code := run(t, "blueprint", "validate", dir, "-o", "json")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	var res validationResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Valid || len(res.Errors) == 0 || res.Errors[0].Line != 2 || !strings.Contains(res.Errors[0].Message, `profile "x"`) {
+		t.Errorf("result = %+v", res)
+	}
+}
+
+// TestHelpEverywhere runs --help on every command: each must succeed and say
+// what it does.
+func TestHelpEverywhere(t *testing.T) {
+	root := NewRoot(&App{Home: t.TempDir()})
+	var walk func(c *cobra.Command)
+	var paths [][]string
+	walk = func(c *cobra.Command) {
+		if c.Hidden {
+			return
+		}
+		paths = append(paths, strings.Fields(c.CommandPath())[1:])
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(root)
+	if len(paths) < 8 {
+		t.Fatalf("only %d commands found", len(paths))
+	}
+	for _, p := range paths {
+		out, errOut, code := run(t, append(p, "--help")...)
+		if code != 0 {
+			t.Errorf("%v --help: exit %d: %s", p, code, errOut)
+		}
+		if !strings.Contains(out, "Usage:") {
+			t.Errorf("%v --help printed no usage", p)
+		}
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	if ExitCode(nil) != 0 || ExitCode(Usage(errString("x"))) != 2 || ExitCode(Refused(errString("x"))) != 3 || ExitCode(errString("x")) != 1 {
+		t.Error("exit code mapping is wrong")
+	}
+	if ExitCode(ExitStatus(42)) != 42 || ExitStatus(0) != nil {
+		t.Error("ExitStatus does not carry the code")
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
