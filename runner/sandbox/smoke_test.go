@@ -26,7 +26,7 @@ func TestSmoke(t *testing.T) {
 	sb, err := Start(context.Background(), Config{
 		Policy: testPolicy(), Home: t.TempDir(),
 		Command: []string{"/bin/sh", "-c", "id; hostname; pwd; cat /proc/self/status | grep -E 'Cap|NoNew|Seccomp'; ls /; echo hi > /sandbox/x; cat /sandbox/x; cat /etc/shadow; exit 7"},
-		Stdout: &out, Stderr: &errb, Name: "smoke",
+		Stdout:  &out, Stderr: &errb, Name: "smoke",
 	})
 	if err != nil {
 		t.Fatal(err)

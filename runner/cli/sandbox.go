@@ -1,0 +1,237 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/nemoclaw/nemoclaw/runner/blueprint"
+	"github.com/nemoclaw/nemoclaw/runner/policy"
+	"github.com/nemoclaw/nemoclaw/runner/sandbox"
+)
+
+func init() { register(func(app *App) *cobra.Command { return newSandboxCmd(app) }) }
+
+// SandboxHook lets other subsystems (egress) join a sandbox run.
+type SandboxHook interface {
+	Prepare(app *App, cfg *sandbox.Config) error // before Start: add env/files/listeners
+	Attach(app *App, sb *sandbox.Sandbox) error  // after Start: serve listeners
+	Close() error                                // after the sandbox exits
+}
+
+// sandboxHooks are appended to from init() in other files; `sandbox run`
+// calls each one.
+var sandboxHooks []func() SandboxHook
+
+// sandboxRunOpts are the flags of `nemoclaw sandbox run`.
+type sandboxRunOpts struct {
+	policyFile, workdir, name string
+	tty, noTTY, keep          bool
+	memory, cpus              string
+	pids                      int
+}
+
+func newSandboxCmd(app *App) *cobra.Command {
+	sb := &cobra.Command{
+		Use:   "sandbox",
+		Short: "Run commands in an ad-hoc sandbox",
+		Args:  noArgs,
+		RunE:  groupHelp,
+	}
+	sb.AddCommand(newSandboxRunCmd(app))
+	return sb
+}
+
+func newSandboxRunCmd(app *App) *cobra.Command {
+	var o sandboxRunOpts
+	cmd := &cobra.Command{
+		Use:   "run [flags] -- CMD [ARGS...]",
+		Short: "Run a command in a sandbox without a blueprint",
+		Long: `Run starts CMD inside nemoclaw's isolation stack — namespaces (user when not
+root, mount, pid, net, ipc, uts), a fresh root with /sandbox as the workspace,
+Landlock, seccomp, no capabilities and resource limits — under the policy
+given with --policy, or the embedded default blueprint's policy.
+
+The exit code is CMD's own (128+N when signal N killed it). A failed setup
+step prints "sandbox: <step>: <cause>" and exits 1, or 3 when the policy
+refused to start (for example landlock.compatibility: hard_requirement on a
+kernel without the needed Landlock ABI).`,
+		Example: `  nemoclaw sandbox run -- bash
+  nemoclaw sandbox run --policy my-policy.yaml --workdir . -- python3 agent.py
+  nemoclaw sandbox run --memory 1Gi --pids 128 -- make test`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return Usage(errors.New("no command given: put it after --, e.g. `nemoclaw sandbox run -- bash`"))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runSandbox(cmd.Context(), app, &o, args)
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	f := cmd.Flags()
+	f.StringVar(&o.policyFile, "policy", "", "policy YAML file (default: the embedded default blueprint's policy)")
+	f.StringVar(&o.workdir, "workdir", "", "host directory mounted at /sandbox (default: $NEMOCLAW_HOME/sandboxes/<name>/workspace)")
+	f.StringVar(&o.name, "name", "", "sandbox name and hostname (default: sb-<random>)")
+	f.BoolVar(&o.tty, "tty", false, "run on a pseudo-terminal (default: when stdin and stdout are terminals)")
+	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")
+	f.BoolVar(&o.keep, "keep", false, "keep the generated workspace after the run")
+	f.StringVar(&o.memory, "memory", "", "memory limit, e.g. 512Mi (overrides the policy's resources.memory)")
+	f.IntVar(&o.pids, "pids", 0, "process limit (overrides resources.pids)")
+	f.StringVar(&o.cpus, "cpus", "", "CPU limit, e.g. 1.5 or 500m (overrides resources.cpu; needs cgroup v2)")
+	return cmd
+}
+
+// loadRunPolicy reads --policy or the default blueprint's policy and applies
+// the resource overrides.
+func loadRunPolicy(o *sandboxRunOpts) (*policy.Policy, error) {
+	var pol *policy.Policy
+	var err error
+	if o.policyFile != "" {
+		pol, err = policy.LoadFile(o.policyFile)
+	} else {
+		pol, err = blueprint.DefaultPolicy()
+	}
+	if err != nil {
+		return nil, err
+	}
+	pol = policy.Clone(pol)
+	if o.memory != "" || o.pids != 0 || o.cpus != "" {
+		if pol.Resources == nil {
+			pol.Resources = &policy.Resources{}
+		}
+		if o.memory != "" {
+			if _, err := sandbox.ParseBytes(o.memory); err != nil {
+				return nil, Usage(fmt.Errorf("--memory: %w", err))
+			}
+			pol.Resources.Memory = o.memory
+		}
+		if o.pids < 0 {
+			return nil, Usage(fmt.Errorf("--pids %d: want a positive number", o.pids))
+		}
+		if o.pids > 0 {
+			pol.Resources.Pids = o.pids
+		}
+		if o.cpus != "" {
+			if _, err := sandbox.ParseCPU(o.cpus); err != nil {
+				return nil, Usage(fmt.Errorf("--cpus: %w", err))
+			}
+			pol.Resources.CPU = o.cpus
+		}
+	}
+	return pol, nil
+}
+
+func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string) error {
+	if o.tty && o.noTTY {
+		return Usage(errors.New("--tty and --no-tty exclude each other"))
+	}
+	pol, err := loadRunPolicy(o)
+	if err != nil {
+		return err
+	}
+	stdin, _ := app.In.(*os.File)
+	stdout, _ := app.Out.(*os.File)
+	isTerm := stdin != nil && term.IsTerminal(int(stdin.Fd()))
+	useTTY := o.tty || (!o.noTTY && isTerm && stdout != nil && term.IsTerminal(int(stdout.Fd())))
+	cfg := sandbox.Config{
+		Name:          o.name,
+		Workdir:       o.workdir,
+		Policy:        pol,
+		Command:       args,
+		Stdin:         app.In,
+		Stdout:        app.Out,
+		Stderr:        app.Err,
+		TTY:           useTTY,
+		Logger:        app.Logger,
+		Home:          app.Home,
+		KeepWorkspace: o.keep,
+	}
+	if useTTY && isTerm {
+		if w, h, err := term.GetSize(int(stdin.Fd())); err == nil {
+			cfg.WindowSize = &sandbox.WindowSize{Rows: uint16(h), Cols: uint16(w)}
+		}
+	}
+	var hooks []SandboxHook
+	defer func() {
+		for _, h := range hooks {
+			if err := h.Close(); err != nil {
+				app.Logger.Warn("sandbox hook close", "err", err)
+			}
+		}
+	}()
+	for _, ctor := range sandboxHooks {
+		h := ctor()
+		hooks = append(hooks, h)
+		if err := h.Prepare(app, &cfg); err != nil {
+			return err
+		}
+	}
+	if useTTY && isTerm {
+		old, err := term.MakeRaw(int(stdin.Fd()))
+		if err != nil {
+			return fmt.Errorf("sandbox: tty: raw mode: %w", err)
+		}
+		defer func() { _ = term.Restore(int(stdin.Fd()), old) }()
+	}
+	// The sandbox's life is its agent's: SIGTERM/SIGINT are forwarded to
+	// the agent rather than cancelling the run.
+	sb, err := sandbox.Start(context.WithoutCancel(ctx), cfg)
+	if err != nil {
+		return sandboxError(err)
+	}
+	defer sb.Close()
+	for _, h := range hooks {
+		if err := h.Attach(app, sb); err != nil {
+			return err
+		}
+	}
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGWINCH)
+	defer signal.Stop(sigs)
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if s == syscall.SIGWINCH {
+					if isTerm {
+						if w, h, err := term.GetSize(int(stdin.Fd())); err == nil {
+							_ = sb.ResizeTTY(sandbox.WindowSize{Rows: uint16(h), Cols: uint16(w)})
+						}
+					}
+					continue
+				}
+				_ = sb.Signal(s)
+			case <-sb.Done():
+				return
+			}
+		}
+	}()
+	code, err := sb.Wait()
+	if err != nil {
+		return err
+	}
+	if err := sb.Close(); err != nil {
+		app.Logger.Warn("sandbox cleanup", "err", err)
+	}
+	return ExitStatus(code)
+}
+
+// sandboxError adds what the user can do and maps refusals to exit code 3.
+func sandboxError(err error) error {
+	var se *sandbox.StepError
+	if errors.As(err, &se) && se.Hint != "" {
+		err = fmt.Errorf("%w\n  what to do: %s", err, se.Hint)
+	}
+	if sandbox.IsRefused(err) {
+		return Refused(err)
+	}
+	return err
+}
