@@ -1,0 +1,336 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/go-version"
+	"github.com/opencontainers/go-digest"
+	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote"
+
+	"github.com/nemoclaw/nemoclaw/runner/signing"
+)
+
+// Verification says how a pulled blueprint's signature is checked.
+type Verification struct {
+	// OneOff, when set, replaces the trust policy for this command
+	// (--key / --certificate-identity flags). Relative paths resolve
+	// against the current directory.
+	OneOff *signing.RequirementSpec
+	// InsecureSkipVerify accepts unsigned or badly signed blueprints. It
+	// is logged loudly and recorded as signer "unverified" in the lock.
+	InsecureSkipVerify bool
+}
+
+// FetchOptions select what Fetch resolves.
+type FetchOptions struct {
+	// Ref is host/repo, host/repo:tag or host/repo@sha256:….
+	Ref string
+	// Constraint is a semver constraint resolved against the tag list
+	// ("~> 1.2", ">= 1.2, < 2"); only with a Ref that has no tag or digest.
+	Constraint string
+	// LockPath is the lock file to honour and update; "" uses no lock.
+	LockPath string
+	// Update ignores the lock's pin and resolves the newest match again
+	// (blueprint update); the lock's constraint is used when Constraint
+	// is empty.
+	Update bool
+	// AllowDowngrade accepts a version lower than the locked one.
+	AllowDowngrade bool
+	// Verification is how the signature is checked.
+	Verification Verification
+}
+
+// Fetched is a verified blueprint unpacked in the cache.
+type Fetched struct {
+	// Dir is the unpacked blueprint, Home/cache/blueprints/<hex>.
+	// Treat it as read-only: it is shared by every user of that digest.
+	Dir string
+	// Ref is host/repo.
+	Ref string
+	// Tag is the tag that was resolved, if any.
+	Tag string
+	// Version is the blueprint's version.
+	Version string
+	// Digest is the manifest digest.
+	Digest string
+	// Signer is who signed it, or "unverified".
+	Signer string
+	// FromCache is true when no network was used.
+	FromCache bool
+	// PreviousDigest is the digest the lock held before, when it changed.
+	PreviousDigest string
+}
+
+// Unverified is the signer recorded for --insecure-skip-verify.
+const Unverified = "unverified"
+
+// requirement picks the signature requirement for repository: one-off
+// flags, else the trust policy. nil with no error means skip (insecure).
+func (c *Client) requirement(repository string, v Verification) (*signing.Requirement, error) {
+	if v.InsecureSkipVerify {
+		c.log.Warn("SIGNATURE VERIFICATION DISABLED by --insecure-skip-verify: the blueprint may have been tampered with", "repository", repository)
+		c.progressf("WARNING: --insecure-skip-verify: not verifying the signature of %s", repository)
+		return nil, nil
+	}
+	if v.OneOff != nil {
+		return v.OneOff.Build("", "the --key/--certificate-identity flags")
+	}
+	tp, err := signing.LoadTrustPolicy(c.TrustPolicyFile())
+	if err != nil {
+		return nil, err
+	}
+	return tp.RequirementFor(repository)
+}
+
+// Fetch resolves a blueprint reference honouring the lock file, fetches it
+// into the cache (no network when a locked digest is cached), verifies its
+// digests and signature, unpacks it and, with LockPath, records it in the
+// lock. The lock and the cache's index change only after every check
+// passed. Refusals satisfy IsRefusal.
+func (c *Client) Fetch(ctx context.Context, o FetchOptions) (*Fetched, error) {
+	ref, err := ParseReference(o.Ref)
+	if err != nil {
+		return nil, err
+	}
+	if o.Constraint != "" && (ref.Tag != "" || ref.Digest != "") {
+		return nil, fmt.Errorf("pull %s: --version %q needs a reference without a tag or digest (use %s)", ref, o.Constraint, ref.Repo())
+	}
+	lock := &Lock{Version: 1}
+	if o.LockPath != "" {
+		if lock, err = ReadLock(o.LockPath); err != nil {
+			return nil, err
+		}
+	}
+	entry := lock.Find(ref.Repo())
+	req, err := c.requirement(ref.Repo(), o.Verification)
+	if err != nil {
+		return nil, err
+	}
+	k, err := c.openCache(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer k.close()
+
+	constraint := o.Constraint
+	if o.Update && constraint == "" && entry != nil && ref.Tag == "" && ref.Digest == "" {
+		constraint = entry.Constraint
+	}
+	pinned := entry != nil && !o.Update && satisfies(entry, ref, constraint)
+
+	var (
+		want     digest.Digest
+		tag      = ref.Tag
+		verLabel string
+		a        *artifact
+		sigs     []sigArtifact
+		repo     *remote.Repository
+		cacheErr error
+	)
+	if pinned {
+		want = digest.Digest(entry.Digest)
+		if tag == "" {
+			tag = entry.Tag
+		}
+		a, sigs, cacheErr = k.load(ctx, ref.Repo(), want)
+		if cacheErr == nil {
+			res, verr := c.finish(ctx, k, o, lock, entry, ref, tag, constraint, req, a, sigs, true)
+			if verr == nil {
+				return res, nil
+			}
+			if !signing.IsVerificationError(verr) {
+				return nil, verr
+			}
+			// Cached signatures did not satisfy the requirement; the
+			// registry may hold newer ones.
+			cacheErr = verr
+			c.log.Info("cached signatures do not verify; asking the registry", "err", verr)
+		} else {
+			c.log.Debug("locked digest not usable from the cache", "digest", want, "err", cacheErr)
+		}
+	}
+	if repo, err = c.repository(ref); err != nil {
+		return nil, err
+	}
+	if pinned {
+		if tag != "" {
+			d, err := repo.Resolve(ctx, tag)
+			switch {
+			case err == nil && d.Digest != want:
+				return nil, &RefusedError{
+					Subject:   ref.Repo() + ":" + tag,
+					Reason:    fmt.Sprintf("tag now points to %s but the lock pins %s: the tag was moved after locking", d.Digest, want),
+					DecidedBy: "lock file " + o.LockPath,
+					Hint:      "if the publisher re-tagged on purpose, run 'nemoclaw blueprint update " + ref.Repo() + "' to accept the new digest (it must verify), otherwise treat the registry as compromised",
+				}
+			case err != nil && !errors.Is(err, errdef.ErrNotFound):
+				return nil, c.unreachable(ref, cacheErr, err)
+			}
+		}
+	} else {
+		want, tag, verLabel, err = c.resolve(ctx, repo, ref, constraint)
+		if err != nil {
+			return nil, c.unreachable(ref, nil, err)
+		}
+		c.progressf("resolved %s%s to %s", ref, verLabel, want)
+	}
+	a, sigs, err = c.download(ctx, repo, ref, want)
+	if err != nil {
+		if IsRefusal(err) {
+			return nil, err
+		}
+		return nil, c.unreachable(ref, cacheErr, err)
+	}
+	return c.finish(ctx, k, o, lock, entry, ref, tag, constraint, req, a, sigs, false)
+}
+
+// unreachable explains a registry error, with the cache state when a
+// cached copy was tried first.
+func (c *Client) unreachable(ref Reference, cacheErr, err error) error {
+	if IsRefusal(err) {
+		return err
+	}
+	if IsRefusal(cacheErr) {
+		c.log.Warn("registry unreachable while re-checking signatures", "err", err)
+		return cacheErr
+	}
+	if cacheErr != nil {
+		return fmt.Errorf("pull %s: the locked digest is not usable from the cache (%v) and the registry failed: %w", ref, cacheErr, err)
+	}
+	return fmt.Errorf("pull %s: %w (is the registry at %s running and reachable? a blueprint pinned in nemoclaw.lock and already cached needs no network)", ref, err, ref.Registry)
+}
+
+// satisfies reports whether the lock entry answers the request without
+// resolving anything.
+func satisfies(e *LockEntry, ref Reference, constraint string) bool {
+	switch {
+	case ref.Digest != "":
+		return e.Digest == ref.Digest
+	case ref.Tag != "":
+		return e.Tag == ref.Tag
+	case constraint != "":
+		c, err := version.NewConstraint(constraint)
+		if err != nil {
+			return false
+		}
+		v, err := version.NewVersion(e.Version)
+		return err == nil && c.Check(v)
+	}
+	return true
+}
+
+// resolve turns a reference into a digest: by digest as is, by tag through
+// the registry, or the highest tag satisfying constraint (no tag and no
+// constraint: the highest release version).
+func (c *Client) resolve(ctx context.Context, repo *remote.Repository, ref Reference, constraint string) (d digest.Digest, tag, label string, err error) {
+	switch {
+	case ref.Digest != "":
+		d, err := parseDigest(ref.Digest)
+		return d, "", "", err
+	case ref.Tag != "":
+		desc, err := repo.Resolve(ctx, ref.Tag)
+		if err != nil {
+			return "", "", "", fmt.Errorf("resolve %s: %w", ref, err)
+		}
+		return desc.Digest, ref.Tag, "", nil
+	}
+	var cons version.Constraints
+	if constraint != "" {
+		if cons, err = parseConstraint(constraint); err != nil {
+			return "", "", "", err
+		}
+	}
+	tags, err := listTags(ctx, repo)
+	if err != nil {
+		return "", "", "", fmt.Errorf("list tags of %s: %w", ref.Repo(), err)
+	}
+	t, _, ok := selectVersion(tags, cons)
+	if !ok {
+		what := "no release version tag"
+		if constraint != "" {
+			what = fmt.Sprintf("no tag satisfies %q", constraint)
+		}
+		return "", "", "", fmt.Errorf("resolve %s: %s (version tags: %s)", ref.Repo(), what, versionTags(tags))
+	}
+	desc, err := repo.Resolve(ctx, t)
+	if err != nil {
+		return "", "", "", fmt.Errorf("resolve %s:%s: %w", ref.Repo(), t, err)
+	}
+	label = " (highest release)"
+	if constraint != "" {
+		label = fmt.Sprintf(" %q -> %s", constraint, t)
+	}
+	return desc.Digest, t, label, nil
+}
+
+// finish runs the checks that need the content (version, downgrade,
+// signature), then commits: cache, unpacked directory, lock.
+func (c *Client) finish(ctx context.Context, k *cache, o FetchOptions, lock *Lock, entry *LockEntry, ref Reference, tag, constraint string, req *signing.Requirement, a *artifact, sigs []sigArtifact, fromCache bool) (*Fetched, error) {
+	subject := ref.Repo() + "@" + a.manifestDesc.Digest.String()
+	ver := a.manifest.Annotations[AnnotationVersion]
+	if _, err := version.NewVersion(ver); err != nil {
+		return nil, &RefusedError{Subject: subject, Reason: fmt.Sprintf("version annotation %q is not a semantic version", ver), DecidedBy: "manifest annotation " + AnnotationVersion}
+	}
+	if tv, err := version.NewVersion(tag); err == nil && tag != "" {
+		if v, _ := version.NewVersion(ver); !tv.Equal(v) {
+			return nil, &RefusedError{Subject: ref.Repo() + ":" + tag, Reason: fmt.Sprintf("tag says version %s but the manifest it points to is version %s", tag, ver), DecidedBy: "manifest annotation " + AnnotationVersion,
+				Hint: "a version tag must point to that version; ask the publisher to fix the tag"}
+		}
+	}
+	if entry != nil && entry.Digest != a.manifestDesc.Digest.String() && isLower(ver, entry.Version) && !o.AllowDowngrade {
+		return nil, &RefusedError{
+			Subject:   ref.Repo(),
+			Reason:    fmt.Sprintf("version %s is lower than the locked %s", ver, entry.Version),
+			DecidedBy: "lock file " + o.LockPath,
+			Hint:      "pass --allow-downgrade if you mean to go back",
+		}
+	}
+	signer := Unverified
+	if req != nil {
+		bundles := make([][]byte, len(sigs))
+		for i, s := range sigs {
+			bundles[i] = s.bundle
+		}
+		s, err := req.VerifyBundles(subject, bundles, a.manifestBytes)
+		if err != nil {
+			return nil, err
+		}
+		signer = s.String()
+	}
+	if !fromCache {
+		if err := k.commit(ctx, ref.Repo(), a, sigs); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := k.unpacked(a)
+	if err != nil {
+		return nil, err
+	}
+	res := &Fetched{Dir: dir, Ref: ref.Repo(), Tag: tag, Version: ver, Digest: a.manifestDesc.Digest.String(), Signer: signer, FromCache: fromCache}
+	if fromCache {
+		c.progressf("using cached %s (%s, pinned in lock), signed by %s", subject, ver, signer)
+	} else {
+		c.progressf("verified %s (%s), signed by %s", subject, ver, signer)
+	}
+	if o.LockPath != "" {
+		ne := LockEntry{Ref: ref.Repo(), Constraint: constraint, Tag: tag, Version: ver, Digest: res.Digest, Signer: signer}
+		if entry != nil {
+			if entry.Digest != res.Digest {
+				res.PreviousDigest = entry.Digest
+			}
+			if ne.Constraint == "" && ref.Tag == "" && ref.Digest == "" {
+				ne.Constraint = entry.Constraint
+			}
+		}
+		if entry == nil || *entry != ne {
+			lock.Set(ne)
+			if err := lock.Write(o.LockPath); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,130 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/hashicorp/go-version"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/registry/remote"
+
+	"github.com/nemoclaw/nemoclaw/runner/blueprint"
+)
+
+// PushOptions say what to push where.
+type PushOptions struct {
+	// Dir is the blueprint directory; it must load and validate.
+	Dir string
+	// Ref is host/repo or host/repo:tag. The blueprint's version is always
+	// pushed as a tag too, so semver constraints can find it.
+	Ref string
+	// Title is the title annotation; "" uses the repository's last path
+	// element (so the same directory pushed to the same repository always
+	// gives the same digest).
+	Title string
+}
+
+// Pushed describes a pushed blueprint.
+type Pushed struct {
+	// Ref is host/repo.
+	Ref string
+	// Digest is the manifest digest.
+	Digest string
+	// Version is the blueprint's version.
+	Version string
+	// Tags are the tags that now point to it.
+	Tags []string
+	// Size is the layer size in bytes.
+	Size int64
+}
+
+// Package packs a blueprint directory into its artifact without pushing:
+// the digest Push would produce. It refuses an invalid blueprint.
+func Package(dir, title string) (digest string, size int64, ver string, err error) {
+	a, err := packageDir(dir, title)
+	if err != nil {
+		return "", 0, "", err
+	}
+	return a.manifestDesc.Digest.String(), a.layerDesc.Size, a.manifest.Annotations[AnnotationVersion], nil
+}
+
+func packageDir(dir, title string) (*artifact, error) {
+	bp, err := blueprint.Load(dir)
+	if err != nil {
+		return nil, fmt.Errorf("push %s: %w", dir, err)
+	}
+	v, err := version.NewSemver(bp.Version)
+	if err != nil {
+		return nil, fmt.Errorf("push %s: version %q in %s is not a semantic version (e.g. 1.2.3): %w", dir, bp.Version, filepath.Join(dir, blueprint.FileName), err)
+	}
+	layer, err := Pack(dir)
+	if err != nil {
+		return nil, fmt.Errorf("push %s: %w", dir, err)
+	}
+	return buildArtifact(layer, v.Original(), title)
+}
+
+// Push packs Dir deterministically and pushes it to Ref, tagged with Ref's
+// tag (if any) and the blueprint's version.
+func (c *Client) Push(ctx context.Context, o PushOptions) (*Pushed, error) {
+	ref, err := ParseReference(o.Ref)
+	if err != nil {
+		return nil, err
+	}
+	if ref.Digest != "" {
+		return nil, fmt.Errorf("push %s: give a tag or no tag, not a digest (the digest is computed from the content)", o.Ref)
+	}
+	title := o.Title
+	if title == "" {
+		title = filepath.Base(ref.Repository)
+	}
+	a, err := packageDir(o.Dir, title)
+	if err != nil {
+		return nil, err
+	}
+	ver := a.manifest.Annotations[AnnotationVersion]
+	tags := []string{ver}
+	if ref.Tag != "" && ref.Tag != ver {
+		tags = append([]string{ref.Tag}, ver)
+	}
+	repo, err := c.repository(ref)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range []struct {
+		desc ocispec.Descriptor
+		data []byte
+	}{{ocispec.DescriptorEmptyJSON, ocispec.DescriptorEmptyJSON.Data}, {a.layerDesc, a.layer}} {
+		if err := c.pushBlob(ctx, repo, ref, b.desc, b.data); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range tags {
+		if err := repo.Manifests().PushReference(ctx, a.manifestDesc, bytes.NewReader(a.manifestBytes), t); err != nil {
+			return nil, fmt.Errorf("push %s:%s: %w", ref.Repo(), t, err)
+		}
+	}
+	c.progressf("pushed %s@%s (%s, layer %s) as %v", ref.Repo(), a.manifestDesc.Digest, ver, humanBytes(a.layerDesc.Size), tags)
+	return &Pushed{Ref: ref.Repo(), Digest: a.manifestDesc.Digest.String(), Version: ver, Tags: tags, Size: a.layerDesc.Size}, nil
+}
+
+func (c *Client) pushBlob(ctx context.Context, repo *remote.Repository, ref Reference, desc ocispec.Descriptor, data []byte) error {
+	ok, err := repo.Blobs().Exists(ctx, desc)
+	if err != nil {
+		return fmt.Errorf("push %s: %w (is the registry at %s running and reachable?)", ref.Repo(), err, ref.Registry)
+	}
+	if ok {
+		return nil
+	}
+	var r io.Reader = bytes.NewReader(data)
+	if desc.Size >= progressLimit && c.cfg.Progress != nil {
+		r = &progressReader{r: r, total: desc.Size, w: c.cfg.Progress, label: "push blob " + short(desc.Digest)}
+	}
+	if err := repo.Blobs().Push(ctx, desc, r); err != nil {
+		return fmt.Errorf("push %s: blob %s: %w", ref.Repo(), desc.Digest, err)
+	}
+	return nil
+}

@@ -1,0 +1,187 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote"
+
+	"github.com/nemoclaw/nemoclaw/runner/signing"
+)
+
+// integrity turns a content check failure into a refusal; other errors
+// (network, auth) pass through unchanged.
+func integrity(subject, what string, err error) error {
+	switch {
+	case errors.Is(err, content.ErrMismatchedDigest):
+		return &RefusedError{Subject: subject, Reason: what + " does not match its digest (modified in the registry or in transit)", DecidedBy: "digest check", Err: err,
+			Hint: "do not use this registry content; ask the publisher to push it again"}
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, content.ErrTrailingData), errors.Is(err, content.ErrInvalidDescriptorSize):
+		return &RefusedError{Subject: subject, Reason: what + " has the wrong size (truncated or padded)", DecidedBy: "digest check", Err: err,
+			Hint: "do not use this registry content; ask the publisher to push it again"}
+	}
+	return err
+}
+
+// progressLimit is the size above which a transfer prints percentages.
+const progressLimit = 1 << 20
+
+// fetchBlob reads desc from repo, verifying size and digest.
+func (c *Client) fetchBlob(ctx context.Context, fetch func(context.Context, ocispec.Descriptor) (io.ReadCloser, error), subject, what string, desc ocispec.Descriptor, limit int64) ([]byte, error) {
+	if desc.Size > limit || desc.Size < 0 {
+		return nil, &RefusedError{Subject: subject, Reason: fmt.Sprintf("%s of %d bytes is over the %d byte limit", what, desc.Size, limit)}
+	}
+	rc, err := fetch(ctx, desc)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s %s: %w", what, desc.Digest, err)
+	}
+	defer rc.Close()
+	var r io.Reader = rc
+	if desc.Size >= progressLimit && c.cfg.Progress != nil {
+		r = &progressReader{r: rc, total: desc.Size, w: c.cfg.Progress, label: "pull " + what + " " + short(desc.Digest)}
+	}
+	b, err := content.ReadAll(r, desc)
+	if err != nil {
+		return nil, integrity(subject, what+" "+desc.Digest.String(), fmt.Errorf("fetch %s: %w", what, err))
+	}
+	return b, nil
+}
+
+// download fetches blueprint d from repo into memory and checks every byte
+// against its digest, then fetches its signature referrers. Nothing is
+// written anywhere.
+func (c *Client) download(ctx context.Context, repo *remote.Repository, ref Reference, d digest.Digest) (*artifact, []sigArtifact, error) {
+	subject := ref.Repo() + "@" + d.String()
+	mdesc, rc, err := repo.Manifests().FetchReference(ctx, d.String())
+	if err != nil {
+		if errors.Is(err, errdef.ErrNotFound) {
+			return nil, nil, fmt.Errorf("fetch %s: manifest not found in the registry: %w", subject, err)
+		}
+		return nil, nil, integrity(subject, "manifest", fmt.Errorf("fetch %s: %w", subject, err))
+	}
+	defer rc.Close()
+	if mdesc.Size > maxManifestBytes {
+		return nil, nil, &RefusedError{Subject: subject, Reason: fmt.Sprintf("manifest of %d bytes is over the %d byte limit", mdesc.Size, maxManifestBytes)}
+	}
+	mdesc.Digest = d // check the bytes against the digest we asked for
+	mb, err := content.ReadAll(rc, mdesc)
+	if err != nil {
+		return nil, nil, integrity(subject, "manifest", fmt.Errorf("fetch manifest: %w", err))
+	}
+	m, err := parseBlueprintManifest(subject, mb)
+	if err != nil {
+		return nil, nil, err
+	}
+	mdesc.MediaType = ocispec.MediaTypeImageManifest
+	mdesc.ArtifactType = m.ArtifactType
+	mdesc.Annotations = m.Annotations
+	layer, err := c.fetchBlob(ctx, repo.Blobs().Fetch, subject, "layer", m.Layers[0], maxBlueprintBytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.progressf("fetched %s (%s, layer %s)", subject, m.Annotations[AnnotationVersion], humanBytes(m.Layers[0].Size))
+	a := &artifact{manifestDesc: mdesc, manifestBytes: mb, manifest: m, layerDesc: m.Layers[0], layer: layer}
+	sigs, err := c.fetchSignatures(ctx, repo, subject, mdesc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return a, sigs, nil
+}
+
+// fetchSignatures lists the Sigstore bundle referrers of desc (through the
+// referrers API, or the sha256-<hex> tag fallback on registries without
+// it) and fetches each one, checked against its digest.
+func (c *Client) fetchSignatures(ctx context.Context, repo *remote.Repository, subject string, desc ocispec.Descriptor) ([]sigArtifact, error) {
+	var refs []ocispec.Descriptor
+	err := repo.Referrers(ctx, desc, signing.BundleMediaType, func(rs []ocispec.Descriptor) error {
+		refs = append(refs, rs...)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errdef.ErrNotFound) {
+		return nil, fmt.Errorf("list signatures of %s: %w", subject, err)
+	}
+	var sigs []sigArtifact
+	for _, r := range refs {
+		if r.ArtifactType != signing.BundleMediaType {
+			continue
+		}
+		r.MediaType = ocispec.MediaTypeImageManifest
+		mb, err := c.fetchBlob(ctx, repo.Manifests().Fetch, subject, "signature manifest", r, maxManifestBytes)
+		if err != nil {
+			return nil, err
+		}
+		bdesc, err := parseSigManifest(mb, desc.Digest)
+		if err != nil {
+			c.log.Warn("ignoring a malformed signature referrer", "subject", subject, "referrer", r.Digest, "err", err)
+			continue
+		}
+		b, err := c.fetchBlob(ctx, repo.Blobs().Fetch, subject, "signature bundle", bdesc, maxBundleBytes)
+		if err != nil {
+			return nil, err
+		}
+		sigs = append(sigs, sigArtifact{desc: r, manifestBytes: mb, bundleDesc: bdesc, bundle: b})
+	}
+	return sigs, nil
+}
+
+// short abbreviates a digest for progress lines.
+func short(d digest.Digest) string {
+	s := d.String()
+	if i := strings.IndexByte(s, ':'); i >= 0 && len(s) > i+13 {
+		return s[:i+13]
+	}
+	return s
+}
+
+// humanBytes formats n as B, KiB or MiB.
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// progressReader prints a line at every 10% of a large transfer.
+type progressReader struct {
+	r     io.Reader
+	w     io.Writer
+	label string
+	total int64
+	n     int64
+	last  int64
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if p.total > 0 {
+		pct := p.n * 100 / p.total
+		if pct >= p.last+10 || (pct == 100 && p.last != 100) {
+			p.last = pct - pct%10
+			if pct == 100 {
+				p.last = 100
+			}
+			_, _ = fmt.Fprintf(p.w, "%s: %3d%% of %s\n", p.label, pct, humanBytes(p.total))
+		}
+	}
+	return n, err
+}
+
+// readAllVerified reads rc fully and checks it against d and size.
+func readAllVerified(rc io.ReadCloser, d digest.Digest, size int64) ([]byte, error) {
+	defer rc.Close()
+	if size > maxManifestBytes {
+		return nil, fmt.Errorf("%d bytes is over the %d byte limit", size, maxManifestBytes)
+	}
+	return content.ReadAll(rc, ocispec.Descriptor{Digest: d, Size: size})
+}
