@@ -1,0 +1,456 @@
+// Command attack runs escape attempts from inside a nemoclaw sandbox and
+// prints one line per attempt: its name, a tab, and what happened — the
+// errno name (EACCES, EPERM, ...), OK when the call succeeded, or a word
+// that names a leak. The e2e test decides what each result must be.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// result names the outcome of err.
+func result(err error) string {
+	if err == nil {
+		return "OK"
+	}
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		if n := unix.ErrnoName(en); n != "" {
+			return n
+		}
+		return fmt.Sprintf("errno%d", int(en))
+	}
+	return "ERR:" + strings.ReplaceAll(err.Error(), "\t", " ")
+}
+
+func errno(e syscall.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+func openRO(p string) error {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		unix.Close(fd)
+	}
+	return err
+}
+
+func create(p string) error {
+	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o644)
+	if err == nil {
+		unix.Close(fd)
+	}
+	return err
+}
+
+func sibling() (int, func()) {
+	cmd := exec.Command("/bin/sleep", "30")
+	if err := cmd.Start(); err != nil {
+		return -1, func() {}
+	}
+	return cmd.Process.Pid, func() { cmd.Process.Kill(); cmd.Wait() }
+}
+
+func connectTCP(addr string) error {
+	ap, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return err
+	}
+	fam := unix.AF_INET
+	var sa unix.Sockaddr
+	if ip4 := ap.IP.To4(); ip4 != nil {
+		s := &unix.SockaddrInet4{Port: ap.Port}
+		copy(s.Addr[:], ip4)
+		sa = s
+	} else {
+		fam = unix.AF_INET6
+		s := &unix.SockaddrInet6{Port: ap.Port}
+		copy(s.Addr[:], ap.IP.To16())
+		sa = s
+	}
+	fd, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Connect(fd, sa)
+}
+
+func socket(dom, typ, proto int) error {
+	fd, err := unix.Socket(dom, typ|unix.SOCK_CLOEXEC, proto)
+	if err == nil {
+		unix.Close(fd)
+	}
+	return err
+}
+
+func statusField(name string) string {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, name+":") {
+			return strings.TrimSpace(strings.TrimPrefix(l, name+":"))
+		}
+	}
+	return ""
+}
+
+type attack struct {
+	name string
+	run  func() string
+}
+
+func r(f func() error) func() string { return func() string { return result(f()) } }
+
+func attacks(hostPort, hostPID int, abstract, secretName string) []attack {
+	return []attack{
+		// Filesystem: secrets and writes outside read_write.
+		{"read_etc_shadow", r(func() error { return openRO("/etc/shadow") })},
+		{"read_root_dir", r(func() error { _, err := os.ReadDir("/root"); return unwrap(err) })},
+		{"read_root_ssh", r(func() error { return openRO("/root/.ssh") })},
+		{"read_var_lib", r(func() error { return openRO("/var/lib") })},
+		{"write_usr_bin", r(func() error { return create("/usr/bin/nemoclaw-evil") })},
+		{"write_etc", r(func() error { return create("/etc/nemoclaw-evil") })},
+		{"write_root_home", r(func() error { return create("/root/nemoclaw-evil") })},
+		{"write_var_tmp", r(func() error { return create("/var/tmp/nemoclaw-evil") })},
+		{"mkdir_opt", r(func() error { return unix.Mkdir("/opt/nemoclaw-evil", 0o755) })},
+		{"write_rootfs", r(func() error { return create("/nemoclaw-evil") })},
+		{"truncate_etc_file", r(func() error { return unix.Truncate("/etc/hostname", 0) })},
+		{"write_proc_sys", r(func() error {
+			return os.WriteFile("/proc/sys/kernel/hostname", []byte("evil"), 0)
+		})},
+		{"open_dev_mem", r(func() error { return openRO("/dev/mem") })},
+		{"hardlink_etc_into_sandbox", r(func() error { return unix.Link("/etc/passwd", "/sandbox/passwd-link") })},
+		{"rename_out_of_sandbox", r(func() error {
+			if err := create("/sandbox/moveme"); err != nil {
+				return err
+			}
+			return unix.Rename("/sandbox/moveme", "/etc/moveme")
+		})},
+		{"symlink_to_shadow", r(func() error {
+			_ = os.Remove("/sandbox/shadow-link")
+			if err := unix.Symlink("/etc/shadow", "/sandbox/shadow-link"); err != nil {
+				return fmt.Errorf("symlink itself failed: %w", err)
+			}
+			return openRO("/sandbox/shadow-link")
+		})},
+		{"symlink_to_root_home", r(func() error {
+			_ = os.Remove("/sandbox/root-link")
+			if err := unix.Symlink("/root", "/sandbox/root-link"); err != nil {
+				return fmt.Errorf("symlink itself failed: %w", err)
+			}
+			return openRO("/sandbox/root-link/.ssh")
+		})},
+		{"dotdot_out_of_sandbox", r(func() error { return openRO("/sandbox/../root/.ssh") })},
+		{"dotdot_openat", r(func() error {
+			dfd, err := unix.Open("/sandbox", unix.O_PATH|unix.O_DIRECTORY, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(dfd)
+			fd, err := unix.Openat(dfd, "../../../root", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+			if err == nil {
+				unix.Close(fd)
+			}
+			return err
+		})},
+		{"proc_init_root", r(func() error { return openRO("/proc/1/root/etc/hostname") })},
+		// Processes.
+		{"ptrace_sibling", r(func() error {
+			pid, stop := sibling()
+			defer stop()
+			return unix.PtraceAttach(pid)
+		})},
+		{"process_vm_readv_sibling", r(func() error {
+			pid, stop := sibling()
+			defer stop()
+			buf := make([]byte, 8)
+			local := []unix.Iovec{{Base: &buf[0], Len: 8}}
+			remote := []unix.RemoteIovec{{Base: 0x400000, Len: 8}}
+			_, err := unix.ProcessVMReadv(pid, local, remote, 0)
+			return err
+		})},
+		{"kill_host_process", r(func() error { return unix.Kill(hostPID, unix.SIGKILL) })},
+		{"kill_sandbox_init", r(func() error { return unix.Kill(1, unix.SIGKILL) })},
+		{"read_init_environ", r(func() error { return openRO("/proc/1/environ") })},
+		{"supervisor_env_visible", func() string {
+			if os.Getenv(secretName) != "" {
+				return "LEAK:own-environ"
+			}
+			ms, _ := filepath.Glob("/proc/[0-9]*/environ")
+			for _, m := range ms {
+				b, err := os.ReadFile(m)
+				if err == nil && bytes.Contains(b, []byte(secretName+"=")) {
+					return "LEAK:" + m
+				}
+			}
+			return "ABSENT"
+		}},
+		{"setuid_0", r(func() error { return errno(rawErr(unix.SYS_SETUID, 0, 0, 0)) })},
+		{"setgid_0", r(func() error { return errno(rawErr(unix.SYS_SETGID, 0, 0, 0)) })},
+		{"capabilities_empty", func() string {
+			for _, f := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+				if v := statusField(f); v != "0000000000000000" {
+					return "LEAK:" + f + "=" + v
+				}
+			}
+			if statusField("NoNewPrivs") != "1" || statusField("Seccomp") != "2" {
+				return "LEAK:no_new_privs/seccomp off"
+			}
+			return "OK"
+		}},
+		{"setuid_binary_regain", func() string {
+			out, err := exec.Command("/sandbox/suid-attack", "whoami").Output()
+			if err != nil {
+				return result(err)
+			}
+			return strings.TrimSpace(string(out))
+		}},
+		{"sethostname", r(func() error { return unix.Sethostname([]byte("evil")) })},
+		{"mknod_char_dev", r(func() error { return unix.Mknod("/tmp/evil-null", unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))) })},
+		// Namespaces and mounts.
+		{"mount_tmpfs", r(func() error { return unix.Mount("tmpfs", "/tmp", "tmpfs", 0, "") })},
+		{"umount_proc", r(func() error { return unix.Unmount("/proc", unix.MNT_DETACH) })},
+		{"unshare_user", r(func() error { return unix.Unshare(unix.CLONE_NEWUSER) })},
+		{"unshare_net", r(func() error { return unix.Unshare(unix.CLONE_NEWNET) })},
+		{"unshare_mount", r(func() error { return unix.Unshare(unix.CLONE_NEWNS) })},
+		{"clone_newuser", r(func() error {
+			// A raw clone with CLONE_NEWUSER; a child (should one exist) exits at once.
+			pid, _, e := unix.RawSyscall6(unix.SYS_CLONE, uintptr(unix.CLONE_NEWUSER|unix.SIGCHLD), 0, 0, 0, 0, 0)
+			if e == 0 && pid == 0 {
+				unix.RawSyscall(unix.SYS_EXIT_GROUP, 0, 0, 0)
+			}
+			if e == 0 {
+				var ws unix.WaitStatus
+				unix.Wait4(int(pid), &ws, 0, nil)
+			}
+			return errno(e)
+		})},
+		{"clone3", r(func() error { return errno(rawErr(unix.SYS_CLONE3, 0, 0, 0)) })},
+		{"setns_net", r(func() error {
+			fd, err := unix.Open("/proc/self/ns/net", unix.O_RDONLY, 0)
+			if err != nil {
+				return fmt.Errorf("open ns: %w", err)
+			}
+			defer unix.Close(fd)
+			return unix.Setns(fd, unix.CLONE_NEWNET)
+		})},
+		{"pivot_root", r(func() error { return unix.PivotRoot("/tmp", "/tmp") })},
+		{"chroot", r(func() error { return unix.Chroot("/tmp") })},
+		// Kernel attack surface.
+		{"bpf", r(func() error { return errno(rawErr(unix.SYS_BPF, unix.BPF_MAP_CREATE, 0, 0)) })},
+		{"perf_event_open", r(func() error {
+			attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_SOFTWARE, Config: unix.PERF_COUNT_SW_CPU_CLOCK}
+			attr.Size = uint32(unsafe.Sizeof(attr))
+			fd, err := unix.PerfEventOpen(&attr, 0, -1, -1, 0)
+			if err == nil {
+				unix.Close(fd)
+			}
+			return err
+		})},
+		{"keyctl", r(func() error { _, err := unix.KeyctlGetKeyringID(unix.KEY_SPEC_SESSION_KEYRING, true); return err })},
+		{"add_key", r(func() error { _, err := unix.AddKey("user", "evil", []byte("x"), unix.KEY_SPEC_PROCESS_KEYRING); return err })},
+		{"userfaultfd", r(func() error { return errno(rawErr(unix.SYS_USERFAULTFD, 0, 0, 0)) })},
+		{"io_uring_setup", r(func() error {
+			var params [120]byte
+			return errno(rawErr(unix.SYS_IO_URING_SETUP, 8, uintptr(unsafe.Pointer(&params[0])), 0))
+		})},
+		{"init_module", r(func() error { return unix.InitModule([]byte{0}, "") })},
+		{"finit_module", r(func() error { return unix.FinitModule(0, "", 0) })},
+		{"delete_module", r(func() error { return unix.DeleteModule("loop", 0) })},
+		{"kexec_load", r(func() error { return errno(rawErr(unix.SYS_KEXEC_LOAD, 0, 0, 0)) })},
+		{"reboot", r(func() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF) })},
+		{"open_by_handle_at", r(func() error { return errno(rawErr(unix.SYS_OPEN_BY_HANDLE_AT, 0, 0, 0)) })},
+		// Sockets.
+		{"socket_af_packet", r(func() error { return socket(unix.AF_PACKET, unix.SOCK_RAW, 0x0300) })},
+		{"socket_raw_icmp", r(func() error { return socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP) })},
+		{"socket_mptcp", r(func() error { return socket(unix.AF_INET, unix.SOCK_STREAM, 262) })},
+		{"socket_netlink_audit", r(func() error { return socket(unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_AUDIT) })},
+		{"socket_netlink_sock_diag", r(func() error { return socket(unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_SOCK_DIAG) })},
+		{"socket_netlink_route", r(func() error { return socket(unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE) })},
+		{"socket_vsock", r(func() error { return socket(unix.AF_VSOCK, unix.SOCK_STREAM, 0) })},
+		// Network egress.
+		{"tcp_external_ipv4", r(func() error { return connectTCP("1.1.1.1:443") })},
+		{"tcp_external_ipv6", r(func() error { return connectTCP("[2606:4700:4700::1111]:443") })},
+		{"tcp_metadata_ip", r(func() error { return connectTCP("169.254.169.254:80") })},
+		{"udp_external_dns", r(func() error {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			return unix.Sendto(fd, []byte("x"), 0, &unix.SockaddrInet4{Port: 53, Addr: [4]byte{8, 8, 8, 8}})
+		})},
+		{"tcp_host_loopback_service", r(func() error { return connectTCP(fmt.Sprintf("127.0.0.1:%d", hostPort)) })},
+		{"unix_host_abstract_socket", r(func() error {
+			fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			return unix.Connect(fd, &unix.SockaddrUnix{Name: "@" + abstract})
+		})},
+		{"unix_host_dbus_socket", r(func() error {
+			fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			return unix.Connect(fd, &unix.SockaddrUnix{Name: "/run/dbus/system_bus_socket"})
+		})},
+		// Fileless exec.
+		{"memfd_create_allowed", r(func() error {
+			fd, err := unix.MemfdCreate("ok", 0)
+			if err == nil {
+				unix.Close(fd)
+			}
+			return err
+		})},
+		{"memfd_execveat", r(func() error { return memfdExec(true) })},
+		{"memfd_execve_proc_fd", r(func() error { return memfdExec(false) })},
+	}
+}
+
+func unwrap(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	return err
+}
+
+func rawErr(nr, a1, a2, a3 uintptr) syscall.Errno {
+	_, _, e := unix.RawSyscall(nr, a1, a2, a3)
+	return e
+}
+
+// memfdExec copies /bin/true into a memfd and executes it, by execveat
+// (AT_EMPTY_PATH) or by execve of /proc/self/fd/N, in a child.
+func memfdExec(viaExecveat bool) error {
+	fd, err := unix.MemfdCreate("payload", 0)
+	if err != nil {
+		return fmt.Errorf("memfd_create: %w", err)
+	}
+	defer unix.Close(fd)
+	b, err := os.ReadFile("/bin/true")
+	if err != nil {
+		return err
+	}
+	if _, err := unix.Write(fd, b); err != nil {
+		return err
+	}
+	_ = unix.Fchmod(fd, 0o755)
+	path := fmt.Sprintf("/proc/self/fd/%d", fd)
+	if viaExecveat {
+		// Run it in a child so a success does not replace this process.
+		cmd := exec.Command("/proc/self/exe", "execveat", strconv.Itoa(fd))
+		cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(fd), "memfd")}
+		out, _ := cmd.CombinedOutput()
+		s := strings.TrimSpace(string(out))
+		if s == "OK" {
+			return nil
+		}
+		for n := syscall.Errno(1); n < 200; n++ {
+			if unix.ErrnoName(n) == s {
+				return n
+			}
+		}
+		return errors.New(s)
+	}
+	cmd := exec.Command(path)
+	cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(fd), "memfd")}
+	return unwrap(cmd.Run())
+}
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "whoami": // run as the setuid copy: report the effective identity
+			fmt.Printf("euid=%d capeff=%s\n", os.Geteuid(), statusField("CapEff"))
+			return
+		case "execveat": // child of memfdExec: the memfd is fd 3
+			empty := []byte{0}
+			argv := []*byte{&[]byte("true\x00")[0], nil}
+			envv := []*byte{nil}
+			_, _, e := unix.Syscall6(unix.SYS_EXECVEAT, 3, uintptr(unsafe.Pointer(&empty[0])), uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])), unix.AT_EMPTY_PATH, 0)
+			fmt.Println(result(errno(e)))
+			return
+		case "forkbomb": // start processes until the kernel refuses
+			var kids []*exec.Cmd
+			defer func() {
+				for _, k := range kids {
+					k.Process.Kill()
+				}
+			}()
+			for i := 0; i < 100000; i++ {
+				c := exec.Command("/bin/sleep", "60")
+				if err := c.Start(); err != nil {
+					fmt.Printf("forkbomb\t%s\t%d\n", result(unwrap(err)), len(kids))
+					return
+				}
+				kids = append(kids, c)
+			}
+			fmt.Println("forkbomb\tUNLIMITED")
+			return
+		case "memhog": // map and touch 16 MiB chunks until the kernel refuses
+			total := 0
+			for i := 0; i < 100000; i++ {
+				b, err := unix.Mmap(-1, 0, 16<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+				if err != nil {
+					fmt.Printf("memhog\t%s\t%dMiB\n", result(err), total)
+					return
+				}
+				for j := 0; j < len(b); j += 4096 {
+					b[j] = 1
+				}
+				total += 16
+			}
+			fmt.Println("memhog\tUNLIMITED")
+			return
+		case "listen-connect": // Landlock TCP rules: serve on :8080 and connect to it, then to the proxy port
+			ln, err := net.Listen("tcp4", "127.0.0.1:8080")
+			if err != nil {
+				fmt.Printf("listen\t%s\n", result(unwrap(err)))
+				return
+			}
+			defer ln.Close()
+			fmt.Printf("connect_own_loopback_server\t%s\n", result(connectTCP("127.0.0.1:8080")))
+			fmt.Printf("connect_proxy_port\t%s\n", result(connectTCP("127.0.0.1:3128")))
+			return
+		}
+	}
+	hostPort, _ := strconv.Atoi(os.Getenv("ATTACK_HOST_PORT"))
+	hostPID, _ := strconv.Atoi(os.Getenv("ATTACK_HOST_PID"))
+	if len(os.Args) > 4 {
+		hostPort, _ = strconv.Atoi(os.Args[1])
+		hostPID, _ = strconv.Atoi(os.Args[2])
+	}
+	abstract, secret := "", ""
+	if len(os.Args) > 4 {
+		abstract, secret = os.Args[3], os.Args[4]
+	}
+	start := time.Now()
+	for _, a := range attacks(hostPort, hostPID, abstract, secret) {
+		fmt.Printf("%s\t%s\n", a.name, a.run())
+	}
+	fmt.Fprintf(os.Stderr, "attacks done in %v\n", time.Since(start))
+}
