@@ -47,7 +47,8 @@ type cache struct {
 // CacheDir is the cache's root.
 func (c *Client) CacheDir() string { return filepath.Join(c.cfg.Home, "cache") }
 
-// openCache opens (creating) the cache and takes its lock. A layout whose
+// openCache opens the cache and takes its lock; the OCI layout itself is
+// created only by the first commit, so a refused pull leaves no index. A layout whose
 // index or manifests cannot be loaded is moved aside and started afresh:
 // corrupt content is re-fetched, never used.
 func (c *Client) openCache(ctx context.Context) (*cache, error) {
@@ -64,22 +65,32 @@ func (c *Client) openCache(ctx context.Context) (*cache, error) {
 		return nil, fmt.Errorf("cache %s: lock: %w", dir, err)
 	}
 	k := &cache{dir: dir, lockf: lf, log: c.log}
-	layout := filepath.Join(dir, "oci")
+	if _, err := os.Stat(filepath.Join(dir, "oci", "index.json")); err != nil {
+		return k, nil
+	}
+	if err := k.openStore(ctx); err != nil {
+		k.close()
+		return nil, err
+	}
+	return k, nil
+}
+
+// openStore opens (creating) the OCI layout.
+func (k *cache) openStore(ctx context.Context) error {
+	layout := filepath.Join(k.dir, "oci")
 	st, err := oci.NewWithContext(ctx, layout)
 	if err != nil {
 		aside := fmt.Sprintf("%s.corrupt-%d", layout, time.Now().UnixNano())
-		c.log.Warn("cache layout is corrupt; moving it aside and re-fetching", "layout", layout, "moved_to", aside, "err", err)
+		k.log.Warn("cache layout is corrupt; moving it aside and re-fetching", "layout", layout, "moved_to", aside, "err", err)
 		if rerr := os.Rename(layout, aside); rerr != nil {
-			k.close()
-			return nil, fmt.Errorf("cache %s: corrupt (%v) and cannot be moved aside: %w", layout, err, rerr)
+			return fmt.Errorf("cache %s: corrupt (%v) and cannot be moved aside: %w", layout, err, rerr)
 		}
 		if st, err = oci.NewWithContext(ctx, layout); err != nil {
-			k.close()
-			return nil, fmt.Errorf("cache %s: %w", layout, err)
+			return fmt.Errorf("cache %s: %w", layout, err)
 		}
 	}
 	k.store = st
-	return k, nil
+	return nil
 }
 
 func (k *cache) close() {
@@ -121,6 +132,9 @@ func (k *cache) readVerified(ctx context.Context, desc ocispec.Descriptor, limit
 // load returns the cached blueprint d with its cached signatures, every
 // byte checked against its digest.
 func (k *cache) load(ctx context.Context, subject string, d digest.Digest) (*artifact, []sigArtifact, error) {
+	if k.store == nil {
+		return nil, nil, fmt.Errorf("%s: %w", d, errCacheMiss)
+	}
 	desc, err := k.store.Resolve(ctx, d.String())
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", d, errCacheMiss)
@@ -149,9 +163,6 @@ func (k *cache) load(ctx context.Context, subject string, d digest.Digest) (*art
 	}
 	var sigs []sigArtifact
 	for _, p := range preds {
-		if p.ArtifactType != signing.BundleMediaType {
-			continue
-		}
 		s, err := k.loadSig(ctx, p, d)
 		if err != nil {
 			k.log.Debug("skipping cached signature", "digest", p.Digest, "err", err)
@@ -212,6 +223,11 @@ func (k *cache) push(ctx context.Context, desc ocispec.Descriptor, b []byte) err
 // commit stores a verified blueprint and its signatures and names it
 // "host/repo@sha256:…" in the layout's index.json.
 func (k *cache) commit(ctx context.Context, repoName string, a *artifact, sigs []sigArtifact) error {
+	if k.store == nil {
+		if err := k.openStore(ctx); err != nil {
+			return err
+		}
+	}
 	empty := ocispec.DescriptorEmptyJSON
 	steps := []struct {
 		desc ocispec.Descriptor

@@ -23,12 +23,18 @@ func integrity(subject, what string, err error) error {
 	case errors.Is(err, content.ErrMismatchedDigest):
 		return &RefusedError{Subject: subject, Reason: what + " does not match its digest (modified in the registry or in transit)", DecidedBy: "digest check", Err: err,
 			Hint: "do not use this registry content; ask the publisher to push it again"}
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, content.ErrTrailingData), errors.Is(err, content.ErrInvalidDescriptorSize):
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, content.ErrTrailingData), errors.Is(err, content.ErrInvalidDescriptorSize),
+		// oras-go reports a Content-Length that differs from the
+		// descriptor's size with an untyped error.
+		err != nil && strings.Contains(err.Error(), "mismatch Content-Length"):
 		return &RefusedError{Subject: subject, Reason: what + " has the wrong size (truncated or padded)", DecidedBy: "digest check", Err: err,
 			Hint: "do not use this registry content; ask the publisher to push it again"}
 	}
 	return err
 }
+
+// maxReferrers bounds how many referrer manifests are read per blueprint.
+const maxReferrers = 32
 
 // progressLimit is the size above which a transfer prints percentages.
 const progressLimit = 1 << 20
@@ -40,7 +46,7 @@ func (c *Client) fetchBlob(ctx context.Context, fetch func(context.Context, ocis
 	}
 	rc, err := fetch(ctx, desc)
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s %s: %w", what, desc.Digest, err)
+		return nil, integrity(subject, what+" "+desc.Digest.String(), fmt.Errorf("fetch %s %s: %w", what, desc.Digest, err))
 	}
 	defer rc.Close()
 	var r io.Reader = rc
@@ -99,8 +105,11 @@ func (c *Client) download(ctx context.Context, repo *remote.Repository, ref Refe
 // referrers API, or the sha256-<hex> tag fallback on registries without
 // it) and fetches each one, checked against its digest.
 func (c *Client) fetchSignatures(ctx context.Context, repo *remote.Repository, subject string, desc ocispec.Descriptor) ([]sigArtifact, error) {
+	// No artifactType filter: some registries (go-containerregistry's, and
+	// older ones) report the config media type instead of the manifest's
+	// artifactType, so the manifest itself is checked below.
 	var refs []ocispec.Descriptor
-	err := repo.Referrers(ctx, desc, signing.BundleMediaType, func(rs []ocispec.Descriptor) error {
+	err := repo.Referrers(ctx, desc, "", func(rs []ocispec.Descriptor) error {
 		refs = append(refs, rs...)
 		return nil
 	})
@@ -108,8 +117,12 @@ func (c *Client) fetchSignatures(ctx context.Context, repo *remote.Repository, s
 		return nil, fmt.Errorf("list signatures of %s: %w", subject, err)
 	}
 	var sigs []sigArtifact
+	if len(refs) > maxReferrers {
+		c.log.Warn("too many referrers; checking only the first ones", "subject", subject, "referrers", len(refs), "checked", maxReferrers)
+		refs = refs[:maxReferrers]
+	}
 	for _, r := range refs {
-		if r.ArtifactType != signing.BundleMediaType {
+		if r.ArtifactType != signing.BundleMediaType && r.ArtifactType != ocispec.MediaTypeEmptyJSON {
 			continue
 		}
 		r.MediaType = ocispec.MediaTypeImageManifest
