@@ -47,21 +47,21 @@ type FetchOptions struct {
 type Fetched struct {
 	// Dir is the unpacked blueprint, Home/cache/blueprints/<hex>.
 	// Treat it as read-only: it is shared by every user of that digest.
-	Dir string
+	Dir string `json:"dir"`
 	// Ref is host/repo.
-	Ref string
+	Ref string `json:"ref"`
 	// Tag is the tag that was resolved, if any.
-	Tag string
+	Tag string `json:"tag,omitempty"`
 	// Version is the blueprint's version.
-	Version string
+	Version string `json:"version"`
 	// Digest is the manifest digest.
-	Digest string
+	Digest string `json:"digest"`
 	// Signer is who signed it, or "unverified".
-	Signer string
+	Signer string `json:"signer"`
 	// FromCache is true when no network was used.
-	FromCache bool
+	FromCache bool `json:"from_cache"`
 	// PreviousDigest is the digest the lock held before, when it changed.
-	PreviousDigest string
+	PreviousDigest string `json:"previous_digest,omitempty"`
 }
 
 // Unverified is the signer recorded for --insecure-skip-verify.

@@ -30,15 +30,15 @@ type PushOptions struct {
 // Pushed describes a pushed blueprint.
 type Pushed struct {
 	// Ref is host/repo.
-	Ref string
+	Ref string `json:"ref"`
 	// Digest is the manifest digest.
-	Digest string
+	Digest string `json:"digest"`
 	// Version is the blueprint's version.
-	Version string
+	Version string `json:"version"`
 	// Tags are the tags that now point to it.
-	Tags []string
+	Tags []string `json:"tags"`
 	// Size is the layer size in bytes.
-	Size int64
+	Size int64 `json:"size"`
 }
 
 // Package packs a blueprint directory into its artifact without pushing:
