@@ -198,7 +198,7 @@ func (c *Client) unreachable(ref Reference, cacheErr, err error) error {
 		return cacheErr
 	}
 	if cacheErr != nil {
-		return fmt.Errorf("pull %s: the locked digest is not usable from the cache (%v) and the registry failed: %w", ref, cacheErr, err)
+		return fmt.Errorf("pull %s: the locked digest is not usable from the cache (%v) and the registry failed: %w (is the registry at %s running and reachable?)", ref, cacheErr, err, ref.Registry)
 	}
 	return fmt.Errorf("pull %s: %w (is the registry at %s running and reachable? a blueprint pinned in nemoclaw.lock and already cached needs no network)", ref, err, ref.Registry)
 }
