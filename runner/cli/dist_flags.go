@@ -129,3 +129,62 @@ func readSecret(app *App, env, prompt string, confirm bool) ([]byte, error) {
 	}
 	return p, nil
 }
+
+// sourceFlags are what a command that takes a blueprint source (a local
+// directory or a registry reference) needs: the lock, the constraint, the
+// verification and registry flags. `blueprint apply` uses them.
+type sourceFlags struct {
+	constraint     string
+	lockPath       string
+	allowDowngrade bool
+	verify         *verifyFlags
+	registry       *registryFlags
+}
+
+// addSourceFlags registers --version, --lock, --allow-downgrade and the
+// verification and registry flags on cmd.
+func addSourceFlags(cmd *cobra.Command) *sourceFlags {
+	s := &sourceFlags{}
+	cmd.Flags().StringVar(&s.constraint, "version", "", `semver constraint for a registry REF, e.g. "~> 1.2"`)
+	cmd.Flags().StringVar(&s.lockPath, "lock", registry.DefaultLockFile, "lock file to honour and update")
+	cmd.Flags().BoolVar(&s.allowDowngrade, "allow-downgrade", false, "accept a version lower than the locked one")
+	s.verify = addVerifyFlags(cmd)
+	s.registry = addRegistryFlags(cmd)
+	return s
+}
+
+// isLocalSource reports whether arg names a local blueprint directory: an
+// existing directory, or a path that starts with ".", "/" or "~". Local
+// directories are the only unsigned source accepted by default.
+func isLocalSource(arg string) bool {
+	if strings.HasPrefix(arg, ".") || strings.HasPrefix(arg, "/") || strings.HasPrefix(arg, "~") {
+		return true
+	}
+	st, err := os.Stat(arg)
+	return err == nil && st.IsDir()
+}
+
+// resolve returns the blueprint directory for arg: a local directory as it
+// is (fetched is nil), or a registry reference resolved through the lock,
+// fetched into the cache and verified (refusals carry exit code 3).
+func (s *sourceFlags) resolve(cmd *cobra.Command, app *App, arg string) (dir string, fetched *registry.Fetched, err error) {
+	if isLocalSource(arg) {
+		if s.constraint != "" {
+			return "", nil, Usage(fmt.Errorf("--version %q applies to registry references, not the local directory %s", s.constraint, arg))
+		}
+		return arg, nil, nil
+	}
+	v, err := s.verify.verification(app.Home)
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := newRegistryClient(app, s.registry)
+	if err != nil {
+		return "", nil, err
+	}
+	f, err := c.Fetch(cmd.Context(), registry.FetchOptions{Ref: arg, Constraint: s.constraint, LockPath: s.lockPath, AllowDowngrade: s.allowDowngrade, Verification: v})
+	if err != nil {
+		return "", nil, distError(err)
+	}
+	return f.Dir, f, nil
+}
