@@ -35,6 +35,10 @@ type sandboxRunOpts struct {
 	tty, noTTY, keep          bool
 	memory, cpus              string
 	pids                      int
+	// pol and env are set by `blueprint apply`: the blueprint's effective
+	// policy (instead of --policy) and the agent's extra environment.
+	pol *policy.Policy
+	env []string
 }
 
 func newSandboxCmd(app *App) *cobra.Command {
@@ -94,9 +98,12 @@ kernel without the needed Landlock ABI).`,
 func loadRunPolicy(o *sandboxRunOpts) (*policy.Policy, error) {
 	var pol *policy.Policy
 	var err error
-	if o.policyFile != "" {
+	switch {
+	case o.pol != nil:
+		pol = o.pol
+	case o.policyFile != "":
 		pol, err = policy.LoadFile(o.policyFile)
-	} else {
+	default:
 		pol, err = blueprint.DefaultPolicy()
 	}
 	if err != nil {
@@ -146,6 +153,7 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		Workdir:       o.workdir,
 		Policy:        pol,
 		Command:       args,
+		Env:           o.env,
 		Stdin:         app.In,
 		Stdout:        app.Out,
 		Stderr:        app.Err,

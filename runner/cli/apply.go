@@ -1,0 +1,177 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nemoclaw/nemoclaw/runner/blueprint"
+	"github.com/nemoclaw/nemoclaw/runner/registry"
+	"github.com/nemoclaw/nemoclaw/runner/state"
+)
+
+func init() {
+	registerBlueprint(newBlueprintApplyCmd)
+}
+
+// applyOpts are the flags of `blueprint apply`.
+type applyOpts struct {
+	profile, name, workdir string
+	constraint, lockPath   string
+	noLock, allowDowngrade bool
+	dryRun, tty, noTTY     bool
+}
+
+func newBlueprintApplyCmd(app *App) *cobra.Command {
+	var o applyOpts
+	var vf *verifyFlags
+	var rf *registryFlags
+	cmd := &cobra.Command{
+		Use:   "apply [DIR|REF] [-- CMD [ARGS...]]",
+		Short: "Run the agent in the sandbox a blueprint describes (default: the embedded blueprint)",
+		Long: `Apply resolves the blueprint — the embedded default without an argument, a
+local directory, or an OCI reference (tag, digest or --version constraint,
+honouring nemoclaw.lock) that is fetched and signature-verified before
+anything is unpacked — validates it, plans (profile, version gates, kernel
+preflight) and starts the agent inside the sandbox with the blueprint's
+effective policy and the egress proxy in front of its network.
+
+Local directories are the only unsigned source accepted by default. Words
+after -- replace the blueprint's agent command. The exit code is the agent's;
+3 when verification or the plan refused.`,
+		Example: `  nemoclaw blueprint apply
+  nemoclaw blueprint apply ./my-blueprint --profile ollama
+  nemoclaw blueprint apply registry.example.com/agents/coder --version "~> 1.2" --key team.pub
+  nemoclaw blueprint apply -- python3 agent.py`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if n := cmd.ArgsLenAtDash(); n > 1 || (n < 0 && len(args) > 1) {
+				return Usage(fmt.Errorf("apply takes one blueprint (DIR or REF); put a command after --"))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, command := args, []string(nil)
+			if n := cmd.ArgsLenAtDash(); n >= 0 {
+				src, command = args[:n], args[n:]
+			}
+			return runApply(cmd, app, &o, vf, rf, src, command)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.profile, "profile", "p", "", "inference profile (default: the blueprint's default)")
+	f.StringVar(&o.name, "name", "", "sandbox name (default: the blueprint's components.sandbox.name)")
+	f.StringVar(&o.workdir, "workdir", "", "host directory mounted at /sandbox (default: $NEMOCLAW_HOME/sandboxes/<name>/workspace)")
+	f.StringVar(&o.constraint, "version", "", `for a REF: semver constraint, e.g. "~> 1.2"`)
+	f.StringVar(&o.lockPath, "lock", registry.DefaultLockFile, "for a REF: lock file to honour and update")
+	f.BoolVar(&o.noLock, "no-lock", false, "for a REF: neither read nor write a lock file")
+	f.BoolVar(&o.allowDowngrade, "allow-downgrade", false, "for a REF: accept a version lower than the locked one")
+	f.BoolVar(&o.dryRun, "dry-run", false, "resolve, verify and plan, then print the plan instead of starting the agent")
+	f.BoolVar(&o.tty, "tty", false, "run on a pseudo-terminal (default: when stdin and stdout are terminals)")
+	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")
+	vf = addVerifyFlags(cmd)
+	rf = addRegistryFlags(cmd)
+	return cmd
+}
+
+// resolveBlueprint loads the blueprint named by src: embedded, a local
+// directory, or a verified OCI artifact.
+func resolveBlueprint(cmd *cobra.Command, app *App, o *applyOpts, vf *verifyFlags, rf *registryFlags, src []string) (*blueprint.Blueprint, error) {
+	if len(src) == 0 || src[0] == blueprint.EmbeddedDefault {
+		if o.constraint != "" {
+			return nil, Usage(errors.New("--version needs a registry reference"))
+		}
+		return blueprint.Default()
+	}
+	if st, err := os.Stat(src[0]); err == nil && st.IsDir() {
+		if o.constraint != "" {
+			return nil, Usage(fmt.Errorf("--version needs a registry reference, and %s is a local directory", src[0]))
+		}
+		return blueprint.Load(src[0])
+	}
+	if !strings.Contains(src[0], "/") {
+		return nil, Usage(fmt.Errorf("%s is neither a directory nor a registry reference (host/repo[:tag|@digest])", src[0]))
+	}
+	v, err := vf.verification(app.Home)
+	if err != nil {
+		return nil, err
+	}
+	c, err := newRegistryClient(app, rf)
+	if err != nil {
+		return nil, err
+	}
+	lp := o.lockPath
+	if o.noLock {
+		lp = ""
+	}
+	f, err := c.Fetch(cmd.Context(), registry.FetchOptions{Ref: src[0], Constraint: o.constraint, LockPath: lp, AllowDowngrade: o.allowDowngrade, Verification: v})
+	if err != nil {
+		return nil, distError(err)
+	}
+	app.Logger.Info("blueprint fetched", "ref", f.Ref, "version", f.Version, "digest", f.Digest, "signer", f.Signer, "from_cache", f.FromCache)
+	return blueprint.Load(f.Dir)
+}
+
+func runApply(cmd *cobra.Command, app *App, o *applyOpts, vf *verifyFlags, rf *registryFlags, src, command []string) error {
+	start := time.Now()
+	b, err := resolveBlueprint(cmd, app, o, vf, rf, src)
+	if err != nil {
+		return err
+	}
+	plan, err := state.MakePlan(b, state.PlanOptions{Profile: o.profile, Home: app.Home, Name: o.name, Preflight: kernelChecks(b.Policy)})
+	if err != nil {
+		return Usage(err)
+	}
+	if len(command) > 0 {
+		plan.Sandbox.Command = command
+	}
+	if o.workdir != "" {
+		plan.Sandbox.Workspace = o.workdir
+	}
+	if o.dryRun {
+		printPlan(app.Out, plan)
+	}
+	if len(plan.Refusals) > 0 {
+		return Refused(fmt.Errorf("apply %s refused: %s", b.Dir, strings.Join(plan.Refusals, "; ")))
+	}
+	for _, f := range b.Findings {
+		app.Logger.Info("blueprint finding", "finding", f.Error())
+	}
+	if o.dryRun {
+		return nil
+	}
+	var env []string
+	if s := b.Components.Sandbox; s != nil {
+		keys := make([]string, 0, len(s.Env))
+		for k := range s.Env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			env = append(env, k+"="+s.Env[k])
+		}
+	}
+	workdir := o.workdir
+	if workdir == "" && b.Components.Sandbox != nil {
+		workdir = b.Components.Sandbox.Workdir
+	}
+	app.Logger.Info("applying blueprint", "dir", b.Dir, "version", b.Version, "sandbox", plan.Sandbox.Name,
+		"profile", profileName(plan), "prepared_in", time.Since(start))
+	ro := &sandboxRunOpts{
+		// A blueprint's workspace is the agent's state: it outlives the run.
+		name: plan.Sandbox.Name, workdir: workdir, tty: o.tty, noTTY: o.noTTY, keep: true,
+		pol: b.Policy, env: env,
+	}
+	return runSandbox(cmd.Context(), app, ro, plan.Sandbox.Command)
+}
+
+func profileName(p *state.Plan) string {
+	if p.Inference == nil {
+		return ""
+	}
+	return p.Inference.Profile
+}
