@@ -468,3 +468,31 @@ func TestLoginBasicAuth(t *testing.T) {
 		t.Fatalf("push after logout: got %v, want credential not found", err)
 	}
 }
+
+func TestProgressForLargeTransfers(t *testing.T) {
+	t.Parallel()
+	p := publish(t)
+	dir := blueprintDir(t, "1.0.0", "")
+	big := bytes.Repeat([]byte("0123456789abcdef"), (3<<20)/16)
+	if err := os.WriteFile(filepath.Join(dir, "weights.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var pushLog, pullLog bytes.Buffer
+	pusher := newClient(t)
+	pusher.cfg.Progress = &pushLog
+	push(t, pusher, dir, p.repo, p.kp)
+	c, lockPath := p.consumer(t)
+	c.cfg.Progress = &pullLog
+	f, err := c.Fetch(context.Background(), FetchOptions{Ref: p.repo + ":1.0.0", LockPath: lockPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, log := range map[string]string{"push": pushLog.String(), "pull": pullLog.String()} {
+		if !strings.Contains(log, "100% of 3.0 MiB") {
+			t.Errorf("%s progress lacks percentages:\n%s", name, log)
+		}
+	}
+	if got, err := os.ReadFile(filepath.Join(f.Dir, "weights.bin")); err != nil || !bytes.Equal(got, big) {
+		t.Errorf("large file did not survive: %v", err)
+	}
+}
