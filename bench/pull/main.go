@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content/oci"
 	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/nemoclaw/nemoclaw/runner/registry"
 	"github.com/nemoclaw/nemoclaw/runner/signing"
@@ -35,8 +37,20 @@ func main() {
 	cold := flag.Int("cold", 30, "cold-cache iterations")
 	warm := flag.Int("warm", 200, "warm-cache iterations")
 	bpDir := flag.String("blueprint", "runner/registry/testdata/blueprint", "blueprint directory to push")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	flag.Parse()
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*cold, *warm, *bpDir); err != nil {
+		pprof.StopCPUProfile()
 		log.Fatal(err)
 	}
 }
@@ -82,13 +96,16 @@ func run(coldN, warmN int, bpDir string) error {
 	oneOff := registry.Verification{OneOff: &signing.RequirementSpec{Keys: []string{keyPrefix + ".pub"}}}
 
 	// Baseline: a plain oras-go copy of the same tag into a fresh OCI layout
-	// (resolve, manifest, config, layer; no signature, no unpack).
+	// (resolve, manifest, layer; no signature, no unpack, no lock).
 	baseline, err := measure(coldN, func(i int) error {
 		r, err := remote.NewRepository(repo)
 		if err != nil {
 			return err
 		}
 		r.PlainHTTP = true
+		// A fresh transport per pull, as a new process has (nemoclaw's
+		// client below gets one too): no pooled connections carried over.
+		r.Client = &auth.Client{Client: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}, Cache: auth.NewCache()}
 		st, err := oci.New(filepath.Join(work, fmt.Sprintf("oras-%d", i)))
 		if err != nil {
 			return err

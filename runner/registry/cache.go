@@ -89,6 +89,8 @@ func (k *cache) openStore(ctx context.Context) error {
 			return fmt.Errorf("cache %s: %w", layout, err)
 		}
 	}
+	// One index write per commit instead of one per manifest and tag.
+	st.AutoSaveIndex = false
 	k.store = st
 	return nil
 }
@@ -250,6 +252,9 @@ func (k *cache) commit(ctx context.Context, repoName string, a *artifact, sigs [
 	if err := k.store.Tag(ctx, a.manifestDesc, repoName+"@"+a.manifestDesc.Digest.String()); err != nil {
 		return fmt.Errorf("cache %s: index %s: %w", k.dir, a.manifestDesc.Digest, err)
 	}
+	if err := k.store.SaveIndex(); err != nil {
+		return fmt.Errorf("cache %s: save index: %w", k.dir, err)
+	}
 	return nil
 }
 
@@ -271,15 +276,13 @@ func (k *cache) unpacked(a *artifact) (string, error) {
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return "", fmt.Errorf("cache: %w", err)
 	}
-	tmp, err := os.MkdirTemp(base, ".unpack-*")
-	if err != nil {
-		return "", fmt.Errorf("cache: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	if err := Unpack(a.layer, filepath.Join(tmp, "bp")); err != nil {
+	tmp := filepath.Join(base, fmt.Sprintf(".unpack-%s-%d", a.manifestDesc.Digest.Encoded()[:12], time.Now().UnixNano()))
+	if err := Unpack(a.layer, tmp); err != nil {
+		_ = os.RemoveAll(tmp)
 		return "", fmt.Errorf("cache: %s: %w", a.manifestDesc.Digest, err)
 	}
-	if err := os.Rename(filepath.Join(tmp, "bp"), dir); err != nil {
+	if err := os.Rename(tmp, dir); err != nil {
+		_ = os.RemoveAll(tmp)
 		return "", fmt.Errorf("cache: %w", err)
 	}
 	return dir, nil

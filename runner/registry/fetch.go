@@ -171,11 +171,14 @@ func (c *Client) Fetch(ctx context.Context, o FetchOptions) (*Fetched, error) {
 			}
 		}
 	} else {
-		want, tag, verLabel, err = c.resolve(ctx, repo, ref, constraint)
-		if err != nil {
-			return nil, c.unreachable(ref, nil, err)
+		if ref.Tag == "" {
+			want, tag, verLabel, err = c.resolve(ctx, repo, ref, constraint)
+			if err != nil {
+				return nil, c.unreachable(ref, nil, err)
+			}
+			c.progressf("resolved %s%s to %s", ref, verLabel, want)
 		}
-		c.progressf("resolved %s%s to %s", ref, verLabel, want)
+		// A tag is fetched directly by download, which computes the digest.
 	}
 	a, sigs, err = c.download(ctx, repo, ref, want)
 	if err != nil {
@@ -300,12 +303,20 @@ func (c *Client) finish(ctx context.Context, k *cache, o FetchOptions, lock *Loc
 		}
 		signer = s.String()
 	}
-	if !fromCache {
-		if err := k.commit(ctx, ref.Repo(), a, sigs); err != nil {
-			return nil, err
+	// Everything is verified: store in the cache and unpack, concurrently
+	// (both are mostly filesystem latency).
+	commitErr := make(chan error, 1)
+	go func() {
+		if fromCache {
+			commitErr <- nil
+			return
 		}
-	}
+		commitErr <- k.commit(ctx, ref.Repo(), a, sigs)
+	}()
 	dir, err := k.unpacked(a)
+	if cerr := <-commitErr; cerr != nil {
+		return nil, cerr
+	}
 	if err != nil {
 		return nil, err
 	}

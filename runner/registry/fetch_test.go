@@ -213,10 +213,24 @@ func TestTamperRefused(t *testing.T) {
 			p.srv.tamper(m.Layers[0].Digest.String(), "truncate")
 			return FetchOptions{Ref: p.repo + ":1.0.0", LockPath: lockPath}
 		}, "wrong size"},
-		{"modified manifest", func(t *testing.T, p *published, c *Client, lockPath string) FetchOptions {
-			p.srv.tamper(p.versions["1.0.0"].Digest, "flip")
+		{"modified manifest, by digest", func(t *testing.T, p *published, c *Client, lockPath string) FetchOptions {
+			p.srv.tamper("manifests/"+p.versions["1.0.0"].Digest, "flip")
+			return FetchOptions{Ref: p.repo + "@" + p.versions["1.0.0"].Digest, LockPath: lockPath}
+		}, "manifest does not match its digest"},
+		{"modified manifest, by tag", func(t *testing.T, p *published, c *Client, lockPath string) FetchOptions {
+			p.srv.tamper("manifests/1.0.0", "flip")
 			return FetchOptions{Ref: p.repo + ":1.0.0", LockPath: lockPath}
-		}, "manifest"},
+		}, "refused"},
+		{"modified manifest, pinned in the lock", func(t *testing.T, p *published, c *Client, lockPath string) FetchOptions {
+			if _, err := c.Fetch(context.Background(), FetchOptions{Ref: p.repo + ":1.0.0", LockPath: lockPath}); err != nil {
+				t.Fatal(err)
+			}
+			fresh := newClient(t)
+			trustKey(t, fresh, p.srv.host()+"/team/*", p.pub)
+			*c = *fresh
+			p.srv.tamper("manifests/"+p.versions["1.0.0"].Digest, "flip")
+			return FetchOptions{Ref: p.repo + ":1.0.0", LockPath: lockPath}
+		}, "manifest does not match its digest"},
 		{"untrusted key", func(t *testing.T, p *published, c *Client, lockPath string) FetchOptions {
 			_, mallory := keyPair(t, t.TempDir(), "mallory")
 			push(t, newClient(t), blueprintDir(t, "3.0.0", "evil"), p.repo, mallory)

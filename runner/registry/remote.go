@@ -62,10 +62,19 @@ func (c *Client) fetchBlob(ctx context.Context, fetch func(context.Context, ocis
 
 // download fetches blueprint d from repo into memory and checks every byte
 // against its digest, then fetches its signature referrers. Nothing is
-// written anywhere.
+// written anywhere. With d empty, ref.Tag is fetched directly (one request
+// instead of resolve + fetch) and the digest is computed from the bytes
+// received: a tag is mutable, so the bytes are what gets verified and locked.
 func (c *Client) download(ctx context.Context, repo *remote.Repository, ref Reference, d digest.Digest) (*artifact, []sigArtifact, error) {
-	subject := ref.Repo() + "@" + d.String()
-	mdesc, rc, err := repo.Manifests().FetchReference(ctx, d.String())
+	reference := d.String()
+	if d == "" {
+		reference = ref.Tag
+	}
+	subject := ref.Repo() + "@" + reference
+	if d == "" {
+		subject = ref.Repo() + ":" + reference
+	}
+	mdesc, rc, err := repo.Manifests().FetchReference(ctx, reference)
 	if err != nil {
 		if errors.Is(err, errdef.ErrNotFound) {
 			return nil, nil, fmt.Errorf("fetch %s: manifest not found in the registry: %w", subject, err)
@@ -76,10 +85,23 @@ func (c *Client) download(ctx context.Context, repo *remote.Repository, ref Refe
 	if mdesc.Size > maxManifestBytes {
 		return nil, nil, &RefusedError{Subject: subject, Reason: fmt.Sprintf("manifest of %d bytes is over the %d byte limit", mdesc.Size, maxManifestBytes)}
 	}
-	mdesc.Digest = d // check the bytes against the digest we asked for
-	mb, err := content.ReadAll(rc, mdesc)
-	if err != nil {
-		return nil, nil, integrity(subject, "manifest", fmt.Errorf("fetch manifest: %w", err))
+	var mb []byte
+	if d == "" {
+		if mb, err = io.ReadAll(io.LimitReader(rc, mdesc.Size+1)); err == nil && int64(len(mb)) != mdesc.Size {
+			err = fmt.Errorf("read %d bytes, Content-Length says %d: %w", len(mb), mdesc.Size, io.ErrUnexpectedEOF)
+		}
+		if err != nil {
+			return nil, nil, integrity(subject, "manifest", fmt.Errorf("fetch manifest: %w", err))
+		}
+		d = digest.FromBytes(mb)
+		subject = ref.Repo() + "@" + d.String()
+		mdesc.Digest = d
+		c.progressf("resolved %s to %s", ref, d)
+	} else {
+		mdesc.Digest = d // check the bytes against the digest we asked for
+		if mb, err = content.ReadAll(rc, mdesc); err != nil {
+			return nil, nil, integrity(subject, "manifest", fmt.Errorf("fetch manifest: %w", err))
+		}
 	}
 	m, err := parseBlueprintManifest(subject, mb)
 	if err != nil {
@@ -88,17 +110,28 @@ func (c *Client) download(ctx context.Context, repo *remote.Repository, ref Refe
 	mdesc.MediaType = ocispec.MediaTypeImageManifest
 	mdesc.ArtifactType = m.ArtifactType
 	mdesc.Annotations = m.Annotations
+	// The signatures are listed and fetched while the layer downloads: on
+	// registries without the referrers API that is several round trips.
+	type sigResult struct {
+		sigs []sigArtifact
+		err  error
+	}
+	sigc := make(chan sigResult, 1)
+	go func() {
+		sigs, err := c.fetchSignatures(ctx, repo, subject, mdesc)
+		sigc <- sigResult{sigs, err}
+	}()
 	layer, err := c.fetchBlob(ctx, repo.Blobs().Fetch, subject, "layer", m.Layers[0], maxBlueprintBytes)
+	sr := <-sigc
 	if err != nil {
 		return nil, nil, err
 	}
-	c.progressf("fetched %s (%s, layer %s)", subject, m.Annotations[AnnotationVersion], humanBytes(m.Layers[0].Size))
+	if sr.err != nil {
+		return nil, nil, sr.err
+	}
+	c.progressf("fetched %s (%s, layer %s, %d signature(s))", subject, m.Annotations[AnnotationVersion], humanBytes(m.Layers[0].Size), len(sr.sigs))
 	a := &artifact{manifestDesc: mdesc, manifestBytes: mb, manifest: m, layerDesc: m.Layers[0], layer: layer}
-	sigs, err := c.fetchSignatures(ctx, repo, subject, mdesc)
-	if err != nil {
-		return nil, nil, err
-	}
-	return a, sigs, nil
+	return a, sr.sigs, nil
 }
 
 // fetchSignatures lists the Sigstore bundle referrers of desc (through the
