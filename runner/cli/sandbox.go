@@ -90,6 +90,9 @@ kernel without the needed Landlock ABI).`,
 	f.StringVar(&o.memory, "memory", "", "memory limit, e.g. 512Mi (overrides the policy's resources.memory)")
 	f.IntVar(&o.pids, "pids", 0, "process limit (overrides resources.pids)")
 	f.StringVar(&o.cpus, "cpus", "", "CPU limit, e.g. 1.5 or 500m (overrides resources.cpu; needs cgroup v2)")
+	for _, add := range sandboxFlagHooks {
+		add(f)
+	}
 	return cmd
 }
 
@@ -190,7 +193,11 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		defer func() { _ = term.Restore(int(stdin.Fd()), old) }()
 	}
 	// The sandbox's life is its agent's: SIGTERM/SIGINT are forwarded to
-	// the agent rather than cancelling the run.
+	// the agent rather than cancelling the run. Catch them before Start so
+	// a signal that races the agent's first output is not lost.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGWINCH)
+	defer signal.Stop(sigs)
 	sb, err := sandbox.Start(context.WithoutCancel(ctx), cfg)
 	if err != nil {
 		return sandboxError(err)
@@ -201,9 +208,6 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 			return err
 		}
 	}
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGWINCH)
-	defer signal.Stop(sigs)
 	go func() {
 		for {
 			select {

@@ -264,7 +264,10 @@ func attacks(hostPort, hostPID int, abstract, secretName string) []attack {
 			return err
 		})},
 		{"keyctl", r(func() error { _, err := unix.KeyctlGetKeyringID(unix.KEY_SPEC_SESSION_KEYRING, true); return err })},
-		{"add_key", r(func() error { _, err := unix.AddKey("user", "evil", []byte("x"), unix.KEY_SPEC_PROCESS_KEYRING); return err })},
+		{"add_key", r(func() error {
+			_, err := unix.AddKey("user", "evil", []byte("x"), unix.KEY_SPEC_PROCESS_KEYRING)
+			return err
+		})},
 		{"userfaultfd", r(func() error { return errno(rawErr(unix.SYS_USERFAULTFD, 0, 0, 0)) })},
 		{"io_uring_setup", r(func() error {
 			var params [120]byte

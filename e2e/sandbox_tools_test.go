@@ -1,0 +1,245 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestSandboxToolsWork is the positive side: allowed reads and writes work
+// and python3, node, git and a shell run normally inside the default policy.
+func TestSandboxToolsWork(t *testing.T) {
+	requireSandboxKernel(t)
+	r := newSandboxRun(t, -1)
+	script := `set -e
+echo data > /sandbox/file && cat /sandbox/file
+echo tmp > /tmp/file && cat /tmp/file
+head -c 8 /dev/urandom | wc -c
+grep -c . /etc/hostname >/dev/null && echo etc-readable
+python3 -c 'import json,os; print(json.dumps({"py": os.getcwd()}))'
+node -e 'console.log("node", process.cwd())'
+cd /sandbox && git init -q repo && cd repo && echo hi > a && git add a &&
+  git -c user.email=a@b -c user.name=agent commit -qm init && git log --oneline | wc -l
+echo "$(hostname) $(id -un) $HOME"
+ps -e -o pid= | wc -l | tr -d ' '
+`
+	out, stderr, code := r.run(t, []string{"--name", "tools"}, "/bin/bash", "-c", script)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"data\n", "tmp\n", "8\n", "etc-readable\n", `{"py": "/sandbox"}`, "node /sandbox\n", "1\ntools sandbox /sandbox\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s\nstderr:\n%s", want, out, stderr)
+		}
+	}
+}
+
+// TestSandboxExitAndSignals checks that the agent's exit status and a
+// signal death come back as nemoclaw's exit code, and that orphans are
+// reaped and killed with the sandbox.
+func TestSandboxExitAndSignals(t *testing.T) {
+	requireSandboxKernel(t)
+	r := newSandboxRun(t, -1)
+	tests := []struct {
+		name string
+		cmd  []string
+		want int
+	}{
+		{"exit code", []string{"/bin/sh", "-c", "exit 42"}, 42},
+		{"killed by signal", []string{"/bin/sh", "-c", "kill -TERM $$"}, 128 + int(syscall.SIGTERM)},
+		{"orphans reaped", []string{"/bin/sh", "-c", "for i in 1 2 3; do (sleep 0 &) ; done; sleep 0.2; test -z \"$(ps -e -o stat= | grep Z)\""}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, code := r.run(t, nil, tc.cmd...)
+			if code != tc.want {
+				t.Fatalf("exit %d, want %d; stderr %s", code, tc.want, stderr)
+			}
+		})
+	}
+	// A background process must not outlive its sandbox.
+	marker := fmt.Sprintf("%d.5", 3000+os.Getpid()%1000)
+	_, stderr, code := r.run(t, nil, "/bin/sh", "-c", "sleep "+marker+" & exit 0")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if pids := findCmdline("sleep\x00" + marker); len(pids) > 0 {
+		t.Fatalf("background sleep %v outlived its sandbox", pids)
+	}
+}
+
+// TestSandboxForwardsSIGTERM sends SIGTERM to nemoclaw and expects the
+// agent to get it (the agent traps it and exits 9).
+func TestSandboxForwardsSIGTERM(t *testing.T) {
+	requireSandboxKernel(t)
+	r := newSandboxRun(t, -1)
+	cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--workdir", r.workdir, "--",
+		"/bin/sh", "-c", "trap 'exit 9' TERM; echo ready; while :; do sleep 0.05; done")
+	cmd.Env = []string{"NEMOCLAW_HOME=" + r.home}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "ready\n" {
+		t.Fatalf("agent did not start: %q %v", buf, err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 9 {
+		t.Fatalf("want exit 9 from the agent's TERM trap, got %v", err)
+	}
+}
+
+// findCmdline returns host pids whose cmdline starts with prefix.
+func findCmdline(prefix string) []string {
+	ents, _ := os.ReadDir("/proc")
+	var pids []string
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && bytes.HasPrefix(b, []byte(prefix)) {
+			pids = append(pids, e.Name())
+		}
+	}
+	return pids
+}
+
+// TestSandboxInteractiveShell drives `nemoclaw sandbox run -- bash` through
+// a pseudo-terminal: prompt, job control, window size changes and exit
+// status all behave as in a real terminal.
+func TestSandboxInteractiveShell(t *testing.T) {
+	requireSandboxKernel(t)
+	r := newSandboxRun(t, -1)
+	ptm, pts := openTestPTY(t, 24, 80)
+	cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--workdir", r.workdir, "--", "/bin/bash", "--norc", "--noprofile", "-i")
+	cmd.Env = []string{"NEMOCLAW_HOME=" + r.home, "TERM=xterm"}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pts.Close()
+	out := &ptyReader{f: ptm, ch: make(chan []byte, 64)}
+	go out.loop()
+	send := func(s string) {
+		if _, err := ptm.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("stty size; echo S1-$((6*7))\n")
+	out.expect(t, "24 80")
+	out.expect(t, "S1-42")
+	// Resize the outer terminal; nemoclaw passes the size inward.
+	if err := unix.IoctlSetWinsize(int(ptm.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: 100}); err != nil {
+		t.Fatal(err)
+	}
+	// The size reaches the inner pty asynchronously (SIGWINCH); poll until seen.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.all.String(), "40 100") {
+		if time.Now().After(deadline) {
+			t.Fatalf("inner terminal never saw 40x100:\n%s", out.all.String())
+		}
+		send("stty size\n")
+		out.waitMore(500 * time.Millisecond)
+	}
+	// Job control: a background job, listed, then killed by job number.
+	send("sleep 30 &\n")
+	send("jobs; echo J-$((1+1))\n")
+	out.expect(t, "Running")
+	out.expect(t, "J-2")
+	send("kill %1; wait; test -t 0 && echo TTY-$((3+4)); exit 7\n")
+	out.expect(t, "TTY-7")
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
+		t.Fatalf("want exit 7, got %v\n%s", err, out.all.String())
+	}
+}
+
+func openTestPTY(t *testing.T, rows, cols uint16) (*os.File, *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.IoctlSetWinsize(int(m.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, s
+}
+
+// ptyReader accumulates a pty's output for expect-style checks.
+type ptyReader struct {
+	f   *os.File
+	ch  chan []byte
+	all bytes.Buffer
+	pos int
+}
+
+func (p *ptyReader) loop() {
+	for {
+		b := make([]byte, 4096)
+		n, err := p.f.Read(b)
+		if n > 0 {
+			p.ch <- b[:n]
+		}
+		if err != nil {
+			close(p.ch)
+			return
+		}
+	}
+}
+
+func (p *ptyReader) waitMore(d time.Duration) {
+	select {
+	case b, ok := <-p.ch:
+		if ok {
+			p.all.Write(b)
+		}
+	case <-time.After(d):
+	}
+}
+
+// expect waits (bounded, so a broken shell cannot hang the suite) until s
+// appears after the previous match.
+func (p *ptyReader) expect(t *testing.T, s string) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		if i := strings.Index(p.all.String()[p.pos:], s); i >= 0 {
+			p.pos += i + len(s)
+			return
+		}
+		select {
+		case b, ok := <-p.ch:
+			if !ok {
+				t.Fatalf("terminal closed before %q:\n%s", s, p.all.String())
+			}
+			p.all.Write(b)
+		case <-timeout:
+			t.Fatalf("no %q on the terminal:\n%s", s, p.all.String())
+		}
+	}
+}
