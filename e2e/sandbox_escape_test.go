@@ -363,12 +363,13 @@ func TestSandboxLandlockTCPOptIn(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s %s", code, out, stderr)
 	}
-	for name, want := range map[string]string{
-		"connect_own_loopback_server": "EACCES",       // Landlock TCP connect rule
-		"connect_proxy_port":          "ECONNREFUSED", // allowed; nothing listens without egress
-	} {
-		if got[name] != want {
-			t.Errorf("%s: got %q, want %q\n%s", name, got[name], want, stderr)
-		}
+	// Landlock's TCP connect rule refuses the agent's own loopback server.
+	if got["connect_own_loopback_server"] != "EACCES" {
+		t.Errorf("connect_own_loopback_server: got %q, want EACCES\n%s", got["connect_own_loopback_server"], stderr)
+	}
+	// The proxy port is allowed: OK when an egress proxy is attached,
+	// ECONNREFUSED when none is built in.
+	if g := got["connect_proxy_port"]; g != "OK" && g != "ECONNREFUSED" {
+		t.Errorf("connect_proxy_port: got %q, want OK or ECONNREFUSED\n%s", g, stderr)
 	}
 }
