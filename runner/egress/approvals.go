@@ -76,8 +76,10 @@ func (a *approvals) notify() {
 	a.changed = make(chan struct{})
 }
 
-// waitApproval queues t (or joins its queue entry) and blocks until an
-// operator decides, the bounded wait ends, or the client goes away.
+// waitApproval queues t (or joins its queue entry). With Config.Approvals
+// it blocks until an operator decides, the bounded wait ends, or the client
+// goes away; without, the request is refused at once and the entry stays
+// listed, so that an approval lets the next attempt through.
 func (p *Proxy) waitApproval(ctx context.Context, t target, ci *connInfo, method, path string) bool {
 	a := p.appr
 	key := t.String()
@@ -97,11 +99,16 @@ func (p *Proxy) waitApproval(ctx context.Context, t target, ci *connInfo, method
 			pr.Binary = pi.exe
 		}
 		a.pending[key], a.byID[pr.ID] = pr, pr
-		p.log.Warn("egress approval requested", "id", pr.ID, "host", t.host, "port", t.port, "binary", pr.Binary,
+		p.log.Info("egress approval requested", "id", pr.ID, "host", t.host, "port", t.port, "binary", pr.Binary,
 			"hint", fmt.Sprintf("nemoclaw policy approvals %s", p.cfg.Sandbox))
 	}
-	pr.Waiting++
 	pr.Attempts++
+	if !p.cfg.Approvals {
+		a.notify()
+		a.mu.Unlock()
+		return false
+	}
+	pr.Waiting++
 	done := pr.done
 	a.notify()
 	a.mu.Unlock()

@@ -40,7 +40,7 @@ type ControlRequest struct {
 type ControlResponse struct {
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
-	// Refused marks a policy-level refusal (invalid generation, unknown id).
+	// Refused marks a policy refusal: an invalid or locked-field generation.
 	Refused    bool       `json:"refused,omitempty"`
 	Sandbox    string     `json:"sandbox,omitempty"`
 	Generation uint64     `json:"generation,omitempty"`
@@ -146,7 +146,7 @@ func (p *Proxy) control(req ControlRequest) ControlResponse {
 	case OpApprove, OpDeny:
 		d, err := p.Decide(req.ID, req.Op == OpApprove, req.Save)
 		if err != nil {
-			return fail(err, errors.Is(err, ErrNoSuchApproval))
+			return fail(err, false)
 		}
 		r.Decided = &d
 	case OpSetPolicy:
@@ -173,7 +173,7 @@ type Client struct {
 }
 
 // ControlError is an error reported by the sandbox; Refused marks policy
-// refusals (an invalid generation, an unknown approval id).
+// refusals (an invalid generation or a change to a locked field).
 type ControlError struct {
 	Msg     string
 	Refused bool

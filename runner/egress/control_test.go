@@ -83,7 +83,7 @@ func TestControlSocket(t *testing.T) {
 	if err != nil || len(s.Summaries) == 0 || s.Generation != 3 {
 		t.Fatalf("status: %+v %v", s, err)
 	}
-	if _, err := c.Decide(ctx, "42", true, false); !errors.As(err, &ce) || !ce.Refused {
+	if _, err := c.Decide(ctx, "42", true, false); !errors.As(err, &ce) || ce.Refused || !strings.Contains(err.Error(), "no pending approval") {
 		t.Fatalf("unknown id: %v", err)
 	}
 	if _, err := (&Client{Path: filepath.Join(t.TempDir(), "none.sock")}).Status(ctx); err == nil || !strings.Contains(err.Error(), "is the sandbox running") {

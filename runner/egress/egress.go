@@ -58,7 +58,9 @@ type Config struct {
 	// process's own namespaces.
 	NetnsPid int
 	// Approvals makes a request to a host:port no policy covers wait for an
-	// operator's decision instead of failing at once.
+	// operator's decision instead of failing at once. Either way the
+	// destination is listed for approval, so an approval lets the next
+	// attempt through.
 	Approvals bool
 	// ApprovalTimeout bounds that wait (default 2 minutes).
 	ApprovalTimeout time.Duration
@@ -89,6 +91,8 @@ type Proxy struct {
 
 	outer, inner *http.Server
 	h2           *http2.Server
+
+	nsPid atomic.Int64
 
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
@@ -123,6 +127,7 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("egress: %w", err)
 	}
 	p.ca = ca
+	p.nsPid.Store(int64(cfg.NetnsPid))
 	g, err := compile(cfg.Policy, p)
 	if err != nil {
 		return nil, fmt.Errorf("egress: policy: %w", err)
@@ -296,6 +301,10 @@ func (p *Proxy) AddPreset(pr *policy.Preset) error {
 	return nil
 }
 
+// SetNetnsPid names a process inside the sandbox's network and pid
+// namespaces (the sandbox init), once it exists, for peer→binary lookups.
+func (p *Proxy) SetNetnsPid(pid int) { p.nsPid.Store(int64(pid)) }
+
 // Summaries returns the deduplicated decision counts per (host, port, binary).
 func (p *Proxy) Summaries() []Summary { return p.audit.summaries() }
 
@@ -306,7 +315,7 @@ func (p *Proxy) FlushAudit() { p.audit.flush() }
 // called. l is normally the sandbox's 127.0.0.1:3128 listener.
 func (p *Proxy) Serve(l net.Listener) error {
 	err := p.outer.Serve(l)
-	if errors.Is(err, http.ErrServerClosed) {
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return err
@@ -400,7 +409,7 @@ const (
 func (p *Proxy) outerConnContext(ctx context.Context, c net.Conn) context.Context {
 	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	return context.WithValue(ctx, connKey, &connInfo{client: ap, peer: &peerCache{nsPid: p.cfg.NetnsPid, addr: ap}})
+	return context.WithValue(ctx, connKey, &connInfo{client: ap, peer: &peerCache{nsPid: int(p.nsPid.Load()), addr: ap}})
 }
 
 // ciConn carries the tunnel's connInfo into the inner server.

@@ -90,7 +90,7 @@ func (p *Proxy) handleConnect(w http.ResponseWriter, r *http.Request, ci *connIn
 	}
 	g := p.gen.Load()
 	cands, v := g.candidates(t, ci.peer.get, p.appr.granted())
-	if v != nil && v.noEndpoint && p.cfg.Approvals {
+	if v != nil && v.noEndpoint {
 		if p.waitApproval(r.Context(), t, ci, r.Method, "") {
 			g = p.gen.Load()
 			cands, v = g.candidates(t, ci.peer.get, p.appr.granted())
@@ -292,7 +292,7 @@ type fwd struct {
 func (p *Proxy) handleRequest(w http.ResponseWriter, r *http.Request, ci *connInfo, t target, scheme string) {
 	g := p.gen.Load()
 	cands, v := g.candidates(t, ci.peer.get, p.appr.granted())
-	if v != nil && v.noEndpoint && p.cfg.Approvals {
+	if v != nil && v.noEndpoint {
 		if p.waitApproval(r.Context(), t, ci, r.Method, requestPath(r)) {
 			g = p.gen.Load()
 			cands, v = g.candidates(t, ci.peer.get, p.appr.granted())
@@ -479,7 +479,7 @@ func (p *Proxy) nextSteps(v *verdict) string {
 		sb = "<sandbox>"
 	}
 	s := fmt.Sprintf("add %s to the policy and run `nemoclaw policy set %s FILE` (or `nemoclaw policy add %s PRESET`)", v.missing, sb, sb)
-	if v.noEndpoint && p.cfg.Approvals {
+	if v.noEndpoint {
 		s += fmt.Sprintf("; or approve it with `nemoclaw policy approvals %s` and retry", sb)
 	}
 	return s

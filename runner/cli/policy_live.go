@@ -1,0 +1,255 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/nemoclaw/nemoclaw/runner/blueprint"
+	"github.com/nemoclaw/nemoclaw/runner/egress"
+	"github.com/nemoclaw/nemoclaw/runner/policy"
+)
+
+func init() {
+	registerPolicy(newPolicyApprovalsCmd)
+	registerPolicy(newPolicyApproveCmd)
+	registerPolicy(newPolicyDenyCmd)
+	registerPolicy(newPolicySetCmd)
+	registerPolicy(newPolicyAddCmd)
+}
+
+var sandboxNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+
+// controlClient returns the control-socket client of a running sandbox.
+func controlClient(app *App, name string) (*egress.Client, error) {
+	if !sandboxNameRE.MatchString(name) || strings.Contains(name, "..") {
+		return nil, Usage(fmt.Errorf("sandbox name %q: want lowercase letters, digits, '.', '_' or '-'", name))
+	}
+	return &egress.Client{Path: filepath.Join(sandboxDir(app, name), "control.sock")}, nil
+}
+
+// controlErr maps a control-socket error to the CLI's exit codes.
+func controlErr(err error) error {
+	var ce *egress.ControlError
+	if errors.As(err, &ce) && ce.Refused {
+		return Refused(err)
+	}
+	return err
+}
+
+func newPolicyApprovalsCmd(app *App) *cobra.Command {
+	var list bool
+	var output string
+	cmd := &cobra.Command{
+		Use:   "approvals SANDBOX",
+		Short: "Review destinations a running sandbox was refused, and approve or deny them (terminal UI)",
+		Long: `Approvals opens a terminal UI over the running sandbox's approval queue:
+every host:port that the policy refused is listed with the program that asked.
+Keys: j/k or arrows move, enter shows details, a approves, s approves and saves
+(the approval then also applies to the next run of the same sandbox name),
+d denies, A approves all, q quits. Approvals last for the sandbox's life.
+
+Without a terminal, or with --list, it prints the queue once and exits.`,
+		Example: `  nemoclaw policy approvals my-sandbox
+  nemoclaw policy approvals my-sandbox --list --output json`,
+		Args: argsRange(1, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output, "text", "json"); err != nil {
+				return err
+			}
+			c, err := controlClient(app, args[0])
+			if err != nil {
+				return err
+			}
+			in, _ := app.In.(*os.File)
+			out, _ := app.Out.(*os.File)
+			interactive := !list && in != nil && out != nil && term.IsTerminal(int(in.Fd())) && term.IsTerminal(int(out.Fd()))
+			if !interactive {
+				items, err := c.Pending(cmd.Context(), 0)
+				if err != nil {
+					return controlErr(err)
+				}
+				return printPending(app, items, output)
+			}
+			old, err := term.MakeRaw(int(in.Fd()))
+			if err != nil {
+				return fmt.Errorf("approvals: raw terminal: %w", err)
+			}
+			defer func() { _ = term.Restore(int(in.Fd()), old); printf(app.Out, "\n") }()
+			return controlErr(egress.RunApprovalsUI(cmd.Context(), c, args[0], in, out))
+		},
+	}
+	cmd.Flags().BoolVar(&list, "list", false, "print the queue and exit instead of opening the UI")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format with --list: text or json")
+	return cmd
+}
+
+func printPending(app *App, items []egress.Pending, output string) error {
+	if output == "json" {
+		if items == nil {
+			items = []egress.Pending{}
+		}
+		enc := json.NewEncoder(app.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(items)
+	}
+	if len(items) == 0 {
+		printf(app.Out, "no destinations are waiting for approval\n")
+		return nil
+	}
+	printf(app.Out, "%-5s %-40s %-30s %-8s %s\n", "ID", "DESTINATION", "PROGRAM", "WAITING", "FIRST REQUEST")
+	for _, it := range items {
+		bin := it.Binary
+		if bin == "" {
+			bin = "?"
+		}
+		printf(app.Out, "%-5s %-40s %-30s %-8d %s %s (%s ago)\n", it.ID, net.JoinHostPort(it.Host, strconv.Itoa(it.Port)), bin, it.Waiting,
+			it.Method, it.Path, time.Since(it.Since).Truncate(time.Second))
+	}
+	return nil
+}
+
+func newPolicyDecideCmd(app *App, approve bool) *cobra.Command {
+	var save bool
+	use, short := "deny SANDBOX ID", "Deny a destination waiting in a running sandbox's approval queue"
+	if approve {
+		use, short = "approve SANDBOX ID", "Approve a destination waiting in a running sandbox's approval queue"
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long: short + `.
+IDs come from ` + "`nemoclaw policy approvals SANDBOX --list`" + `. An approval lets
+every later request to that host:port through for the sandbox's life; with
+--save it also applies to later runs of the same sandbox name.`,
+		Example: "  nemoclaw policy " + strings.Fields(use)[0] + " my-sandbox 3",
+		Args:    argsRange(2, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := controlClient(app, args[0])
+			if err != nil {
+				return err
+			}
+			d, err := c.Decide(cmd.Context(), args[1], approve, save)
+			if err != nil {
+				return controlErr(err)
+			}
+			verb := "denied"
+			if approve {
+				verb = "approved"
+				if save {
+					verb = "approved and saved"
+				}
+			}
+			printf(app.Out, "%s %s (request #%s)\n", verb, net.JoinHostPort(d.Host, strconv.Itoa(d.Port)), d.ID)
+			return nil
+		},
+	}
+	if approve {
+		cmd.Flags().BoolVar(&save, "save", false, "also apply the approval to later runs of this sandbox name")
+	}
+	return cmd
+}
+
+func newPolicyApproveCmd(app *App) *cobra.Command { return newPolicyDecideCmd(app, true) }
+func newPolicyDenyCmd(app *App) *cobra.Command    { return newPolicyDecideCmd(app, false) }
+
+func newPolicySetCmd(app *App) *cobra.Command {
+	return &cobra.Command{
+		Use:   "set SANDBOX FILE",
+		Short: "Replace a running sandbox's network policy",
+		Long: `Set validates FILE and swaps the running sandbox's network policy for its
+network_policies in one step: requests already in flight finish under the old
+generation, every later request uses the new one. An invalid file is refused
+and the running policy stays. filesystem_policy, landlock, process and
+resources are locked when the sandbox starts: FILE may omit them or repeat
+them unchanged.`,
+		Example: "  nemoclaw policy set my-sandbox policies/sandbox.yaml",
+		Args:    argsRange(2, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := controlClient(app, args[0])
+			if err != nil {
+				return err
+			}
+			p, err := policy.LoadFile(args[1])
+			if err != nil {
+				return Refused(fmt.Errorf("policy set: %w", err))
+			}
+			gen, err := c.SetPolicy(cmd.Context(), p)
+			if err != nil {
+				return controlErr(fmt.Errorf("policy set %s: %w", args[0], err))
+			}
+			printf(app.Out, "sandbox %s: network policy from %s in force (generation %d)\n", args[0], args[1], gen)
+			return nil
+		},
+	}
+}
+
+func newPolicyAddCmd(app *App) *cobra.Command {
+	return &cobra.Command{
+		Use:   "add SANDBOX PRESET",
+		Short: "Merge a preset into a running sandbox's network policy",
+		Long: `Add merges a preset's network policies into the running sandbox's policy
+(the preset wins on a name collision) without restarting it. PRESET is the
+name of a preset of the embedded default blueprint (pypi, npm, telegram, ...)
+or the path of a preset file.`,
+		Example: `  nemoclaw policy add my-sandbox pypi
+  nemoclaw policy add my-sandbox ./presets/internal-api.yaml`,
+		Args: argsRange(2, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := controlClient(app, args[0])
+			if err != nil {
+				return err
+			}
+			pr, err := loadPreset(args[1])
+			if err != nil {
+				return err
+			}
+			gen, err := c.AddPreset(cmd.Context(), pr)
+			if err != nil {
+				return controlErr(fmt.Errorf("policy add %s: %w", args[0], err))
+			}
+			printf(app.Out, "sandbox %s: preset %s added (generation %d)\n", args[0], pr.Meta.Name, gen)
+			return nil
+		},
+	}
+}
+
+// loadPreset resolves a preset name of the default blueprint, or a file.
+func loadPreset(arg string) (*policy.Preset, error) {
+	if strings.ContainsAny(arg, "/.") {
+		pr, err := policy.LoadPresetFile(arg)
+		if err != nil {
+			return nil, Refused(fmt.Errorf("policy add: %w", err))
+		}
+		return pr, nil
+	}
+	b, err := blueprint.Default()
+	if err != nil {
+		return nil, fmt.Errorf("policy add: default blueprint: %w", err)
+	}
+	if pr, ok := b.Available[arg]; ok {
+		return pr, nil
+	}
+	var names []string
+	for n := range b.Available {
+		names = append(names, n)
+	}
+	return nil, Usage(fmt.Errorf("policy add: no preset %q in the default blueprint; available: %s (or give a preset file path)", arg, strings.Join(sortedPresetNames(names), ", ")))
+}
+
+func sortedPresetNames(s []string) []string {
+	out := append([]string(nil), s...)
+	slices.Sort(out)
+	return out
+}
