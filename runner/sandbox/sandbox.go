@@ -176,7 +176,9 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 			return nil, stepErr("workspace", err)
 		}
 		if !cfg.KeepWorkspace {
-			sb.removeDir = sbDir
+			// Only the workspace: the sandbox directory also holds the
+			// egress audit log and saved approvals, which outlive the run.
+			sb.removeDir = ws
 		}
 	}
 	if ws, err = filepath.Abs(ws); err != nil {
