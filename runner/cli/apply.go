@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nemoclaw/nemoclaw/runner/blueprint"
-	"github.com/nemoclaw/nemoclaw/runner/registry"
 	"github.com/nemoclaw/nemoclaw/runner/state"
 )
 
@@ -22,15 +20,12 @@ func init() {
 // applyOpts are the flags of `blueprint apply`.
 type applyOpts struct {
 	profile, name, workdir string
-	constraint, lockPath   string
-	noLock, allowDowngrade bool
 	dryRun, tty, noTTY     bool
+	source                 *sourceFlags
 }
 
 func newBlueprintApplyCmd(app *App) *cobra.Command {
 	var o applyOpts
-	var vf *verifyFlags
-	var rf *registryFlags
 	cmd := &cobra.Command{
 		Use:   "apply [DIR|REF] [-- CMD [ARGS...]]",
 		Short: "Run the agent in the sandbox a blueprint describes (default: the embedded blueprint)",
@@ -59,66 +54,45 @@ after -- replace the blueprint's agent command. The exit code is the agent's;
 			if n := cmd.ArgsLenAtDash(); n >= 0 {
 				src, command = args[:n], args[n:]
 			}
-			return runApply(cmd, app, &o, vf, rf, src, command)
+			return runApply(cmd, app, &o, src, command)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.profile, "profile", "p", "", "inference profile (default: the blueprint's default)")
 	f.StringVar(&o.name, "name", "", "sandbox name (default: the blueprint's components.sandbox.name)")
 	f.StringVar(&o.workdir, "workdir", "", "host directory mounted at /sandbox (default: $NEMOCLAW_HOME/sandboxes/<name>/workspace)")
-	f.StringVar(&o.constraint, "version", "", `for a REF: semver constraint, e.g. "~> 1.2"`)
-	f.StringVar(&o.lockPath, "lock", registry.DefaultLockFile, "for a REF: lock file to honour and update")
-	f.BoolVar(&o.noLock, "no-lock", false, "for a REF: neither read nor write a lock file")
-	f.BoolVar(&o.allowDowngrade, "allow-downgrade", false, "for a REF: accept a version lower than the locked one")
 	f.BoolVar(&o.dryRun, "dry-run", false, "resolve, verify and plan, then print the plan instead of starting the agent")
 	f.BoolVar(&o.tty, "tty", false, "run on a pseudo-terminal (default: when stdin and stdout are terminals)")
 	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")
-	vf = addVerifyFlags(cmd)
-	rf = addRegistryFlags(cmd)
+	o.source = addSourceFlags(cmd)
 	return cmd
 }
 
-// resolveBlueprint loads the blueprint named by src: embedded, a local
-// directory, or a verified OCI artifact.
-func resolveBlueprint(cmd *cobra.Command, app *App, o *applyOpts, vf *verifyFlags, rf *registryFlags, src []string) (*blueprint.Blueprint, error) {
+// resolveBlueprint loads the blueprint named by src: the embedded one, a
+// local directory, or a verified OCI artifact.
+func resolveBlueprint(cmd *cobra.Command, app *App, o *applyOpts, src []string) (*blueprint.Blueprint, error) {
 	if len(src) == 0 || src[0] == blueprint.EmbeddedDefault {
-		if o.constraint != "" {
+		if o.source.constraint != "" {
 			return nil, Usage(errors.New("--version needs a registry reference"))
 		}
 		return blueprint.Default()
 	}
-	if st, err := os.Stat(src[0]); err == nil && st.IsDir() {
-		if o.constraint != "" {
-			return nil, Usage(fmt.Errorf("--version needs a registry reference, and %s is a local directory", src[0]))
-		}
-		return blueprint.Load(src[0])
-	}
-	if !strings.Contains(src[0], "/") {
+	if !isLocalSource(src[0]) && !strings.Contains(src[0], "/") {
 		return nil, Usage(fmt.Errorf("%s is neither a directory nor a registry reference (host/repo[:tag|@digest])", src[0]))
 	}
-	v, err := vf.verification(app.Home)
+	dir, f, err := o.source.resolve(cmd, app, src[0])
 	if err != nil {
 		return nil, err
 	}
-	c, err := newRegistryClient(app, rf)
-	if err != nil {
-		return nil, err
+	if f != nil {
+		app.Logger.Info("blueprint fetched", "ref", f.Ref, "version", f.Version, "digest", f.Digest, "signer", f.Signer, "from_cache", f.FromCache)
 	}
-	lp := o.lockPath
-	if o.noLock {
-		lp = ""
-	}
-	f, err := c.Fetch(cmd.Context(), registry.FetchOptions{Ref: src[0], Constraint: o.constraint, LockPath: lp, AllowDowngrade: o.allowDowngrade, Verification: v})
-	if err != nil {
-		return nil, distError(err)
-	}
-	app.Logger.Info("blueprint fetched", "ref", f.Ref, "version", f.Version, "digest", f.Digest, "signer", f.Signer, "from_cache", f.FromCache)
-	return blueprint.Load(f.Dir)
+	return blueprint.Load(dir)
 }
 
-func runApply(cmd *cobra.Command, app *App, o *applyOpts, vf *verifyFlags, rf *registryFlags, src, command []string) error {
+func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string) error {
 	start := time.Now()
-	b, err := resolveBlueprint(cmd, app, o, vf, rf, src)
+	b, err := resolveBlueprint(cmd, app, o, src)
 	if err != nil {
 		return err
 	}
