@@ -121,6 +121,9 @@ type Sandbox struct {
 	closeOne sync.Once
 }
 
+// kernelLandlockABI is landlockABI; tests replace it to play older kernels.
+var kernelLandlockABI = landlockABI
+
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
 
 // Start builds the sandbox and starts cfg.Command in it. It returns once the
@@ -224,7 +227,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 
 	// Landlock.
-	abi := landlockABI()
+	abi := kernelLandlockABI()
 	nc := cfg.Network
 	if nc.ProxyPort == 0 {
 		nc.ProxyPort = DefaultProxyPort

@@ -1,0 +1,219 @@
+package sandbox
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nemoclaw/nemoclaw/runner/policy"
+)
+
+func TestPlanLandlock(t *testing.T) {
+	base := func(compat string, restrict bool) *policy.Policy {
+		p := testPolicy()
+		p.Landlock = &policy.LandlockPolicy{Compatibility: compat, RestrictConnectToProxy: restrict}
+		return p
+	}
+	tests := []struct {
+		name       string
+		pol        *policy.Policy
+		abi        int
+		refused    bool
+		notes      []string // substrings that must appear in the notes
+		handled    uint64
+		scoped     bool
+		tcpPorts   int
+		ruleAccess map[string]uint64
+	}{
+		{name: "full ABI 7", pol: base(policy.BestEffort, false), abi: 7, handled: 1<<16 - 1, scoped: true,
+			ruleAccess: map[string]uint64{"/usr": fsReadOnly, "/sandbox": 1<<16 - 1, "/dev/null": 1<<16 - 1}},
+		{name: "ABI 9 adds resolve_unix", pol: base(policy.BestEffort, false), abi: 9, handled: 1<<17 - 1, scoped: true},
+		{name: "hard requirement met", pol: base(policy.HardRequirement, false), abi: 6, handled: 1<<16 - 1, scoped: true},
+		{name: "hard requirement refused on ABI 5", pol: base(policy.HardRequirement, false), abi: 5, refused: true},
+		{name: "strict is hard", pol: base("strict", false), abi: 3, refused: true},
+		{name: "hard requirement refused without landlock", pol: base(policy.HardRequirement, false), abi: 0, refused: true},
+		{name: "best effort without landlock", pol: base(policy.BestEffort, false), abi: 0, notes: []string{"unavailable"}},
+		{name: "best effort ABI 3 drops ioctl and scoping", pol: base(policy.BestEffort, false), abi: 3, handled: 1<<15 - 1,
+			notes: []string{"ioctl", "scoping need ABI 6"}},
+		{name: "best effort ABI 1", pol: base(policy.BestEffort, false), abi: 1, handled: 1<<13 - 1, notes: []string{"refer", "truncate"}},
+		{name: "tcp opt-in", pol: base(policy.BestEffort, true), abi: 7, handled: 1<<16 - 1, scoped: true, tcpPorts: 2},
+		{name: "tcp opt-in dropped on ABI 3", pol: base(policy.BestEffort, true), abi: 3, handled: 1<<15 - 1, notes: []string{"restrict_connect_to_proxy needs ABI 4"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, notes, err := planLandlock(tc.pol, tc.abi, NetworkConfig{Proxy: true, ProxyPort: 3128, DNS: true}, []string{"/etc/resolv.conf"})
+			if tc.refused {
+				var se *StepError
+				if !errors.As(err, &se) || !se.Refused || !IsRefused(err) || se.Hint == "" {
+					t.Fatalf("want a refusal with a hint, got %v", err)
+				}
+				if !strings.Contains(err.Error(), "hard_requirement") {
+					t.Errorf("refusal does not name the deciding field: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			all := strings.Join(notes, "\n")
+			for _, n := range tc.notes {
+				if !strings.Contains(all, n) {
+					t.Errorf("notes lack %q:\n%s", n, all)
+				}
+			}
+			if plan.HandledFS != tc.handled {
+				t.Errorf("handled fs %#x, want %#x", plan.HandledFS, tc.handled)
+			}
+			if (plan.Scoped != 0) != tc.scoped {
+				t.Errorf("scoped %#x, want scoping=%v", plan.Scoped, tc.scoped)
+			}
+			if len(plan.Ports) != tc.tcpPorts {
+				t.Errorf("tcp rules %v, want %d", plan.Ports, tc.tcpPorts)
+			}
+			got := map[string]uint64{}
+			for _, r := range plan.Rules {
+				got[r.Path] = r.Access
+				if r.Access&^plan.HandledFS != 0 {
+					t.Errorf("rule %s grants unhandled rights %#x", r.Path, r.Access)
+				}
+			}
+			for p, want := range tc.ruleAccess {
+				if got[p] != want {
+					t.Errorf("rule %s: access %#x, want %#x", p, got[p], want)
+				}
+			}
+			if tc.abi > 0 && got["/etc/resolv.conf"]&unix.LANDLOCK_ACCESS_FS_READ_FILE == 0 {
+				t.Errorf("bind-mounted file is not readable: %v", got)
+			}
+		})
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	tests := []struct {
+		in   string
+		want uint64
+		err  bool
+	}{
+		{"1048576", 1 << 20, false},
+		{"512Mi", 512 << 20, false},
+		{"2G", 2e9, false},
+		{"1.5Gi", 3 << 29, false},
+		{"4k", 4000, false},
+		{"4Ki", 4096, false},
+		{" 1GiB ", 1 << 30, false},
+		{"", 0, true},
+		{"10m", 0, true},
+		{"-1", 0, true},
+		{"12Qi", 0, true},
+		{"Mi", 0, true},
+		{"1e400", 0, true},
+	}
+	for _, tc := range tests {
+		got, err := ParseBytes(tc.in)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d, err=%v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestParseCPU(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+		err  bool
+	}{
+		{"1", 1000, false}, {"1.5", 1500, false}, {"500m", 500, false}, {"0.001", 1, false},
+		{"0", 0, true}, {"-1", 0, true}, {"abc", 0, true}, {"m", 0, true}, {"NaN", 0, true},
+	}
+	for _, tc := range tests {
+		got, err := ParseCPU(tc.in)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("ParseCPU(%q) = %d, %v; want %d, err=%v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func FuzzParseBytes(f *testing.F) {
+	for _, s := range []string{"512Mi", "2G", "1.5Gi", "", "10m", "9999999999999999Ti", "0x10", ".", "1e3k"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseBytes(s)
+		if err == nil && v >= 1<<63 {
+			t.Fatalf("ParseBytes(%q) = %d: out of range accepted", s, v)
+		}
+	})
+}
+
+func FuzzParseCPU(f *testing.F) {
+	for _, s := range []string{"1", "1.5", "500m", "0", "m", "1e9", "-0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseCPU(s)
+		if err == nil && v <= 0 {
+			t.Fatalf("ParseCPU(%q) = %d accepted", s, v)
+		}
+	})
+}
+
+func TestResolveIDs(t *testing.T) {
+	tests := []struct {
+		name     string
+		p        *policy.ProcessPolicy
+		rootless bool
+		uid, gid int
+		mapped   bool
+		err      bool
+	}{
+		{"unknown user mapped", &policy.ProcessPolicy{RunAsUser: "sandbox", RunAsGroup: "sandbox"}, false, mappedID, mappedID, true, false},
+		{"host user", &policy.ProcessPolicy{RunAsUser: "nobody"}, false, 65534, 65534, false, false},
+		{"numeric", &policy.ProcessPolicy{RunAsUser: "1234", RunAsGroup: "4321"}, false, 1234, 4321, false, false},
+		{"default as root", nil, false, mappedID, mappedID, true, false},
+		{"root refused", &policy.ProcessPolicy{RunAsUser: "root"}, false, 0, 0, false, true},
+		{"rootless mapped", &policy.ProcessPolicy{RunAsUser: "sandbox"}, true, mappedID, mappedID, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			uid, gid, note, err := resolveIDs(tc.p, tc.rootless)
+			if (err != nil) != tc.err {
+				t.Fatalf("err = %v, want error %v", err, tc.err)
+			}
+			if err != nil {
+				return
+			}
+			if uid != tc.uid || gid != tc.gid || (note != "") != tc.mapped {
+				t.Fatalf("got %d:%d note %q; want %d:%d mapped=%v", uid, gid, note, tc.uid, tc.gid, tc.mapped)
+			}
+		})
+	}
+}
+
+func TestSeccompProgram(t *testing.T) {
+	bpf, err := seccompProgram()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bpf) == 0 || len(bpf)%8 != 0 {
+		t.Fatalf("program of %d bytes is not a list of 8-byte BPF instructions", len(bpf))
+	}
+}
+
+func TestProbe(t *testing.T) {
+	f := Probe()
+	checks := f.Checks()
+	if len(checks) < 5 {
+		t.Fatalf("want at least 5 checks, got %d", len(checks))
+	}
+	for _, c := range checks {
+		if c.Name == "" || c.Detail == "" || c.Enables == "" || c.Without == "" {
+			t.Errorf("check %+v lacks a field", c)
+		}
+	}
+	if f.LandlockABI != landlockABI() {
+		t.Errorf("probe ABI %d != %d", f.LandlockABI, landlockABI())
+	}
+}

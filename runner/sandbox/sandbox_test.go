@@ -1,0 +1,244 @@
+package sandbox
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nemoclaw/nemoclaw/internal/testutil"
+	"github.com/nemoclaw/nemoclaw/runner/policy"
+)
+
+func testPolicy() *policy.Policy {
+	return &policy.Policy{
+		Version: 1,
+		Filesystem: &policy.FilesystemPolicy{
+			IncludeWorkdir: true,
+			ReadOnly:       []string{"/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/proc"},
+			ReadWrite:      []string{"/tmp"},
+		},
+		Landlock: &policy.LandlockPolicy{Compatibility: policy.BestEffort},
+		Process:  &policy.ProcessPolicy{RunAsUser: "sandbox", RunAsGroup: "sandbox"},
+	}
+}
+
+// needKernel skips (or fails under NEMOCLAW_STRICT_TESTS) without what
+// every sandbox needs.
+func needKernel(t *testing.T) {
+	t.Helper()
+	f := Probe()
+	if !f.Seccomp || !f.NetNS || f.LandlockABI == 0 {
+		testutil.SkipOrFail(t, "the kernel lacks seccomp filters, network namespaces or Landlock")
+	}
+	if !f.Root && !f.UnprivilegedUserNS {
+		testutil.SkipOrFail(t, "not root and unprivileged user namespaces are disabled")
+	}
+}
+
+// run starts cfg (with test defaults) and returns the exit code and output.
+func run(t *testing.T, cfg Config) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if cfg.Policy == nil {
+		cfg.Policy = testPolicy()
+	}
+	if cfg.Home == "" {
+		cfg.Home = t.TempDir()
+	}
+	cfg.Stdout, cfg.Stderr = &out, &errb
+	sb, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	defer sb.Close()
+	code, err := sb.Wait()
+	if err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	return code, out.String(), errb.String()
+}
+
+func TestStartErrors(t *testing.T) {
+	needKernel(t)
+	home := t.TempDir()
+	hard := testPolicy()
+	hard.Landlock.Compatibility = policy.HardRequirement
+	tests := []struct {
+		name    string
+		cfg     Config
+		step    string
+		refused bool
+		lowABI  bool
+	}{
+		{name: "no policy", cfg: Config{Command: []string{"true"}}, step: "config"},
+		{name: "no command", cfg: Config{Policy: testPolicy()}, step: "config"},
+		{name: "bad name", cfg: Config{Policy: testPolicy(), Command: []string{"true"}, Name: "Bad Name"}, step: "config"},
+		{name: "missing workdir", cfg: Config{Policy: testPolicy(), Command: []string{"true"}, Workdir: "/nonexistent/nemoclaw"}, step: "workspace"},
+		{name: "command not found", cfg: Config{Policy: testPolicy(), Command: []string{"nemoclaw-no-such-command"}}, step: "exec nemoclaw-no-such-command"},
+		{name: "relative file path", cfg: Config{Policy: testPolicy(), Command: []string{"true"}, Files: []File{{Path: "etc/x"}}}, step: "files"},
+		{name: "file outside own dirs", cfg: Config{Policy: testPolicy(), Command: []string{"true"}, Files: []File{{Path: "/usr/nemoclaw-new-file"}}}, step: "mount: file /usr/nemoclaw-new-file"},
+		{name: "hard requirement on old kernel", cfg: Config{Policy: hard, Command: []string{"true"}}, step: "landlock: abi", refused: true, lowABI: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.lowABI {
+				kernelLandlockABI = func() int { return 3 }
+				defer func() { kernelLandlockABI = landlockABI }()
+			}
+			tc.cfg.Home = home
+			sb, err := Start(context.Background(), tc.cfg)
+			if err == nil {
+				sb.Close()
+				t.Fatal("start succeeded")
+			}
+			var se *StepError
+			if !errors.As(err, &se) || se.Step != tc.step {
+				t.Fatalf("want step %q, got %v", tc.step, err)
+			}
+			if IsRefused(err) != tc.refused {
+				t.Fatalf("refused = %v, want %v", IsRefused(err), tc.refused)
+			}
+			if !strings.HasPrefix(err.Error(), "sandbox: "+tc.step+": ") {
+				t.Fatalf("message %q does not read sandbox: <step>: <cause>", err)
+			}
+		})
+	}
+}
+
+func TestRunBasics(t *testing.T) {
+	needKernel(t)
+	t.Parallel()
+	ws := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ws, "in.txt"), []byte("from host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		cfg      Config
+		wantCode int
+		wantOut  string
+	}{
+		{name: "exit code", cfg: Config{Command: []string{"/bin/sh", "-c", "exit 3"}}, wantCode: 3},
+		{name: "stdin", cfg: Config{Command: []string{"cat"}, Stdin: strings.NewReader("piped\n")}, wantOut: "piped\n"},
+		{name: "hostname and cwd", cfg: Config{Name: "unit-host", Command: []string{"/bin/sh", "-c", "echo $(hostname) $(pwd) $HOME"}}, wantOut: "unit-host /sandbox /sandbox\n"},
+		{name: "workdir", cfg: Config{Workdir: ws, Command: []string{"cat", "/sandbox/in.txt"}}, wantOut: "from host\n"},
+		{name: "environment is built, not inherited", cfg: Config{Env: []string{"A=1", "HOME=/tmp"}, Command: []string{"/bin/sh", "-c", "echo $A $HOME ${GOPATH:-unset} ${PWD}"}}, wantOut: "1 /tmp unset /sandbox\n"},
+		{name: "read-only file", cfg: Config{Files: []File{{Path: "/etc/hostname", Data: []byte("x")}, {Path: "/run/nemoclaw/ca.pem", Data: []byte("ca")}},
+			Command: []string{"/bin/sh", "-c", "cat /etc/hostname /run/nemoclaw/ca.pem; echo; echo y > /run/nemoclaw/ca.pem || echo refused"}},
+			wantOut: "xca\nrefused\n"},
+		{name: "pid namespace", cfg: Config{Command: []string{"/bin/sh", "-c", "set -- /proc/[0-9]*; echo $# $(cat /proc/1/cmdline | tr '\\0' ' ')"}}, wantOut: "2 /proc/self/exe __sandbox-init\n"},
+		{name: "only lo", cfg: Config{Command: []string{"/bin/sh", "-c", "ls /sys/class/net 2>/dev/null || cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"}}, wantOut: "lo\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := run(t, tc.cfg)
+			if code != tc.wantCode {
+				t.Fatalf("exit %d, want %d; stderr %s", code, tc.wantCode, errs)
+			}
+			if tc.wantOut != "" && out != tc.wantOut {
+				t.Fatalf("stdout %q, want %q; stderr %s", out, tc.wantOut, errs)
+			}
+		})
+	}
+}
+
+// TestListenersHandedOut serves the in-sandbox proxy and DNS sockets from
+// the host: the agent reaches them on its own 127.0.0.1.
+func TestListenersHandedOut(t *testing.T) {
+	needKernel(t)
+	var out, errb bytes.Buffer
+	script := `exec 3<>/dev/tcp/127.0.0.1/3128; read -r line <&3; echo "proxy:$line"
+python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(20)
+s.sendto(b"q", ("127.0.0.1", 53)); print("dns:" + s.recv(64).decode())
+t = socket.create_connection(("127.0.0.1", 53), timeout=20); print("dnstcp:" + t.recv(64).decode())
+'`
+	sb, err := Start(context.Background(), Config{
+		Policy: testPolicy(), Home: t.TempDir(), Command: []string{"/bin/bash", "-c", script},
+		Stdout: &out, Stderr: &errb, Network: NetworkConfig{Proxy: true, DNS: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	if sb.ProxyListener() == nil || sb.DNSPacketConn() == nil || sb.DNSListener() == nil {
+		t.Fatal("listeners missing")
+	}
+	// The proxy can see the agent's socket in the sandbox's netns through
+	// the init's /proc entry.
+	go func() {
+		c, err := sb.ProxyListener().Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		peer := c.RemoteAddr().(*net.TCPAddr).Port
+		tcp, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", sb.Pid()))
+		seen := strings.Contains(string(tcp), fmt.Sprintf(":%04X ", peer))
+		fmt.Fprintf(c, "hello peer-visible=%v\n", seen)
+	}()
+	go func() {
+		buf := make([]byte, 64)
+		n, addr, err := sb.DNSPacketConn().ReadFrom(buf)
+		if err == nil {
+			sb.DNSPacketConn().WriteTo(append([]byte("answer-"), buf[:n]...), addr)
+		}
+	}()
+	go func() {
+		c, err := sb.DNSListener().Accept()
+		if err == nil {
+			c.Write([]byte("tcp53"))
+			c.Close()
+		}
+	}()
+	code, err := sb.Wait()
+	if err != nil || code != 0 {
+		t.Fatalf("exit %d %v: %s", code, err, errb.String())
+	}
+	want := "proxy:hello peer-visible=true\ndns:answer-q\ndnstcp:tcp53\n"
+	if out.String() != want {
+		t.Fatalf("got %q, want %q; stderr %s", out.String(), want, errb.String())
+	}
+}
+
+// TestSignalAndClose checks Signal reaches the agent (128+15) and that
+// Close tears down a running sandbox and removes its generated workspace.
+func TestSignalAndClose(t *testing.T) {
+	needKernel(t)
+	home := t.TempDir()
+	pr, pw, _ := os.Pipe()
+	defer pr.Close()
+	sb, err := Start(context.Background(), Config{Policy: testPolicy(), Home: home, Name: "sig",
+		Command: []string{"/bin/sh", "-c", "echo up; exec sleep 100"}, Stdout: pw})
+	pw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line, _ := bufio.NewReader(pr).ReadString('\n'); line != "up\n" {
+		t.Fatalf("agent did not start: %q", line)
+	}
+	if _, err := os.Stat(filepath.Join(home, "sandboxes", "sig", "workspace")); err != nil {
+		t.Fatalf("workspace missing while running: %v", err)
+	}
+	if err := sb.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	code, err := sb.Wait()
+	if err != nil || code != 130 {
+		t.Fatalf("want 130 (SIGINT), got %d %v", code, err)
+	}
+	if err := sb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(home, "sandboxes", "sig", "workspace")); !os.IsNotExist(err) {
+		t.Fatalf("generated workspace not removed: %v", err)
+	}
+}
