@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -110,6 +111,7 @@ type Sandbox struct {
 	dnsPC   net.PacketConn
 	dnsLn   net.Listener
 
+	started   time.Time
 	removeDir string
 	filesDir  string
 	cgroupDir string
@@ -347,9 +349,11 @@ func (sb *Sandbox) launch(ctx context.Context, cfg Config, sp spec, rootless boo
 		attr.CgroupFD = int(cg.Fd())
 	}
 	cmd.SysProcAttr = attr
+	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		return stepErr("namespace: start init", err)
 	}
+	sb.started = t0
 	sb.cmd = cmd
 	child.Close()
 	specR.Close()
@@ -393,7 +397,7 @@ func (sb *Sandbox) launch(ctx context.Context, cfg Config, sp spec, rootless boo
 			_, _ = io.Copy(out, sb.ptm) // ends with EIO when the last slave closes
 		}()
 	}
-	sb.log.Debug("sandbox running", "init_pid", cmd.Process.Pid)
+	sb.log.Debug("sandbox running", "init_pid", cmd.Process.Pid, "setup", time.Since(t0))
 	go sb.waitLoop()
 	return nil
 }
@@ -478,7 +482,9 @@ func (sb *Sandbox) waitLoop() {
 			break
 		}
 	}
+	sb.log.Debug("agent exited", "since_start", time.Since(sb.started))
 	werr := sb.cmd.Wait()
+	sb.log.Debug("init exited", "since_start", time.Since(sb.started))
 	if sb.ptyDone != nil {
 		<-sb.ptyDone
 	}
