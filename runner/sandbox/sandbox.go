@@ -254,6 +254,10 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 	sb.cgroupDir = res.cgroupDir
 	for _, s := range res.summary {
+		if strings.Contains(s, "NOT applied") || strings.Contains(s, "failed") {
+			sb.log.Warn("resources: " + s) // the user asked for a limit that does not hold
+			continue
+		}
 		sb.log.Info("resources: " + s)
 	}
 	tmpSize := ""
