@@ -55,6 +55,7 @@ type auditor struct {
 
 	mu   sync.Mutex
 	w    *bufio.Writer
+	buf  []byte
 	sums map[string]*Summary
 
 	stop chan struct{}
@@ -91,12 +92,11 @@ func (a *auditor) flusher() {
 func (a *auditor) record(e *Event) {
 	e.Time = time.Now().UTC()
 	e.Sandbox = a.sandbox
-	line, _ := json.Marshal(e)
 	key := e.Host + "\x00" + strconv.Itoa(e.Port) + "\x00" + e.Binary + "\x00" + e.Decision
 	a.mu.Lock()
 	if a.w != nil {
-		_, _ = a.w.Write(line)
-		_ = a.w.WriteByte('\n')
+		a.buf = append(appendEvent(a.buf[:0], e), '\n')
+		_, _ = a.w.Write(a.buf)
 	}
 	s, seen := a.sums[key]
 	if !seen {

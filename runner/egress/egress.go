@@ -14,7 +14,6 @@
 package egress
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -30,6 +29,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -89,10 +89,13 @@ type Proxy struct {
 	audit    *auditor
 	appr     *approvals
 
-	outer, inner *http.Server
-	h2           *http2.Server
+	inner *http.Server
+	h2    *http2.Server
 
 	nsPid atomic.Int64
+
+	upMu   sync.Mutex
+	upIdle map[upKey][]*upstream
 
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
@@ -115,7 +118,7 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.LookupEnv == nil {
 		cfg.LookupEnv = os.LookupEnv
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Logger, resolver: cfg.Resolver, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{cfg: cfg, log: cfg.Logger, resolver: cfg.Resolver, conns: map[net.Conn]struct{}{}, upIdle: map[upKey][]*upstream{}}
 	if p.resolver == nil {
 		p.resolver = net.DefaultResolver
 	}
@@ -164,18 +167,10 @@ func New(cfg Config) (*Proxy, error) {
 		ErrorHandler: p.upstreamError,
 		ErrorLog:     slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
-	p.outer = &http.Server{
-		Handler:           p,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       5 * time.Minute,
-		ConnContext:       p.outerConnContext,
-		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
-	}
 	p.inner = &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
-		ConnContext:       innerConnContext,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
 	p.h2 = &http2.Server{IdleTimeout: 5 * time.Minute}
@@ -314,11 +309,29 @@ func (p *Proxy) FlushAudit() { p.audit.flush() }
 // Serve answers proxy connections on l until l is closed or Close is
 // called. l is normally the sandbox's 127.0.0.1:3128 listener.
 func (p *Proxy) Serve(l net.Listener) error {
-	err := p.outer.Serve(l)
-	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
-		return nil
+	p.addCloser(l)
+	var delay time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("egress: accept: %w", err)
+		}
+		delay = 0
+		if !p.track(c) {
+			c.Close()
+			return nil
+		}
+		go p.serveConn(c)
 	}
-	return err
 }
 
 // Close stops serving, closes every connection, and writes the audit
@@ -334,8 +347,7 @@ func (p *Proxy) Close() error {
 	p.conns = nil
 	closers := p.closers
 	p.mu.Unlock()
-	err := p.outer.Close()
-	_ = p.inner.Close()
+	err := p.inner.Close()
 	for c := range conns {
 		_ = c.Close()
 	}
@@ -344,6 +356,7 @@ func (p *Proxy) Close() error {
 	}
 	p.appr.close()
 	p.tr.CloseIdleConnections()
+	p.closeUpstreams()
 	p.audit.close()
 	return err
 }
@@ -405,28 +418,6 @@ const (
 	connKey ctxKey = iota
 	fwdKey
 )
-
-func (p *Proxy) outerConnContext(ctx context.Context, c net.Conn) context.Context {
-	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	return context.WithValue(ctx, connKey, &connInfo{client: ap, peer: &peerCache{nsPid: int(p.nsPid.Load()), addr: ap}})
-}
-
-// ciConn carries the tunnel's connInfo into the inner server.
-type ciConn struct {
-	net.Conn
-	ci *connInfo
-}
-
-func innerConnContext(ctx context.Context, c net.Conn) context.Context {
-	switch cc := c.(type) {
-	case *ciConn:
-		return context.WithValue(ctx, connKey, cc.ci)
-	case *notifyConn:
-		return context.WithValue(ctx, connKey, cc.ci)
-	}
-	return ctx
-}
 
 // bufPool recycles 32 KiB copy buffers.
 type bufPool struct{}

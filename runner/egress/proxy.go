@@ -45,27 +45,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.handleRequest(w, r, ci, *ci.tunnel, ci.scheme)
 		return
 	}
-	switch {
-	case r.Method == http.MethodConnect:
-		p.handleConnect(w, r, ci)
-	case r.URL.IsAbs() && r.URL.Scheme == "http" && r.URL.Host != "":
-		host, port, err := splitHostPort(r.URL.Host, 80)
-		if err != nil {
-			p.badRequest(w, fmt.Sprintf("bad request target %q: %v", clip(r.URL.Host), err))
-			return
-		}
-		t, err := parseTarget(host, port)
-		if err != nil {
-			p.denyRequest(w, r, ci, target{host: clip(host), port: port}, &verdict{action: Deny, reason: err.Error(),
-				missing: "use the host's DNS name or its canonical dotted-quad address"}, "")
-			return
-		}
-		p.handleRequest(w, r, ci, t, "http")
-	case r.URL.IsAbs():
-		p.badRequest(w, fmt.Sprintf("scheme %q cannot be forwarded; use CONNECT for https and wss", r.URL.Scheme))
-	default:
-		p.badRequest(w, "this is nemoclaw's egress proxy: send proxy requests (set HTTP_PROXY/HTTPS_PROXY), not origin requests")
-	}
+	// Requests on the proxy listener are served by h1loop; only h2
+	// requests from inspected tunnels arrive here.
+	p.badRequest(w, "this is nemoclaw's egress proxy: send proxy requests (set HTTP_PROXY/HTTPS_PROXY)")
 }
 
 func (p *Proxy) badRequest(w http.ResponseWriter, msg string) {
@@ -74,103 +56,8 @@ func (p *Proxy) badRequest(w http.ResponseWriter, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": "bad proxy request", "detail": msg})
 }
 
-// handleConnect decides a CONNECT at host:port level, then either tunnels
-// bytes (L4 endpoints) or terminates the tunnel to inspect requests.
-func (p *Proxy) handleConnect(w http.ResponseWriter, r *http.Request, ci *connInfo) {
-	host, port, err := splitHostPort(r.Host, 0)
-	if err != nil || port == 0 {
-		p.badRequest(w, fmt.Sprintf("CONNECT needs host:port, got %q", clip(r.Host)))
-		return
-	}
-	t, err := parseTarget(host, port)
-	if err != nil {
-		p.denyRequest(w, r, ci, target{host: clip(host), port: port}, &verdict{action: Deny, reason: err.Error(),
-			missing: "use the host's DNS name or its canonical dotted-quad address"}, "")
-		return
-	}
-	g := p.gen.Load()
-	cands, v := g.candidates(t, ci.peer.get, p.appr.granted())
-	if v != nil && v.noEndpoint {
-		if p.waitApproval(r.Context(), t, ci, r.Method, "") {
-			g = p.gen.Load()
-			cands, v = g.candidates(t, ci.peer.get, p.appr.granted())
-		}
-	}
-	if v != nil {
-		p.denyRequest(w, r, ci, t, v, "")
-		return
-	}
-	if needsInspection(cands) {
-		conn, ok := p.hijack(w, ci, t)
-		if !ok {
-			return
-		}
-		p.record(&Event{Class: "Network Activity", Activity: "connect", Decision: Allow, Host: t.host, Port: t.port,
-			Rule: "inspect " + cands[0].ruleName(), Gen: g.id}, ci, cands)
-		go p.serveTunnel(conn, ci, t)
-		return
-	}
-	// L4 endpoint: dial a checked address and splice.
-	var (
-		up   net.Conn
-		last error
-		used *endpoint
-	)
-	for _, e := range cands {
-		up, last = p.dialChecked(r.Context(), t, e)
-		if last == nil {
-			used = e
-			break
-		}
-	}
-	if up == nil {
-		var se *ssrfError
-		if errors.As(last, &se) {
-			p.denyRequest(w, r, ci, t, &verdict{action: Deny, reason: se.Error(),
-				missing: fmt.Sprintf("allowed_ips covering the address on %s (loopback and private ranges must be named)", se.rule)}, "")
-			return
-		}
-		p.gatewayError(w, fmt.Sprintf("connect %s: %v", t, last))
-		return
-	}
-	p.record(&Event{Class: "Network Activity", Activity: "connect", Decision: Allow, Host: t.host, Port: t.port,
-		Rule: used.ruleName(), Gen: g.id}, ci, cands)
-	conn, ok := p.hijack(w, ci, t)
-	if !ok {
-		up.Close()
-		return
-	}
-	go p.splice(conn, up)
-}
-
-// hijack takes over the client connection after a CONNECT and confirms it.
-func (p *Proxy) hijack(w http.ResponseWriter, ci *connInfo, t target) (net.Conn, bool) {
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		p.badRequest(w, "CONNECT is only served on HTTP/1.1")
-		return nil, false
-	}
-	c, rw, err := hj.Hijack()
-	if err != nil {
-		return nil, false
-	}
-	if _, err := c.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
-		c.Close()
-		return nil, false
-	}
-	if rw.Reader.Buffered() > 0 {
-		c = &peekConn{Conn: c, r: rw.Reader}
-	}
-	if !p.track(c) {
-		c.Close()
-		return nil, false
-	}
-	return c, true
-}
-
-// splice copies bytes both ways until either side is done.
-func (p *Proxy) splice(a, b net.Conn) {
-	defer p.untrack(a)
+// spliceConns copies bytes both ways until both sides are done.
+func (p *Proxy) spliceConns(a, b net.Conn) {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	cp := func(dst, src net.Conn) {
@@ -201,8 +88,7 @@ func (c *peekConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 // is terminated with a leaf from the sandbox CA (h2 offered via ALPN),
 // anything else is served as plain HTTP.
 func (p *Proxy) serveTunnel(c net.Conn, outer *connInfo, t target) {
-	defer p.untrack(c)
-	br := bufio.NewReader(c)
+	br := bufio.NewReaderSize(c, 4096)
 	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	first, err := br.Peek(1)
 	if err != nil {
@@ -212,8 +98,7 @@ func (p *Proxy) serveTunnel(c net.Conn, outer *connInfo, t target) {
 	pc := &peekConn{Conn: c, r: br}
 	ci := &connInfo{client: outer.client, tunnel: &t, scheme: "http", peer: outer.peer}
 	if first[0] != 0x16 {
-		_ = c.SetReadDeadline(time.Time{})
-		p.serveOne(&ciConn{Conn: pc, ci: ci})
+		p.h1loop(pc, br, ci, &t, "http")
 		return
 	}
 	tc := tls.Server(pc, &tls.Config{
@@ -234,50 +119,7 @@ func (p *Proxy) serveTunnel(c net.Conn, outer *connInfo, t target) {
 		tc.Close()
 		return
 	}
-	p.serveOne(&ciConn{Conn: tc, ci: ci})
-}
-
-// serveOne serves HTTP/1.1 on one already-accepted connection.
-func (p *Proxy) serveOne(c *ciConn) {
-	l := &oneConnListener{done: make(chan struct{})}
-	l.c = &notifyConn{ciConn: c, l: l}
-	_ = p.inner.Serve(l)
-}
-
-type oneConnListener struct {
-	mu   sync.Mutex
-	c    net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-func (l *oneConnListener) Accept() (net.Conn, error) {
-	l.mu.Lock()
-	c := l.c
-	l.c = nil
-	l.mu.Unlock()
-	if c != nil {
-		return c, nil
-	}
-	<-l.done
-	return nil, net.ErrClosed
-}
-
-func (l *oneConnListener) Close() error { l.once.Do(func() { close(l.done) }); return nil }
-func (l *oneConnListener) Addr() net.Addr {
-	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
-}
-
-// notifyConn ends the one-connection listener when its connection closes.
-type notifyConn struct {
-	*ciConn
-	l *oneConnListener
-}
-
-func (c *notifyConn) Close() error {
-	err := c.ciConn.Close()
-	_ = c.l.Close()
-	return err
+	p.h1loop(tc, bufio.NewReaderSize(tc, 4096), ci, &t, "https")
 }
 
 // fwd is what the reverse proxy needs to forward one allowed request.
@@ -288,19 +130,31 @@ type fwd struct {
 	escPath string
 }
 
-// handleRequest evaluates one HTTP request and forwards it when allowed.
+// handleRequest evaluates one HTTP request and forwards it when allowed
+// (the net/http path, used for h2 clients on intercepted tunnels).
 func (p *Proxy) handleRequest(w http.ResponseWriter, r *http.Request, ci *connInfo, t target, scheme string) {
+	f, v, path := p.evalRequest(r.Context(), r, ci, t, scheme)
+	if v != nil {
+		p.denyRequest(w, r, ci, t, v, path)
+		return
+	}
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), fwdKey, f)))
+}
+
+// evalRequest decides one HTTP request against the current generation. On
+// allow it returns the forwarding plan (credentials substituted, allow
+// audited); on deny the verdict and the canonical path for the denial.
+func (p *Proxy) evalRequest(ctx context.Context, r *http.Request, ci *connInfo, t target, scheme string) (*fwd, *verdict, string) {
 	g := p.gen.Load()
 	cands, v := g.candidates(t, ci.peer.get, p.appr.granted())
 	if v != nil && v.noEndpoint {
-		if p.waitApproval(r.Context(), t, ci, r.Method, requestPath(r)) {
+		if p.waitApproval(ctx, t, ci, r.Method, requestPath(r)) {
 			g = p.gen.Load()
 			cands, v = g.candidates(t, ci.peer.get, p.appr.granted())
 		}
 	}
 	if v != nil {
-		p.denyRequest(w, r, ci, t, v, "")
-		return
+		return nil, v, ""
 	}
 	slash := false
 	for _, e := range cands {
@@ -308,9 +162,7 @@ func (p *Proxy) handleRequest(w http.ResponseWriter, r *http.Request, ci *connIn
 	}
 	cp, err := Canonicalize(requestPath(r), slash)
 	if err != nil {
-		p.denyRequest(w, r, ci, t, &verdict{action: Deny, reason: err.Error(),
-			missing: "send the path in plain canonical form"}, "")
-		return
+		return nil, &verdict{action: Deny, reason: err.Error(), missing: "send the path in plain canonical form"}, ""
 	}
 	var q url.Values
 	if r.URL.RawQuery != "" {
@@ -319,8 +171,7 @@ func (p *Proxy) handleRequest(w http.ResponseWriter, r *http.Request, ci *connIn
 	ri := reqInfo{method: r.Method, path: cp, query: q, websocket: isWebSocket(r)}
 	v2 := decideRequest(cands, ri)
 	if v2.action == Deny {
-		p.denyRequest(w, r, ci, t, &v2, cp.String())
-		return
+		return nil, &v2, cp.String()
 	}
 	esc := cp.Escaped
 	if len(g.creds) > 0 {
@@ -329,10 +180,9 @@ func (p *Proxy) handleRequest(w http.ResponseWriter, r *http.Request, ci *connIn
 			bound = v2.ep.creds
 		}
 		if name, err := substitute(r, &esc, bound, g.creds); err != nil {
-			p.denyRequest(w, r, ci, t, &verdict{action: Deny,
+			return nil, &verdict{action: Deny,
 				reason:  fmt.Sprintf("credential placeholder %s was sent to %s, which is not bound to it", name, t),
-				missing: fmt.Sprintf("send %s only to the endpoint whose credentials list it", name)}, cp.String())
-			return
+				missing: fmt.Sprintf("send %s only to the endpoint whose credentials list it", name)}, cp.String()
 		}
 	}
 	act := "request"
@@ -341,8 +191,7 @@ func (p *Proxy) handleRequest(w http.ResponseWriter, r *http.Request, ci *connIn
 	}
 	p.record(&Event{Class: "HTTP Activity", Activity: act, Decision: v2.action, Host: t.host, Port: t.port,
 		Method: r.Method, Path: cp.String(), Rule: v2.rule, Reason: v2.reason, Gen: g.id}, ci, cands)
-	ctx := context.WithValue(r.Context(), fwdKey, &fwd{t: t, ep: v2.ep, scheme: scheme, escPath: esc})
-	p.rp.ServeHTTP(w, r.WithContext(ctx))
+	return &fwd{t: t, ep: v2.ep, scheme: scheme, escPath: esc}, nil, ""
 }
 
 // requestPath is the raw path as the client sent it, without the query.
@@ -453,6 +302,16 @@ type Denial struct {
 
 // denyRequest answers 403 with the JSON denial and records it.
 func (p *Proxy) denyRequest(w http.ResponseWriter, r *http.Request, ci *connInfo, t target, v *verdict, path string) {
+	body := p.denial(r, ci, t, v, path)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(http.StatusForbidden)
+	_, _ = w.Write(body)
+}
+
+// denial records a denial and returns the JSON body of its 403.
+func (p *Proxy) denial(r *http.Request, ci *connInfo, t target, v *verdict, path string) []byte {
 	pi := ci.peer.get()
 	d := Denial{Error: "egress denied by sandbox policy", Detail: v.reason, Host: t.host, Port: t.port,
 		Method: r.Method, Path: path, RuleMissing: v.missing, NextSteps: p.nextSteps(v)}
@@ -466,11 +325,7 @@ func (p *Proxy) denyRequest(w http.ResponseWriter, r *http.Request, ci *connInfo
 	}
 	p.audit.record(ev)
 	body, _ := json.Marshal(d)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
-	w.Header().Set("Connection", "close")
-	w.WriteHeader(http.StatusForbidden)
-	_, _ = w.Write(append(body, '\n'))
+	return append(body, '\n')
 }
 
 func (p *Proxy) nextSteps(v *verdict) string {
