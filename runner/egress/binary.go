@@ -121,7 +121,9 @@ func socketInode(base string, addr netip.AddrPort) (string, error) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fs := strings.Fields(sc.Text())
-		if len(fs) > 9 && fs[1] == want {
+		// TIME_WAIT leftovers of an earlier connection on the same port
+		// have inode 0.
+		if len(fs) > 9 && fs[1] == want && fs[9] != "0" {
 			return fs[9], nil
 		}
 	}

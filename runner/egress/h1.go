@@ -43,13 +43,17 @@ type upstream struct {
 	idle time.Time
 	ep   *endpoint
 	conn net.Conn
-	br   *bufio.Reader
-	bw   *bufio.Writer
+	// br is held only while a response is read or bytes are buffered.
+	br *bufio.Reader
 }
 
 func (u *upstream) close() {
 	if u != nil && u.conn != nil {
 		u.conn.Close()
+		if u.br != nil && u.br.Buffered() == 0 {
+			putReader(u.br)
+		}
+		u.br = nil
 	}
 }
 
@@ -95,6 +99,19 @@ func isTimeout(err error) bool {
 }
 
 var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+func getReader(c net.Conn) *bufio.Reader {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(c)
+	return br
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readerPool.Put(br)
+}
 
 // getWriter returns a pooled 4 KiB writer on c: keep-alive connections
 // hold no write buffer between requests.
@@ -221,9 +238,14 @@ func (p *Proxy) forward(ctx context.Context, c net.Conn, br *bufio.Reader, bw *b
 				return false
 			}
 		}
-		err := req.Write(up.bw)
+		ubw := getWriter(up.conn)
+		err := req.Write(ubw)
 		if err == nil {
-			err = up.bw.Flush()
+			err = ubw.Flush()
+		}
+		putWriter(ubw)
+		if up.br == nil {
+			up.br = getReader(up.conn)
 		}
 		var resp *http.Response
 		if err == nil {
@@ -321,7 +343,7 @@ func (p *Proxy) dialUpstream(ctx context.Context, f *fwd, key upKey) (*upstream,
 		}
 		conn = tc
 	}
-	return &upstream{key: key, conn: conn, br: bufio.NewReaderSize(conn, 4096), bw: bufio.NewWriterSize(conn, 4096)}, nil
+	return &upstream{key: key, conn: conn}, nil
 }
 
 // rawDeny writes the 403 denial and marks the connection for closing.
@@ -452,6 +474,10 @@ func (p *Proxy) getUpstream(key upKey) *upstream {
 // putUpstream returns a connection whose response was fully read.
 func (p *Proxy) putUpstream(u *upstream) {
 	u.idle = time.Now()
+	if u.br != nil && u.br.Buffered() == 0 {
+		putReader(u.br) // idle connections hold no buffers
+		u.br = nil
+	}
 	p.upMu.Lock()
 	defer p.upMu.Unlock()
 	if p.upIdle == nil || len(p.upIdle[u.key]) >= upIdleMax {
