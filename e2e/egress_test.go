@@ -370,6 +370,16 @@ curl -sS -m 10 http://127.0.0.2:%d/two; echo`, p1, p2)
 	if o, se, code := runCmd(t, e.nemoclaw("policy", "add", "appr", preset)); code != 0 || !strings.Contains(o, "generation 2") {
 		fail("policy add: exit %d %s %s", code, o, se)
 	}
+	// A preset of the embedded blueprint, by name.
+	if o, se, code := runCmd(t, e.nemoclaw("policy", "add", "appr", "pypi")); code != 0 || !strings.Contains(o, "preset pypi added (generation 3)") {
+		fail("policy add pypi: exit %d %s %s", code, o, se)
+	}
+	if _, se, code := runCmd(t, e.nemoclaw("policy", "deny", "appr", "999")); code != 1 || !strings.Contains(se, "no pending approval") {
+		fail("deny of an unknown id: exit %d %s", code, se)
+	}
+	if _, se, code := runCmd(t, e.nemoclaw("policy", "approvals", "not-running", "--list")); code != 1 || !strings.Contains(se, "is the sandbox running") {
+		fail("approvals of a sandbox that is not running: exit %d %s", code, se)
+	}
 	if err := os.WriteFile(filepath.Join(e.workdir, "go"), nil, 0o644); err != nil {
 		fail("%v", err)
 	}
