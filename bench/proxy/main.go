@@ -29,6 +29,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -127,6 +128,17 @@ func serveProxy() error {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
+	}
+	if f := os.Getenv("NEMOCLAW_BENCH_CPUPROFILE"); f != "" {
+		// Profile the first plain-HTTP measurement only.
+		out, err := os.Create(f)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			return err
+		}
+		time.AfterFunc(*dur, func() { pprof.StopCPUProfile(); out.Close() })
 	}
 	fmt.Printf("%d\n", l.Addr().(*net.TCPAddr).Port)
 	return p.Serve(l)
