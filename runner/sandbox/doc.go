@@ -4,16 +4,17 @@
 // the highest ABI the kernel has; a seccomp deny list loaded last; no
 // capabilities, no_new_privs and resource limits.
 //
-// The launcher (Start) re-executes the running binary with the hidden
-// argument "__sandbox-init". MaybeInit, called first thing in main, recognises
-// that mode, reads the JSON spec from an inherited pipe (fd 3), builds the
-// sandbox step by step, reports the first failing step on a status socket
-// (fd 4), hands back listening sockets created inside the sandbox's network
-// namespace (SCM_RIGHTS) and then stays as the sandbox's pid 1: it reaps
-// orphans, forwards signals to the agent and reports its exit status.
-//
-// Per-thread state (credentials, the capability bounding set, no_new_privs,
-// the Landlock domain and the seccomp filter) is applied on one locked OS
-// thread of the init process and inherited only by the agent it forks, so
-// the init keeps the rights it needs to reap and to tear the sandbox down.
+// The launcher (Start) plans everything in Go — policy to Landlock ruleset,
+// the seccomp filter (libseccomp), mounts, ids, limits — and compiles it
+// into a flat program of operations. It re-executes the running binary with
+// the hidden argument "__sandbox-init" in new namespaces and sends the
+// program on an inherited pipe (fd 3). The init is C (nsinit.c) run from an
+// ELF constructor before the Go runtime starts, so a sandbox start pays for
+// one Go runtime, not two: it executes the program, reports the first
+// failing step on a status socket (fd 4), hands back listening sockets
+// created inside the sandbox's network namespace (SCM_RIGHTS), forks the
+// agent — which drops to its identity and restrictions and execs — and stays
+// as the sandbox's pid 1: it reaps orphans, forwards signals to the agent's
+// process group and reports its exit status. MaybeInit is the Go half,
+// called first thing in main.
 package sandbox

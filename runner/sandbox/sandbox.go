@@ -300,6 +300,14 @@ func (sb *Sandbox) launch(ctx context.Context, cfg Config, sp spec, rootless boo
 	if self == "" {
 		self = "/proc/self/exe"
 	}
+	hostRoot, err := os.ReadDir("/")
+	if err != nil {
+		return stepErr("mount: read host root", err)
+	}
+	prog, err := compile(&sp, hostRoot)
+	if err != nil {
+		return stepErr("mount: read host root", err)
+	}
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return stepErr("launch", err)
@@ -366,7 +374,7 @@ func (sb *Sandbox) launch(ctx context.Context, cfg Config, sp spec, rootless boo
 	}
 
 	go func() {
-		_ = json.NewEncoder(specW).Encode(&sp)
+		_, _ = specW.Write(prog)
 		specW.Close()
 	}()
 

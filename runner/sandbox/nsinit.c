@@ -1,0 +1,769 @@
+// The sandbox's init, in C, run from an ELF constructor before the Go
+// runtime starts (as runc's nsexec does): a re-executed nemoclaw pays for
+// neither the Go runtime nor every package's init. The launcher (Go)
+// computes everything and sends a flat program of operations on fd 3; this
+// file only executes it, reports the first failing step on fd 4, hands the
+// listening sockets back, then stays as the namespace's pid 1.
+//
+// Wire format of the program: records of
+//   u32 opcode, u32 nargs, nargs x (u32 len, len bytes)
+// little-endian. The first argument of every record is its step name.
+// Keep in step with program.go.
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum {
+	OP_HOSTNAME = 1,
+	OP_MOUNT = 2,
+	OP_MKDIR = 3,
+	OP_SYMLINK = 4,
+	OP_MKFILE = 5,
+	OP_PIVOT = 6,
+	OP_CHDIR = 7,
+	OP_UMOUNT = 8,
+	OP_RMDIR = 9,
+	OP_WRITE_OPTIONAL = 10,
+	OP_LOUP = 11,
+	OP_LISTEN = 12,
+	OP_RLIMIT = 13,
+	OP_BINDFILE = 14,
+	OP_DUMPABLE0 = 15,
+	OP_LANDLOCK_RULESET = 20,
+	OP_LANDLOCK_PATH = 21,
+	OP_LANDLOCK_PORT = 22,
+	// Agent section: executed in the forked child, in order.
+	OP_NNP = 30,
+	OP_CAPBSET = 31,
+	OP_SECUREBITS = 32,
+	OP_SETIDS = 33,
+	OP_CAPCLEAR = 34,
+	OP_LANDLOCK_RESTRICT = 35,
+	OP_SECCOMP = 36,
+	OP_EXEC = 37,
+};
+
+// Landlock ABI structs, declared here because distribution headers lag the
+// kernel (Debian 12's lack net ports and scoping).
+struct nc_ruleset_attr {
+	uint64_t handled_access_fs, handled_access_net, scoped;
+};
+struct nc_path_beneath_attr {
+	uint64_t allowed_access;
+	int32_t parent_fd;
+} __attribute__((packed));
+struct nc_net_port_attr {
+	uint64_t allowed_access, port;
+};
+#define NC_RULE_PATH_BENEATH 1
+#define NC_RULE_NET_PORT 2
+
+#define SPEC_FD 3
+#define STATUS_FD 4
+#define MAX_ARGS 4096
+#define MAX_FDS 8
+
+struct arg {
+	const char *p;
+	uint32_t n;
+};
+
+struct op {
+	uint32_t code, nargs;
+	struct arg *a;
+};
+
+static struct op *ops;
+static int nops;
+static char notes[8192];
+static size_t notes_len;
+
+// ---- small helpers -------------------------------------------------------
+
+static char *astr(struct arg *a)
+{
+	char *s = malloc(a->n + 1);
+	if (!s)
+		_exit(120);
+	memcpy(s, a->p, a->n);
+	s[a->n] = 0;
+	return s;
+}
+
+static uint64_t anum(struct arg *a)
+{
+	uint64_t v = 0;
+	if (a->n == 8)
+		memcpy(&v, a->p, 8);
+	return v;
+}
+
+// json_str appends s as a JSON string to out.
+static void json_str(char *out, size_t cap, size_t *len, const char *s)
+{
+	size_t l = *len;
+	if (l + 2 >= cap)
+		return;
+	out[l++] = '"';
+	for (; *s && l + 8 < cap; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\') {
+			out[l++] = '\\';
+			out[l++] = c;
+		} else if (c < 0x20) {
+			l += snprintf(out + l, cap - l, "\\u%04x", c);
+		} else {
+			out[l++] = c;
+		}
+	}
+	out[l++] = '"';
+	out[l] = 0;
+	*len = l;
+}
+
+static void note(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (notes_len)
+		notes[notes_len++] = ',';
+	json_str(notes, sizeof notes - 1, &notes_len, buf);
+}
+
+static void send_msg(const char *json, int *fds, int nfds)
+{
+	struct iovec iov = {.iov_base = (void *)json, .iov_len = strlen(json)};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	char cbuf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+	if (nfds > 0) {
+		memset(cbuf, 0, sizeof cbuf);
+		msg.msg_control = cbuf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+	}
+	while (sendmsg(STATUS_FD, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR)
+		;
+}
+
+// fail reports step and cause on the status socket and exits.
+static void fail(const char *step, const char *cause)
+{
+	char buf[4096];
+	size_t l = 0;
+	l += snprintf(buf, sizeof buf, "{\"error\":{\"step\":");
+	json_str(buf, sizeof buf - 4, &l, step);
+	l += snprintf(buf + l, sizeof buf - l, ",\"message\":");
+	json_str(buf, sizeof buf - 4, &l, cause);
+	snprintf(buf + l, sizeof buf - l, "}}");
+	send_msg(buf, NULL, 0);
+	_exit(1);
+}
+
+static void fail_errno(struct op *o, const char *what)
+{
+	char step[512], cause[1024];
+	int e = errno;
+	snprintf(step, sizeof step, "%.*s", (int)o->a[0].n, o->a[0].p);
+	if (what && *what)
+		snprintf(cause, sizeof cause, "%s: %s", what, strerror(e));
+	else
+		snprintf(cause, sizeof cause, "%s", strerror(e));
+	fail(step, cause);
+}
+
+static void need(struct op *o, uint32_t n)
+{
+	if (o->nargs < n)
+		fail("spec", "malformed program: too few arguments");
+}
+
+// ---- reading the program -------------------------------------------------
+
+static void read_program(void)
+{
+	size_t cap = 1 << 16, len = 0;
+	char *buf = malloc(cap);
+	if (!buf)
+		_exit(120);
+	for (;;) {
+		if (len == cap) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			if (!buf)
+				_exit(120);
+		}
+		ssize_t n = read(SPEC_FD, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			fail("spec: read", strerror(errno));
+		if (n == 0)
+			break;
+		len += n;
+	}
+	close(SPEC_FD);
+	size_t off = 0, capops = 64;
+	ops = calloc(capops, sizeof *ops);
+	while (off + 8 <= len) {
+		struct op o;
+		memcpy(&o.code, buf + off, 4);
+		memcpy(&o.nargs, buf + off + 4, 4);
+		off += 8;
+		if (o.nargs > MAX_ARGS)
+			fail("spec", "malformed program: too many arguments");
+		o.a = calloc(o.nargs + 1, sizeof *o.a);
+		for (uint32_t i = 0; i < o.nargs; i++) {
+			if (off + 4 > len)
+				fail("spec", "malformed program: truncated");
+			memcpy(&o.a[i].n, buf + off, 4);
+			off += 4;
+			if (o.a[i].n > len - off)
+				fail("spec", "malformed program: truncated argument");
+			o.a[i].p = buf + off;
+			off += o.a[i].n;
+		}
+		if (o.nargs == 0)
+			fail("spec", "malformed program: operation without a step");
+		if ((size_t)nops == capops) {
+			capops *= 2;
+			ops = realloc(ops, capops * sizeof *ops);
+		}
+		ops[nops++] = o;
+	}
+	if (off != len || nops == 0)
+		fail("spec", "malformed program");
+}
+
+// ---- operations ------------------------------------------------------------
+
+static int fds[MAX_FDS];
+static char fdnames[1024];
+static size_t fdnames_len;
+static int nfds;
+static int ruleset = -1;
+
+static int own_dir(const char *p)
+{
+	return !strncmp(p, "/tmp/", 5) || !strncmp(p, "/run/", 5) || !strncmp(p, "/dev/shm/", 9) ||
+	       strchr(p + 1, '/') == NULL;
+}
+
+static void mkdir_p(char *path)
+{
+	for (char *s = path + 1; *s; s++) {
+		if (*s == '/') {
+			*s = 0;
+			mkdir(path, 0755);
+			*s = '/';
+		}
+	}
+}
+
+static void op_bindfile(struct op *o)
+{
+	need(o, 3);
+	char *src = astr(&o->a[1]), *dst = astr(&o->a[2]);
+	struct stat st;
+	if (stat(dst, &st) < 0 && errno == ENOENT) {
+		if (!own_dir(dst)) {
+			char step[512];
+			snprintf(step, sizeof step, "%.*s", (int)o->a[0].n, o->a[0].p);
+			fail(step, "does not exist in the sandbox; files can only be placed over existing paths or under /tmp, /run or /dev/shm");
+		}
+		mkdir_p(dst);
+		int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0)
+			fail_errno(o, dst);
+		close(fd);
+	}
+	if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+		fail_errno(o, "bind");
+	if (mount("none", dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+		fail_errno(o, "read-only");
+	free(src);
+	free(dst);
+}
+
+static void op_listen(struct op *o)
+{
+	need(o, 5);
+	char *name = astr(&o->a[1]);
+	int type = anum(&o->a[2]), proto = anum(&o->a[3]), port = anum(&o->a[4]);
+	if (nfds == MAX_FDS)
+		fail("network", "too many listeners");
+	int fd = socket(AF_INET, type | SOCK_CLOEXEC, proto);
+	if (fd < 0)
+		fail_errno(o, "socket");
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+		fail_errno(o, "bind");
+	if (type == SOCK_STREAM && listen(fd, 1024) < 0)
+		fail_errno(o, "listen");
+	fds[nfds++] = fd;
+	if (fdnames_len)
+		fdnames[fdnames_len++] = ',';
+	json_str(fdnames, sizeof fdnames - 1, &fdnames_len, name);
+	free(name);
+}
+
+static void run_setup_op(struct op *o)
+{
+	switch (o->code) {
+	case OP_HOSTNAME:
+		need(o, 2);
+		if (sethostname(o->a[1].p, o->a[1].n) < 0)
+			fail_errno(o, "");
+		break;
+	case OP_MOUNT: {
+		need(o, 6);
+		char *src = astr(&o->a[1]), *dst = astr(&o->a[2]), *fs = astr(&o->a[3]), *data = astr(&o->a[5]);
+		if (mount(src, dst, *fs ? fs : NULL, anum(&o->a[4]), *data ? data : NULL) < 0) {
+			char what[1024];
+			snprintf(what, sizeof what, "%s on %s", src, dst);
+			fail_errno(o, what);
+		}
+		free(src), free(dst), free(fs), free(data);
+		break;
+	}
+	case OP_MKDIR: {
+		need(o, 3);
+		char *p = astr(&o->a[1]);
+		if (mkdir(p, anum(&o->a[2])) < 0)
+			fail_errno(o, p);
+		chmod(p, anum(&o->a[2])); // umask-proof (sticky /dev/shm)
+		free(p);
+		break;
+	}
+	case OP_SYMLINK: {
+		need(o, 3);
+		char *t = astr(&o->a[1]), *p = astr(&o->a[2]);
+		if (symlink(t, p) < 0)
+			fail_errno(o, p);
+		free(t), free(p);
+		break;
+	}
+	case OP_MKFILE: {
+		need(o, 3);
+		char *p = astr(&o->a[1]);
+		int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, anum(&o->a[2]));
+		if (fd < 0)
+			fail_errno(o, p);
+		close(fd);
+		free(p);
+		break;
+	}
+	case OP_PIVOT: {
+		need(o, 3);
+		char *n = astr(&o->a[1]), *old = astr(&o->a[2]);
+		if (syscall(SYS_pivot_root, n, old) < 0)
+			fail_errno(o, "");
+		free(n), free(old);
+		break;
+	}
+	case OP_CHDIR: {
+		need(o, 2);
+		char *p = astr(&o->a[1]);
+		if (chdir(p) < 0)
+			fail_errno(o, p);
+		free(p);
+		break;
+	}
+	case OP_UMOUNT: {
+		need(o, 3);
+		char *p = astr(&o->a[1]);
+		if (umount2(p, anum(&o->a[2])) < 0)
+			fail_errno(o, p);
+		free(p);
+		break;
+	}
+	case OP_RMDIR: {
+		need(o, 2);
+		char *p = astr(&o->a[1]);
+		if (rmdir(p) < 0)
+			fail_errno(o, p);
+		free(p);
+		break;
+	}
+	case OP_WRITE_OPTIONAL: {
+		need(o, 4);
+		char *p = astr(&o->a[1]);
+		int fd = open(p, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, o->a[2].p, o->a[2].n) != (ssize_t)o->a[2].n)
+			note("%.*s: %s: %.*s", (int)o->a[0].n, o->a[0].p, strerror(errno), (int)o->a[3].n, o->a[3].p);
+		if (fd >= 0)
+			close(fd);
+		free(p);
+		break;
+	}
+	case OP_LOUP: {
+		int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		struct ifreq ifr;
+		memset(&ifr, 0, sizeof ifr);
+		strcpy(ifr.ifr_name, "lo");
+		if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+			fail_errno(o, "");
+		ifr.ifr_flags |= IFF_UP;
+		if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+			fail_errno(o, "up");
+		close(fd);
+		break;
+	}
+	case OP_LISTEN:
+		op_listen(o);
+		break;
+	case OP_RLIMIT: {
+		need(o, 3);
+		struct rlimit rl = {.rlim_cur = anum(&o->a[2]), .rlim_max = anum(&o->a[2])};
+		if (setrlimit(anum(&o->a[1]), &rl) < 0)
+			fail_errno(o, "");
+		break;
+	}
+	case OP_BINDFILE:
+		op_bindfile(o);
+		break;
+	case OP_DUMPABLE0:
+		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+			fail_errno(o, "");
+		break;
+	case OP_LANDLOCK_RULESET: {
+		need(o, 4);
+		struct nc_ruleset_attr attr = {
+		    .handled_access_fs = anum(&o->a[1]),
+		    .handled_access_net = anum(&o->a[2]),
+		    .scoped = anum(&o->a[3]),
+		};
+		ruleset = syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+		if (ruleset < 0)
+			fail_errno(o, "");
+		fcntl(ruleset, F_SETFD, FD_CLOEXEC);
+		break;
+	}
+	case OP_LANDLOCK_PATH: {
+		need(o, 4);
+		char *p = astr(&o->a[1]);
+		int fd = open(p, O_PATH | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT) {
+				note("landlock: %s does not exist in the sandbox; its rule grants nothing", p);
+				free(p);
+				break;
+			}
+			fail_errno(o, p);
+		}
+		struct stat st;
+		uint64_t access = anum(&o->a[2]);
+		if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode))
+			access &= anum(&o->a[3]); // file-only rights
+		if (access) {
+			struct nc_path_beneath_attr pb = {.allowed_access = access, .parent_fd = fd};
+			if (syscall(SYS_landlock_add_rule, ruleset, NC_RULE_PATH_BENEATH, &pb, 0) < 0)
+				fail_errno(o, p);
+		}
+		close(fd);
+		free(p);
+		break;
+	}
+	case OP_LANDLOCK_PORT: {
+		need(o, 3);
+		struct nc_net_port_attr np = {.allowed_access = anum(&o->a[2]), .port = anum(&o->a[1])};
+		if (syscall(SYS_landlock_add_rule, ruleset, NC_RULE_NET_PORT, &np, 0) < 0)
+			fail_errno(o, "");
+		break;
+	}
+	default:
+		fail("spec", "unknown operation in the setup section");
+	}
+}
+
+// ---- the agent's side of the fork ----------------------------------------
+
+static int errpipe = -1;
+
+// child_fail reports to the init through the exec pipe and exits.
+static void child_fail(struct op *o, const char *what)
+{
+	char buf[2048];
+	int e = errno;
+	int n = snprintf(buf, sizeof buf, "%.*s%c%s%s%s", (int)o->a[0].n, o->a[0].p, 0, what ? what : "",
+			 what && *what ? ": " : "", strerror(e));
+	if (n > (int)sizeof buf)
+		n = sizeof buf;
+	ssize_t w = write(errpipe, buf, n);
+	(void)w;
+	_exit(127);
+}
+
+static int is_exec(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111);
+}
+
+static void run_agent_op(struct op *o)
+{
+	switch (o->code) {
+	case OP_NNP:
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+			child_fail(o, "");
+		break;
+	case OP_CAPBSET: {
+		int c;
+		for (c = 0; c < 64; c++) {
+			if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0) {
+				if (errno == EINVAL)
+					break;
+				child_fail(o, "drop");
+			}
+		}
+		for (c = 0; c < 64; c++) {
+			int r = prctl(PR_CAPBSET_READ, c, 0, 0, 0);
+			if (r < 0)
+				break;
+			if (r != 0) {
+				errno = EPERM;
+				child_fail(o, "verify: a capability is still in the bounding set");
+			}
+		}
+		break;
+	}
+	case OP_SECUREBITS:
+		need(o, 2);
+		if (prctl(PR_SET_SECUREBITS, anum(&o->a[1]), 0, 0, 0) < 0)
+			child_fail(o, "");
+		break;
+	case OP_SETIDS: {
+		need(o, 3);
+		gid_t g = anum(&o->a[1]);
+		uid_t u = anum(&o->a[2]);
+		if (syscall(SYS_setgroups, 1, &g) < 0)
+			child_fail(o, "setgroups");
+		if (syscall(SYS_setresgid, g, g, g) < 0)
+			child_fail(o, "setresgid");
+		if (syscall(SYS_setresuid, u, u, u) < 0)
+			child_fail(o, "setresuid");
+		break;
+	}
+	case OP_CAPCLEAR: {
+		struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+		struct __user_cap_data_struct d[2];
+		prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+		memset(d, 0, sizeof d);
+		if (syscall(SYS_capset, &h, d) < 0)
+			child_fail(o, "capset");
+		if (syscall(SYS_capget, &h, d) < 0)
+			child_fail(o, "capget");
+		if (d[0].effective | d[0].permitted | d[0].inheritable | d[1].effective | d[1].permitted | d[1].inheritable) {
+			errno = EPERM;
+			child_fail(o, "verify: capabilities remain");
+		}
+		break;
+	}
+	case OP_LANDLOCK_RESTRICT:
+		if (ruleset >= 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) < 0)
+			child_fail(o, "");
+		break;
+	case OP_SECCOMP: {
+		need(o, 2);
+		struct sock_fprog prog = {.len = o->a[1].n / 8, .filter = (struct sock_filter *)o->a[1].p};
+		if (o->a[1].n % 8 || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+			child_fail(o, "");
+		break;
+	}
+	case OP_EXEC: {
+		// step, path-or-name, dir, tty, argc, argv..., env...
+		need(o, 5);
+		char *name = astr(&o->a[1]), *dir = astr(&o->a[2]);
+		int tty = anum(&o->a[3]), argc = anum(&o->a[4]);
+		if ((uint32_t)(5 + argc) > o->nargs)
+			child_fail(o, "malformed");
+		char **argv = calloc(argc + 1, sizeof *argv);
+		int envc = o->nargs - 5 - argc;
+		char **envp = calloc(envc + 1, sizeof *envp);
+		for (int i = 0; i < argc; i++)
+			argv[i] = astr(&o->a[5 + i]);
+		for (int i = 0; i < envc; i++)
+			envp[i] = astr(&o->a[5 + argc + i]);
+		if (setsid() < 0)
+			child_fail(o, "setsid");
+		if (tty && ioctl(0, TIOCSCTTY, 0) < 0)
+			child_fail(o, "controlling terminal");
+		if (chdir(dir) < 0)
+			child_fail(o, dir);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (strchr(name, '/')) {
+			execve(name, argv, envp);
+			child_fail(o, name);
+		}
+		const char *path = "/usr/local/bin:/usr/bin:/bin";
+		for (int i = 0; i < envc; i++)
+			if (!strncmp(envp[i], "PATH=", 5))
+				path = envp[i] + 5;
+		char cand[4096];
+		const char *s = path;
+		while (*s) {
+			const char *e = strchr(s, ':');
+			size_t l = e ? (size_t)(e - s) : strlen(s);
+			snprintf(cand, sizeof cand, "%.*s/%s", (int)l, l ? s : ".", name);
+			if (is_exec(cand)) {
+				execve(cand, argv, envp);
+				child_fail(o, cand);
+			}
+			if (!e)
+				break;
+			s = e + 1;
+		}
+		errno = ENOENT;
+		char what[4200];
+		snprintf(what, sizeof what, "%s: executable file not found in the sandbox's PATH (%s)", name, path);
+		child_fail(o, what);
+	}
+	default:
+		errno = EINVAL;
+		child_fail(o, "unknown operation in the agent section");
+	}
+}
+
+// ---- main ------------------------------------------------------------------
+
+static int nsinit_main(void)
+{
+	read_program();
+	int agent_from = nops;
+	for (int i = 0; i < nops; i++) {
+		if (ops[i].code >= OP_NNP) {
+			agent_from = i;
+			break;
+		}
+		run_setup_op(&ops[i]);
+	}
+	if (agent_from == nops)
+		fail("spec", "program has no agent section");
+
+	sigset_t all;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		fail("exec: pipe", strerror(errno));
+	pid_t agent = fork();
+	if (agent < 0)
+		fail("exec: fork", strerror(errno));
+	if (agent == 0) {
+		close(p[0]);
+		errpipe = p[1];
+		close(STATUS_FD);
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		for (int i = agent_from; i < nops; i++)
+			run_agent_op(&ops[i]);
+		errno = EINVAL;
+		child_fail(&ops[nops - 1], "program ended without exec");
+	}
+	close(p[1]);
+	if (ruleset >= 0)
+		close(ruleset);
+	char ebuf[2048];
+	ssize_t n, got = 0;
+	while ((n = read(p[0], ebuf + got, sizeof ebuf - 1 - got)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		got += n;
+	}
+	close(p[0]);
+	if (got > 0) {
+		ebuf[got] = 0;
+		waitpid(agent, NULL, 0);
+		fail(ebuf, ebuf + strlen(ebuf) + 1);
+	}
+
+	char ready[16384];
+	snprintf(ready, sizeof ready, "{\"ready\":true,\"listeners\":[%s],\"notes\":[%s]}", fdnames, notes);
+	send_msg(ready, fds, nfds);
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+
+	// pid 1: reap everything, forward signals to the agent's process group.
+	int code = 0, sig = 0;
+	for (;;) {
+		siginfo_t si;
+		int s = sigwaitinfo(&all, &si);
+		if (s < 0)
+			continue;
+		if (s == SIGCHLD) {
+			int st, done = 0;
+			pid_t w;
+			while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
+				if (w == agent) {
+					done = 1;
+					if (WIFSIGNALED(st)) {
+						sig = WTERMSIG(st);
+						code = 128 + sig;
+					} else {
+						code = WEXITSTATUS(st);
+					}
+				}
+			}
+			if (done)
+				break;
+			continue;
+		}
+		if (s == SIGPIPE || s == SIGWINCH || s == SIGURG)
+			continue;
+		if (kill(-agent, s) < 0 && errno == ESRCH)
+			kill(agent, s);
+	}
+	// Nothing outlives the agent.
+	kill(-1, SIGKILL);
+	while (wait(NULL) > 0 || errno == EINTR)
+		;
+	char ex[128];
+	snprintf(ex, sizeof ex, "{\"exit\":{\"code\":%d,\"signal\":%d}}", code, sig);
+	send_msg(ex, NULL, 0);
+	return code;
+}
+
+__attribute__((constructor)) static void nemoclaw_sandbox_init(int argc, char **argv, char **envp)
+{
+	(void)envp;
+	if (argc < 2 || strcmp(argv[1], "__sandbox-init") != 0)
+		return;
+	_exit(nsinit_main());
+}

@@ -1,0 +1,213 @@
+package sandbox
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Opcodes of the init program; keep in step with nsinit.c.
+const (
+	opHostname         = 1
+	opMount            = 2
+	opMkdir            = 3
+	opSymlink          = 4
+	opMkfile           = 5
+	opPivot            = 6
+	opChdir            = 7
+	opUmount           = 8
+	opRmdir            = 9
+	opWriteOptional    = 10
+	opLoUp             = 11
+	opListen           = 12
+	opRlimit           = 13
+	opBindFile         = 14
+	opDumpable0        = 15
+	opLandlockRuleset  = 20
+	opLandlockPath     = 21
+	opLandlockPort     = 22
+	opNoNewPrivs       = 30
+	opCapBset          = 31
+	opSecurebits       = 32
+	opSetIDs           = 33
+	opCapClear         = 34
+	opLandlockRestrict = 35
+	opSeccomp          = 36
+	opExec             = 37
+)
+
+// secbits locks root-is-special semantics off: NOROOT(+LOCKED) and
+// NO_CAP_AMBIENT_RAISE(+LOCKED).
+const secbits = 1<<0 | 1<<1 | 1<<6 | 1<<7
+
+// program is the init's instruction list: records of u32 opcode, u32
+// nargs, then each argument as u32 length + bytes. Numbers are u64.
+type program struct{ b []byte }
+
+func (p *program) op(code uint32, step string, args ...any) {
+	p.b = binary.LittleEndian.AppendUint32(p.b, code)
+	p.b = binary.LittleEndian.AppendUint32(p.b, uint32(len(args)+1))
+	p.str(step)
+	for _, a := range args {
+		switch v := a.(type) {
+		case string:
+			p.str(v)
+		case []byte:
+			p.b = binary.LittleEndian.AppendUint32(p.b, uint32(len(v)))
+			p.b = append(p.b, v...)
+		case int:
+			p.num(uint64(v))
+		case uint64:
+			p.num(v)
+		case uintptr:
+			p.num(uint64(v))
+		default:
+			panic(fmt.Sprintf("program: argument of type %T", a))
+		}
+	}
+}
+
+func (p *program) str(s string) {
+	p.b = binary.LittleEndian.AppendUint32(p.b, uint32(len(s)))
+	p.b = append(p.b, s...)
+}
+
+func (p *program) num(v uint64) {
+	p.b = binary.LittleEndian.AppendUint32(p.b, 8)
+	p.b = binary.LittleEndian.AppendUint64(p.b, v)
+}
+
+// oldRoot is where the host's root sits between pivot_root and its detach.
+const oldRoot = "/.oldroot"
+
+// compile turns the spec into the init's program, in DESIGN §6's order.
+// hostRoot lists the host's top-level entries (read by the launcher: the
+// init sees the same root before it pivots).
+func compile(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
+	var p program
+	p.op(opHostname, "uts: sethostname", sp.Name)
+	mount := func(step, src, dst, fstype string, flags uintptr, data string) {
+		p.op(opMount, "mount: "+step, src, dst, fstype, flags, data)
+	}
+	mount("make / private", "none", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
+	// /tmp exists everywhere; pivot_root moves the new tmpfs away from it,
+	// so the host's /tmp stays reachable under /.oldroot for the binds.
+	mount("new root", "tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=1m")
+	p.op(opMkdir, "mount: new root", "/tmp"+oldRoot, 0o700)
+	p.op(opPivot, "mount: pivot_root", "/tmp", "/tmp"+oldRoot)
+	p.op(opChdir, "mount: chdir /", "/")
+	skip := map[string]bool{"proc": true, "dev": true, "tmp": true, "run": true, "sandbox": true, oldRoot[1:]: true}
+	for _, e := range hostRoot {
+		name := e.Name()
+		if skip[name] {
+			continue
+		}
+		src, dst := oldRoot+"/"+name, "/"+name
+		switch {
+		case e.Type()&os.ModeSymlink != 0:
+			target, err := os.Readlink("/" + name)
+			if err != nil {
+				return nil, fmt.Errorf("read host root: %w", err)
+			}
+			p.op(opSymlink, "mount: "+dst, target, dst)
+		case e.IsDir():
+			p.op(opMkdir, "mount: "+dst, dst, 0o755)
+			mount(dst, src, dst, "", unix.MS_BIND|unix.MS_REC, "")
+		case e.Type().IsRegular():
+			p.op(opMkfile, "mount: "+dst, dst, 0o644)
+			mount(dst, src, dst, "", unix.MS_BIND, "")
+		}
+	}
+	// /proc of the new pid namespace (needs the host's /proc still visible).
+	p.op(opMkdir, "mount: /proc", "/proc", 0o555)
+	mount("/proc", "proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	// A minimal /dev: a few host nodes, a private devpts, /dev/shm.
+	p.op(opMkdir, "mount: /dev", "/dev", 0o755)
+	mount("/dev", "tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755,size=64k")
+	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		dst := "/dev/" + n
+		p.op(opMkfile, "mount: "+dst, dst, 0o666)
+		mount(dst, oldRoot+dst, dst, "", unix.MS_BIND, "")
+	}
+	p.op(opMkdir, "mount: /dev/pts", "/dev/pts", 0o755)
+	mount("/dev/pts", "devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
+	p.op(opMkdir, "mount: /dev/shm", "/dev/shm", 0o1777)
+	mount("/dev/shm", "tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777")
+	for _, l := range [][2]string{{"pts/ptmx", "/dev/ptmx"}, {"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"}, {"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"}} {
+		p.op(opSymlink, "mount: "+l[1], l[0], l[1])
+	}
+	mount("/dev read-only", "none", "/dev", "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC, "")
+	tmpOpts := "mode=1777"
+	if sp.TmpSize != "" {
+		tmpOpts += ",size=" + sp.TmpSize
+	}
+	for _, d := range [][2]string{{"/tmp", tmpOpts}, {"/run", "mode=0755,size=16m"}} {
+		p.op(opMkdir, "mount: "+d[0], d[0], 0o755)
+		mount(d[0], "tmpfs", d[0], "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, d[1])
+	}
+	p.op(opMkdir, "mount: "+Workdir, Workdir, 0o755)
+	mount(Workdir, oldRoot+sp.Workspace, Workdir, "", unix.MS_BIND|unix.MS_REC|unix.MS_NOSUID|unix.MS_NODEV, "")
+	for _, b := range sp.Binds {
+		p.op(opBindFile, "mount: file "+b.Dst, oldRoot+b.Src, filepath.Clean(b.Dst))
+	}
+	p.op(opUmount, "mount: detach host root", oldRoot, unix.MNT_DETACH)
+	p.op(opRmdir, "mount: detach host root", oldRoot)
+	// The root tmpfs holds only mount points: freeze it.
+	mount("read-only root", "none", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
+	p.op(opChdir, "mount: chdir "+Workdir, Workdir)
+	if sp.MemfdNoexec {
+		// memfd_noexec=2 in this pid namespace: memfds are never
+		// executable (fexecve through /proc); memfd_create stays.
+		p.op(opWriteOptional, "memfd_noexec", "/proc/sys/vm/memfd_noexec", "2", "executable memfds stay possible through /proc/self/fd")
+	}
+	p.op(opLoUp, "network: lo")
+	if sp.Network.ProxyPort > 0 {
+		p.op(opListen, fmt.Sprintf("network: listen 127.0.0.1:%d", sp.Network.ProxyPort), lnProxy, unix.SOCK_STREAM, unix.IPPROTO_TCP, sp.Network.ProxyPort)
+	}
+	if sp.Network.DNS {
+		p.op(opListen, "network: listen 127.0.0.1:53/udp", lnDNSUDP, unix.SOCK_DGRAM, unix.IPPROTO_UDP, 53)
+		p.op(opListen, "network: listen 127.0.0.1:53/tcp", lnDNSTCP, unix.SOCK_STREAM, unix.IPPROTO_TCP, 53)
+	}
+	for _, r := range sp.Rlimits {
+		p.op(opRlimit, "rlimit: "+r.Name, r.Resource, r.Value)
+	}
+	p.op(opDumpable0, "dumpable")
+	ll := sp.Landlock
+	if ll.ABI > 0 {
+		p.op(opLandlockRuleset, "landlock: create ruleset", ll.HandledFS, ll.HandledNet, ll.Scoped)
+		for _, r := range ll.Rules {
+			p.op(opLandlockPath, "landlock: add rule "+r.Path, r.Path, r.Access, uint64(fsFileOnly))
+		}
+		for _, r := range ll.Ports {
+			p.op(opLandlockPort, fmt.Sprintf("landlock: add port rule %d", r.Port), r.Port, r.Access)
+		}
+	}
+	// The agent's side of the fork.
+	p.op(opNoNewPrivs, "no_new_privs")
+	p.op(opCapBset, "capabilities: bounding set")
+	p.op(opSecurebits, "capabilities: securebits", secbits)
+	if sp.SetIDs {
+		p.op(opSetIDs, "credentials", sp.GID, sp.UID)
+	}
+	p.op(opCapClear, "capabilities: clear")
+	if ll.ABI > 0 {
+		p.op(opLandlockRestrict, "landlock: restrict")
+	}
+	p.op(opSeccomp, "seccomp: load", sp.Seccomp)
+	tty := 0
+	if sp.TTY {
+		tty = 1
+	}
+	args := []any{sp.Argv[0], sp.Dir, tty, len(sp.Argv)}
+	for _, a := range sp.Argv {
+		args = append(args, a)
+	}
+	for _, e := range sp.Env {
+		args = append(args, e)
+	}
+	p.op(opExec, "exec "+sp.Argv[0], args...)
+	return p.b, nil
+}
