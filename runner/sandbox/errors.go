@@ -18,7 +18,7 @@ type StepError struct {
 	Refused bool   `json:"refused,omitempty"`
 }
 
-// stepError is the wire form of StepError.
+// stepError is the wire form of StepError, as the C init writes it.
 type stepError struct {
 	Step    string `json:"step"`
 	Message string `json:"message"`
@@ -38,12 +38,12 @@ func stepErr(step string, err error) *StepError {
 	return &StepError{Step: step, Err: err, Hint: hintFor(step, err)}
 }
 
-func (e *StepError) wire() *stepError {
-	return &stepError{Step: e.Step, Message: e.Err.Error(), Hint: e.Hint, Refused: e.Refused}
-}
-
 func (w *stepError) err() *StepError {
-	return &StepError{Step: w.Step, Err: errors.New(w.Message), Hint: w.Hint, Refused: w.Refused}
+	hint := w.Hint
+	if hint == "" {
+		hint = hintFor(w.Step, nil)
+	}
+	return &StepError{Step: w.Step, Err: errors.New(w.Message), Hint: hint, Refused: w.Refused}
 }
 
 // IsRefused reports whether err is a policy refusal (exit code 3).

@@ -3,14 +3,13 @@ package sandbox
 // initArg is argv[1] of the hidden init mode.
 const initArg = "__sandbox-init"
 
-// Inherited file descriptors of the init process.
-const (
-	specFD   = 3 // read end of the spec pipe
-	statusFD = 4 // init's end of the status socketpair
-)
+// statusFD is the init's end of the status socketpair (fd 3 is the
+// program pipe); nsinit.c uses the same numbers.
+const statusFD = 4
 
-// spec is everything the init needs, sent as JSON on the spec pipe. Host
-// paths are absolute paths as the launcher sees them.
+// spec is everything the init needs, planned by the launcher; compile turns
+// it into the init's program. Host paths are absolute paths as the launcher
+// sees them.
 type spec struct {
 	Name      string     `json:"name"`
 	Workspace string     `json:"workspace"`
