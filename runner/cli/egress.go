@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -47,6 +48,7 @@ type egressHook struct {
 	proxy   *egress.Proxy
 	audit   *os.File
 	sockDir string
+	ctl     net.Listener // closed by Close too: ServeControl may not have registered it yet
 	wg      sync.WaitGroup
 }
 
@@ -121,6 +123,7 @@ func (h *egressHook) Attach(app *App, sb *sandbox.Sandbox) error {
 	if err != nil {
 		return fmt.Errorf("sandbox: egress: %w", err)
 	}
+	h.ctl = ctl
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -137,6 +140,9 @@ func (h *egressHook) Close() error {
 		return nil
 	}
 	err := h.proxy.Close()
+	if h.ctl != nil {
+		_ = h.ctl.Close()
+	}
 	h.wg.Wait()
 	if cerr := h.audit.Close(); err == nil {
 		err = cerr
