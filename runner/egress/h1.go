@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -78,18 +77,16 @@ func (p *Proxy) h1loop(c net.Conn, br *bufio.Reader, ci *connInfo, tunnel *targe
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			if br.Buffered() > 0 || !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isTimeout(err) {
-				bw := getWriter(c)
-				writeRaw(bw, http.StatusBadRequest, "application/json", []byte(`{"error":"bad request","detail":"malformed HTTP request"}`+"\n"), true)
-				putWriter(bw)
+				writeRaw(newLazyBuf(c), http.StatusBadRequest, "application/json", []byte(`{"error":"bad request","detail":"malformed HTTP request"}`+"\n"), true)
 			}
 			return
 		}
-		bw := getWriter(c)
-		if !p.h1request(c, br, bw, req, ci, tunnel, scheme) {
-			putWriter(bw)
+		bw := newLazyBuf(c)
+		keep := p.h1request(c, br, bw, req, ci, tunnel, scheme)
+		_ = bw.Flush()
+		if !keep {
 			return
 		}
-		putWriter(bw)
 	}
 }
 
@@ -98,37 +95,9 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
-
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
-
-func getReader(c net.Conn) *bufio.Reader {
-	br := readerPool.Get().(*bufio.Reader)
-	br.Reset(c)
-	return br
-}
-
-func putReader(br *bufio.Reader) {
-	br.Reset(nil)
-	readerPool.Put(br)
-}
-
-// getWriter returns a pooled 4 KiB writer on c: keep-alive connections
-// hold no write buffer between requests.
-func getWriter(c net.Conn) *bufio.Writer {
-	bw := writerPool.Get().(*bufio.Writer)
-	bw.Reset(c)
-	return bw
-}
-
-func putWriter(bw *bufio.Writer) {
-	bw.Reset(nil)
-	writerPool.Put(bw)
-}
-
 // h1request handles one request; it reports whether the connection stays
 // open for another.
-func (p *Proxy) h1request(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req *http.Request, ci *connInfo, tunnel *target, scheme string) bool {
+func (p *Proxy) h1request(c net.Conn, br *bufio.Reader, bw *lazyBuf, req *http.Request, ci *connInfo, tunnel *target, scheme string) bool {
 	{
 		ctx := context.WithValue(context.Background(), connKey, ci)
 		var (
@@ -210,7 +179,7 @@ func stripHop(h http.Header, keepUpgrade bool) {
 // forward sends req upstream on the sticky connection (dialling a checked
 // address when needed) and copies the response back. It returns the
 // upstream to keep and whether the client connection stays open.
-func (p *Proxy) forward(ctx context.Context, c net.Conn, br *bufio.Reader, bw *bufio.Writer, req *http.Request, f *fwd, ci *connInfo) bool {
+func (p *Proxy) forward(ctx context.Context, c net.Conn, br *bufio.Reader, bw *lazyBuf, req *http.Request, f *fwd, ci *connInfo) bool {
 	ws := isWebSocket(req)
 	key := upKey{scheme: f.scheme, t: f.t.String(), ep: f.ep}
 	up := p.getUpstream(key)
@@ -238,12 +207,11 @@ func (p *Proxy) forward(ctx context.Context, c net.Conn, br *bufio.Reader, bw *b
 				return false
 			}
 		}
-		ubw := getWriter(up.conn)
+		ubw := newLazyBuf(up.conn)
 		err := req.Write(ubw)
-		if err == nil {
-			err = ubw.Flush()
+		if ferr := ubw.Flush(); err == nil {
+			err = ferr
 		}
-		putWriter(ubw)
 		if up.br == nil {
 			up.br = getReader(up.conn)
 		}
@@ -266,7 +234,7 @@ func (p *Proxy) forward(ctx context.Context, c net.Conn, br *bufio.Reader, bw *b
 	}
 }
 
-func (p *Proxy) relayResponse(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req *http.Request, resp *http.Response, up *upstream, ws, clientClose bool) bool {
+func (p *Proxy) relayResponse(c net.Conn, br *bufio.Reader, bw *lazyBuf, req *http.Request, resp *http.Response, up *upstream, ws, clientClose bool) bool {
 	if ws && resp.StatusCode == http.StatusSwitchingProtocols {
 		resp.Body = nil
 		if err := resp.Write(bw); err != nil || bw.Flush() != nil {
@@ -299,7 +267,7 @@ func (p *Proxy) relayResponse(c net.Conn, br *bufio.Reader, bw *bufio.Writer, re
 	return err == nil && !clientClose && !resp.Close
 }
 
-type flushWriter struct{ bw *bufio.Writer }
+type flushWriter struct{ bw *lazyBuf }
 
 func (f flushWriter) Write(b []byte) (int, error) {
 	n, err := f.bw.Write(b)
@@ -347,11 +315,11 @@ func (p *Proxy) dialUpstream(ctx context.Context, f *fwd, key upKey) (*upstream,
 }
 
 // rawDeny writes the 403 denial and marks the connection for closing.
-func (p *Proxy) rawDeny(bw *bufio.Writer, req *http.Request, ci *connInfo, t target, v *verdict, path string) {
+func (p *Proxy) rawDeny(bw *lazyBuf, req *http.Request, ci *connInfo, t target, v *verdict, path string) {
 	writeRaw(bw, http.StatusForbidden, "application/json", p.denial(req, ci, t, v, path), true)
 }
 
-func (p *Proxy) rawUpstreamError(bw *bufio.Writer, req *http.Request, ci *connInfo, f *fwd, err error) {
+func (p *Proxy) rawUpstreamError(bw *lazyBuf, req *http.Request, ci *connInfo, f *fwd, err error) {
 	var se *ssrfError
 	if errors.As(err, &se) {
 		cp, _ := Canonicalize(f.escPath, true)
@@ -366,7 +334,7 @@ func (p *Proxy) rawUpstreamError(bw *bufio.Writer, req *http.Request, ci *connIn
 }
 
 // writeRaw writes a complete small response.
-func writeRaw(bw *bufio.Writer, status int, ctype string, body []byte, closeConn bool) {
+func writeRaw(bw *lazyBuf, status int, ctype string, body []byte, closeConn bool) {
 	fmt.Fprintf(bw, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n", status, http.StatusText(status), ctype, len(body))
 	if closeConn {
 		bw.WriteString("Connection: close\r\n")
@@ -377,7 +345,7 @@ func writeRaw(bw *bufio.Writer, status int, ctype string, body []byte, closeConn
 }
 
 // rawConnect decides a CONNECT and then tunnels or inspects.
-func (p *Proxy) rawConnect(ctx context.Context, c net.Conn, br *bufio.Reader, bw *bufio.Writer, req *http.Request, ci *connInfo) {
+func (p *Proxy) rawConnect(ctx context.Context, c net.Conn, br *bufio.Reader, bw *lazyBuf, req *http.Request, ci *connInfo) {
 	host, port, err := splitHostPort(req.Host, 0)
 	if err != nil || port == 0 {
 		writeRaw(bw, http.StatusBadRequest, "application/json", []byte(fmt.Sprintf(`{"error":"bad proxy request","detail":%s}`+"\n", strconv.Quote("CONNECT needs host:port, got "+clip(req.Host)))), true)
@@ -449,7 +417,7 @@ func (p *Proxy) rawConnect(ctx context.Context, c net.Conn, br *bufio.Reader, bw
 }
 
 const (
-	upIdleMax     = 64
+	upIdleMax     = 512
 	upIdleTimeout = 90 * time.Second
 )
 
