@@ -120,12 +120,25 @@ func findCmdline(prefix string) []string {
 // status all behave as in a real terminal.
 func TestSandboxInteractiveShell(t *testing.T) {
 	requireSandboxKernel(t)
-	r := newSandboxRun(t, -1)
+	users := map[string]int{"caller": -1}
+	if os.Geteuid() == 0 {
+		users["new unprivileged user"] = nobody
+	}
+	for name, uid := range users {
+		t.Run(name, func(t *testing.T) { interactiveShell(t, uid) })
+	}
+}
+
+func interactiveShell(t *testing.T, uid int) {
+	r := newSandboxRun(t, uid)
 	ptm, pts := openTestPTY(t, 24, 80)
 	cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--workdir", r.workdir, "--", "/bin/bash", "--norc", "--noprofile", "-i")
 	cmd.Env = []string{"NEMOCLAW_HOME=" + r.home, "TERM=xterm"}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if uid >= 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +171,9 @@ func TestSandboxInteractiveShell(t *testing.T) {
 	send("jobs; echo J-$((1+1))\n")
 	out.expect(t, "Running")
 	out.expect(t, "J-2")
+	// Still in its box: no host root, no network.
+	send("cat /etc/shadow 2>&1 | grep -q denied && echo D-OK; (exec 3<>/dev/tcp/1.1.1.1/80) 2>&1 | grep -q unreachable && echo N-OK; echo B-$((5*5))\n")
+	out.expect(t, "D-OK\r\nN-OK\r\nB-25")
 	send("kill %1; wait; test -t 0 && echo TTY-$((3+4)); exit 7\n")
 	out.expect(t, "TTY-7")
 	err := cmd.Wait()
