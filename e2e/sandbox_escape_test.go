@@ -167,6 +167,7 @@ var escapeExpectations = []struct{ name, want, why string }{
 	{"ptrace_sibling", "EPERM", "seccomp: ptrace"},
 	{"process_vm_readv_sibling", "EPERM", "seccomp: process_vm_readv"},
 	{"kill_host_process", "ESRCH", "pid namespace: host processes do not exist here"},
+	{"pidfd_open_host_process", "ESRCH", "pid namespace: host processes do not exist here"},
 	{"kill_sandbox_init", "EPERM", "Landlock signal scope (ABI 6) and credentials"},
 	{"read_init_environ", "EACCES", "init is not dumpable"},
 	{"supervisor_env_visible", "ABSENT", "the agent's environment is built from scratch"},
@@ -372,4 +373,27 @@ func TestSandboxLandlockTCPOptIn(t *testing.T) {
 	if g := got["connect_proxy_port"]; g != "OK" && g != "ECONNREFUSED" {
 		t.Errorf("connect_proxy_port: got %q, want OK or ECONNREFUSED\n%s", g, stderr)
 	}
+}
+
+// TestSandboxNoTTYInjection gives the agent the caller's terminal as stdin
+// without a pty of its own (--no-tty): TIOCSTI must not push keystrokes into
+// the caller's terminal, because the agent runs in a new session without a
+// controlling terminal.
+func TestSandboxNoTTYInjection(t *testing.T) {
+	requireSandboxKernel(t)
+	r := newSandboxRun(t, -1)
+	ptm, pts := openTestPTY(t, 24, 80)
+	defer pts.Close()
+	cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--workdir", r.workdir, "--", "/sandbox/attack", "tiocsti")
+	cmd.Env = []string{"NEMOCLAW_HOME=" + r.home}
+	var out bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if got := parseResults(out.String())["tiocsti"]; got != "EPERM" {
+		t.Fatalf("tiocsti: got %q, want EPERM (no controlling terminal)\n%s", got, out.String())
+	}
+	_ = ptm
 }

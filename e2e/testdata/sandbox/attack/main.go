@@ -186,6 +186,13 @@ func attacks(hostPort, hostPID int, abstract, secretName string) []attack {
 			return err
 		})},
 		{"kill_host_process", r(func() error { return unix.Kill(hostPID, unix.SIGKILL) })},
+		{"pidfd_open_host_process", r(func() error {
+			fd, err := unix.PidfdOpen(hostPID, 0)
+			if err == nil {
+				unix.Close(fd)
+			}
+			return err
+		})},
 		{"kill_sandbox_init", r(func() error { return unix.Kill(1, unix.SIGKILL) })},
 		{"read_init_environ", r(func() error { return openRO("/proc/1/environ") })},
 		{"supervisor_env_visible", func() string {
@@ -396,6 +403,11 @@ func main() {
 			envv := []*byte{nil}
 			_, _, e := unix.Syscall6(unix.SYS_EXECVEAT, 3, uintptr(unsafe.Pointer(&empty[0])), uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])), unix.AT_EMPTY_PATH, 0)
 			fmt.Println(result(errno(e)))
+			return
+		case "tiocsti": // push a keystroke into the terminal on stdin (CVE-2017-5226 class)
+			c := byte('!')
+			_, _, e := unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCSTI, uintptr(unsafe.Pointer(&c)))
+			fmt.Printf("tiocsti\t%s\n", result(errno(e)))
 			return
 		case "forkbomb": // start processes until the kernel refuses
 			var kids []*exec.Cmd
