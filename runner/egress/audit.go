@@ -1,8 +1,6 @@
 package egress
 
 import (
-	"bufio"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"sort"
@@ -46,27 +44,37 @@ type Summary struct {
 	Reason   string    `json:"reason,omitempty"`
 }
 
-// auditor writes audit lines (buffered, flushed every 200 ms and on close)
-// and keeps per-(host, port, binary, decision) counts. The first denial of a
-// key is logged to the operator's logger; repeats only count.
+// auditor writes audit lines and keeps per-(host, port, binary, decision)
+// counts. Lines are appended to a memory buffer under a short lock and
+// written by a flusher every 200 ms (or sooner when 256 KiB pile up)
+// outside that lock, so a slow disk never stalls requests. The first denial
+// of a key is logged to the operator's logger; repeats only count.
 type auditor struct {
 	log     *slog.Logger
 	sandbox string
+	out     io.Writer
 
-	mu   sync.Mutex
-	w    *bufio.Writer
-	buf  []byte
-	sums map[string]*Summary
+	mu      sync.Mutex
+	pending []byte
+	dropped int64
+	sums    map[string]*Summary
 
+	wmu   sync.Mutex // serialises writes to out
+	spare []byte
+
+	kick chan struct{}
 	stop chan struct{}
 	done chan struct{}
 }
 
+const (
+	auditKick = 256 << 10
+	auditMax  = 16 << 20 // beyond this (a stuck disk) lines are counted, not kept
+)
+
 func newAuditor(w io.Writer, log *slog.Logger, sandbox string) *auditor {
-	a := &auditor{log: log, sandbox: sandbox, sums: map[string]*Summary{}, stop: make(chan struct{}), done: make(chan struct{})}
-	if w != nil {
-		a.w = bufio.NewWriterSize(w, 64<<10)
-	}
+	a := &auditor{log: log, sandbox: sandbox, out: w, sums: map[string]*Summary{},
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go a.flusher()
 	return a
 }
@@ -80,12 +88,9 @@ func (a *auditor) flusher() {
 		case <-a.stop:
 			return
 		case <-t.C:
-			a.mu.Lock()
-			if a.w != nil {
-				_ = a.w.Flush()
-			}
-			a.mu.Unlock()
+		case <-a.kick:
 		}
+		a.flush()
 	}
 }
 
@@ -94,9 +99,18 @@ func (a *auditor) record(e *Event) {
 	e.Sandbox = a.sandbox
 	key := e.Host + "\x00" + strconv.Itoa(e.Port) + "\x00" + e.Binary + "\x00" + e.Decision
 	a.mu.Lock()
-	if a.w != nil {
-		a.buf = append(appendEvent(a.buf[:0], e), '\n')
-		_, _ = a.w.Write(a.buf)
+	if a.out != nil {
+		if len(a.pending) < auditMax {
+			a.pending = append(appendEvent(a.pending, e), '\n')
+			if len(a.pending) >= auditKick {
+				select {
+				case a.kick <- struct{}{}:
+				default:
+				}
+			}
+		} else {
+			a.dropped++
+		}
 	}
 	s, seen := a.sums[key]
 	if !seen {
@@ -109,6 +123,30 @@ func (a *auditor) record(e *Event) {
 	if !seen && e.Decision != Allow {
 		a.log.Warn("egress "+e.Decision, "host", e.Host, "port", e.Port, "binary", e.Binary, "reason", e.Reason, "rule", e.Rule)
 	}
+}
+
+// flush writes the pending lines.
+func (a *auditor) flush() {
+	if a.out == nil {
+		return
+	}
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	a.mu.Lock()
+	buf := a.pending
+	a.pending = a.spare[:0]
+	dropped := a.dropped
+	a.dropped = 0
+	a.mu.Unlock()
+	if len(buf) > 0 {
+		if _, err := a.out.Write(buf); err != nil {
+			a.log.Warn("egress audit log", "err", err)
+		}
+	}
+	if dropped > 0 {
+		a.log.Warn("egress audit log fell behind; lines were dropped", "dropped", dropped)
+	}
+	a.spare = buf
 }
 
 // summaries returns the deduplicated counts, most frequent first.
@@ -134,24 +172,10 @@ func (a *auditor) close() {
 	<-a.done
 	sums := a.summaries()
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.w == nil {
-		return
-	}
 	for _, s := range sums {
-		line, _ := json.Marshal(&Event{Time: time.Now().UTC(), Class: "Network Activity", Activity: "summary",
-			Decision: s.Decision, Sandbox: a.sandbox, Host: s.Host, Port: s.Port, Binary: s.Binary, Count: s.Count, Reason: s.Reason})
-		_, _ = a.w.Write(line)
-		_ = a.w.WriteByte('\n')
-	}
-	_ = a.w.Flush()
-}
-
-// flush forces buffered lines out (tests and control "status").
-func (a *auditor) flush() {
-	a.mu.Lock()
-	if a.w != nil {
-		_ = a.w.Flush()
+		a.pending = append(appendEvent(a.pending, &Event{Time: time.Now().UTC(), Class: "Network Activity", Activity: "summary",
+			Decision: s.Decision, Sandbox: a.sandbox, Host: s.Host, Port: s.Port, Binary: s.Binary, Count: s.Count, Reason: s.Reason}), '\n')
 	}
 	a.mu.Unlock()
+	a.flush()
 }
