@@ -27,23 +27,27 @@ var (
 	attackErr  error
 )
 
-// buildAttack compiles e2e/testdata/sandbox/attack once, statically, into a
-// directory every user can read.
+// buildAttack compiles e2e/testdata/sandbox/attack once per run, statically,
+// into one fixed directory every user can read (replaced atomically, so
+// runs never pile up copies in the temp directory).
 func buildAttack(t *testing.T) string {
 	t.Helper()
 	attackOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "nemoclaw-attack-")
-		if err != nil {
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("nemoclaw-e2e-attack-%d", os.Getuid()))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			attackErr = err
 			return
 		}
 		_ = os.Chmod(dir, 0o755)
-		attackBin = filepath.Join(dir, "attack")
-		cmd := exec.Command("go", "build", "-o", attackBin, "./testdata/sandbox/attack")
+		tmp := filepath.Join(dir, fmt.Sprintf("attack.%d", os.Getpid()))
+		cmd := exec.Command("go", "build", "-o", tmp, "./testdata/sandbox/attack")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			attackErr = fmt.Errorf("build attack helper: %v\n%s", err, out)
+			return
 		}
+		attackBin = filepath.Join(dir, "attack")
+		attackErr = os.Rename(tmp, attackBin)
 	})
 	if attackErr != nil {
 		t.Fatal(attackErr)
