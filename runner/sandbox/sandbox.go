@@ -223,8 +223,9 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 			if err := os.WriteFile(src, f.Data, 0o644); err != nil {
 				return nil, stepErr("files", err)
 			}
-			binds = append(binds, bindSpec{Src: src, Dst: filepath.Clean(f.Path)})
-			filePaths = append(filePaths, filepath.Clean(f.Path))
+			dst := sandboxPath(filepath.Clean(f.Path))
+			binds = append(binds, bindSpec{Src: src, Dst: dst})
+			filePaths = append(filePaths, dst)
 		}
 	}
 
@@ -609,6 +610,42 @@ func (sb *Sandbox) cleanup() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ownDirs are the sandbox's own tmpfs directories: nothing of the host's
+// shows there, so files may be created in them.
+var ownDirs = []string{"/tmp/", "/run/", "/dev/shm/"}
+
+func underOwnDir(p string) bool {
+	for _, d := range ownDirs {
+		if strings.HasPrefix(p, d) {
+			return true
+		}
+	}
+	return false
+}
+
+// sandboxPath resolves symlinks of p as the sandbox will see them, so that
+// a file placed over, say, /etc/resolv.conf -> ../run/systemd/resolve/...
+// (systemd-resolved) lands on the link's target inside the sandbox's own
+// /run. Outside the own directories the sandbox sees the host's files, so
+// the host's links are followed (at most 8).
+func sandboxPath(p string) string {
+	for i := 0; i < 8 && !underOwnDir(p); i++ {
+		fi, err := os.Lstat(p)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			return p
+		}
+		t, err := os.Readlink(p)
+		if err != nil {
+			return p
+		}
+		if !filepath.IsAbs(t) {
+			t = filepath.Join(filepath.Dir(p), t)
+		}
+		p = filepath.Clean(t)
+	}
+	return p
 }
 
 func isNilCloser(c io.Closer) bool {

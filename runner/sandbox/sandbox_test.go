@@ -242,3 +242,43 @@ func TestSignalAndClose(t *testing.T) {
 		t.Fatalf("generated workspace not removed: %v", err)
 	}
 }
+
+// TestFileOverSymlink places a file over a host symlink that points into
+// /run (as /etc/resolv.conf does under systemd-resolved): it must land on
+// the link's target inside the sandbox's own /run.
+func TestFileOverSymlink(t *testing.T) {
+	needKernel(t)
+	if os.Geteuid() != 0 {
+		testutil.SkipOrFail(t, "placing a test symlink in the host's /etc needs root")
+	}
+	link := fmt.Sprintf("/etc/nemoclaw-test-link-%d", os.Getpid())
+	if err := os.Symlink("../run/nemoclaw-test/resolv.conf", link); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(link)
+	code, out, errs := run(t, Config{
+		Files:   []File{{Path: link, Data: []byte("nameserver 127.0.0.1\n")}},
+		Command: []string{"cat", link},
+	})
+	if code != 0 || out != "nameserver 127.0.0.1\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %s", code, out, errs)
+	}
+}
+
+func TestSandboxPath(t *testing.T) {
+	dir := t.TempDir() // under /tmp: the sandbox has its own, so host links there are not followed
+	if err := os.Symlink("/etc/hostname", filepath.Join(dir, "rel")); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ in, want string }{
+		{"/etc/hostname", "/etc/hostname"},
+		{"/run/a", "/run/a"},
+		{filepath.Join(dir, "rel"), filepath.Join(dir, "rel")},
+		{"/nonexistent/x", "/nonexistent/x"},
+	}
+	for _, tc := range tests {
+		if got := sandboxPath(tc.in); got != tc.want {
+			t.Errorf("sandboxPath(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
