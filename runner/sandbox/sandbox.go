@@ -189,6 +189,11 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if ws, err = filepath.Abs(ws); err != nil {
 		return nil, stepErr("workspace", err)
 	}
+	// The init binds it from the host's root after pivot_root, where
+	// host symlinks on the way may resolve differently: bind the real path.
+	if real, err := filepath.EvalSymlinks(ws); err == nil {
+		ws = real
+	}
 	if fi, err := os.Stat(ws); err != nil || !fi.IsDir() {
 		if err == nil {
 			err = errors.New("not a directory")
@@ -214,6 +219,9 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		sb.filesDir = filepath.Join(sbDir, "files")
 		if err := os.MkdirAll(sb.filesDir, 0o755); err != nil {
 			return nil, stepErr("files", err)
+		}
+		if real, err := filepath.EvalSymlinks(sb.filesDir); err == nil {
+			sb.filesDir = real
 		}
 		for i, f := range files {
 			if !filepath.IsAbs(f.Path) {
