@@ -8,6 +8,7 @@
 # egress proxy set-up.
 #
 #   bench/sandbox/run.sh            # builds ./cmd/nemoclaw first
+#   NEMOCLAW_BIN_DIR=bin bench/sandbox/run.sh    # what make bench does
 #   NEMOCLAW=/path/to/nemoclaw RUNS=200 bench/sandbox/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,6 +17,9 @@ WARMUP=${WARMUP:-10}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
+if [[ -z "${NEMOCLAW:-}" && -n "${NEMOCLAW_BIN_DIR:-}" && -x "$NEMOCLAW_BIN_DIR/nemoclaw" ]]; then
+  NEMOCLAW="$NEMOCLAW_BIN_DIR/nemoclaw"
+fi
 if [[ -z "${NEMOCLAW:-}" ]]; then
   go build -o "$work/nemoclaw" ./cmd/nemoclaw
   NEMOCLAW="$work/nemoclaw"
