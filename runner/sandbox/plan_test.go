@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -215,5 +217,49 @@ func TestProbe(t *testing.T) {
 	}
 	if f.LandlockABI != landlockABI() {
 		t.Errorf("probe ABI %d != %d", f.LandlockABI, landlockABI())
+	}
+}
+
+// TestMakeCgroup checks the cgroup v2 files written for a sandbox's limits,
+// on a directory laid out like a delegated cgroup (this host's cgroup v2 has
+// no memory or pids controller to try it for real).
+func TestMakeCgroup(t *testing.T) {
+	parent := t.TempDir()
+	if err := os.WriteFile(filepath.Join(parent, "cgroup.subtree_control"), []byte("pids\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := makeCgroup(parent, "nemoclaw-x", 512<<20, 64, 1500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]string{
+		"memory.max": "536870912", "memory.swap.max": "0", "pids.max": "64", "cpu.max": "150000 100000",
+	} {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil || string(b) != want {
+			t.Errorf("%s = %q (%v), want %q", file, b, err, want)
+		}
+	}
+	// Missing controllers are enabled in the parent (the last write wins
+	// on this plain directory; cgroupfs accumulates them).
+	if b, _ := os.ReadFile(filepath.Join(parent, "cgroup.subtree_control")); string(b) != "+cpu" {
+		t.Errorf("subtree_control = %q, want the last enable to be +cpu", b)
+	}
+	rp, err := planResources(&policy.Resources{Memory: "1Gi", Pids: 10, CPU: "2", OpenFiles: 99}, CgroupInfo{Reason: "test: not delegated"}, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, r := range rp.rlimits {
+		got[r.Name] = r.Value
+	}
+	want := map[string]uint64{"RLIMIT_CORE": 0, "RLIMIT_NOFILE": 99, "RLIMIT_DATA": 1 << 30, "RLIMIT_NPROC": 10}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %d (present %v), want %d", k, g, ok, v)
+		}
+	}
+	if s := strings.Join(rp.summary, "\n"); !strings.Contains(s, "cpu=2 NOT applied") || !strings.Contains(s, "not delegated") {
+		t.Errorf("summary does not say what applied:\n%s", s)
 	}
 }
