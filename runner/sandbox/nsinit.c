@@ -517,8 +517,9 @@ static void child_fail(struct op *o, const char *what)
 {
 	char buf[2048];
 	int e = errno;
+	// errno 0: what already says everything.
 	int n = snprintf(buf, sizeof buf, "%.*s%c%s%s%s", (int)o->a[0].n, o->a[0].p, 0, what ? what : "",
-			 what && *what ? ": " : "", strerror(e));
+			 e && what && *what ? ": " : "", e ? strerror(e) : "");
 	if (n > (int)sizeof buf)
 		n = sizeof buf;
 	ssize_t w = write(errpipe, buf, n);
@@ -647,7 +648,7 @@ static void run_agent_op(struct op *o)
 				break;
 			s = e + 1;
 		}
-		errno = ENOENT;
+		errno = 0;
 		char what[4200];
 		snprintf(what, sizeof what, "%s: executable file not found in the sandbox's PATH (%s)", name, path);
 		child_fail(o, what);
