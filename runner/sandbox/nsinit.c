@@ -177,7 +177,7 @@ static void send_msg(const char *json, int *fds, int nfds)
 }
 
 // fail reports step and cause on the status socket and exits.
-static void fail(const char *step, const char *cause)
+__attribute__((noreturn)) static void fail(const char *step, const char *cause)
 {
 	char buf[4096];
 	size_t l = 0;
@@ -190,7 +190,7 @@ static void fail(const char *step, const char *cause)
 	_exit(1);
 }
 
-static void fail_errno(struct op *o, const char *what)
+__attribute__((noreturn)) static void fail_errno(struct op *o, const char *what)
 {
 	char step[512], cause[1024];
 	int e = errno;
@@ -513,7 +513,7 @@ static void run_setup_op(struct op *o)
 static int errpipe = -1;
 
 // child_fail reports to the init through the exec pipe and exits.
-static void child_fail(struct op *o, const char *what)
+__attribute__((noreturn)) static void child_fail(struct op *o, const char *what)
 {
 	char buf[2048];
 	int e = errno;
