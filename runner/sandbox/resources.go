@@ -231,7 +231,7 @@ func makeCgroup(parent, leaf string, mem uint64, pids, cpuMilli int) (string, er
 	cur, _ := os.ReadFile(sub)
 	for _, w := range want {
 		if !strings.Contains(" "+string(cur)+" ", " "+w[1:]+" ") {
-			if err := os.WriteFile(sub, []byte(w), 0); err != nil {
+			if err := os.WriteFile(sub, []byte(w), 0o644); err != nil {
 				return "", fmt.Errorf("enable %s in %s: %w", w[1:], sub, err)
 			}
 		}
@@ -241,7 +241,7 @@ func makeCgroup(parent, leaf string, mem uint64, pids, cpuMilli int) (string, er
 		return "", fmt.Errorf("create cgroup %s: %w", dir, err)
 	}
 	write := func(file, v string) error {
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(v), 0); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(v), 0o644); err != nil {
 			_ = os.Remove(dir)
 			return fmt.Errorf("write %s: %w", filepath.Join(dir, file), err)
 		}
@@ -252,7 +252,7 @@ func makeCgroup(parent, leaf string, mem uint64, pids, cpuMilli int) (string, er
 			return "", err
 		}
 		// Without swap accounting the file is absent; memory.max still holds.
-		_ = os.WriteFile(filepath.Join(dir, "memory.swap.max"), []byte("0"), 0)
+		_ = os.WriteFile(filepath.Join(dir, "memory.swap.max"), []byte("0"), 0o644)
 	}
 	if pids > 0 {
 		if err := write("pids.max", strconv.Itoa(pids)); err != nil {
