@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -25,8 +26,8 @@ import (
 // reader, the transport's two goroutines and their hand-offs per request.
 
 const (
-	idleTimeout   = 5 * time.Minute
-	headerTimeout = 30 * time.Second
+	idleTimeout    = 5 * time.Minute
+	maxHeaderBytes = 1 << 20
 )
 
 // upKey identifies interchangeable upstream connections: same scheme and
@@ -63,18 +64,24 @@ func (p *Proxy) serveConn(c net.Conn) {
 	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	ci := &connInfo{client: ap, peer: &peerCache{nsPid: int(p.nsPid.Load()), addr: ap}}
-	p.h1loop(c, bufio.NewReaderSize(c, 4096), ci, nil, "")
+	p.h1loop(c, c, ci, nil, "")
 }
 
 // h1loop serves HTTP/1.1 requests on c until it closes. tunnel is nil on
 // the proxy listener (CONNECT and absolute-form requests), or the target of
 // an inspected tunnel (origin-form requests for that target only).
-func (p *Proxy) h1loop(c net.Conn, br *bufio.Reader, ci *connInfo, tunnel *target, scheme string) {
+func (p *Proxy) h1loop(c net.Conn, src io.Reader, ci *connInfo, tunnel *target, scheme string) {
+	// The request head is read under a size limit (the standard parser has
+	// none of its own); bodies are not limited.
+	lim := &io.LimitedReader{R: src}
+	br := bufio.NewReaderSize(lim, 4096)
 	for {
 		// One deadline per request: an idle keep-alive connection, a slow
 		// header and a stalled body all end after idleTimeout.
 		_ = c.SetReadDeadline(time.Now().Add(idleTimeout))
+		lim.N = maxHeaderBytes + int64(br.Buffered())
 		req, err := http.ReadRequest(br)
+		lim.N = math.MaxInt64
 		if err != nil {
 			if br.Buffered() > 0 || !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isTimeout(err) {
 				writeRaw(newLazyBuf(c), http.StatusBadRequest, "application/json", []byte(`{"error":"bad request","detail":"malformed HTTP request"}`+"\n"), true)

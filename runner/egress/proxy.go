@@ -98,7 +98,7 @@ func (p *Proxy) serveTunnel(c net.Conn, outer *connInfo, t target) {
 	pc := &peekConn{Conn: c, r: br}
 	ci := &connInfo{client: outer.client, tunnel: &t, scheme: "http", peer: outer.peer}
 	if first[0] != 0x16 {
-		p.h1loop(pc, br, ci, &t, "http")
+		p.h1loop(pc, pc, ci, &t, "http")
 		return
 	}
 	tc := tls.Server(pc, &tls.Config{
@@ -119,7 +119,7 @@ func (p *Proxy) serveTunnel(c net.Conn, outer *connInfo, t target) {
 		tc.Close()
 		return
 	}
-	p.h1loop(tc, bufio.NewReaderSize(tc, 4096), ci, &t, "https")
+	p.h1loop(tc, tc, ci, &t, "https")
 }
 
 // fwd is what the reverse proxy needs to forward one allowed request.

@@ -468,3 +468,29 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Fatalf("after preset: %d %s", st, body)
 	}
 }
+
+// TestHeaderLimit sends an endless request head: the proxy must answer 400
+// and close instead of buffering it.
+func TestHeaderLimit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, pol(map[string][]*policy.Endpoint{}), nil)
+	conn, err := net.Dial("tcp", h.proxyURL.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	go func() {
+		_, _ = conn.Write([]byte("GET http://plain.test/ HTTP/1.1\r\nHost: plain.test\r\n"))
+		line := []byte("X-Filler: " + strings.Repeat("a", 4000) + "\r\n")
+		for range 400 { // 1.6 MB of headers
+			if _, err := conn.Write(line); err != nil {
+				return
+			}
+		}
+	}()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != 400 {
+		t.Fatalf("oversized head: %v %v", resp, err)
+	}
+}
