@@ -402,6 +402,9 @@ func (sb *Sandbox) launch(ctx context.Context, cfg Config, sp spec, rootless boo
 		sb.log.Warn(n)
 	}
 	if err := sb.adoptListeners(msg.Listeners, fds); err != nil {
+		// The agent already runs: take the whole sandbox down with it.
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 		return stepErr("network: listeners", err)
 	}
 	if sb.ptm != nil {
