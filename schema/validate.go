@@ -30,45 +30,38 @@ type Violation struct {
 }
 
 var (
-	docsOnce sync.Once
-	docs     map[string]map[string]any
-	docsErr  error
+	docsMu   sync.Mutex
+	docs     = map[string]map[string]any{}
 	patterns sync.Map // pattern string -> *regexp.Regexp
 )
 
-func loadDocs() {
-	docs = map[string]map[string]any{}
-	entries, err := fs.ReadDir(Files, ".")
+// schemaDoc returns the parsed schema file name, parsing it on first use: a
+// process that checks one policy reads only the schemas that needs.
+func schemaDoc(name string) (map[string]any, error) {
+	docsMu.Lock()
+	defer docsMu.Unlock()
+	if d, ok := docs[name]; ok {
+		return d, nil
+	}
+	data, err := fs.ReadFile(Files, name)
 	if err != nil {
-		docsErr = err
-		return
+		return nil, fmt.Errorf("no schema named %q", name)
 	}
-	for _, e := range entries {
-		data, err := fs.ReadFile(Files, e.Name())
-		if err != nil {
-			docsErr = err
-			return
-		}
-		var m map[string]any
-		if err := json.Unmarshal(data, &m); err != nil {
-			docsErr = fmt.Errorf("schema %s: %w", e.Name(), err)
-			return
-		}
-		docs[e.Name()] = m
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("schema %s: %w", name, err)
 	}
+	docs[name] = m
+	return m, nil
 }
 
 // Validate checks doc (plain maps/lists/scalars, as decoded from YAML)
 // against the named schema and returns every violation found; an error only
 // when the schema itself is broken.
 func Validate(name string, doc any) ([]Violation, error) {
-	docsOnce.Do(loadDocs)
-	if docsErr != nil {
-		return nil, docsErr
-	}
-	root, ok := docs[name]
-	if !ok {
-		return nil, fmt.Errorf("no schema named %q", name)
+	root, err := schemaDoc(name)
+	if err != nil {
+		return nil, err
 	}
 	v := &validation{}
 	v.check(name, root, doc, nil)
@@ -93,11 +86,12 @@ func (v *validation) resolve(file, ref string) (string, map[string]any) {
 	if target == "" {
 		target = file
 	}
-	node := any(docs[target])
-	if node == nil {
-		v.err = fmt.Errorf("schema %s: $ref %q: no such schema file", file, ref)
+	d, err := schemaDoc(target)
+	if err != nil {
+		v.err = fmt.Errorf("schema %s: $ref %q: %w", file, ref, err)
 		return "", nil
 	}
+	node := any(d)
 	for _, tok := range strings.Split(strings.TrimPrefix(frag, "/"), "/") {
 		if tok == "" {
 			continue

@@ -56,9 +56,16 @@ func Default() (*Blueprint, error) {
 }
 
 // DefaultPolicy returns the effective policy of the embedded default
-// blueprint.
+// blueprint. It skips the presets the blueprint does not use: every ad-hoc
+// `sandbox run` starts here, and parsing ten unused presets would be most of
+// its start-up time. Tests validate the presets.
 func DefaultPolicy() (*policy.Policy, error) {
-	b, err := Default()
+	sub, err := fs.Sub(blueprints.FS, blueprints.DefaultDir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded default blueprint: %w", err)
+	}
+	l := &loader{fsys: sub, label: EmbeddedDefault, onlyUsedPresets: true}
+	b, err := l.load()
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +84,8 @@ type loader struct {
 	label string
 	errs  policy.Problems
 	warns policy.Problems
+	// onlyUsedPresets skips loading presets the blueprint does not list.
+	onlyUsedPresets bool
 }
 
 // name renders a file inside the blueprint for messages.
@@ -233,6 +242,9 @@ func (l *loader) profile(name string, p *InferenceProfile, doc *strictyaml.Doc, 
 // presets loads every preset under policies/presets.
 func (l *loader) presets(b *Blueprint) {
 	b.Available = map[string]*policy.Preset{}
+	if l.onlyUsedPresets && len(b.Presets) == 0 {
+		return
+	}
 	entries, err := fs.ReadDir(l.fsys, PresetsDir)
 	if err != nil {
 		return // no presets directory is fine
