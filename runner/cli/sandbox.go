@@ -118,7 +118,7 @@ func loadRunPolicy(o *sandboxRunOpts) (*policy.Policy, error) {
 			pol.Resources = &policy.Resources{}
 		}
 		if o.memory != "" {
-			if _, err := sandbox.ParseBytes(o.memory); err != nil {
+			if _, err := policy.ParseBytes(o.memory); err != nil {
 				return nil, Usage(fmt.Errorf("--memory: %w", err))
 			}
 			pol.Resources.Memory = o.memory
@@ -130,7 +130,7 @@ func loadRunPolicy(o *sandboxRunOpts) (*policy.Policy, error) {
 			pol.Resources.Pids = o.pids
 		}
 		if o.cpus != "" {
-			if _, err := sandbox.ParseCPU(o.cpus); err != nil {
+			if _, err := policy.ParseCPU(o.cpus); err != nil {
 				return nil, Usage(fmt.Errorf("--cpus: %w", err))
 			}
 			pol.Resources.CPU = o.cpus

@@ -49,7 +49,7 @@ func TestInvalidPolicies(t *testing.T) {
 		{"relative-binary", 7, 15, "does not match pattern '^/'"},
 		{"no-endpoints", 4, 5, `network policy "x" has no endpoints`},
 		{"credential-two-sources", 8, 13, "needs exactly one of env or file"},
-		{"bad-memory", 3, 11, `memory "lots" is not a positive byte quantity`},
+		{"bad-memory", 3, 11, `byte quantity "lots": unknown suffix`},
 		{"endpoints-not-list", 5, 7, "expected a list, got a mapping"},
 		{"bool-as-string", 3, 20, `expected true or false, got the string "yes"`},
 		{"syntax-error", 4, 0, "did not find expected"},
@@ -269,22 +269,71 @@ func TestCheckHostPattern(t *testing.T) {
 	}
 }
 
-func TestParseQuantities(t *testing.T) {
-	bytes := map[string]int64{"1024": 1024, "512Mi": 512 << 20, "2G": 2e9, "1.5Gi": 3 << 29, "100MB": 100e6}
-	for in, want := range bytes {
-		if got, err := ParseBytes(in); err != nil || got != want {
-			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+func TestParseBytes(t *testing.T) {
+	tests := []struct {
+		in   string
+		want uint64
+		err  bool
+	}{
+		{"1048576", 1 << 20, false},
+		{"512Mi", 512 << 20, false},
+		{"2G", 2e9, false},
+		{"1.5Gi", 3 << 29, false},
+		{"4k", 4000, false},
+		{"4Ki", 4096, false},
+		{" 1GiB ", 1 << 30, false},
+		{"", 0, true},
+		{"10m", 0, true},
+		{"-1", 0, true},
+		{"12Qi", 0, true},
+		{"Mi", 0, true},
+		{"1e400", 0, true},
+	}
+	for _, tc := range tests {
+		got, err := ParseBytes(tc.in)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d, err=%v", tc.in, got, err, tc.want, tc.err)
 		}
 	}
-	for _, bad := range []string{"", "-1", "lots", "0"} {
-		if _, err := ParseBytes(bad); err == nil {
-			t.Errorf("ParseBytes(%q) accepted", bad)
+}
+
+func TestParseCPU(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+		err  bool
+	}{
+		{"1", 1000, false}, {"1.5", 1500, false}, {"500m", 500, false}, {"0.001", 1, false},
+		{"0", 0, true}, {"-1", 0, true}, {"abc", 0, true}, {"m", 0, true}, {"NaN", 0, true},
+	}
+	for _, tc := range tests {
+		got, err := ParseCPU(tc.in)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("ParseCPU(%q) = %d, %v; want %d, err=%v", tc.in, got, err, tc.want, tc.err)
 		}
 	}
-	cpus := map[string]int64{"1": 1000, "1.5": 1500, "500m": 500}
-	for in, want := range cpus {
-		if got, err := ParseCPU(in); err != nil || got != want {
-			t.Errorf("ParseCPU(%q) = %d, %v; want %d", in, got, err, want)
-		}
+}
+
+func FuzzParseBytes(f *testing.F) {
+	for _, s := range []string{"512Mi", "2G", "1.5Gi", "", "10m", "9999999999999999Ti", "0x10", ".", "1e3k"} {
+		f.Add(s)
 	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseBytes(s)
+		if err == nil && v >= 1<<63 {
+			t.Fatalf("ParseBytes(%q) = %d: out of range accepted", s, v)
+		}
+	})
+}
+
+func FuzzParseCPU(f *testing.F) {
+	for _, s := range []string{"1", "1.5", "500m", "0", "m", "1e9", "-0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseCPU(s)
+		if err == nil && v <= 0 {
+			t.Fatalf("ParseCPU(%q) = %d accepted", s, v)
+		}
+	})
 }

@@ -39,8 +39,10 @@ func (v *validator) policy(p *Policy, base []string) {
 		v.paths(fs.ReadWrite, at(base, "filesystem_policy", "read_write"), true)
 	}
 	if r := p.Resources; r != nil && r.Memory != "" {
-		if _, err := ParseBytes(r.Memory); err != nil {
+		if n, err := ParseBytes(r.Memory); err != nil {
 			v.errf(at(base, "resources", "memory"), "%v", err)
+		} else if n == 0 {
+			v.errf(at(base, "resources", "memory"), "memory %q is zero; give a limit such as 512Mi, or leave memory out for none", r.Memory)
 		}
 	}
 	if r := p.Resources; r != nil && r.CPU != "" {
@@ -293,45 +295,6 @@ func ParseIPOrCIDR(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("allowed_ips %q is not an IP or CIDR (e.g. 10.0.5.20 or 10.0.5.0/24)", s)
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
-// ParseBytes parses a memory quantity: 1073741824, 512Mi, 2G, 1.5Gi, 100MB.
-func ParseBytes(s string) (int64, error) {
-	orig := s
-	s = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSpace(s), "B"), "b")
-	mult := float64(1)
-	units := []struct {
-		suffix string
-		mult   float64
-	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40},
-		{"K", 1e3}, {"k", 1e3}, {"M", 1e6}, {"m", 1e6}, {"G", 1e9}, {"g", 1e9}, {"T", 1e12}, {"t", 1e12}}
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f <= 0 {
-		return 0, fmt.Errorf("memory %q is not a positive byte quantity (e.g. 512Mi, 2G, 1073741824)", orig)
-	}
-	return int64(f * mult), nil
-}
-
-// ParseCPU parses a CPU quota into millicpus: "1.5" → 1500, "500m" → 500.
-func ParseCPU(s string) (int64, error) {
-	if m, ok := strings.CutSuffix(s, "m"); ok {
-		n, err := strconv.ParseInt(m, 10, 64)
-		if err != nil || n <= 0 {
-			return 0, fmt.Errorf("cpu %q is not a positive quantity (e.g. 1.5 or 500m)", s)
-		}
-		return n, nil
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f <= 0 {
-		return 0, fmt.Errorf("cpu %q is not a positive quantity (e.g. 1.5 or 500m)", s)
-	}
-	return int64(f * 1000), nil
 }
 
 // CheckNetworkPolicies validates network policies that live inside another
