@@ -1,32 +1,18 @@
 package e2e
 
 import (
-	"bytes"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// runNemoclaw runs the built binary with a private NEMOCLAW_HOME and returns
+// runNemoclaw runs the built binary with NEMOCLAW_HOME=home and returns
 // stdout, stderr and the exit code.
 func runNemoclaw(t *testing.T, home string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(Bin("nemoclaw"), args...)
-	cmd.Env = append(os.Environ(), "NEMOCLAW_HOME="+home)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run nemoclaw: %v", err)
-	}
-	return out.String(), errb.String(), code
+	u := &user{t: t, home: home, project: t.TempDir()}
+	return u.run("", args...)
 }
 
 // TestApplyDefaultBlueprint is the main job: apply the embedded default
