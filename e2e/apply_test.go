@@ -99,7 +99,10 @@ components:
 // embedded blueprint and NemoClaw's, in text and JSON.
 func TestValidateAndPlanBinary(t *testing.T) {
 	home := t.TempDir()
-	nemo := filepath.Join("..", "runner", "blueprint", "testdata", "nemoclaw-blueprint")
+	nemo, err := filepath.Abs(filepath.Join("..", "runner", "blueprint", "testdata", "nemoclaw-blueprint"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, args := range [][]string{
 		{"blueprint", "validate"}, {"blueprint", "validate", "-o", "json"},
 		{"blueprint", "plan"}, {"blueprint", "plan", "-o", "json"},
