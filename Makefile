@@ -20,6 +20,9 @@ DEPS_PKGS    := libseccomp-dev gcc pkg-config git curl python3 nodejs iproute2 d
 # Peers the benchmarks compare against.
 BENCH_PKGS   := bubblewrap firejail tinyproxy squid wrk hyperfine
 
+# The inference plugins join the build once plugins/ holds them.
+BIN_PKGS     := ./cmd/... $(if $(wildcard plugins/*/*.go),./plugins/...)
+
 TEST_TIMEOUT ?= 20m
 FUZZTIME     ?= 60s
 ARGS         ?=
@@ -53,7 +56,7 @@ bench-deps: deps
 
 build: deps
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/... ./plugins/...
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(BIN_PKGS)
 
 test: build
 	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
