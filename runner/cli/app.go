@@ -4,12 +4,14 @@
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 )
@@ -34,6 +36,33 @@ type App struct {
 	In io.Reader
 	// Version is the build's version string.
 	Version string
+
+	// logOut is where Logger writes; it turns "\n" into "\r\n" while a
+	// sandbox's TTY holds the terminal in raw mode.
+	logOut *termWriter
+}
+
+// termWriter writes through to w, translating line ends while raw is set.
+type termWriter struct {
+	w   io.Writer
+	raw atomic.Bool
+}
+
+func (t *termWriter) Write(p []byte) (int, error) {
+	if !t.raw.Load() {
+		return t.w.Write(p)
+	}
+	if _, err := t.w.Write(bytes.ReplaceAll(p, []byte("\n"), []byte("\r\n"))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// rawTerminal tells the logger whether the terminal is in raw mode.
+func (a *App) rawTerminal(on bool) {
+	if a.logOut != nil {
+		a.logOut.raw.Store(on)
+	}
 }
 
 // exitError carries an exit code through cobra to main.

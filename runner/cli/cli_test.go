@@ -147,3 +147,17 @@ func TestExitCodes(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+func TestTermWriterRawMode(t *testing.T) {
+	var b bytes.Buffer
+	w := &termWriter{w: &b}
+	_, _ = w.Write([]byte("a\nb\n"))
+	w.raw.Store(true)
+	n, err := w.Write([]byte("c\nd\n"))
+	if err != nil || n != 4 {
+		t.Fatalf("Write = %d, %v; want 4 (the caller's length)", n, err)
+	}
+	if b.String() != "a\nb\nc\r\nd\r\n" {
+		t.Errorf("got %q", b.String())
+	}
+}

@@ -98,11 +98,12 @@ Environment:
 				return Usage(err)
 			}
 			hopts := &slog.HandlerOptions{Level: lvl}
+			app.logOut = &termWriter{w: app.Err}
 			switch logFormat {
 			case "text":
-				app.Logger = slog.New(slog.NewTextHandler(app.Err, hopts))
+				app.Logger = slog.New(slog.NewTextHandler(app.logOut, hopts))
 			case "json":
-				app.Logger = slog.New(slog.NewJSONHandler(app.Err, hopts))
+				app.Logger = slog.New(slog.NewJSONHandler(app.logOut, hopts))
 			default:
 				return Usage(fmt.Errorf("--log-format %q: want text or json", logFormat))
 			}

@@ -190,7 +190,11 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		if err != nil {
 			return fmt.Errorf("sandbox: tty: raw mode: %w", err)
 		}
-		defer func() { _ = term.Restore(int(stdin.Fd()), old) }()
+		app.rawTerminal(true)
+		defer func() {
+			app.rawTerminal(false)
+			_ = term.Restore(int(stdin.Fd()), old)
+		}()
 	}
 	// The sandbox's life is its agent's: SIGTERM/SIGINT are forwarded to
 	// the agent rather than cancelling the run. Catch them before Start so
