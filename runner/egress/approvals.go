@@ -206,12 +206,12 @@ func (p *Proxy) Decide(id string, approve, save bool) (Pending, error) {
 	a.remove(pr)
 	close(pr.done)
 	a.notify()
-	decision := Deny
+	decision, reason := Deny, "denied by the operator"
 	if approve {
-		decision = Allow
+		decision, reason = Allow, "approved by the operator"
 	}
 	p.audit.record(&Event{Class: "Network Activity", Activity: "approval", Decision: decision, Host: pr.Host, Port: pr.Port,
-		Binary: pr.Binary, Rule: "approval " + id})
+		Binary: pr.Binary, Rule: "approval " + id, Reason: reason})
 	return pr.Pending, nil
 }
 
