@@ -14,13 +14,19 @@ import (
 var binDir string
 
 // TestMain builds ./cmd/... into a temporary directory before the tests run,
-// or uses NEMOCLAW_BIN_DIR when it is set (make test builds into bin/ first).
+// or uses NEMOCLAW_BIN_DIR when it is set (make test builds into bin/ first;
+// a relative path is relative to the repository root).
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
 func run(m *testing.M) int {
 	if d := os.Getenv("NEMOCLAW_BIN_DIR"); d != "" {
+		// A relative directory is taken from the repository root, where
+		// `make` and users run from, not from this package's directory.
+		if !filepath.IsAbs(d) {
+			d = filepath.Join("..", d)
+		}
 		abs, err := filepath.Abs(d)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "e2e:", err)
