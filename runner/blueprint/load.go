@@ -380,6 +380,7 @@ type GateError struct {
 	Field, Want, Have string
 }
 
+// Error implements error.
 func (e *GateError) Error() string {
 	return fmt.Sprintf("blueprint needs nemoclaw >= %s (%s) but this is %s; upgrade nemoclaw or use an older blueprint version", e.Want, e.Field, e.Have)
 }

@@ -48,6 +48,7 @@ type termWriter struct {
 	raw atomic.Bool
 }
 
+// Write implements io.Writer.
 func (t *termWriter) Write(p []byte) (int, error) {
 	if !t.raw.Load() {
 		return t.w.Write(p)
@@ -71,7 +72,10 @@ type exitError struct {
 	err  error
 }
 
+// Error implements error.
 func (e *exitError) Error() string { return e.err.Error() }
+
+// Unwrap returns the underlying error.
 func (e *exitError) Unwrap() error { return e.err }
 
 // Refused marks err as a refusal by verification or policy (exit code 3).

@@ -55,6 +55,7 @@ func Execute(ctx context.Context, opts Options) error {
 // sandboxed agent's own exit code).
 type silentError struct{ code int }
 
+// Error implements error.
 func (s *silentError) Error() string { return fmt.Sprintf("exit status %d", s.code) }
 
 // ExitStatus returns an error that makes nemoclaw exit with code and print

@@ -179,6 +179,7 @@ type ControlError struct {
 	Refused bool
 }
 
+// Error implements error.
 func (e *ControlError) Error() string { return e.Msg }
 
 // Do sends one request and returns the response; an error response is

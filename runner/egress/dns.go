@@ -49,6 +49,7 @@ func (p *Proxy) ServeDNS(pc net.PacketConn, l net.Listener) error {
 
 type closerFunc func() error
 
+// Close implements io.Closer.
 func (f closerFunc) Close() error { return f() }
 
 // dnsEndpoints returns the endpoints whose host pattern covers name.

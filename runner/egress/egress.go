@@ -424,5 +424,8 @@ type bufPool struct{}
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-func (bufPool) Get() []byte  { return *(copyBufs.Get().(*[]byte)) }
+// Get takes a buffer from the pool.
+func (bufPool) Get() []byte { return *(copyBufs.Get().(*[]byte)) }
+
+// Put returns a buffer to the pool.
 func (bufPool) Put(b []byte) { copyBufs.Put(&b) }

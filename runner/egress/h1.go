@@ -276,6 +276,7 @@ func (p *Proxy) relayResponse(c net.Conn, br *bufio.Reader, bw *lazyBuf, req *ht
 
 type flushWriter struct{ bw *lazyBuf }
 
+// Write implements io.Writer.
 func (f flushWriter) Write(b []byte) (int, error) {
 	n, err := f.bw.Write(b)
 	if err == nil {

@@ -29,6 +29,7 @@ func (l *lazyBuf) grab() {
 	}
 }
 
+// Write implements io.Writer.
 func (l *lazyBuf) Write(p []byte) (int, error) {
 	if l.err != nil {
 		return 0, l.err
@@ -48,6 +49,7 @@ func (l *lazyBuf) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// WriteString implements io.StringWriter.
 func (l *lazyBuf) WriteString(s string) (int, error) {
 	if l.err != nil {
 		return 0, l.err

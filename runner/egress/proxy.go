@@ -82,6 +82,7 @@ type peekConn struct {
 	r *bufio.Reader
 }
 
+// Read implements io.Reader.
 func (c *peekConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
 // serveTunnel reads the first byte of an inspected tunnel: a TLS handshake

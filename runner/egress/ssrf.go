@@ -22,6 +22,7 @@ const (
 	classNever            // link-local, unspecified, multicast, metadata
 )
 
+// String implements fmt.Stringer.
 func (c ipClass) String() string {
 	return [...]string{"public", "private", "loopback", "never-reachable"}[c]
 }
@@ -170,6 +171,7 @@ type target struct {
 	port int
 }
 
+// String implements fmt.Stringer.
 func (t target) String() string { return net.JoinHostPort(t.host, strconv.Itoa(t.port)) }
 
 // errTarget marks a destination refused before any policy lookup.
@@ -290,6 +292,7 @@ type ssrfError struct {
 	rule  string
 }
 
+// Error implements error.
 func (e *ssrfError) Error() string {
 	return fmt.Sprintf("%s resolves only to addresses the sandbox may not reach: %s", e.host, strings.Join(e.addrs, ", "))
 }

@@ -25,6 +25,7 @@ type RefusedError struct {
 	Err error
 }
 
+// Error implements error.
 func (e *RefusedError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: refused: %s", e.Subject, e.Reason)
@@ -40,6 +41,7 @@ func (e *RefusedError) Error() string {
 	return b.String()
 }
 
+// Unwrap returns the underlying error.
 func (e *RefusedError) Unwrap() error { return e.Err }
 
 // IsRefusal reports whether err is a refusal by verification (a

@@ -207,6 +207,7 @@ type progressReader struct {
 	last  int64
 }
 
+// Read implements io.Reader.
 func (p *progressReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	p.n += int64(n)

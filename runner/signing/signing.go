@@ -40,6 +40,7 @@ type VerificationError struct {
 	Err error
 }
 
+// Error implements error.
 func (e *VerificationError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "verify %s: refused: %s", e.Subject, e.Reason)
@@ -55,6 +56,7 @@ func (e *VerificationError) Error() string {
 	return b.String()
 }
 
+// Unwrap returns the underlying error.
 func (e *VerificationError) Unwrap() error { return e.Err }
 
 // IsVerificationError reports whether err is or wraps a *VerificationError.

@@ -32,6 +32,7 @@ type Identity struct {
 	SubjectRegexp string `yaml:"subject_regexp,omitempty" json:"subject_regexp,omitempty"`
 }
 
+// String implements fmt.Stringer.
 func (i Identity) String() string {
 	s, is := i.Subject, i.Issuer
 	if s == "" {
