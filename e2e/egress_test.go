@@ -197,20 +197,6 @@ func (e *egressEnv) nemoclaw(args ...string) *exec.Cmd {
 	return cmd
 }
 
-func runCmd(t *testing.T, cmd *exec.Cmd) (string, string, int) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run %v: %v", cmd.Args, err)
-	}
-	return out.String(), errb.String(), code
-}
-
 // TestEgressRealClients runs curl, python3 (urllib), node and git inside a
 // real sandbox against local HTTPS servers through the proxy, and tries the
 // ways around it.

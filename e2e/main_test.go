@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -58,3 +60,20 @@ func run(m *testing.M) int {
 
 // Bin returns the path of the built binary name (e.g. "nemoclaw").
 func Bin(name string) string { return filepath.Join(binDir, name) }
+
+// runCmd runs cmd and returns its stdout, stderr and exit code; a command
+// that cannot start fails the test.
+func runCmd(t *testing.T, cmd *exec.Cmd) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", cmd.Args, err)
+	}
+	return out.String(), errb.String(), code
+}

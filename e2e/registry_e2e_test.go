@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -122,17 +121,7 @@ func (u *user) run(stdin string, args ...string) (string, string, int) {
 	cmd.Dir = u.project
 	cmd.Env = append(os.Environ(), "NEMOCLAW_HOME="+u.home, "NEMOCLAW_KEY_PASSWORD=e2e key pass", "DOCKER_CONFIG="+filepath.Join(u.home, "docker"))
 	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		u.t.Fatalf("run nemoclaw %v: %v", args, err)
-	}
-	return out.String(), errb.String(), code
+	return runCmd(u.t, cmd)
 }
 
 // must runs nemoclaw and fails the test unless it exits 0.

@@ -120,16 +120,7 @@ func (r *sandboxRun) run(t *testing.T, flags []string, args ...string) (string, 
 	if r.asUser >= 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(r.asUser), Gid: uint32(r.asUser)}}
 	}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run nemoclaw: %v", err)
-	}
-	return out.String(), errb.String(), code
+	return runCmd(t, cmd)
 }
 
 // parseResults reads "name<TAB>result" lines.
