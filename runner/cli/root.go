@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -69,7 +70,7 @@ func ExitStatus(code int) error {
 
 func silent(err error) bool {
 	var s *silentError
-	return asError(err, &s)
+	return errors.As(err, &s)
 }
 
 // NewRoot builds the whole command tree for app.
