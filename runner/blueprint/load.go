@@ -64,7 +64,7 @@ func DefaultPolicy() (*policy.Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded default blueprint: %w", err)
 	}
-	l := &loader{fsys: sub, label: EmbeddedDefault, onlyUsedPresets: true}
+	l := &loader{fsys: sub, label: EmbeddedDefault, onlyUsedPresets: true, embedded: true}
 	b, err := l.load()
 	if err != nil {
 		return nil, err
@@ -86,6 +86,10 @@ type loader struct {
 	warns policy.Problems
 	// onlyUsedPresets skips loading presets the blueprint does not list.
 	onlyUsedPresets bool
+	// embedded skips the JSON Schema pass for content compiled into the
+	// binary (TestDefaultBlueprint runs it there, TestDefaultPolicyFastPath
+	// checks both paths agree).
+	embedded bool
 }
 
 // name renders a file inside the blueprint for messages.
@@ -112,8 +116,10 @@ func (l *loader) load() (*Blueprint, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := policy.SchemaCheck(doc, schema.Blueprint); err != nil {
-		return nil, err
+	if !l.embedded {
+		if err := policy.SchemaCheck(doc, schema.Blueprint); err != nil {
+			return nil, err
+		}
 	}
 	b.Dir = l.label
 	l.check(&b, doc)
@@ -259,7 +265,11 @@ func (l *loader) presets(b *Blueprint) {
 			l.errs = append(l.errs, &policy.Problem{File: l.name(file), Message: err.Error()})
 			continue
 		}
-		pr, warns, err := policy.ParsePreset(l.name(file), data)
+		parse := policy.ParsePreset
+		if l.embedded {
+			parse = policy.ParsePresetEmbedded
+		}
+		pr, warns, err := parse(l.name(file), data)
 		l.warns = append(l.warns, warns...)
 		if err != nil {
 			l.errs = append(l.errs, strictyaml.AsProblems(err)...)
@@ -297,7 +307,11 @@ func (l *loader) policy(b *Blueprint, doc *strictyaml.Doc) {
 		l.errs = append(l.errs, &policy.Problem{File: l.name(file), Message: err.Error()})
 		return
 	}
-	p, warns, err := policy.Check(l.name(file), data)
+	check := policy.Check
+	if l.embedded {
+		check = policy.CheckEmbedded
+	}
+	p, warns, err := check(l.name(file), data)
 	l.warns = append(l.warns, warns...)
 	if err != nil {
 		l.errs = append(l.errs, strictyaml.AsProblems(err)...)

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/nemoclaw/nemoclaw/runner/blueprint"
 	"github.com/nemoclaw/nemoclaw/runner/egress"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
+	"github.com/nemoclaw/nemoclaw/runner/sandbox"
 )
 
 func init() {
@@ -29,11 +29,9 @@ func init() {
 	registerPolicy(newPolicyAddCmd)
 }
 
-var sandboxNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
-
 // controlClient returns the control-socket client of a running sandbox.
 func controlClient(app *App, name string) (*egress.Client, error) {
-	if !sandboxNameRE.MatchString(name) || strings.Contains(name, "..") {
+	if !sandbox.ValidName(name) || strings.Contains(name, "..") {
 		return nil, Usage(fmt.Errorf("sandbox name %q: want lowercase letters, digits, '.', '_' or '-'", name))
 	}
 	return &egress.Client{Path: filepath.Join(sandboxDir(app, name), "control.sock")}, nil

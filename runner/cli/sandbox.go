@@ -112,8 +112,10 @@ func loadRunPolicy(o *sandboxRunOpts) (*policy.Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	pol = policy.Clone(pol)
 	if o.memory != "" || o.pids != 0 || o.cpus != "" {
+		if o.pol != nil {
+			pol = policy.Clone(pol) // the caller's policy stays as it was
+		}
 		if pol.Resources == nil {
 			pol.Resources = &policy.Resources{}
 		}

@@ -290,10 +290,34 @@ static void mkdir_p(char *path)
 	}
 }
 
+// write_all writes n bytes of p to fd.
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+// op_bindfile places a file's contents (sent in the program) read-only at
+// dst: it writes them to a staging file on the sandbox's own /run tmpfs,
+// binds that over dst, and unlinks the staging name (the mount keeps the
+// inode). Nothing touches the host's disk.
+#define STAGING "/run/.nemoclaw-files"
 static void op_bindfile(struct op *o)
 {
 	need(o, 3);
-	char *src = astr(&o->a[1]), *dst = astr(&o->a[2]);
+	static int seq;
+	struct arg *data = &o->a[1];
+	char *dst = astr(&o->a[2]);
+	char src[64];
 	struct stat st;
 	if (stat(dst, &st) < 0 && errno == ENOENT) {
 		if (!own_dir(dst)) {
@@ -307,11 +331,21 @@ static void op_bindfile(struct op *o)
 			fail_errno(o, dst);
 		close(fd);
 	}
+	if (mkdir(STAGING, 0700) < 0 && errno != EEXIST)
+		fail_errno(o, STAGING);
+	snprintf(src, sizeof src, STAGING "/%d", seq++);
+	int fd = open(src, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	if (fd < 0)
+		fail_errno(o, src);
+	if (write_all(fd, data->p, data->n) < 0)
+		fail_errno(o, src);
+	close(fd);
 	if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
 		fail_errno(o, "bind");
 	if (mount("none", dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
 		fail_errno(o, "read-only");
-	free(src);
+	unlink(src);
+	rmdir(STAGING); // fails while other files are staged; the last one removes it
 	free(dst);
 }
 

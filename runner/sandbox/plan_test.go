@@ -194,3 +194,19 @@ func TestMakeCgroup(t *testing.T) {
 		t.Errorf("summary does not say what applied:\n%s", s)
 	}
 }
+
+func TestValidName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"a", true}, {"sb-0a1b2c3d", true}, {"agent.v2_x", true}, {"9lives", true},
+		{strings.Repeat("a", 63), true}, {strings.Repeat("a", 64), false},
+		{"", false}, {"-x", false}, {".x", false}, {"_x", false}, {"Bad", false},
+		{"a b", false}, {"a/b", false}, {"é", false}, {"a\x00", false},
+	} {
+		if got := ValidName(tc.name); got != tc.ok {
+			t.Errorf("ValidName(%q) = %v, want %v", tc.name, got, tc.ok)
+		}
+	}
+}

@@ -151,7 +151,7 @@ func compile(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 	p.op(opMkdir, "mount: "+Workdir, Workdir, 0o755)
 	mount(Workdir, oldRoot+sp.Workspace, Workdir, "", unix.MS_BIND|unix.MS_REC|unix.MS_NOSUID|unix.MS_NODEV, "")
 	for _, b := range sp.Binds {
-		p.op(opBindFile, "mount: file "+b.Dst, oldRoot+b.Src, filepath.Clean(b.Dst))
+		p.op(opBindFile, "mount: file "+b.Dst, b.Data, filepath.Clean(b.Dst))
 	}
 	p.op(opUmount, "mount: detach host root", oldRoot, unix.MNT_DETACH)
 	p.op(opRmdir, "mount: detach host root", oldRoot)

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,7 +112,6 @@ type Sandbox struct {
 
 	started   time.Time
 	removeDir string
-	filesDir  string
 	cgroupDir string
 
 	done     chan struct{}
@@ -126,7 +124,25 @@ type Sandbox struct {
 // kernelLandlockABI is landlockABI; tests replace it to play older kernels.
 var kernelLandlockABI = landlockABI
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+// ValidName reports whether name can name a sandbox (and be its hostname and
+// a directory under $NEMOCLAW_HOME/sandboxes): 1-63 lowercase letters,
+// digits, '.', '_' or '-', starting with a letter or digit. Hand-written:
+// the equivalent regexp cost every process 0.2 ms to compile at start.
+func ValidName(name string) bool {
+	if len(name) == 0 || len(name) > 63 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Start builds the sandbox and starts cfg.Command in it. It returns once the
 // agent runs (or with the *StepError of the failed setup step). Cancelling
@@ -148,7 +164,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		_, _ = rand.Read(b[:])
 		name = "sb-" + hex.EncodeToString(b[:])
 	}
-	if !nameRE.MatchString(name) {
+	if !ValidName(name) {
 		return nil, stepErr("config", fmt.Errorf("name %q: want 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", name))
 	}
 	home := cfg.Home
@@ -213,28 +229,18 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if mapNote != "" {
 		files = append(files, identityFiles(cfg.Policy.Process, uid, gid, files)...)
 	}
+	// The files travel inside the init's program: the init writes each one
+	// into its own tmpfs and binds it read-only over its path, so nothing
+	// is written to (or left on) the host's disk.
 	var binds []bindSpec
 	var filePaths []string
-	if len(files) > 0 {
-		sb.filesDir = filepath.Join(sbDir, "files")
-		if err := os.MkdirAll(sb.filesDir, 0o755); err != nil {
-			return nil, stepErr("files", err)
+	for _, f := range files {
+		if !filepath.IsAbs(f.Path) {
+			return nil, stepErr("files", fmt.Errorf("%q: path must be absolute", f.Path))
 		}
-		if real, err := filepath.EvalSymlinks(sb.filesDir); err == nil {
-			sb.filesDir = real
-		}
-		for i, f := range files {
-			if !filepath.IsAbs(f.Path) {
-				return nil, stepErr("files", fmt.Errorf("%q: path must be absolute", f.Path))
-			}
-			src := filepath.Join(sb.filesDir, strconv.Itoa(i))
-			if err := os.WriteFile(src, f.Data, 0o644); err != nil {
-				return nil, stepErr("files", err)
-			}
-			dst := sandboxPath(filepath.Clean(f.Path))
-			binds = append(binds, bindSpec{Src: src, Dst: dst})
-			filePaths = append(filePaths, dst)
-		}
+		dst := sandboxPath(filepath.Clean(f.Path))
+		binds = append(binds, bindSpec{Data: f.Data, Dst: dst})
+		filePaths = append(filePaths, dst)
 	}
 
 	// Landlock.
@@ -611,9 +617,6 @@ func (sb *Sandbox) cleanup() error {
 		if err := os.Remove(sb.cgroupDir); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", sb.cgroupDir, err))
 		}
-	}
-	if sb.filesDir != "" {
-		_ = os.RemoveAll(sb.filesDir)
 	}
 	if sb.removeDir != "" {
 		if err := os.RemoveAll(sb.removeDir); err != nil {

@@ -32,10 +32,10 @@ type spec struct {
 	Network     netSpec      `json:"network"`
 }
 
-// bindSpec bind-mounts host file Src read-only at Dst inside the sandbox.
+// bindSpec places Data read-only at Dst inside the sandbox.
 type bindSpec struct {
-	Src string `json:"src"`
-	Dst string `json:"dst"`
+	Data []byte `json:"data"`
+	Dst  string `json:"dst"`
 }
 
 // netSpec lists the listeners the init creates inside the network namespace.
