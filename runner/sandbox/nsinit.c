@@ -12,6 +12,8 @@
 
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -26,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -101,6 +104,58 @@ static struct op *ops;
 static int nops;
 static char notes[8192];
 static size_t notes_len;
+
+// ---- allocation -----------------------------------------------------------
+
+// The init never calls libc's malloc: the pre-spawned init (below) is cloned
+// from a helper thread while the parent's main thread goes on starting the
+// Go runtime, and a clone copies whatever malloc lock that thread held. A
+// bump allocator over mmap has no locks; the init runs its program once, so
+// nothing is ever freed.
+struct nc_hdr {
+	size_t n;
+	size_t pad;
+};
+static char *arena;
+static size_t arena_left;
+
+static void *nc_alloc(size_t n)
+{
+	size_t need = (n + sizeof(struct nc_hdr) + 15) & ~(size_t)15;
+	char *p;
+	if (need > arena_left) {
+		size_t chunk = need > (1 << 20) ? need : (1 << 20);
+		p = mmap(NULL, chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			_exit(120);
+		if (chunk == need) { // a large block of its own
+			((struct nc_hdr *)p)->n = n;
+			return p + sizeof(struct nc_hdr);
+		}
+		arena = p;
+		arena_left = chunk;
+	}
+	p = arena;
+	arena += need;
+	arena_left -= need;
+	((struct nc_hdr *)p)->n = n;
+	return p + sizeof(struct nc_hdr); // mmap memory is zeroed
+}
+
+static void *nc_realloc(void *old, size_t n)
+{
+	void *p = nc_alloc(n);
+	if (old) {
+		size_t on = ((struct nc_hdr *)old - 1)->n;
+		memcpy(p, old, on < n ? on : n);
+	}
+	return p;
+}
+
+#define malloc(n) nc_alloc(n)
+#define calloc(k, n) nc_alloc((size_t)(k) * (n))
+#define realloc(p, n) nc_realloc((p), (n))
+#define free(p) ((void)(p))
 
 // ---- small helpers -------------------------------------------------------
 
@@ -795,10 +850,155 @@ static int nsinit_main(void)
 	return code;
 }
 
+// ---- pre-spawned init ------------------------------------------------------
+//
+// A command that will start a sandbox (`sandbox run`, `blueprint apply`)
+// creates the init here, before the Go runtime starts: a helper thread
+// clones it into fresh namespaces while the main thread goes on into Go, so
+// namespace creation (~0.6 ms, most of it the network namespace) and the
+// init's own exec (~1 ms: a large dynamically linked binary) overlap the
+// launcher's start instead of following it. The init then waits on a
+// socket; the launcher (prespawn.go) writes its id maps and cgroup, and
+// sends its standard streams and the program pipe. If no sandbox is wanted
+// after all (--help, a failed check, --dry-run), the launcher's exit closes
+// the socket and the init exits. Anything the pre-spawned init does not fit
+// (another init binary, streams that are not files) uses the exec path.
+
+static int prespawn_sock = -1;
+static volatile int prespawn_pid;   // > 0: the init's pid; < 0: -errno
+static volatile int prespawn_state; // 0 running, 1 done (read with acquire)
+static int prespawn_flags;
+
+static int wants_prespawn(int argc, char **argv)
+{
+	for (int i = 1; i + 1 < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if ((!strcmp(argv[i], "sandbox") && !strcmp(argv[i + 1], "run")) ||
+		    (!strcmp(argv[i], "blueprint") && !strcmp(argv[i + 1], "apply")))
+			return 1;
+	}
+	return 0;
+}
+
+// wipe zeroes the strings of a NULL-terminated vector in this process's
+// memory, so /proc/1/cmdline and /proc/1/environ of the sandbox's init show
+// nothing of the host (the exec'd init had an empty environment).
+static void wipe(char **v)
+{
+	for (; v && *v; v++)
+		memset(*v, 0, strlen(*v));
+}
+
+static char **saved_argv, **saved_envp;
+
+// prespawn_child runs in the new namespaces as their pid 1.
+static void prespawn_child(int sock)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL); // the helper thread lives as long as the launcher
+	setsid();
+	wipe(saved_argv);
+	wipe(saved_envp);
+	// Only the socket survives; the launcher sends the rest.
+	int s = fcntl(sock, F_DUPFD_CLOEXEC, 16);
+	if (s < 0)
+		_exit(121);
+	syscall(SYS_close_range, 3, s - 1, 0);
+	syscall(SYS_close_range, s + 1, ~0U, 0);
+	char buf[64];
+	char oob[CMSG_SPACE(4 * sizeof(int))];
+	struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = oob, .msg_controllen = sizeof oob};
+	ssize_t n;
+	do
+		n = recvmsg(s, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		_exit(0); // the launcher did not need us
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(4 * sizeof(int)))
+		_exit(122);
+	int got[4];
+	memcpy(got, CMSG_DATA(c), sizeof got);
+	// stdin, stdout, stderr, then the program pipe on SPEC_FD and this
+	// socket on STATUS_FD: what the exec path's init finds.
+	for (int i = 0; i < 4; i++)
+		if (dup2(got[i], i) < 0)
+			_exit(123);
+	if (dup2(s, STATUS_FD) < 0)
+		_exit(123);
+	syscall(SYS_close_range, STATUS_FD + 1, ~0U, 0);
+	_exit(nsinit_main());
+}
+
+static void *prespawn_thread(void *arg)
+{
+	int sock = (int)(intptr_t)arg;
+	pid_t pid = syscall(SYS_clone, prespawn_flags | SIGCHLD, 0, 0, 0, 0);
+	if (pid == 0)
+		prespawn_child(sock);
+	prespawn_pid = pid < 0 ? -errno : pid;
+	close(sock);
+	__atomic_store_n(&prespawn_state, 1, __ATOMIC_RELEASE);
+	// The init's parent-death signal is tied to this thread: it must
+	// live as long as the process. All signals stay blocked here.
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static void prespawn(void)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return;
+	prespawn_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+	if (geteuid() != 0)
+		prespawn_flags |= CLONE_NEWUSER;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old); // the thread starts with everything blocked
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setstacksize(&at, 256 << 10);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_t t;
+	if (pthread_create(&t, &at, prespawn_thread, (void *)(intptr_t)sv[1]) == 0)
+		prespawn_sock = sv[0];
+	else
+		close(sv[0]), close(sv[1]);
+	pthread_attr_destroy(&at);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+// nc_prespawn_take hands the pre-spawned init to the launcher, once: it
+// returns the socket and sets *pid, or returns -1 with *pid = -errno (0 when
+// none was started). It waits for the helper thread's clone to finish.
+int nc_prespawn_take(int *pid, int *flags)
+{
+	static int taken;
+	*pid = 0;
+	*flags = prespawn_flags;
+	if (prespawn_sock < 0 || taken)
+		return -1;
+	taken = 1;
+	while (!__atomic_load_n(&prespawn_state, __ATOMIC_ACQUIRE))
+		sched_yield();
+	*pid = prespawn_pid;
+	if (*pid < 0) {
+		close(prespawn_sock);
+		return -1;
+	}
+	return prespawn_sock;
+}
+
 __attribute__((constructor)) static void nemoclaw_sandbox_init(int argc, char **argv, char **envp)
 {
-	(void)envp;
-	if (argc < 2 || strcmp(argv[1], "__sandbox-init") != 0)
-		return;
-	_exit(nsinit_main());
+	if (argc >= 2 && strcmp(argv[1], "__sandbox-init") == 0)
+		_exit(nsinit_main());
+	if (wants_prespawn(argc, argv)) {
+		saved_argv = argv;
+		saved_envp = envp;
+		prespawn();
+	}
 }

@@ -99,12 +99,14 @@ type Config struct {
 
 // Sandbox is a running sandbox.
 type Sandbox struct {
-	name    string
-	log     *slog.Logger
-	cmd     *exec.Cmd
-	status  *os.File
-	ptm     *os.File
-	ptyDone chan struct{}
+	name string
+	log  *slog.Logger
+	// proc is the init (the sandbox's pid 1); waitInit reaps it, once.
+	proc     *os.Process
+	waitInit func() (*os.ProcessState, error)
+	status   *os.File
+	ptm      *os.File
+	ptyDone  chan struct{}
 
 	proxyLn net.Listener
 	dnsPC   net.PacketConn
@@ -311,10 +313,6 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 
 // launch starts the init and waits for it to report ready.
 func (sb *Sandbox) launch(ctx context.Context, cfg Config, sp spec, rootless bool, uid, gid int) error {
-	self := cfg.InitPath
-	if self == "" {
-		self = "/proc/self/exe"
-	}
 	hostRoot, err := os.ReadDir("/")
 	if err != nil {
 		return stepErr("mount: read host root", err)
@@ -329,6 +327,80 @@ func (sb *Sandbox) launch(ctx context.Context, cfg Config, sp spec, rootless boo
 	}
 	defer specR.Close()
 	defer specW.Close()
+	var ptsFile *os.File
+	if cfg.TTY {
+		ptm, pts, err := openPTY(cfg.WindowSize)
+		if err != nil {
+			return stepErr("tty", err)
+		}
+		sb.ptm, ptsFile = ptm, pts
+		defer pts.Close()
+	}
+	t0 := time.Now()
+	how := "pre-spawned"
+	if !sb.startPrespawned(cfg, rootless, uid, gid, specR, ptsFile) {
+		how = "exec"
+		if err := sb.startExec(cfg, rootless, uid, gid, specR, ptsFile); err != nil {
+			return err
+		}
+	}
+	sb.started = t0
+	specR.Close()
+	if cctx := ctx; cctx != nil && cctx.Done() != nil {
+		sb.stopCtx = context.AfterFunc(cctx, func() { _ = sb.proc.Kill() })
+	}
+
+	go func() {
+		_, _ = specW.Write(prog)
+		specW.Close()
+	}()
+
+	msg, fds, err := sb.recv()
+	if err != nil {
+		return sb.initDied(err)
+	}
+	if msg.Error != nil {
+		_, _ = sb.waitInit()
+		return msg.Error.err()
+	}
+	if !msg.Ready {
+		return sb.initDied(errors.New("unexpected status message"))
+	}
+	for _, n := range msg.Notes {
+		sb.log.Warn(n)
+	}
+	if err := sb.adoptListeners(msg.Listeners, fds); err != nil {
+		// The agent already runs: take the whole sandbox down with it.
+		_ = sb.proc.Kill()
+		_, _ = sb.waitInit()
+		return stepErr("network: listeners", err)
+	}
+	if sb.ptm != nil {
+		sb.ptyDone = make(chan struct{})
+		if cfg.Stdin != nil {
+			go func() { _, _ = io.Copy(sb.ptm, cfg.Stdin) }()
+		}
+		go func() {
+			defer close(sb.ptyDone)
+			out := cfg.Stdout
+			if out == nil {
+				out = io.Discard
+			}
+			_, _ = io.Copy(out, sb.ptm) // ends with EIO when the last slave closes
+		}()
+	}
+	sb.log.Debug("sandbox running", "init_pid", sb.proc.Pid, "init", how, "setup", time.Since(t0))
+	go sb.waitLoop()
+	return nil
+}
+
+// startExec starts the init by re-executing InitPath (default: this binary)
+// in init mode, in new namespaces.
+func (sb *Sandbox) startExec(cfg Config, rootless bool, uid, gid int, specR, pts *os.File) error {
+	self := cfg.InitPath
+	if self == "" {
+		self = "/proc/self/exe"
+	}
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return stepErr("launch", err)
@@ -340,13 +412,7 @@ func (sb *Sandbox) launch(ctx context.Context, cfg Config, sp spec, rootless boo
 	cmd := exec.Command(self, initArg)
 	cmd.Env = []string{} // the host environment never enters the sandbox
 	cmd.ExtraFiles = []*os.File{specR, child}
-	if cfg.TTY {
-		ptm, pts, err := openPTY(cfg.WindowSize)
-		if err != nil {
-			return stepErr("tty", err)
-		}
-		sb.ptm = ptm
-		defer pts.Close()
+	if pts != nil {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
 	} else {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = cfg.Stdin, cfg.Stdout, cfg.Stderr
@@ -376,66 +442,18 @@ func (sb *Sandbox) launch(ctx context.Context, cfg Config, sp spec, rootless boo
 		attr.CgroupFD = int(cg.Fd())
 	}
 	cmd.SysProcAttr = attr
-	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		return stepErr("namespace: start init", err)
 	}
-	sb.started = t0
-	sb.cmd = cmd
-	child.Close()
-	specR.Close()
-	if cctx := ctx; cctx != nil && cctx.Done() != nil {
-		sb.stopCtx = context.AfterFunc(cctx, func() { _ = cmd.Process.Kill() })
-	}
-
-	go func() {
-		_, _ = specW.Write(prog)
-		specW.Close()
-	}()
-
-	msg, fds, err := sb.recv()
-	if err != nil {
-		return sb.initDied(err)
-	}
-	if msg.Error != nil {
-		_ = cmd.Wait()
-		return msg.Error.err()
-	}
-	if !msg.Ready {
-		return sb.initDied(errors.New("unexpected status message"))
-	}
-	for _, n := range msg.Notes {
-		sb.log.Warn(n)
-	}
-	if err := sb.adoptListeners(msg.Listeners, fds); err != nil {
-		// The agent already runs: take the whole sandbox down with it.
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return stepErr("network: listeners", err)
-	}
-	if sb.ptm != nil {
-		sb.ptyDone = make(chan struct{})
-		if cfg.Stdin != nil {
-			go func() { _, _ = io.Copy(sb.ptm, cfg.Stdin) }()
-		}
-		go func() {
-			defer close(sb.ptyDone)
-			out := cfg.Stdout
-			if out == nil {
-				out = io.Discard
-			}
-			_, _ = io.Copy(out, sb.ptm) // ends with EIO when the last slave closes
-		}()
-	}
-	sb.log.Debug("sandbox running", "init_pid", cmd.Process.Pid, "setup", time.Since(t0))
-	go sb.waitLoop()
+	sb.proc = cmd.Process
+	sb.waitInit = func() (*os.ProcessState, error) { err := cmd.Wait(); return cmd.ProcessState, err }
 	return nil
 }
 
 // initDied turns a lost status socket into an error that says how the init ended.
 func (sb *Sandbox) initDied(cause error) error {
-	_ = sb.cmd.Process.Kill()
-	werr := sb.cmd.Wait()
+	_ = sb.proc.Kill()
+	_, werr := sb.waitInit()
 	return stepErr("init", fmt.Errorf("exited before the sandbox was ready (%v; status socket: %v)", werr, cause))
 }
 
@@ -513,7 +531,7 @@ func (sb *Sandbox) waitLoop() {
 		}
 	}
 	sb.log.Debug("agent exited", "since_start", time.Since(sb.started))
-	werr := sb.cmd.Wait()
+	ps, werr := sb.waitInit()
 	sb.log.Debug("init exited", "since_start", time.Since(sb.started))
 	if sb.ptyDone != nil {
 		<-sb.ptyDone
@@ -526,7 +544,7 @@ func (sb *Sandbox) waitLoop() {
 		}
 	default:
 		sb.code = 128 + int(syscall.SIGKILL)
-		if ws, ok := sb.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Exited() {
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ps != nil && ok && ws.Exited() {
 			sb.code = ws.ExitStatus()
 		}
 		sb.waitErr = fmt.Errorf("sandbox: init: ended without reporting the agent's status (%v)", werr)
@@ -539,7 +557,7 @@ func (sb *Sandbox) Name() string { return sb.name }
 
 // Pid returns the host pid of the sandbox's init (its pid 1). Every process
 // of the sandbox is a descendant of it.
-func (sb *Sandbox) Pid() int { return sb.cmd.Process.Pid }
+func (sb *Sandbox) Pid() int { return sb.proc.Pid }
 
 // ProxyListener returns the listener on the sandbox's 127.0.0.1:ProxyPort, or
 // nil when Network.Proxy was not requested. The caller serves and closes it.
@@ -569,7 +587,7 @@ func (sb *Sandbox) Signal(sig os.Signal) error {
 		return os.ErrProcessDone
 	default:
 	}
-	return sb.cmd.Process.Signal(sig)
+	return sb.proc.Signal(sig)
 }
 
 // ResizeTTY sets the pseudo-terminal's size; the kernel sends SIGWINCH to
@@ -589,7 +607,7 @@ func (sb *Sandbox) Close() error {
 		select {
 		case <-sb.done:
 		default:
-			_ = sb.cmd.Process.Kill()
+			_ = sb.proc.Kill()
 			<-sb.done
 		}
 		err = sb.cleanup()

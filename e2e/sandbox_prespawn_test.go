@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestSandboxPrespawnedInit checks the fast launch: `sandbox run` uses the
+// init that the binary's C constructor cloned before the Go runtime started
+// (as root and rootless), and a run that ends up needing no sandbox leaves
+// no such init behind.
+func TestSandboxPrespawnedInit(t *testing.T) {
+	requireSandboxKernel(t)
+	for _, tc := range []struct {
+		name   string
+		asUser int
+	}{{"root", -1}, {"rootless", 65534}} {
+		t.Run("used "+tc.name, func(t *testing.T) {
+			if tc.asUser >= 0 && os.Geteuid() != 0 {
+				t.Skip("dropping to another user needs root; the root case covers the caller")
+			}
+			r := newSandboxRun(t, tc.asUser)
+			out, stderr, code := r.run(t, []string{"--log-level", "debug"}, "/bin/sh", "-c", "echo $$; tr -d '\\0' </proc/1/cmdline | wc -c")
+			if code != 0 {
+				t.Fatalf("exit %d\n%s", code, stderr)
+			}
+			if !strings.Contains(stderr, "init=pre-spawned") {
+				t.Errorf("the run did not use the pre-spawned init:\n%s", stderr)
+			}
+			// The agent is pid 2 under the init, whose argv (the host's
+			// command line) was wiped.
+			if out != "2\n0\n" {
+				t.Errorf("got %q, want the agent as pid 2 and an empty /proc/1/cmdline", out)
+			}
+		})
+	}
+
+	t.Run("unused init exits", func(t *testing.T) {
+		// Become the subreaper: the pre-spawned init, orphaned when
+		// nemoclaw exits, is then reparented to this test, which can see
+		// that it existed and that it ended.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			t.Fatalf("prctl subreaper: %v", err)
+		}
+		defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+		home := t.TempDir()
+		for _, args := range [][]string{
+			{"sandbox", "run", "--help"},
+			{"sandbox", "run", "--policy", "/nonexistent/policy.yaml", "--", "true"},
+			{"blueprint", "apply", "--dry-run"},
+		} {
+			cmd := exec.Command(Bin("nemoclaw"), args...)
+			cmd.Env = []string{"NEMOCLAW_HOME=" + home, "PATH=" + os.Getenv("PATH")}
+			_, _, _ = runCmd(t, cmd)
+			orphans := reapOrphans(t, 2*time.Second)
+			if orphans != 1 {
+				t.Errorf("%v: reaped %d pre-spawned inits, want exactly 1 that exited on its own", args, orphans)
+			}
+		}
+	})
+}
+
+// reapOrphans waits up to d for the subreaper's orphaned children to exit
+// and returns how many it reaped; one still running after d fails the test.
+func reapOrphans(t *testing.T, d time.Duration) int {
+	t.Helper()
+	n := 0
+	deadline := time.Now().Add(d)
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		switch {
+		case errors.Is(err, unix.ECHILD):
+			return n
+		case err != nil:
+			t.Fatalf("wait4: %v", err)
+		case pid > 0:
+			n++
+			continue
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an orphaned pre-spawned init still runs after %v", d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

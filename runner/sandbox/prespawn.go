@@ -1,0 +1,109 @@
+package sandbox
+
+// int nc_prespawn_take(int *pid, int *flags);
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// takePrespawned hands over the init that nsinit.c's constructor cloned
+// into new namespaces before the Go runtime started, if this process has
+// one (only once). It returns the init's status socket and pid.
+func takePrespawned(rootless bool) (*os.File, int, bool) {
+	var pid, flags C.int
+	fd := C.nc_prespawn_take(&pid, &flags)
+	if fd < 0 {
+		return nil, 0, false
+	}
+	sock := os.NewFile(uintptr(fd), "sandbox-status")
+	if (flags&unix.CLONE_NEWUSER != 0) != rootless {
+		sock.Close() // the init exits on EOF
+		return nil, 0, false
+	}
+	return sock, int(pid), true
+}
+
+// startPrespawned starts the sandbox in the pre-spawned init when there is
+// one and the run fits it: this binary as the init, and streams that are
+// files (or a TTY). It reports false when the exec path must be used.
+func (sb *Sandbox) startPrespawned(cfg Config, rootless bool, uid, gid int, specR, pts *os.File) bool {
+	if cfg.InitPath != "" {
+		return false
+	}
+	var streams [3]*os.File
+	if pts != nil {
+		streams = [3]*os.File{pts, pts, pts}
+	} else {
+		var null *os.File
+		for i, s := range []any{cfg.Stdin, cfg.Stdout, cfg.Stderr} {
+			switch f := s.(type) {
+			case *os.File:
+				streams[i] = f
+			case nil:
+				if null == nil {
+					var err error
+					if null, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+						return false
+					}
+					defer null.Close()
+				}
+				streams[i] = null
+			default:
+				return false // needs copying goroutines: the exec path has them
+			}
+		}
+	}
+	sock, pid, ok := takePrespawned(rootless)
+	if !ok {
+		return false
+	}
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		sock.Close()
+		return false
+	}
+	if err := sb.handOver(proc, sock, rootless, uid, gid, streams, specR); err != nil {
+		// The exec path will meet the same condition and explain it.
+		sb.log.Debug("pre-spawned init not used", "err", err)
+		sock.Close()
+		_ = proc.Kill()
+		go func() { _, _ = proc.Wait() }()
+		return false
+	}
+	sb.proc, sb.status = proc, sock
+	sb.waitInit = proc.Wait
+	return true
+}
+
+// handOver gives the waiting init its identity, cgroup and streams: what
+// the exec path sets with SysProcAttr and ExtraFiles.
+func (sb *Sandbox) handOver(proc *os.Process, sock *os.File, rootless bool, uid, gid int, streams [3]*os.File, specR *os.File) error {
+	dir := "/proc/" + strconv.Itoa(proc.Pid)
+	if rootless {
+		for _, w := range [][2]string{
+			{"uid_map", fmt.Sprintf("%d %d 1\n", uid, os.Getuid())},
+			{"setgroups", "deny"},
+			{"gid_map", fmt.Sprintf("%d %d 1\n", gid, os.Getgid())},
+		} {
+			if err := os.WriteFile(filepath.Join(dir, w[0]), []byte(w[1]), 0); err != nil {
+				return fmt.Errorf("id map: %w", err)
+			}
+		}
+	}
+	if sb.cgroupDir != "" {
+		if err := os.WriteFile(filepath.Join(sb.cgroupDir, "cgroup.procs"), []byte(strconv.Itoa(proc.Pid)), 0); err != nil {
+			return fmt.Errorf("cgroup: %w", err)
+		}
+	}
+	rights := unix.UnixRights(int(streams[0].Fd()), int(streams[1].Fd()), int(streams[2].Fd()), int(specR.Fd()))
+	if err := unix.Sendmsg(int(sock.Fd()), []byte("go"), rights, nil, 0); err != nil {
+		return fmt.Errorf("hand over: %w", err)
+	}
+	return nil
+}
