@@ -866,6 +866,7 @@ static int nsinit_main(void)
 
 static int prespawn_sock = -1;
 static volatile int prespawn_pid;   // > 0: the init's pid; < 0: -errno
+static int prespawn_pidfd = -1;
 static volatile int prespawn_state; // 0 running, 1 done (read with acquire)
 static int prespawn_flags;
 
@@ -934,9 +935,14 @@ static void prespawn_child(int sock)
 static void *prespawn_thread(void *arg)
 {
 	int sock = (int)(intptr_t)arg;
-	pid_t pid = syscall(SYS_clone, prespawn_flags | SIGCHLD, 0, 0, 0, 0);
+	int pidfd = -1;
+	pid_t pid = syscall(SYS_clone, prespawn_flags | CLONE_PIDFD | SIGCHLD, 0, &pidfd, 0, 0);
 	if (pid == 0)
 		prespawn_child(sock);
+	if (pid > 0) {
+		fcntl(pidfd, F_SETFD, FD_CLOEXEC); // CLONE_PIDFD sets it; be explicit
+		prespawn_pidfd = pidfd;
+	}
 	prespawn_pid = pid < 0 ? -errno : pid;
 	close(sock);
 	__atomic_store_n(&prespawn_state, 1, __ATOMIC_RELEASE);
@@ -972,12 +978,13 @@ static void prespawn(void)
 }
 
 // nc_prespawn_take hands the pre-spawned init to the launcher, once: it
-// returns the socket and sets *pid, or returns -1 with *pid = -errno (0 when
+// returns the socket and sets *pid and *pidfd, or returns -1 with *pid = -errno (0 when
 // none was started). It waits for the helper thread's clone to finish.
-int nc_prespawn_take(int *pid, int *flags)
+int nc_prespawn_take(int *pid, int *pidfd, int *flags)
 {
 	static int taken;
 	*pid = 0;
+	*pidfd = -1;
 	*flags = prespawn_flags;
 	if (prespawn_sock < 0 || taken)
 		return -1;
@@ -985,6 +992,7 @@ int nc_prespawn_take(int *pid, int *flags)
 	while (!__atomic_load_n(&prespawn_state, __ATOMIC_ACQUIRE))
 		sched_yield();
 	*pid = prespawn_pid;
+	*pidfd = prespawn_pidfd;
 	if (*pid < 0) {
 		close(prespawn_sock);
 		return -1;

@@ -1,32 +1,76 @@
 package sandbox
 
-// int nc_prespawn_take(int *pid, int *flags);
+// int nc_prespawn_take(int *pid, int *pidfd, int *flags);
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
 // takePrespawned hands over the init that nsinit.c's constructor cloned
 // into new namespaces before the Go runtime started, if this process has
-// one (only once). It returns the init's status socket and pid.
-func takePrespawned(rootless bool) (*os.File, int, bool) {
-	var pid, flags C.int
-	fd := C.nc_prespawn_take(&pid, &flags)
+// one (only once). It returns the init's status socket, pid and pidfd.
+func takePrespawned(rootless bool) (*os.File, *pidfdProc, bool) {
+	var pid, pidfd, flags C.int
+	fd := C.nc_prespawn_take(&pid, &pidfd, &flags)
 	if fd < 0 {
-		return nil, 0, false
+		return nil, nil, false
 	}
 	sock := os.NewFile(uintptr(fd), "sandbox-status")
+	proc := &pidfdProc{pid: int(pid), fd: int(pidfd)}
 	if (flags&unix.CLONE_NEWUSER != 0) != rootless {
 		sock.Close() // the init exits on EOF
-		return nil, 0, false
+		_ = proc.Kill()
+		go func() { _, _ = proc.wait() }()
+		return nil, nil, false
 	}
-	return sock, int(pid), true
+	return sock, proc, true
+}
+
+// pidfdProc is the pre-spawned init, signalled through its pidfd (which
+// never reaches a recycled pid) and reaped with wait4. It avoids
+// os.FindProcess, whose first use probes pidfd support by forking.
+type pidfdProc struct {
+	pid, fd int
+}
+
+// Signal sends sig to the init.
+func (p *pidfdProc) Signal(sig os.Signal) error {
+	s, ok := sig.(syscall.Signal)
+	if !ok {
+		return errors.New("unsupported signal type")
+	}
+	err := unix.PidfdSendSignal(p.fd, s, nil, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return os.ErrProcessDone
+	}
+	return err
+}
+
+// Kill sends SIGKILL to the init.
+func (p *pidfdProc) Kill() error { return p.Signal(syscall.SIGKILL) }
+
+// wait reaps the init, then closes the pidfd.
+func (p *pidfdProc) wait() (syscall.WaitStatus, error) {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(p.pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		unix.Close(p.fd)
+		if err != nil {
+			return 0, fmt.Errorf("wait for init %d: %w", p.pid, err)
+		}
+		return syscall.WaitStatus(ws), nil
+	}
 }
 
 // startPrespawned starts the sandbox in the pre-spawned init when there is
@@ -59,13 +103,8 @@ func (sb *Sandbox) startPrespawned(cfg Config, rootless bool, uid, gid int, spec
 			}
 		}
 	}
-	sock, pid, ok := takePrespawned(rootless)
+	sock, proc, ok := takePrespawned(rootless)
 	if !ok {
-		return false
-	}
-	proc, err := os.FindProcess(pid)
-	if err != nil {
-		sock.Close()
 		return false
 	}
 	if err := sb.handOver(proc, sock, rootless, uid, gid, streams, specR); err != nil {
@@ -73,18 +112,18 @@ func (sb *Sandbox) startPrespawned(cfg Config, rootless bool, uid, gid int, spec
 		sb.log.Debug("pre-spawned init not used", "err", err)
 		sock.Close()
 		_ = proc.Kill()
-		go func() { _, _ = proc.Wait() }()
+		go func() { _, _ = proc.wait() }()
 		return false
 	}
-	sb.proc, sb.status = proc, sock
-	sb.waitInit = proc.Wait
+	sb.proc, sb.pid, sb.status = proc, proc.pid, sock
+	sb.waitInit = proc.wait
 	return true
 }
 
 // handOver gives the waiting init its identity, cgroup and streams: what
 // the exec path sets with SysProcAttr and ExtraFiles.
-func (sb *Sandbox) handOver(proc *os.Process, sock *os.File, rootless bool, uid, gid int, streams [3]*os.File, specR *os.File) error {
-	dir := "/proc/" + strconv.Itoa(proc.Pid)
+func (sb *Sandbox) handOver(proc *pidfdProc, sock *os.File, rootless bool, uid, gid int, streams [3]*os.File, specR *os.File) error {
+	dir := "/proc/" + strconv.Itoa(proc.pid)
 	if rootless {
 		for _, w := range [][2]string{
 			{"uid_map", fmt.Sprintf("%d %d 1\n", uid, os.Getuid())},
@@ -97,7 +136,7 @@ func (sb *Sandbox) handOver(proc *os.Process, sock *os.File, rootless bool, uid,
 		}
 	}
 	if sb.cgroupDir != "" {
-		if err := os.WriteFile(filepath.Join(sb.cgroupDir, "cgroup.procs"), []byte(strconv.Itoa(proc.Pid)), 0); err != nil {
+		if err := os.WriteFile(filepath.Join(sb.cgroupDir, "cgroup.procs"), []byte(strconv.Itoa(proc.pid)), 0); err != nil {
 			return fmt.Errorf("cgroup: %w", err)
 		}
 	}

@@ -102,8 +102,9 @@ type Sandbox struct {
 	name string
 	log  *slog.Logger
 	// proc is the init (the sandbox's pid 1); waitInit reaps it, once.
-	proc     *os.Process
-	waitInit func() (*os.ProcessState, error)
+	proc     initHandle
+	pid      int
+	waitInit func() (syscall.WaitStatus, error)
 	status   *os.File
 	ptm      *os.File
 	ptyDone  chan struct{}
@@ -389,7 +390,7 @@ func (sb *Sandbox) launch(ctx context.Context, cfg Config, sp spec, rootless boo
 			_, _ = io.Copy(out, sb.ptm) // ends with EIO when the last slave closes
 		}()
 	}
-	sb.log.Debug("sandbox running", "init_pid", sb.proc.Pid, "init", how, "setup", time.Since(t0))
+	sb.log.Debug("sandbox running", "init_pid", sb.pid, "init", how, "setup", time.Since(t0))
 	go sb.waitLoop()
 	return nil
 }
@@ -445,9 +446,20 @@ func (sb *Sandbox) startExec(cfg Config, rootless bool, uid, gid int, specR, pts
 	if err := cmd.Start(); err != nil {
 		return stepErr("namespace: start init", err)
 	}
-	sb.proc = cmd.Process
-	sb.waitInit = func() (*os.ProcessState, error) { err := cmd.Wait(); return cmd.ProcessState, err }
+	sb.proc, sb.pid = cmd.Process, cmd.Process.Pid
+	sb.waitInit = func() (syscall.WaitStatus, error) {
+		err := cmd.Wait()
+		ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		return ws, err
+	}
 	return nil
+}
+
+// initHandle signals the init: an *os.Process on the exec path, a pidfd
+// on the pre-spawned one.
+type initHandle interface {
+	Signal(os.Signal) error
+	Kill() error
 }
 
 // initDied turns a lost status socket into an error that says how the init ended.
@@ -531,7 +543,7 @@ func (sb *Sandbox) waitLoop() {
 		}
 	}
 	sb.log.Debug("agent exited", "since_start", time.Since(sb.started))
-	ps, werr := sb.waitInit()
+	ws, werr := sb.waitInit()
 	sb.log.Debug("init exited", "since_start", time.Since(sb.started))
 	if sb.ptyDone != nil {
 		<-sb.ptyDone
@@ -544,7 +556,7 @@ func (sb *Sandbox) waitLoop() {
 		}
 	default:
 		sb.code = 128 + int(syscall.SIGKILL)
-		if ws, ok := ps.Sys().(syscall.WaitStatus); ps != nil && ok && ws.Exited() {
+		if ws.Exited() {
 			sb.code = ws.ExitStatus()
 		}
 		sb.waitErr = fmt.Errorf("sandbox: init: ended without reporting the agent's status (%v)", werr)
@@ -557,7 +569,7 @@ func (sb *Sandbox) Name() string { return sb.name }
 
 // Pid returns the host pid of the sandbox's init (its pid 1). Every process
 // of the sandbox is a descendant of it.
-func (sb *Sandbox) Pid() int { return sb.proc.Pid }
+func (sb *Sandbox) Pid() int { return sb.pid }
 
 // ProxyListener returns the listener on the sandbox's 127.0.0.1:ProxyPort, or
 // nil when Network.Proxy was not requested. The caller serves and closes it.
