@@ -17,7 +17,9 @@ var binDir string
 
 // TestMain builds ./cmd/... into a temporary directory before the tests run,
 // or uses NEMOCLAW_BIN_DIR when it is set (make test builds into bin/ first;
-// a relative path is relative to the repository root).
+// a relative path is relative to the repository root). Either way nemoclaw
+// and nemoclaw-dist lie side by side, as users install them: the registry
+// tests run Bin("nemoclaw"), which hands those commands to nemoclaw-dist.
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -35,7 +37,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 		binDir = abs
-		return m.Run()
+		return checkAndRun(m)
 	}
 	dir, err := os.MkdirTemp("", "nemoclaw-e2e-bin-")
 	if err != nil {
@@ -55,6 +57,17 @@ func run(m *testing.M) int {
 		return 1
 	}
 	binDir = dir
+	return checkAndRun(m)
+}
+
+// checkAndRun runs the tests once binDir holds both CLI executables.
+func checkAndRun(m *testing.M) int {
+	for _, name := range []string{"nemoclaw", "nemoclaw-dist"} {
+		if _, err := os.Stat(Bin(name)); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %v (make build builds both into bin/)\n", err)
+			return 1
+		}
+	}
 	return m.Run()
 }
 

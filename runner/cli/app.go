@@ -37,6 +37,13 @@ type App struct {
 	// Version is the build's version string.
 	Version string
 
+	// args are the words Execute was given (os.Args[1:] in main): a command
+	// that needs nemoclaw-dist hands them to it unchanged.
+	args []string
+	// helpErr is a failure of a help function, which cobra gives no way to
+	// return (`nemoclaw help key` without nemoclaw-dist).
+	helpErr error
+
 	// logOut is where Logger writes; it turns "\n" into "\r\n" while a
 	// sandbox's TTY holds the terminal in raw mode.
 	logOut *termWriter
@@ -141,6 +148,15 @@ var (
 func registerBlueprint(ctor func(app *App) *cobra.Command) {
 	blueprintCtors = append(blueprintCtors, ctor)
 }
+
+// Register adds a top-level command to every tree NewRoot builds. Packages
+// outside cli (runner/cli/distcli) call it from init(); a command registered
+// under the name of a delegating stub replaces the stub.
+func Register(ctor func(app *App) *cobra.Command) { register(ctor) }
+
+// RegisterBlueprint adds a `nemoclaw blueprint` subcommand to every tree
+// NewRoot builds, replacing the delegating stub of the same name.
+func RegisterBlueprint(ctor func(app *App) *cobra.Command) { registerBlueprint(ctor) }
 
 // registerPolicy adds a `nemoclaw policy` subcommand.
 func registerPolicy(ctor func(app *App) *cobra.Command) {

@@ -21,7 +21,7 @@ func init() {
 type applyOpts struct {
 	profile, name, workdir string
 	dryRun, tty, noTTY     bool
-	source                 *sourceFlags
+	source                 *SourceFlags
 }
 
 func newBlueprintApplyCmd(app *App) *cobra.Command {
@@ -69,10 +69,11 @@ after -- replace the blueprint's agent command. The exit code is the agent's;
 }
 
 // resolveBlueprint loads the blueprint named by src: the embedded one, a
-// local directory, or a verified OCI artifact.
+// local directory, or a verified OCI artifact (in nemoclaw-dist: the lean
+// nemoclaw hands a registry reference's whole command line to it).
 func resolveBlueprint(cmd *cobra.Command, app *App, o *applyOpts, src []string) (*blueprint.Blueprint, error) {
 	if len(src) == 0 || src[0] == blueprint.EmbeddedDefault {
-		if o.source.constraint != "" {
+		if o.source.Constraint != "" {
 			return nil, Usage(errors.New("--version needs a registry reference"))
 		}
 		return blueprint.Default()
@@ -80,12 +81,9 @@ func resolveBlueprint(cmd *cobra.Command, app *App, o *applyOpts, src []string) 
 	if !isLocalSource(src[0]) && !strings.Contains(src[0], "/") {
 		return nil, Usage(fmt.Errorf("%s is neither a directory nor a registry reference (host/repo[:tag|@digest])", src[0]))
 	}
-	dir, f, err := o.source.resolve(cmd, app, src[0])
+	dir, err := o.source.resolve(cmd, app, src[0])
 	if err != nil {
 		return nil, err
-	}
-	if f != nil {
-		app.Logger.Info("blueprint fetched", "ref", f.Ref, "version", f.Version, "digest", f.Digest, "signer", f.Signer, "from_cache", f.FromCache)
 	}
 	return blueprint.Load(dir)
 }

@@ -37,6 +37,14 @@ func checkOutput(o string, allowed ...string) error {
 	return Usage(fmt.Errorf("--output %q: want %s", o, strings.Join(allowed, " or ")))
 }
 
+// CheckOutput validates an --output value against the allowed formats; a
+// bad one is a usage error (exit code 2).
+func CheckOutput(o string, allowed ...string) error { return checkOutput(o, allowed...) }
+
+// WriteJSON prints v to w as JSON indented by two spaces, as every
+// `--output json` does.
+func WriteJSON(w io.Writer, v any) error { return writeJSON(w, v) }
+
 // writeJSON prints v as indented JSON.
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

@@ -1,85 +1,162 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
-	ggcr "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/spf13/cobra"
 )
-
-// distRun runs nemoclaw in-process with NEMOCLAW_HOME=home and returns
-// stdout, stderr and the exit code.
-func distRun(t *testing.T, home string, args ...string) (string, string, int) {
-	t.Helper()
-	t.Setenv("NEMOCLAW_HOME", home)
-	t.Setenv("NEMOCLAW_KEY_PASSWORD", "cli test pass")
-	t.Setenv("DOCKER_CONFIG", filepath.Join(home, "docker"))
-	var out, errb bytes.Buffer
-	err := Execute(context.Background(), Options{Args: args, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb})
-	return out.String(), errb.String(), ExitCode(err)
-}
-
-func TestDistributionExitCodes(t *testing.T) {
-	srv := httptest.NewServer(ggcr.New(ggcr.WithReferrersSupport(true), ggcr.Logger(log.New(io.Discard, "", 0))))
-	defer srv.Close()
-	repo := strings.TrimPrefix(srv.URL, "http://") + "/team/bp"
-	home := t.TempDir()
-	bp := filepath.Join("..", "registry", "testdata", "blueprint")
-	key := filepath.Join(t.TempDir(), "k")
-	lock := filepath.Join(t.TempDir(), "nemoclaw.lock")
-	steps := []struct {
-		name string
-		args []string
-		code int
-		want string
-	}{
-		{"generate key", []string{"key", "generate", key}, 0, "fingerprint: sha256:"},
-		{"push", []string{"blueprint", "push", bp, repo}, 0, repo + "@sha256:"},
-		{"push a digest ref", []string{"blueprint", "push", bp, repo + "@sha256:" + strings.Repeat("0", 64)}, 1, "not a digest"},
-		{"pull unsigned, no trust", []string{"blueprint", "pull", repo + ":0.1.0", "--lock", lock}, 3, "no trust policy rule matches"},
-		{"pull unsigned with --key", []string{"blueprint", "pull", repo + ":0.1.0", "--lock", lock, "--key", key + ".pub"}, 3, "no signature found"},
-		{"sign", []string{"blueprint", "sign", repo + ":0.1.0", "--key", key + ".key"}, 0, "signed by key sha256:"},
-		{"verify", []string{"blueprint", "verify", repo + ":0.1.0", "--key", key + ".pub"}, 0, "verified"},
-		{"pull with --key", []string{"blueprint", "pull", repo, "--version", "~> 0.1", "--lock", lock, "--key", key + ".pub"}, 0, "0.1.0"},
-		{"list", []string{"blueprint", "list", "--lock", lock}, 0, "yes     yes"},
-		{"update unchanged", []string{"blueprint", "update", "--lock", lock, "--key", key + ".pub"}, 0, "unchanged"},
-		{"bad constraint", []string{"blueprint", "pull", repo, "--version", "~>> 1", "--lock", lock, "--key", key + ".pub", "--no-lock"}, 1, "version constraint"},
-		{"insecure with key", []string{"blueprint", "pull", repo + ":0.1.0", "--key", key + ".pub", "--insecure-skip-verify"}, 2, "cannot be combined"},
-		{"keyless half", []string{"blueprint", "verify", repo + ":0.1.0", "--certificate-identity", "a@b"}, 2, "--certificate-oidc-issuer"},
-		{"sign without key", []string{"blueprint", "sign", repo + ":0.1.0"}, 2, "--key"},
-		{"update a tag", []string{"blueprint", "update", repo + ":0.1.0", "--lock", lock}, 2, "not a tag or digest"},
-	}
-	for _, s := range steps {
-		out, errs, code := distRun(t, home, s.args...)
-		if code != s.code || !strings.Contains(out+errs, s.want) {
-			t.Fatalf("%s: exit %d (want %d), output lacks %q\nstdout: %s\nstderr: %s", s.name, code, s.code, s.want, out, errs)
-		}
-	}
-	if data, err := os.ReadFile(lock); err != nil || !strings.Contains(string(data), "signer: key sha256:") {
-		t.Errorf("lock: %v\n%s", err, data)
-	}
-}
 
 func TestSourceFlagsLocalDirectory(t *testing.T) {
 	app := &App{Home: t.TempDir(), Out: io.Discard, Err: io.Discard}
 	cmd := &cobra.Command{}
 	s := addSourceFlags(cmd)
 	dir := t.TempDir()
-	got, f, err := s.resolve(cmd, app, dir)
-	if err != nil || got != dir || f != nil {
-		t.Fatalf("local dir: %q %v %v", got, f, err)
+	got, err := s.resolve(cmd, app, dir)
+	if err != nil || got != dir {
+		t.Fatalf("local dir: %q %v", got, err)
 	}
 	for arg, want := range map[string]bool{"./bp": true, "/abs": true, "127.0.0.1:5000/team/bp": false, dir: true} {
 		if isLocalSource(arg) != want {
 			t.Errorf("isLocalSource(%q) = %v", arg, !want)
 		}
+	}
+}
+
+// TestDelegation checks that every command needing the registry or signing
+// code re-runs the whole command line, unchanged, in nemoclaw-dist.
+func TestDelegation(t *testing.T) {
+	for _, args := range [][]string{
+		{"blueprint", "pull", "--help"},
+		{"blueprint", "pull", "127.0.0.1:5000/team/bp", "--version", "~> 1.2", "-o", "json"},
+		{"blueprint", "push", "./bp", "127.0.0.1:5000/team/bp", "--plain-http"},
+		{"blueprint", "update"},
+		{"blueprint", "list", "--lock", "x.lock"},
+		{"blueprint", "sign", "r/x:1", "--key", "k.key"},
+		{"blueprint", "verify", "r/x:1", "--key", "k.pub"},
+		{"--log-level", "debug", "blueprint", "list"},
+		{"key"},
+		{"key", "generate", "--help"},
+		{"key", "generate", "/tmp/k"},
+		{"registry", "login", "h:5000", "-u", "alice", "--password-stdin"},
+		{"registry", "logout", "h:5000"},
+		{"help", "blueprint", "sign"},
+		{"help", "key", "generate"},
+		{"__complete", "key", ""},
+		{"blueprint", "apply", "127.0.0.1:5000/team/bp", "--version", "~> 0.1", "--key", "k.pub", "--", "/bin/sh", "-c", "exit 5"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			helper, calls := fakeDist(t)
+			_, errOut, code := run(t, args...)
+			if len(*calls) != 1 {
+				t.Fatalf("%d execs, want 1 (exit %d: %s)", len(*calls), code, errOut)
+			}
+			c := (*calls)[0]
+			if c.path != helper || !slices.Equal(c.argv, append([]string{helper}, args...)) {
+				t.Errorf("exec %s %q, want %s with the same words", c.path, c.argv, helper)
+			}
+			if !slices.Contains(c.envv, delegatedEnv+"=1") || !slices.Contains(c.envv, "NEMOCLAW_HOME="+os.Getenv("NEMOCLAW_HOME")) {
+				t.Errorf("the helper's environment lacks %s or the caller's environment", delegatedEnv)
+			}
+			if args[0] == "__complete" {
+				return // completion fails quietly
+			}
+			if code != ExitError || !strings.Contains(errOut, errFakeExec.Error()) {
+				t.Errorf("a failed exec: exit %d, stderr %q", code, errOut)
+			}
+		})
+	}
+}
+
+// TestNoDelegation checks that what the lean nemoclaw can do itself never
+// execs: local and embedded blueprints, group help, the other commands.
+func TestNoDelegation(t *testing.T) {
+	bp := filepath.Join("..", "..", "blueprints", "default")
+	for _, args := range [][]string{
+		{"blueprint", "apply", "--dry-run"},
+		{"blueprint", "apply", bp, "--dry-run"},
+		{"blueprint", "apply", "./no-such-dir", "--dry-run"},
+		{"blueprint", "apply", "plain-word"},
+		{"blueprint", "plan"},
+		{"blueprint", "--help"},
+		{"--help"},
+		{"help", "blueprint"},
+		{"version"},
+		{"__complete", "blueprint", "p"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			_, calls := fakeDist(t)
+			_, errOut, code := run(t, args...)
+			if len(*calls) != 0 {
+				t.Errorf("exec %q (exit %d: %s)", (*calls)[0].argv, code, errOut)
+			}
+		})
+	}
+}
+
+// TestDelegationWithoutHelper: no nemoclaw-dist next to nemoclaw nor on
+// $PATH is an error (exit 1) that names the command, where nemoclaw looked
+// and how to get the helper.
+func TestDelegationWithoutHelper(t *testing.T) {
+	for name, args := range map[string][]string{
+		"blueprint pull":                         {"blueprint", "pull", "--help"},
+		"key":                                    {"key", "generate", "k"},
+		"registry":                               {"help", "registry"},
+		"blueprint apply 127.0.0.1:5000/team/bp": {"blueprint", "apply", "127.0.0.1:5000/team/bp"},
+	} {
+		out, errOut, code := run(t, args...)
+		for _, want := range []string{"nemoclaw: " + name + " needs nemoclaw-dist", "/nonexistent (next to nemoclaw)", "$PATH", "make build", "go install github.com/nemoclaw/nemoclaw/cmd/...@latest"} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("%v: stderr lacks %q:\n%s", args, want, errOut)
+			}
+		}
+		if code != ExitError || out != "" {
+			t.Errorf("%v: exit %d, stdout %q; want 1 and nothing", args, code, out)
+		}
+	}
+}
+
+// TestFindHelper: next to the executable (through symlinks), else $PATH.
+func TestFindHelper(t *testing.T) {
+	real := t.TempDir()
+	helper := filepath.Join(real, HelperName)
+	writeFile(t, helper, "#!/bin/sh\n")
+	if err := os.Chmod(helper, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(real, "nemoclaw"), "")
+	link := filepath.Join(t.TempDir(), "nemoclaw")
+	if err := os.Symlink(filepath.Join(real, "nemoclaw"), link); err != nil {
+		t.Fatal(err)
+	}
+	oldExe, oldLook := executable, lookPath
+	t.Cleanup(func() { executable, lookPath = oldExe, oldLook })
+	executable = func() (string, error) { return link, nil }
+	if p, err := findHelper("key"); err != nil || p != helper {
+		t.Errorf("through a symlink: %q, %v; want %s", p, err, helper)
+	}
+	// Not executable: not the helper; $PATH is next.
+	if err := os.Chmod(helper, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	onPath := filepath.Join(t.TempDir(), HelperName)
+	lookPath = func(string) (string, error) { return onPath, nil }
+	if p, err := findHelper("key"); err != nil || p != onPath {
+		t.Errorf("from $PATH: %q, %v; want %s", p, err, onPath)
+	}
+}
+
+// TestDelegationLoop: a nemoclaw-dist that is really a lean nemoclaw must
+// not exec itself forever.
+func TestDelegationLoop(t *testing.T) {
+	_, calls := fakeDist(t)
+	t.Setenv(delegatedEnv, "1")
+	_, errOut, code := run(t, "blueprint", "list")
+	if len(*calls) != 0 || code != ExitError || !strings.Contains(errOut, "lacks this command") {
+		t.Errorf("exit %d, %d execs: %s", code, len(*calls), errOut)
 	}
 }

@@ -1,471 +1,160 @@
 package cli
 
 import (
-	"bufio"
-	"context"
-	"errors"
 	"fmt"
-	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
-	"text/tabwriter"
+	"syscall"
 
 	"github.com/spf13/cobra"
-
-	"github.com/nemoclaw/nemoclaw/runner/registry"
-	"github.com/nemoclaw/nemoclaw/runner/signing"
 )
 
-func init() {
-	registerBlueprint(newBlueprintPushCmd)
-	registerBlueprint(newBlueprintPullCmd)
-	registerBlueprint(newBlueprintUpdateCmd)
-	registerBlueprint(newBlueprintListCmd)
-	registerBlueprint(newBlueprintSignCmd)
-	registerBlueprint(newBlueprintVerifyCmd)
-	register(newKeyCmd)
-	register(newRegistryCmd)
+// The distribution commands (push, pull, sign, verify, keys, registry
+// logins) and `blueprint apply REF` need the registry and signing code,
+// whose dependencies (sigstore-go, oras-go, grpc, protobuf) cost every
+// process several milliseconds of package initialisation. They live in
+// runner/cli/distcli, linked only into nemoclaw-dist. The nemoclaw that
+// launches sandboxes shows them as stubs with the same names and short
+// descriptions, which replace the process with nemoclaw-dist and the same
+// command line: same output, exit codes, help, streams and terminal.
+
+// HelperName is the executable holding the distribution commands. It is
+// looked for next to the running executable, then on $PATH.
+const HelperName = "nemoclaw-dist"
+
+// DelegatedAnnotation marks a stub that hands its command line to
+// nemoclaw-dist (its value is HelperName); no command of a tree with
+// runner/cli/distcli linked carries it.
+const DelegatedAnnotation = "nemoclaw/delegated-to"
+
+// delegatedEnv is set in nemoclaw-dist's environment: a nemoclaw that sees
+// it was started as the helper and lacks the commands, and must not exec
+// again (a loop).
+const delegatedEnv = "NEMOCLAW_DELEGATED"
+
+// delegatedCommands are the commands that live in nemoclaw-dist, with the
+// Use and Short the real commands have (the e2e tests compare both
+// executables' help).
+var delegatedCommands = []struct{ parent, use, short string }{
+	{"blueprint", "push DIR REF", "Pack a blueprint directory deterministically and push it to an OCI registry"},
+	{"blueprint", "pull REF", "Fetch, verify and cache a blueprint by tag, digest or semver constraint; pin it in nemoclaw.lock"},
+	{"blueprint", "update [REF]", "Move nemoclaw.lock to the newest version matching each entry's constraint"},
+	{"blueprint", "list", "Show cached blueprints and the ones pinned in nemoclaw.lock"},
+	{"blueprint", "sign REF --key PREFIX.key", "Sign a pushed blueprint and push the Sigstore bundle as its OCI referrer"},
+	{"blueprint", "verify REF (--key PREFIX.pub | --certificate-identity ID --certificate-oidc-issuer URL) [--trusted-root FILE]", "Check a blueprint's digests and signature in the registry without pulling it"},
+	{"", "key", "Manage blueprint signing keys"},
+	{"", "registry", "Log in to and out of OCI registries"},
 }
 
-func newBlueprintPushCmd(app *App) *cobra.Command {
-	var title, output string
-	var rf *registryFlags
-	cmd := &cobra.Command{
-		Use:   "push DIR REF",
-		Short: "Pack a blueprint directory deterministically and push it to an OCI registry",
-		Long: `Pack DIR (which must validate) into a deterministic tar — the same directory
-always gives the same digest — and push it to REF (host/repo or host/repo:tag)
-as an OCI artifact. The blueprint's version is always pushed as a tag too, so
-'pull --version' constraints find it.`,
-		Args: argsRange(2, 2),
+// Delegation hooks; tests replace them so that no test execs.
+var (
+	executable = os.Executable
+	lookPath   = exec.LookPath
+	execve     = syscall.Exec
+)
+
+// addDelegatingStubs adds a stub for every delegated command that no
+// registered constructor provided.
+func addDelegatingStubs(app *App, root, bp *cobra.Command) {
+	for _, d := range delegatedCommands {
+		parent := root
+		if d.parent == "blueprint" {
+			parent = bp
+		}
+		name := strings.Fields(d.use)[0]
+		if hasSubcommand(parent, name) {
+			continue
+		}
+		parent.AddCommand(newDelegatingStub(app, d.use, d.short))
+	}
+}
+
+func hasSubcommand(parent *cobra.Command, name string) bool {
+	for _, c := range parent.Commands() {
+		if c.Name() == name {
+			return true
+		}
+	}
+	return false
+}
+
+// newDelegatingStub is a command that runs nemoclaw-dist with the whole
+// command line: flags are not parsed, so --help, flags and arguments reach
+// the real command unchanged; `help CMD` and shell completion delegate too.
+func newDelegatingStub(app *App, use, short string) *cobra.Command {
+	c := &cobra.Command{
+		Use:                use,
+		Short:              short,
+		Long:               short + ".\n\nThis command runs in " + HelperName + ", installed next to nemoclaw.",
+		DisableFlagParsing: true,
+		Annotations:        map[string]string{DelegatedAnnotation: HelperName},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output, "text", "json"); err != nil {
-				return err
-			}
-			c, err := newRegistryClient(app, rf)
-			if err != nil {
-				return err
-			}
-			p, err := c.Push(cmd.Context(), registry.PushOptions{Dir: args[0], Ref: args[1], Title: title})
-			if err != nil {
-				return distError(err)
-			}
-			if output == "json" {
-				return writeJSON(app.Out, p)
-			}
-			printf(app.Out, "%s@%s\n", p.Ref, p.Digest)
-			return nil
+			return app.delegate(commandName(cmd))
+		},
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			_ = app.delegate(commandName(cmd)) // returns only when it could not exec
+			return nil, cobra.ShellCompDirectiveError
 		},
 	}
-	cmd.Flags().StringVar(&title, "title", "", "title annotation (default: the repository's last path element)")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output: text or json")
-	rf = addRegistryFlags(cmd)
-	return cmd
-}
-
-// pullResult is `blueprint pull --output json`.
-type pullResult struct {
-	*registry.Fetched
-	Lock string `json:"lock,omitempty"`
-}
-
-func newBlueprintPullCmd(app *App) *cobra.Command {
-	var constraint, lockPath, output string
-	var allowDowngrade, noLock bool
-	var vf *verifyFlags
-	var rf *registryFlags
-	cmd := &cobra.Command{
-		Use:   "pull REF",
-		Short: "Fetch, verify and cache a blueprint by tag, digest or semver constraint; pin it in nemoclaw.lock",
-		Long: `Resolve REF (host/repo:tag, host/repo@sha256:..., or host/repo with
---version "~> 1.2" / ">= 1.2, < 2"; the highest matching version wins and
-pre-releases match only a constraint that names one), verify every digest and
-the signature against $NEMOCLAW_HOME/trust/policy.yaml (or --key /
---certificate-identity), unpack it into $NEMOCLAW_HOME/cache/blueprints/ and
-record ref, version, digest and signer in nemoclaw.lock.
-
-With a lock entry that answers REF, the locked digest is used; if it is cached
-no network is needed. Moving to a newer match is 'blueprint update'.
-Refusals (tampered content, bad or missing signature, moved tag, downgrade)
-exit with code 3 and change neither the lock nor the cache.`,
-		Args: argsRange(1, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output, "text", "json"); err != nil {
-				return err
-			}
-			v, err := vf.verification(app.Home)
-			if err != nil {
-				return err
-			}
-			c, err := newRegistryClient(app, rf)
-			if err != nil {
-				return err
-			}
-			lp := lockPath
-			if noLock {
-				lp = ""
-			}
-			f, err := c.Fetch(cmd.Context(), registry.FetchOptions{Ref: args[0], Constraint: constraint, LockPath: lp, AllowDowngrade: allowDowngrade, Verification: v})
-			if err != nil {
-				return distError(err)
-			}
-			if output == "json" {
-				return writeJSON(app.Out, pullResult{Fetched: f, Lock: lp})
-			}
-			printf(app.Out, "%s %s %s\n%s\n", f.Ref, f.Version, f.Digest, f.Dir)
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&constraint, "version", "", `semver constraint, e.g. "~> 1.2" or ">= 1.2, < 2"`)
-	cmd.Flags().StringVar(&lockPath, "lock", registry.DefaultLockFile, "lock file to honour and update")
-	cmd.Flags().BoolVar(&noLock, "no-lock", false, "neither read nor write a lock file")
-	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "accept a version lower than the locked one")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output: text or json")
-	vf = addVerifyFlags(cmd)
-	rf = addRegistryFlags(cmd)
-	return cmd
-}
-
-func newBlueprintUpdateCmd(app *App) *cobra.Command {
-	var constraint, lockPath string
-	var allowDowngrade bool
-	var vf *verifyFlags
-	var rf *registryFlags
-	cmd := &cobra.Command{
-		Use:   "update [REF]",
-		Short: "Move nemoclaw.lock to the newest version matching each entry's constraint",
-		Long: `Re-resolve the lock entry for REF (host/repo), or every entry, against the
-registry: the newest version matching the entry's constraint (or --version)
-is fetched, verified and locked. Going below the locked version needs
---allow-downgrade.`,
-		Args: argsRange(0, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			v, err := vf.verification(app.Home)
-			if err != nil {
-				return err
-			}
-			lock, err := registry.ReadLock(lockPath)
-			if err != nil {
-				return err
-			}
-			var refs []string
-			if len(args) == 1 {
-				r, err := registry.ParseReference(args[0])
-				if err != nil {
-					return Usage(err)
-				}
-				if r.Tag != "" || r.Digest != "" {
-					return Usage(fmt.Errorf("update %s: give host/repo (and --version), not a tag or digest; to pin a tag use 'blueprint pull'", args[0]))
-				}
-				if lock.Find(r.Repo()) == nil {
-					return fmt.Errorf("update %s: not in %s; run 'nemoclaw blueprint pull %s' first", r.Repo(), lockPath, r.Repo())
-				}
-				refs = []string{r.Repo()}
-			} else {
-				if constraint != "" {
-					return Usage(errors.New("--version needs a REF: constraints differ per blueprint"))
-				}
-				for _, e := range lock.Blueprints {
-					refs = append(refs, e.Ref)
-				}
-				if len(refs) == 0 {
-					return fmt.Errorf("update: %s has no blueprints; run 'nemoclaw blueprint pull REF' first", lockPath)
-				}
-			}
-			c, err := newRegistryClient(app, rf)
-			if err != nil {
-				return err
-			}
-			for _, ref := range refs {
-				f, err := c.Fetch(cmd.Context(), registry.FetchOptions{Ref: ref, Constraint: constraint, LockPath: lockPath, Update: true, AllowDowngrade: allowDowngrade, Verification: v})
-				if err != nil {
-					return distError(err)
-				}
-				switch {
-				case f.PreviousDigest == "":
-					printf(app.Out, "%s %s (unchanged)\n", f.Ref, f.Version)
-				default:
-					printf(app.Out, "%s %s %s (was %s)\n", f.Ref, f.Version, f.Digest, f.PreviousDigest)
-				}
-			}
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&constraint, "version", "", "new semver constraint for REF")
-	cmd.Flags().StringVar(&lockPath, "lock", registry.DefaultLockFile, "lock file to update")
-	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "accept a version lower than the locked one")
-	vf = addVerifyFlags(cmd)
-	rf = addRegistryFlags(cmd)
-	return cmd
-}
-
-// listEntry is one row of `blueprint list`.
-type listEntry struct {
-	Ref     string `json:"ref"`
-	Version string `json:"version"`
-	Digest  string `json:"digest"`
-	Cached  bool   `json:"cached"`
-	Locked  bool   `json:"locked"`
-	Signer  string `json:"signer,omitempty"`
-}
-
-func newBlueprintListCmd(app *App) *cobra.Command {
-	var lockPath, output string
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "Show cached blueprints and the ones pinned in nemoclaw.lock",
-		Args:  argsRange(0, 0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output, "text", "json"); err != nil {
-				return err
-			}
-			c, err := newRegistryClient(app, nil)
-			if err != nil {
-				return err
-			}
-			cached, err := c.Cached(cmd.Context())
-			if err != nil {
-				return err
-			}
-			lock, err := registry.ReadLock(lockPath)
-			if err != nil {
-				return err
-			}
-			var rows []listEntry
-			locked := map[string]*registry.LockEntry{}
-			for i := range lock.Blueprints {
-				e := &lock.Blueprints[i]
-				locked[e.Ref+"@"+e.Digest] = e
-			}
-			seen := map[string]bool{}
-			for _, cb := range cached {
-				key := cb.Ref + "@" + cb.Digest
-				row := listEntry{Ref: cb.Ref, Version: cb.Version, Digest: cb.Digest, Cached: true}
-				if e := locked[key]; e != nil {
-					row.Locked, row.Signer = true, e.Signer
-				}
-				seen[key] = true
-				rows = append(rows, row)
-			}
-			for _, e := range lock.Blueprints {
-				if !seen[e.Ref+"@"+e.Digest] {
-					rows = append(rows, listEntry{Ref: e.Ref, Version: e.Version, Digest: e.Digest, Locked: true, Signer: e.Signer})
-				}
-			}
-			if output == "json" {
-				if rows == nil {
-					rows = []listEntry{}
-				}
-				return writeJSON(app.Out, rows)
-			}
-			tw := tabwriter.NewWriter(app.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "REF\tVERSION\tDIGEST\tCACHED\tLOCKED\tSIGNER")
-			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Ref, r.Version, r.Digest, yesNo(r.Cached), yesNo(r.Locked), r.Signer)
-			}
-			return tw.Flush()
-		},
-	}
-	cmd.Flags().StringVar(&lockPath, "lock", registry.DefaultLockFile, "lock file to show")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output: text or json")
-	return cmd
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
-}
-
-func newBlueprintSignCmd(app *App) *cobra.Command {
-	var keyPath, bundleOut string
-	var rf *registryFlags
-	cmd := &cobra.Command{
-		Use:   "sign REF --key PREFIX.key",
-		Short: "Sign a pushed blueprint and push the Sigstore bundle as its OCI referrer",
-		Long: `Sign the blueprint manifest REF names with PREFIX.key (passphrase from
-NEMOCLAW_KEY_PASSWORD, or asked for on a terminal). The Sigstore bundle is
-pushed as a referrer of the manifest (registries without the referrers API
-get oras' sha256-<hex> tag fallback); --bundle also writes it to a file for
-offline verification. Key-based signing needs no network beyond the registry.`,
-		Args: argsRange(1, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if keyPath == "" {
-				return Usage(errors.New("--key PREFIX.key is required"))
-			}
-			pass, err := readSecret(app, "NEMOCLAW_KEY_PASSWORD", "passphrase for "+keyPath, false)
-			if err != nil {
-				return err
-			}
-			kp, err := signing.LoadPrivateKey(keyPath, pass)
-			if err != nil {
-				return err
-			}
-			c, err := newRegistryClient(app, rf)
-			if err != nil {
-				return err
-			}
-			s, err := c.Sign(cmd.Context(), registry.SignOptions{Ref: args[0], Key: kp, BundleOut: bundleOut})
-			if err != nil {
-				return distError(err)
-			}
-			printf(app.Out, "%s signed by %s (signature %s)\n", s.Subject, s.Signer, s.Referrer)
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&keyPath, "key", "", "private key file written by 'nemoclaw key generate'")
-	cmd.Flags().StringVar(&bundleOut, "bundle", "", "also write the Sigstore bundle to this file")
-	rf = addRegistryFlags(cmd)
-	return cmd
-}
-
-func newBlueprintVerifyCmd(app *App) *cobra.Command {
-	var constraint string
-	var bundles []string
-	var vf *verifyFlags
-	var rf *registryFlags
-	cmd := &cobra.Command{
-		Use:   "verify REF (--key PREFIX.pub | --certificate-identity ID --certificate-oidc-issuer URL) [--trusted-root FILE]",
-		Short: "Check a blueprint's digests and signature in the registry without pulling it",
-		Long: `Verify REF's manifest and layer digests and its Sigstore signature against
-the given key or keyless identity (or, with neither, the trust policy).
-Nothing is written. Exit code 3 when verification fails.`,
-		Args: argsRange(1, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			v, err := vf.verification(app.Home)
-			if err != nil {
-				return err
-			}
-			if v.InsecureSkipVerify {
-				return Usage(errors.New("--insecure-skip-verify makes no sense for verify"))
-			}
-			c, err := newRegistryClient(app, rf)
-			if err != nil {
-				return err
-			}
-			res, err := c.Verify(cmd.Context(), registry.VerifyOptions{Ref: args[0], Constraint: constraint, Verification: v, Bundles: bundles})
-			if err != nil {
-				return distError(err)
-			}
-			printf(app.Out, "%s (%s): verified, signed by %s\n", res.Subject, res.Version, res.Signer)
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&constraint, "version", "", "semver constraint, for REF without tag or digest")
-	cmd.Flags().StringArrayVar(&bundles, "bundle", nil, "also try this Sigstore bundle file (from 'sign --bundle'); repeatable")
-	vf = addVerifyFlags(cmd)
-	rf = addRegistryFlags(cmd)
-	return cmd
-}
-
-func newKeyCmd(app *App) *cobra.Command {
-	key := &cobra.Command{
-		Use:   "key",
-		Short: "Manage blueprint signing keys",
-		Args:  noArgs,
-		RunE:  groupHelp,
-	}
-	key.AddCommand(&cobra.Command{
-		Use:   "generate PREFIX",
-		Short: "Generate an ECDSA P-256 signing key: PREFIX.key (encrypted) and PREFIX.pub",
-		Long: `Write PREFIX.key, encrypted with the passphrase from NEMOCLAW_KEY_PASSWORD (or
-asked for twice on a terminal) in the format cosign also reads, and
-PREFIX.pub. Put PREFIX.pub in a trust policy rule, or pass it to --key.`,
-		Args: argsRange(1, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			pass, err := readSecret(app, "NEMOCLAW_KEY_PASSWORD", "passphrase for the new key", true)
-			if err != nil {
-				return err
-			}
-			keyPath, pubPath, err := signing.GenerateKey(args[0], pass)
-			if err != nil {
-				return err
-			}
-			pub, err := signing.LoadPublicKey(pubPath)
-			if err != nil {
-				return err
-			}
-			printf(app.Out, "private key: %s\npublic key:  %s\nfingerprint: %s\n", keyPath, pubPath, signing.Fingerprint(pub))
-			return nil
-		},
+	c.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		if err := app.delegate(commandName(cmd)); app.helpErr == nil {
+			app.helpErr = err
+		}
 	})
-	return key
+	return c
 }
 
-func newRegistryCmd(app *App) *cobra.Command {
-	reg := &cobra.Command{
-		Use:   "registry",
-		Short: "Log in to and out of OCI registries",
-		Args:  noArgs,
-		RunE:  groupHelp,
-	}
-	var user string
-	var passwordStdin bool
-	var rf *registryFlags
-	login := &cobra.Command{
-		Use:   "login HOST",
-		Short: "Check credentials against a registry and store them in $NEMOCLAW_HOME/auth.json",
-		Long: `Log in to HOST with basic credentials. They are checked against the registry
-and stored in $NEMOCLAW_HOME/auth.json (mode 0600). Docker's config.json
-credentials are also used, after nemoclaw's own.`,
-		Args: argsRange(1, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if user == "" {
-				return Usage(errors.New("--username is required"))
-			}
-			var pass []byte
-			var err error
-			if passwordStdin {
-				pass, err = readLine(app.In)
-			} else {
-				pass, err = readSecret(app, "NEMOCLAW_REGISTRY_PASSWORD", "password for "+user+"@"+args[0], false)
-			}
-			if err != nil {
-				return err
-			}
-			c, err := newRegistryClient(app, rf)
-			if err != nil {
-				return err
-			}
-			if err := c.Login(cmd.Context(), args[0], user, string(pass)); err != nil {
-				return err
-			}
-			printf(app.Out, "logged in to %s as %s (stored in %s)\n", args[0], user, c.AuthFile())
-			return nil
-		},
-	}
-	login.Flags().StringVarP(&user, "username", "u", "", "user name")
-	login.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from stdin")
-	rf = addRegistryFlags(login)
-	logout := &cobra.Command{
-		Use:   "logout HOST",
-		Short: "Remove a registry's credentials from $NEMOCLAW_HOME/auth.json",
-		Args:  argsRange(1, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newRegistryClient(app, nil)
-			if err != nil {
-				return err
-			}
-			if err := c.Logout(context.WithoutCancel(cmd.Context()), args[0]); err != nil {
-				return err
-			}
-			printf(app.Out, "logged out of %s\n", args[0])
-			return nil
-		},
-	}
-	reg.AddCommand(login, logout)
-	return reg
+// commandName is cmd's path without the root's name, e.g. "blueprint pull".
+func commandName(cmd *cobra.Command) string {
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
 }
 
-// readLine reads one line (a password piped on stdin).
-func readLine(r io.Reader) ([]byte, error) {
-	line, err := bufio.NewReader(r).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+// delegate replaces this process with nemoclaw-dist running the same
+// command line, environment, streams and terminal. It returns only on
+// failure; name says which command needed the helper.
+func (a *App) delegate(name string) error {
+	if os.Getenv(delegatedEnv) != "" {
+		exe, _ := executable()
+		return fmt.Errorf("%s: %s (%s) lacks this command, so it is not a real %s; reinstall both: 'make build' builds nemoclaw and %s into bin/, or run 'go install github.com/nemoclaw/nemoclaw/cmd/...@latest'",
+			name, HelperName, exe, HelperName, HelperName)
 	}
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		return nil, Usage(errors.New("--password-stdin: empty password"))
+	helper, err := findHelper(name)
+	if err != nil {
+		return err
 	}
-	return []byte(line), nil
+	argv := append([]string{helper}, a.args...)
+	env := append(os.Environ(), delegatedEnv+"=1")
+	return fmt.Errorf("%s: exec %s: %w", name, helper, execve(helper, argv, env))
+}
+
+// findHelper returns nemoclaw-dist's path: next to the running executable
+// (symlinks resolved), else on $PATH.
+func findHelper(name string) (string, error) {
+	where := "next to this executable"
+	if exe, err := executable(); err == nil {
+		if real, err := filepath.EvalSymlinks(exe); err == nil {
+			exe = real
+		}
+		dir := filepath.Dir(exe)
+		where = dir + " (next to " + filepath.Base(exe) + ")"
+		if p := filepath.Join(dir, HelperName); isExecutableFile(p) {
+			return p, nil
+		}
+	}
+	if p, err := lookPath(HelperName); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
+		return p, nil
+	}
+	return "", fmt.Errorf("%s needs %s, which holds the registry and signing commands: it is neither in %s nor on $PATH (%s); 'make build' builds nemoclaw and %s into bin/, or run 'go install github.com/nemoclaw/nemoclaw/cmd/...@latest'",
+		name, HelperName, where, os.Getenv("PATH"), HelperName)
+}
+
+// isExecutableFile reports whether p is a regular file someone may execute.
+func isExecutableFile(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0
 }

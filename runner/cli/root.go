@@ -34,13 +34,16 @@ func Execute(ctx context.Context, opts Options) error {
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
 	}
-	app := &App{Home: defaultHome(), Out: opts.Stdout, Err: opts.Stderr, In: opts.Stdin, Version: opts.Version}
+	app := &App{Home: defaultHome(), Out: opts.Stdout, Err: opts.Stderr, In: opts.Stdin, Version: opts.Version, args: opts.Args}
 	root := NewRoot(app)
 	root.SetArgs(opts.Args)
 	root.SetIn(opts.Stdin)
 	root.SetOut(opts.Stdout)
 	root.SetErr(opts.Stderr)
 	err := root.ExecuteContext(ctx)
+	if err == nil {
+		err = app.helpErr
+	}
 	if err != nil {
 		if ExitCode(err) == ExitOK {
 			return nil
@@ -73,7 +76,9 @@ func silent(err error) bool {
 	return errors.As(err, &s)
 }
 
-// NewRoot builds the whole command tree for app.
+// NewRoot builds the whole command tree for app. Commands that need the
+// registry and signing code and are not linked into this executable are
+// delegating stubs that hand the whole command line to nemoclaw-dist.
 func NewRoot(app *App) *cobra.Command {
 	var logLevel, logFormat string
 	root := &cobra.Command{
@@ -142,6 +147,7 @@ Environment:
 	for _, c := range commandCtors {
 		root.AddCommand(c(app))
 	}
+	addDelegatingStubs(app, root, bp)
 	return root
 }
 
@@ -149,6 +155,19 @@ Environment:
 func groupHelp(cmd *cobra.Command, args []string) error {
 	return cmd.Help()
 }
+
+// GroupHelp is the RunE of a command group: run without a subcommand, it
+// prints the group's help.
+func GroupHelp(cmd *cobra.Command, args []string) error { return groupHelp(cmd, args) }
+
+// NoArgs is the Args of a command group: a positional argument is an unknown
+// subcommand, reported as a usage error (exit code 2).
+func NoArgs(cmd *cobra.Command, args []string) error { return noArgs(cmd, args) }
+
+// ArgsRange returns a cobra.PositionalArgs that accepts min to max
+// positional arguments (max < 0: no upper bound) and reports anything else
+// as a usage error (exit code 2).
+func ArgsRange(min, max int) cobra.PositionalArgs { return argsRange(min, max) }
 
 // noArgs rejects positional arguments with a usage error.
 func noArgs(cmd *cobra.Command, args []string) error {

@@ -1,0 +1,31 @@
+// Command nemoclaw-dist is nemoclaw with every command, including the
+// registry and signing ones (blueprint push, pull, update, list, sign,
+// verify, key, registry, and blueprint apply REF). Users never call it by
+// name: nemoclaw replaces itself with it, with the same command line, for
+// those commands. It only wires: everything lives in runner/.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/nemoclaw/nemoclaw/runner/cli"
+	_ "github.com/nemoclaw/nemoclaw/runner/cli/distcli" // the registry and signing commands
+	"github.com/nemoclaw/nemoclaw/runner/sandbox"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+func main() {
+	// The sandbox's hidden init mode must run before anything else
+	// (`blueprint apply REF` starts sandboxes from this executable).
+	sandbox.MaybeInit()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	err := cli.Execute(ctx, cli.Options{Args: os.Args[1:], Version: version})
+	stop()
+	os.Exit(cli.ExitCode(err))
+}

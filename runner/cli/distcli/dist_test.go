@@ -1,0 +1,120 @@
+package distcli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	ggcr "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/spf13/cobra"
+
+	"github.com/nemoclaw/nemoclaw/runner/cli"
+	"github.com/nemoclaw/nemoclaw/runner/registry"
+)
+
+// distRun runs nemoclaw in-process with NEMOCLAW_HOME=home and returns
+// stdout, stderr and the exit code.
+func distRun(t *testing.T, home string, args ...string) (string, string, int) {
+	t.Helper()
+	t.Setenv("NEMOCLAW_HOME", home)
+	t.Setenv("NEMOCLAW_KEY_PASSWORD", "cli test pass")
+	t.Setenv("DOCKER_CONFIG", filepath.Join(home, "docker"))
+	var out, errb bytes.Buffer
+	err := cli.Execute(context.Background(), cli.Options{Args: args, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb})
+	return out.String(), errb.String(), cli.ExitCode(err)
+}
+
+func TestDistributionExitCodes(t *testing.T) {
+	srv := httptest.NewServer(ggcr.New(ggcr.WithReferrersSupport(true), ggcr.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	repo := strings.TrimPrefix(srv.URL, "http://") + "/team/bp"
+	home := t.TempDir()
+	bp := filepath.Join("..", "..", "registry", "testdata", "blueprint")
+	key := filepath.Join(t.TempDir(), "k")
+	lock := filepath.Join(t.TempDir(), "nemoclaw.lock")
+	steps := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"generate key", []string{"key", "generate", key}, 0, "fingerprint: sha256:"},
+		{"push", []string{"blueprint", "push", bp, repo}, 0, repo + "@sha256:"},
+		{"push a digest ref", []string{"blueprint", "push", bp, repo + "@sha256:" + strings.Repeat("0", 64)}, 1, "not a digest"},
+		{"pull unsigned, no trust", []string{"blueprint", "pull", repo + ":0.1.0", "--lock", lock}, 3, "no trust policy rule matches"},
+		{"pull unsigned with --key", []string{"blueprint", "pull", repo + ":0.1.0", "--lock", lock, "--key", key + ".pub"}, 3, "no signature found"},
+		{"apply unsigned", []string{"blueprint", "apply", repo + ":0.1.0", "--lock", lock, "--key", key + ".pub", "--dry-run"}, 3, "no signature found"},
+		{"sign", []string{"blueprint", "sign", repo + ":0.1.0", "--key", key + ".key"}, 0, "signed by key sha256:"},
+		{"apply by reference, dry run", []string{"blueprint", "apply", repo + ":0.1.0", "--lock", lock, "--key", key + ".pub", "--dry-run"}, 0, "sandbox "},
+		{"verify", []string{"blueprint", "verify", repo + ":0.1.0", "--key", key + ".pub"}, 0, "verified"},
+		{"pull with --key", []string{"blueprint", "pull", repo, "--version", "~> 0.1", "--lock", lock, "--key", key + ".pub"}, 0, "0.1.0"},
+		{"list", []string{"blueprint", "list", "--lock", lock}, 0, "yes     yes"},
+		{"update unchanged", []string{"blueprint", "update", "--lock", lock, "--key", key + ".pub"}, 0, "unchanged"},
+		{"bad constraint", []string{"blueprint", "pull", repo, "--version", "~>> 1", "--lock", lock, "--key", key + ".pub", "--no-lock"}, 1, "version constraint"},
+		{"insecure with key", []string{"blueprint", "pull", repo + ":0.1.0", "--key", key + ".pub", "--insecure-skip-verify"}, 2, "cannot be combined"},
+		{"keyless half", []string{"blueprint", "verify", repo + ":0.1.0", "--certificate-identity", "a@b"}, 2, "--certificate-oidc-issuer"},
+		{"sign without key", []string{"blueprint", "sign", repo + ":0.1.0"}, 2, "--key"},
+		{"update a tag", []string{"blueprint", "update", repo + ":0.1.0", "--lock", lock}, 2, "not a tag or digest"},
+	}
+	for _, s := range steps {
+		out, errs, code := distRun(t, home, s.args...)
+		if code != s.code || !strings.Contains(out+errs, s.want) {
+			t.Fatalf("%s: exit %d (want %d), output lacks %q\nstdout: %s\nstderr: %s", s.name, code, s.code, s.want, out, errs)
+		}
+	}
+	if data, err := os.ReadFile(lock); err != nil || !strings.Contains(string(data), "signer: key sha256:") {
+		t.Errorf("lock: %v\n%s", err, data)
+	}
+}
+
+// TestHelpEverywhere runs --help on every command of the full tree (what
+// nemoclaw-dist runs): each must succeed and say what it does, and none may
+// be a stub that delegates.
+func TestHelpEverywhere(t *testing.T) {
+	root := cli.NewRoot(&cli.App{Home: t.TempDir(), Out: io.Discard, Err: io.Discard})
+	var walk func(c *cobra.Command)
+	var paths [][]string
+	walk = func(c *cobra.Command) {
+		if c.Hidden {
+			return
+		}
+		if c.Annotations[cli.DelegatedAnnotation] != "" {
+			t.Errorf("%s is a delegating stub in the full tree", c.CommandPath())
+		}
+		paths = append(paths, strings.Fields(c.CommandPath())[1:])
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(root)
+	if len(paths) < 20 {
+		t.Fatalf("only %d commands found", len(paths))
+	}
+	for _, p := range paths {
+		out, errOut, code := distRun(t, t.TempDir(), append(p, "--help")...)
+		if code != 0 {
+			t.Errorf("%v --help: exit %d: %s", p, code, errOut)
+		}
+		if !strings.Contains(out, "Usage:\n  nemoclaw ") {
+			t.Errorf("%v --help printed no usage:\n%s", p, out)
+		}
+	}
+	// The real help of a distribution command, not a stub's.
+	if out, _, _ := distRun(t, t.TempDir(), "blueprint", "pull", "--help"); !strings.Contains(out, "--certificate-identity") {
+		t.Errorf("blueprint pull --help lacks its flags:\n%s", out)
+	}
+}
+
+// TestDefaultLockFile: the lean tree's --lock default (apply) is the
+// registry's.
+func TestDefaultLockFile(t *testing.T) {
+	if cli.DefaultLockFile != registry.DefaultLockFile {
+		t.Errorf("cli.DefaultLockFile %q, registry.DefaultLockFile %q", cli.DefaultLockFile, registry.DefaultLockFile)
+	}
+}
