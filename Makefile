@@ -20,7 +20,10 @@ DEPS_PKGS    := libseccomp-dev gcc pkg-config git curl python3 nodejs iproute2 d
 # Peers the benchmarks compare against.
 BENCH_PKGS   := bubblewrap firejail tinyproxy squid wrk hyperfine
 
-# The inference plugins join the build once plugins/ holds them.
+# ./cmd/... is nemoclaw (the command users type) and nemoclaw-dist (the
+# registry and signing commands, which nemoclaw hands over to by exec; kept
+# out of nemoclaw for its start-up time): both must land side by side in
+# $(BIN). The inference plugins join the build once plugins/ holds them.
 BIN_PKGS     := ./cmd/... $(if $(wildcard plugins/*/*.go),./plugins/...)
 
 TEST_TIMEOUT ?= 20m
@@ -57,6 +60,7 @@ bench-deps: deps
 build: deps
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(BIN_PKGS)
+	@for b in nemoclaw nemoclaw-dist; do test -x $(BIN)/$$b || { echo "make build: no $(BIN)/$$b"; exit 1; }; done
 
 test: build
 	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
