@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -50,6 +48,22 @@ type egressHook struct {
 	sockDir string
 	ctl     net.Listener // closed by Close too: ServeControl may not have registered it yet
 	wg      sync.WaitGroup
+
+	// The CA being made by Warm for sandbox caName; caDone closes when ready.
+	caName string
+	caDone chan struct{}
+	ca     *egress.CA
+	caErr  error
+}
+
+// Warm starts making the sandbox's interception CA (two key generations
+// and a signature) while the caller loads the policy.
+func (h *egressHook) Warm(name string) {
+	h.caName, h.caDone = name, make(chan struct{})
+	go func() {
+		defer close(h.caDone)
+		h.ca, h.caErr = egress.NewCA(name)
+	}()
 }
 
 // sandboxDir is $NEMOCLAW_HOME/sandboxes/<name>.
@@ -59,9 +73,15 @@ func sandboxDir(app *App, name string) string { return filepath.Join(app.Home, "
 // proxy environment, resolv.conf and CA files to cfg.
 func (h *egressHook) Prepare(app *App, cfg *sandbox.Config) error {
 	if cfg.Name == "" {
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		cfg.Name = "sb-" + hex.EncodeToString(b[:])
+		cfg.Name = randomName()
+	}
+	var ca *egress.CA
+	if h.caDone != nil && h.caName == cfg.Name {
+		<-h.caDone
+		if h.caErr != nil {
+			return fmt.Errorf("sandbox: %w", h.caErr)
+		}
+		ca = h.ca
 	}
 	dir := sandboxDir(app, cfg.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -79,6 +99,7 @@ func (h *egressHook) Prepare(app *App, cfg *sandbox.Config) error {
 		Approvals:       egressFlags.approvals,
 		ApprovalTimeout: egressFlags.timeout,
 		ApprovalsFile:   filepath.Join(dir, "approvals.json"),
+		CA:              ca,
 	})
 	if err != nil {
 		f.Close()

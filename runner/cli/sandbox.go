@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -18,7 +20,9 @@ import (
 
 func init() { register(func(app *App) *cobra.Command { return newSandboxCmd(app) }) }
 
-// SandboxHook lets other subsystems (egress) join a sandbox run.
+// SandboxHook lets other subsystems (egress) join a sandbox run. A hook may
+// also have a Warm(name string) method: it is called before the policy is
+// loaded, to start work in the background that Prepare then waits for.
 type SandboxHook interface {
 	Prepare(app *App, cfg *sandbox.Config) error // before Start: add env/files/listeners
 	Attach(app *App, sb *sandbox.Sandbox) error  // after Start: serve listeners
@@ -145,6 +149,28 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 	if o.tty && o.noTTY {
 		return Usage(errors.New("--tty and --no-tty exclude each other"))
 	}
+	// Start-up work that needs no policy runs on the other core while
+	// this one loads the policy: the seccomp filter and cgroup probe, and
+	// each hook's own (the egress CA's keys).
+	sandbox.Warm()
+	if o.name == "" {
+		o.name = randomName()
+	}
+	var hooks []SandboxHook
+	defer func() {
+		for _, h := range hooks {
+			if err := h.Close(); err != nil {
+				app.Logger.Warn("sandbox hook close", "err", err)
+			}
+		}
+	}()
+	for _, ctor := range sandboxHooks {
+		h := ctor()
+		hooks = append(hooks, h)
+		if w, ok := h.(interface{ Warm(name string) }); ok {
+			w.Warm(o.name)
+		}
+	}
 	pol, err := loadRunPolicy(o)
 	if err != nil {
 		return err
@@ -172,17 +198,7 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 			cfg.WindowSize = &sandbox.WindowSize{Rows: uint16(h), Cols: uint16(w)}
 		}
 	}
-	var hooks []SandboxHook
-	defer func() {
-		for _, h := range hooks {
-			if err := h.Close(); err != nil {
-				app.Logger.Warn("sandbox hook close", "err", err)
-			}
-		}
-	}()
-	for _, ctor := range sandboxHooks {
-		h := ctor()
-		hooks = append(hooks, h)
+	for _, h := range hooks {
 		if err := h.Prepare(app, &cfg); err != nil {
 			return err
 		}
@@ -240,6 +256,13 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		app.Logger.Warn("sandbox cleanup", "err", err)
 	}
 	return ExitStatus(code)
+}
+
+// randomName is a generated sandbox name, "sb-" and 8 hex digits.
+func randomName() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return "sb-" + hex.EncodeToString(b[:])
 }
 
 // sandboxError adds what the user can do and maps refusals to exit code 3.

@@ -30,6 +30,19 @@ type authority struct {
 
 const leafCacheMax = 4096
 
+// CA is a sandbox's interception certificate authority, made with NewCA
+// ahead of New so that its key generation overlaps other start-up work.
+type CA struct{ a *authority }
+
+// NewCA creates the interception CA for the sandbox named name.
+func NewCA(name string) (*CA, error) {
+	a, err := newAuthority(name)
+	if err != nil {
+		return nil, fmt.Errorf("egress: %w", err)
+	}
+	return &CA{a: a}, nil
+}
+
 func newAuthority(name string) (*authority, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -70,6 +70,8 @@ type Config struct {
 	// LookupEnv reads the host environment for credential secrets (default
 	// os.LookupEnv).
 	LookupEnv func(string) (string, bool)
+	// CA is the interception CA (from NewCA); nil: New creates one.
+	CA *CA
 }
 
 // Proxy is one sandbox's egress proxy. Create it with New, serve listeners
@@ -125,11 +127,15 @@ func New(cfg Config) (*Proxy, error) {
 	if _, err := rand.Read(p.phKey[:]); err != nil {
 		return nil, fmt.Errorf("egress: placeholder key: %w", err)
 	}
-	ca, err := newAuthority(cfg.Sandbox)
-	if err != nil {
-		return nil, fmt.Errorf("egress: %w", err)
+	if cfg.CA != nil {
+		p.ca = cfg.CA.a
+	} else {
+		ca, err := newAuthority(cfg.Sandbox)
+		if err != nil {
+			return nil, fmt.Errorf("egress: %w", err)
+		}
+		p.ca = ca
 	}
-	p.ca = ca
 	p.nsPid.Store(int64(cfg.NetnsPid))
 	g, err := compile(cfg.Policy, p)
 	if err != nil {

@@ -147,6 +147,26 @@ func ValidName(name string) bool {
 	return true
 }
 
+// cgroupInfo is CgroupDelegation, probed once per process.
+var cgroupInfo = sync.OnceValue(CgroupDelegation)
+
+// Warm starts, in the background, the part of Start's work that depends
+// only on this host: building the seccomp filter with libseccomp and
+// probing cgroup delegation. A caller with its own preparation to do (a
+// policy to load, a proxy to set up) calls Warm first so that both use the
+// machine's cores; Start waits for whatever is still running. In a fresh
+// process this work is mostly first-touch page faults, which overlap well.
+func Warm() {
+	warmOnce.Do(func() {
+		go func() {
+			_, _ = seccompProgram()
+			_ = cgroupInfo()
+		}()
+	})
+}
+
+var warmOnce sync.Once
+
 // Start builds the sandbox and starts cfg.Command in it. It returns once the
 // agent runs (or with the *StepError of the failed setup step). Cancelling
 // ctx kills the sandbox.
@@ -266,7 +286,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		return nil, stepErr("seccomp: build", err)
 	}
 
-	res, err := planResources(cfg.Policy.Resources, CgroupDelegation(), name)
+	res, err := planResources(cfg.Policy.Resources, cgroupInfo(), name)
 	if err != nil {
 		return nil, stepErr("resources", err)
 	}
