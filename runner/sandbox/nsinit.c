@@ -157,6 +157,15 @@ static void *nc_realloc(void *old, size_t n)
 #define realloc(p, n) nc_realloc((p), (n))
 #define free(p) ((void)(p))
 
+// strerror without glibc's translation lookup (which takes a lock): the
+// init only reports errno names' descriptions, untranslated.
+static const char *nc_strerror(int e)
+{
+	const char *d = strerrordesc_np(e);
+	return d ? d : "unknown error";
+}
+#define strerror(e) nc_strerror(e)
+
 // ---- small helpers -------------------------------------------------------
 
 static char *astr(struct arg *a)
@@ -750,6 +759,27 @@ static void run_agent_op(struct op *o)
 
 // ---- main ------------------------------------------------------------------
 
+struct agent_args {
+	int from, rd, wr;
+};
+
+// agent_main runs the agent section of the program in the agent's process
+// (sharing the suspended init's memory until it execs) and execs the agent.
+static int agent_main(void *arg)
+{
+	struct agent_args *aa = arg;
+	close(aa->rd);
+	errpipe = aa->wr;
+	close(STATUS_FD);
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	for (int i = aa->from; i < nops; i++)
+		run_agent_op(&ops[i]);
+	errno = EINVAL;
+	child_fail(&ops[nops - 1], "program ended without exec");
+	return 127;
+}
+
 static int nsinit_main(void)
 {
 	read_program();
@@ -771,20 +801,16 @@ static int nsinit_main(void)
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		fail("exec: pipe", strerror(errno));
-	pid_t agent = fork();
+	// Not fork(): glibc's fork takes malloc's locks, which the
+	// pre-spawned init may have inherited held (see prespawn). A vfork-
+	// style clone on its own stack runs no atfork handlers, copies no
+	// page tables, and resumes the init once the agent has exec'd.
+	struct agent_args aa = {.from = agent_from, .rd = p[0], .wr = p[1]};
+	size_t stack = 256 << 10;
+	char *stk = malloc(stack);
+	pid_t agent = clone(agent_main, stk + stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &aa);
 	if (agent < 0)
-		fail("exec: fork", strerror(errno));
-	if (agent == 0) {
-		close(p[0]);
-		errpipe = p[1];
-		close(STATUS_FD);
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
-		for (int i = agent_from; i < nops; i++)
-			run_agent_op(&ops[i]);
-		errno = EINVAL;
-		child_fail(&ops[nops - 1], "program ended without exec");
-	}
+		fail("exec: clone", strerror(errno));
 	close(p[1]);
 	if (ruleset >= 0)
 		close(ruleset);
