@@ -62,6 +62,11 @@ func TestSandboxPrespawnedInit(t *testing.T) {
 			if orphans != 1 {
 				t.Errorf("%v: reaped %d pre-spawned inits, want exactly 1 that exited on its own", args, orphans)
 			}
+			// A run that never started leaves nothing in NEMOCLAW_HOME
+			// (the egress files are made ahead, in the background).
+			if ents, _ := os.ReadDir(home); len(ents) != 0 {
+				t.Errorf("%v left %v in NEMOCLAW_HOME", args, ents)
+			}
 		}
 	})
 }

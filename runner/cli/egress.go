@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -46,23 +48,93 @@ type egressHook struct {
 	proxy   *egress.Proxy
 	audit   *os.File
 	sockDir string
-	ctl     net.Listener // closed by Close too: ServeControl may not have registered it yet
+	ctl     net.Listener // closed by Close too: ServeControl may not have registered it yet; guarded by mu
 	wg      sync.WaitGroup
 
-	// The CA being made by Warm for sandbox caName; caDone closes when ready.
-	caName string
-	caDone chan struct{}
-	ca     *egress.CA
-	caErr  error
+	// What Warm prepares in the background for sandbox warmName; warmDone
+	// closes when it is ready.
+	warmName string
+	warmDone chan struct{}
+	warm     egressFiles
+
+	mu     sync.Mutex
+	closed bool // set by Close: a control socket made after it is closed at once
 }
 
-// Warm starts making the sandbox's interception CA (two key generations
-// and a signature) while the caller loads the policy.
-func (h *egressHook) Warm(name string) {
-	h.caName, h.caDone = name, make(chan struct{})
+// egressFiles is the part of the proxy's set-up that needs no policy: its
+// CA (two key generations and a signature), its directory and audit log.
+type egressFiles struct {
+	ca    *egress.CA
+	dir   string
+	audit *os.File
+	err   error
+	// madeDir, madeAudit and madeParents say what this run created, for
+	// undoing a run that never started.
+	madeDir, madeAudit bool
+	madeParents        []string
+}
+
+// undo closes the audit log and removes what this run created.
+func (r *egressFiles) undo() {
+	if r.audit == nil {
+		return
+	}
+	r.audit.Close()
+	if r.madeAudit {
+		_ = os.Remove(r.audit.Name())
+	}
+	if r.madeDir {
+		_ = os.Remove(r.dir)
+	}
+	for _, d := range r.madeParents {
+		_ = os.Remove(d) // only if still empty
+	}
+}
+
+func makeEgressFiles(app *App, name string) (r egressFiles) {
+	if r.ca, r.err = egress.NewCA(name); r.err != nil {
+		r.err = fmt.Errorf("sandbox: %w", r.err)
+		return r
+	}
+	r.dir = sandboxDir(app, name)
+	for d := filepath.Dir(r.dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || d == filepath.Dir(d) {
+			break
+		}
+		r.madeParents = append(r.madeParents, d) // innermost first
+	}
+	if err := os.MkdirAll(filepath.Dir(r.dir), 0o700); err != nil {
+		r.err = fmt.Errorf("sandbox: egress: %w", err)
+		return r
+	}
+	switch err := os.Mkdir(r.dir, 0o700); {
+	case err == nil:
+		r.madeDir = true
+	case !errors.Is(err, fs.ErrExist):
+		r.err = fmt.Errorf("sandbox: egress: %w", err)
+		return r
+	}
+	path := filepath.Join(r.dir, "audit.jsonl")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
+	r.madeAudit = err == nil
+	if errors.Is(err, fs.ErrExist) {
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o600)
+	}
+	if err != nil {
+		r.err = fmt.Errorf("sandbox: egress: audit log: %w", err)
+		return r
+	}
+	r.audit = f
+	return r
+}
+
+// Warm makes the egress files on another goroutine while the caller loads
+// the policy.
+func (h *egressHook) Warm(app *App, name string) {
+	h.warmName, h.warmDone = name, make(chan struct{})
 	go func() {
-		defer close(h.caDone)
-		h.ca, h.caErr = egress.NewCA(name)
+		defer close(h.warmDone)
+		h.warm = makeEgressFiles(app, name)
 	}()
 }
 
@@ -75,22 +147,22 @@ func (h *egressHook) Prepare(app *App, cfg *sandbox.Config) error {
 	if cfg.Name == "" {
 		cfg.Name = randomName()
 	}
-	var ca *egress.CA
-	if h.caDone != nil && h.caName == cfg.Name {
-		<-h.caDone
-		if h.caErr != nil {
-			return fmt.Errorf("sandbox: %w", h.caErr)
+	var ef egressFiles
+	if h.warmDone != nil {
+		<-h.warmDone
+		ef = h.warm
+		h.warmDone = nil // Prepare owns the files now
+		if ef.err == nil && h.warmName != cfg.Name {
+			ef.undo()
+			ef = makeEgressFiles(app, cfg.Name)
 		}
-		ca = h.ca
+	} else {
+		ef = makeEgressFiles(app, cfg.Name)
 	}
-	dir := sandboxDir(app, cfg.Name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("sandbox: egress: %w", err)
+	if ef.err != nil {
+		return ef.err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "audit.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("sandbox: egress: audit log: %w", err)
-	}
+	dir, f := ef.dir, ef.audit
 	p, err := egress.New(egress.Config{
 		Sandbox:         cfg.Name,
 		Policy:          cfg.Policy,
@@ -99,10 +171,10 @@ func (h *egressHook) Prepare(app *App, cfg *sandbox.Config) error {
 		Approvals:       egressFlags.approvals,
 		ApprovalTimeout: egressFlags.timeout,
 		ApprovalsFile:   filepath.Join(dir, "approvals.json"),
-		CA:              ca,
+		CA:              ef.ca,
 	})
 	if err != nil {
-		f.Close()
+		ef.undo()
 		return Refused(fmt.Errorf("sandbox: %w\n  what to do: fix the network_policies entry named above (check it with `nemoclaw policy validate FILE`)", err))
 	}
 	h.proxy, h.audit, h.sockDir = p, f, dir
@@ -140,14 +212,24 @@ func (h *egressHook) Attach(app *App, sb *sandbox.Sandbox) error {
 			}
 		}()
 	}
-	ctl, err := egress.ListenControl(filepath.Join(h.sockDir, "control.sock"))
-	if err != nil {
-		return fmt.Errorf("sandbox: egress: %w", err)
-	}
-	h.ctl = ctl
+	// The control socket (for `nemoclaw policy ...`) is made off the
+	// agent's critical path: creating a socket file costs a disk inode.
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
+		ctl, err := egress.ListenControl(filepath.Join(h.sockDir, "control.sock"))
+		if err != nil {
+			app.Logger.Warn("egress control socket: live policy changes and approvals are unavailable for this run", "err", err)
+			return
+		}
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			_ = ctl.Close()
+			return
+		}
+		h.ctl = ctl
+		h.mu.Unlock()
 		if err := h.proxy.ServeControl(ctl); err != nil {
 			app.Logger.Warn("egress control", "err", err)
 		}
@@ -158,12 +240,21 @@ func (h *egressHook) Attach(app *App, sb *sandbox.Sandbox) error {
 // Close stops the proxy, writes the audit summaries and removes the socket.
 func (h *egressHook) Close() error {
 	if h.proxy == nil {
+		// The run ended before Prepare (a bad policy, say): leave no
+		// trace of a sandbox that never started.
+		if h.warmDone != nil {
+			<-h.warmDone
+			h.warm.undo()
+		}
 		return nil
 	}
 	err := h.proxy.Close()
+	h.mu.Lock()
+	h.closed = true
 	if h.ctl != nil {
 		_ = h.ctl.Close()
 	}
+	h.mu.Unlock()
 	h.wg.Wait()
 	if cerr := h.audit.Close(); err == nil {
 		err = cerr

@@ -21,7 +21,7 @@ import (
 func init() { register(func(app *App) *cobra.Command { return newSandboxCmd(app) }) }
 
 // SandboxHook lets other subsystems (egress) join a sandbox run. A hook may
-// also have a Warm(name string) method: it is called before the policy is
+// also have a Warm(app *App, name string) method: it is called before the policy is
 // loaded, to start work in the background that Prepare then waits for.
 type SandboxHook interface {
 	Prepare(app *App, cfg *sandbox.Config) error // before Start: add env/files/listeners
@@ -86,11 +86,11 @@ kernel without the needed Landlock ABI).`,
 	cmd.Flags().SetInterspersed(false)
 	f := cmd.Flags()
 	f.StringVar(&o.policyFile, "policy", "", "policy YAML file (default: the embedded default blueprint's policy)")
-	f.StringVar(&o.workdir, "workdir", "", "host directory mounted at /sandbox (default: $NEMOCLAW_HOME/sandboxes/<name>/workspace)")
+	f.StringVar(&o.workdir, "workdir", "", "host directory mounted at /sandbox (default: a private in-memory workspace that ends with the run; see --keep)")
 	f.StringVar(&o.name, "name", "", "sandbox name and hostname (default: sb-<random>)")
 	f.BoolVar(&o.tty, "tty", false, "run on a pseudo-terminal (default: when stdin and stdout are terminals)")
 	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")
-	f.BoolVar(&o.keep, "keep", false, "keep the generated workspace after the run")
+	f.BoolVar(&o.keep, "keep", false, "put the workspace on disk at $NEMOCLAW_HOME/sandboxes/<name>/workspace and keep it after the run")
 	f.StringVar(&o.memory, "memory", "", "memory limit, e.g. 512Mi (overrides the policy's resources.memory)")
 	f.IntVar(&o.pids, "pids", 0, "process limit (overrides resources.pids)")
 	f.StringVar(&o.cpus, "cpus", "", "CPU limit, e.g. 1.5 or 500m (overrides resources.cpu; needs cgroup v2)")
@@ -167,8 +167,8 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 	for _, ctor := range sandboxHooks {
 		h := ctor()
 		hooks = append(hooks, h)
-		if w, ok := h.(interface{ Warm(name string) }); ok {
-			w.Warm(o.name)
+		if w, ok := h.(interface{ Warm(app *App, name string) }); ok {
+			w.Warm(app, o.name)
 		}
 	}
 	pol, err := loadRunPolicy(o)

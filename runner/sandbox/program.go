@@ -149,7 +149,15 @@ func compile(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 		mount(d[0], "tmpfs", d[0], "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, d[1])
 	}
 	p.op(opMkdir, "mount: "+Workdir, Workdir, 0o755)
-	mount(Workdir, oldRoot+sp.Workspace, Workdir, "", unix.MS_BIND|unix.MS_REC|unix.MS_NOSUID|unix.MS_NODEV, "")
+	if sp.Workspace != "" {
+		mount(Workdir, oldRoot+sp.Workspace, Workdir, "", unix.MS_BIND|unix.MS_REC|unix.MS_NOSUID|unix.MS_NODEV, "")
+	} else {
+		opts := fmt.Sprintf("mode=0700,uid=%d,gid=%d", sp.UID, sp.GID)
+		if sp.TmpSize != "" {
+			opts += ",size=" + sp.TmpSize
+		}
+		mount(Workdir+" (private tmpfs)", "tmpfs", Workdir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts)
+	}
 	for _, b := range sp.Binds {
 		p.op(opBindFile, "mount: file "+b.Dst, b.Data, filepath.Clean(b.Dst))
 	}

@@ -62,9 +62,10 @@ type WindowSize struct {
 type Config struct {
 	// Name is the sandbox's name and hostname; generated ("sb-<hex>") if empty.
 	Name string
-	// Workdir is the host directory mounted at /sandbox; default
-	// $Home/sandboxes/<Name>/workspace (created, and removed by Close
-	// unless KeepWorkspace).
+	// Workdir is the host directory mounted at /sandbox. Without one, the
+	// workspace is $Home/sandboxes/<Name>/workspace when KeepWorkspace is
+	// set (created, and kept), and otherwise a private tmpfs that ends
+	// with the sandbox.
 	Workdir string
 	// Policy is the sandbox policy (required).
 	Policy *policy.Policy
@@ -90,7 +91,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Home is $NEMOCLAW_HOME.
 	Home string
-	// KeepWorkspace keeps a generated workspace after Close.
+	// KeepWorkspace puts a generated workspace on the host's disk, kept
+	// after Close.
 	KeepWorkspace bool
 	// InitPath is the binary re-executed in init mode; it must call
 	// MaybeInit first thing. Default: the running executable.
@@ -114,7 +116,6 @@ type Sandbox struct {
 	dnsLn   net.Listener
 
 	started   time.Time
-	removeDir string
 	cgroupDir string
 
 	done     chan struct{}
@@ -145,6 +146,34 @@ func ValidName(name string) bool {
 		}
 	}
 	return true
+}
+
+// hostWorkspace checks the host directory ws and gives its top to the
+// agent's uid:gid (as root); it returns the path to bind.
+func hostWorkspace(ws string, rootless bool, uid, gid int) (string, error) {
+	ws, err := filepath.Abs(ws)
+	if err != nil {
+		return "", stepErr("workspace", err)
+	}
+	// The init binds it from the host's root after pivot_root, where
+	// host symlinks on the way may resolve differently: bind the real path.
+	if real, err := filepath.EvalSymlinks(ws); err == nil {
+		ws = real
+	}
+	if fi, err := os.Stat(ws); err != nil || !fi.IsDir() {
+		if err == nil {
+			err = errors.New("not a directory")
+		}
+		return "", stepErr("workspace", fmt.Errorf("%s: %w", ws, err))
+	}
+	if !rootless {
+		// The agent runs as uid:gid; give it its workspace (the top
+		// directory only: a --workdir's contents keep their owners).
+		if err := os.Chown(ws, uid, gid); err != nil {
+			return "", stepErr("workspace", fmt.Errorf("chown %s to %d:%d: %w", ws, uid, gid, err))
+		}
+	}
+	return ws, nil
 }
 
 // cgroupInfo is CgroupDelegation, probed once per process.
@@ -211,39 +240,19 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		sb.log.Info(mapNote)
 	}
 
-	// Workspace.
-	sbDir := filepath.Join(home, "sandboxes", name)
+	// Workspace: a host directory when one is given or kept, else a
+	// private tmpfs that vanishes with the sandbox (a generated workspace
+	// was always deleted at the end; in memory nothing reaches the disk).
 	ws := cfg.Workdir
-	if ws == "" {
-		ws = filepath.Join(sbDir, "workspace")
+	if ws == "" && cfg.KeepWorkspace {
+		ws = filepath.Join(home, "sandboxes", name, "workspace")
 		if err := os.MkdirAll(ws, 0o700); err != nil {
 			return nil, stepErr("workspace", err)
 		}
-		if !cfg.KeepWorkspace {
-			// Only the workspace: the sandbox directory also holds the
-			// egress audit log and saved approvals, which outlive the run.
-			sb.removeDir = ws
-		}
 	}
-	if ws, err = filepath.Abs(ws); err != nil {
-		return nil, stepErr("workspace", err)
-	}
-	// The init binds it from the host's root after pivot_root, where
-	// host symlinks on the way may resolve differently: bind the real path.
-	if real, err := filepath.EvalSymlinks(ws); err == nil {
-		ws = real
-	}
-	if fi, err := os.Stat(ws); err != nil || !fi.IsDir() {
-		if err == nil {
-			err = errors.New("not a directory")
-		}
-		return nil, stepErr("workspace", fmt.Errorf("%s: %w", ws, err))
-	}
-	if !rootless {
-		// The agent runs as uid:gid; give it its workspace (the top
-		// directory only: a --workdir's contents keep their owners).
-		if err := os.Chown(ws, uid, gid); err != nil {
-			return nil, stepErr("workspace", fmt.Errorf("chown %s to %d:%d: %w", ws, uid, gid, err))
+	if ws != "" {
+		if ws, err = hostWorkspace(ws, rootless, uid, gid); err != nil {
+			return nil, err
 		}
 	}
 
@@ -666,11 +675,6 @@ func (sb *Sandbox) cleanup() error {
 	if sb.cgroupDir != "" {
 		if err := os.Remove(sb.cgroupDir); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", sb.cgroupDir, err))
-		}
-	}
-	if sb.removeDir != "" {
-		if err := os.RemoveAll(sb.removeDir); err != nil {
-			errs = append(errs, fmt.Errorf("remove workspace %s: %w", sb.removeDir, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -216,17 +216,19 @@ func TestSignalAndClose(t *testing.T) {
 	home := t.TempDir()
 	pr, pw, _ := os.Pipe()
 	defer pr.Close()
+	// Without Workdir or KeepWorkspace the workspace is a private tmpfs
+	// the agent owns: nothing of it reaches the host.
 	sb, err := Start(context.Background(), Config{Policy: testPolicy(), Home: home, Name: "sig",
-		Command: []string{"/bin/sh", "-c", "echo up; exec sleep 100"}, Stdout: pw})
+		Command: []string{"/bin/sh", "-c", `echo x > /sandbox/f && awk '$5=="/sandbox"{print $9}' /proc/self/mountinfo; exec sleep 100`}, Stdout: pw})
 	pw.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if line, _ := bufio.NewReader(pr).ReadString('\n'); line != "up\n" {
-		t.Fatalf("agent did not start: %q", line)
+	if line, _ := bufio.NewReader(pr).ReadString('\n'); line != "tmpfs\n" {
+		t.Fatalf("want the workspace on a writable tmpfs, got %q", line)
 	}
-	if _, err := os.Stat(filepath.Join(home, "sandboxes", "sig", "workspace")); err != nil {
-		t.Fatalf("workspace missing while running: %v", err)
+	if _, err := os.Stat(filepath.Join(home, "sandboxes", "sig", "workspace")); !os.IsNotExist(err) {
+		t.Fatalf("an in-memory workspace left a host directory: %v", err)
 	}
 	if err := sb.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
@@ -238,8 +240,27 @@ func TestSignalAndClose(t *testing.T) {
 	if err := sb.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(home, "sandboxes", "sig", "workspace")); !os.IsNotExist(err) {
-		t.Fatalf("generated workspace not removed: %v", err)
+}
+
+// TestKeptWorkspace: KeepWorkspace puts the workspace on the host's disk
+// and leaves it there.
+func TestKeptWorkspace(t *testing.T) {
+	needKernel(t)
+	home := t.TempDir()
+	sb, err := Start(context.Background(), Config{Policy: testPolicy(), Home: home, Name: "kept", KeepWorkspace: true,
+		Command: []string{"/bin/sh", "-c", "echo kept > /sandbox/f"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := sb.Wait(); err != nil || code != 0 {
+		t.Fatalf("exit %d %v", code, err)
+	}
+	if err := sb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(home, "sandboxes", "kept", "workspace", "f"))
+	if err != nil || string(b) != "kept\n" {
+		t.Fatalf("kept workspace: %q %v", b, err)
 	}
 }
 

@@ -11,7 +11,9 @@ const statusFD = 4
 // it into the init's program. Host paths are absolute paths as the launcher
 // sees them.
 type spec struct {
-	Name      string     `json:"name"`
+	Name string `json:"name"`
+	// Workspace is the host directory bound at /sandbox; "" mounts a
+	// private tmpfs there instead.
 	Workspace string     `json:"workspace"`
 	Binds     []bindSpec `json:"binds,omitempty"`
 	Argv      []string   `json:"argv"`
