@@ -237,21 +237,3 @@ func globs(p string) []string {
 	m, _ := filepath.Glob(p)
 	return m
 }
-
-// TestDefaultPolicyFastPath checks that skipping unused presets does not
-// change the default policy.
-func TestDefaultPolicyFastPath(t *testing.T) {
-	b, err := Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fast, err := DefaultPolicy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _ := policy.Canonical(b.Policy)
-	c, _ := policy.Canonical(fast)
-	if string(a) != string(c) {
-		t.Errorf("DefaultPolicy differs from Default().Policy:\n%s\n---\n%s", c, a)
-	}
-}

@@ -56,21 +56,14 @@ func Default() (*Blueprint, error) {
 }
 
 // DefaultPolicy returns the effective policy of the embedded default
-// blueprint. It skips the presets the blueprint does not use: every ad-hoc
-// `sandbox run` starts here, and parsing ten unused presets would be most of
-// its start-up time. Tests validate the presets.
+// blueprint, a fresh copy on each call. It comes from a generated Go
+// literal (default_policy_gen.go) rather than the YAML: every ad-hoc
+// `sandbox run` starts here. TestDefaultPolicyLiteral keeps the two equal.
 func DefaultPolicy() (*policy.Policy, error) {
-	sub, err := fs.Sub(blueprints.FS, blueprints.DefaultDir)
-	if err != nil {
-		return nil, fmt.Errorf("embedded default blueprint: %w", err)
-	}
-	l := &loader{fsys: sub, label: EmbeddedDefault, onlyUsedPresets: true, embedded: true}
-	b, err := l.load()
-	if err != nil {
-		return nil, err
-	}
-	return b.Policy, nil
+	return defaultPolicy(), nil
 }
+
+//go:generate go test -run ^TestDefaultPolicyLiteral$ -update .
 
 // LoadFS loads a blueprint from fsys; label is how files are named in
 // errors (the directory path, or "embedded:default").
@@ -84,12 +77,6 @@ type loader struct {
 	label string
 	errs  policy.Problems
 	warns policy.Problems
-	// onlyUsedPresets skips loading presets the blueprint does not list.
-	onlyUsedPresets bool
-	// embedded skips the JSON Schema pass for content compiled into the
-	// binary (TestDefaultBlueprint runs it there, TestDefaultPolicyFastPath
-	// checks both paths agree).
-	embedded bool
 }
 
 // name renders a file inside the blueprint for messages.
@@ -116,10 +103,8 @@ func (l *loader) load() (*Blueprint, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !l.embedded {
-		if err := policy.SchemaCheck(doc, schema.Blueprint); err != nil {
-			return nil, err
-		}
+	if err := policy.SchemaCheck(doc, schema.Blueprint); err != nil {
+		return nil, err
 	}
 	b.Dir = l.label
 	l.check(&b, doc)
@@ -248,9 +233,6 @@ func (l *loader) profile(name string, p *InferenceProfile, doc *strictyaml.Doc, 
 // presets loads every preset under policies/presets.
 func (l *loader) presets(b *Blueprint) {
 	b.Available = map[string]*policy.Preset{}
-	if l.onlyUsedPresets && len(b.Presets) == 0 {
-		return
-	}
 	entries, err := fs.ReadDir(l.fsys, PresetsDir)
 	if err != nil {
 		return // no presets directory is fine
@@ -265,11 +247,7 @@ func (l *loader) presets(b *Blueprint) {
 			l.errs = append(l.errs, &policy.Problem{File: l.name(file), Message: err.Error()})
 			continue
 		}
-		parse := policy.ParsePreset
-		if l.embedded {
-			parse = policy.ParsePresetEmbedded
-		}
-		pr, warns, err := parse(l.name(file), data)
+		pr, warns, err := policy.ParsePreset(l.name(file), data)
 		l.warns = append(l.warns, warns...)
 		if err != nil {
 			l.errs = append(l.errs, strictyaml.AsProblems(err)...)
@@ -307,11 +285,7 @@ func (l *loader) policy(b *Blueprint, doc *strictyaml.Doc) {
 		l.errs = append(l.errs, &policy.Problem{File: l.name(file), Message: err.Error()})
 		return
 	}
-	check := policy.Check
-	if l.embedded {
-		check = policy.CheckEmbedded
-	}
-	p, warns, err := check(l.name(file), data)
+	p, warns, err := policy.Check(l.name(file), data)
 	l.warns = append(l.warns, warns...)
 	if err != nil {
 		l.errs = append(l.errs, strictyaml.AsProblems(err)...)

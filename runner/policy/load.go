@@ -62,21 +62,8 @@ func LoadFile(path string) (*Policy, error) {
 // semantic rules, and returns the policy, its warnings (including fields kept
 // but not enforced) and an error listing every problem found.
 func Check(file string, data []byte) (*Policy, Problems, error) {
-	return check(file, data, schema.Policy)
-}
-
-// CheckEmbedded is Check for a policy compiled into the binary (the embedded
-// default blueprint's): it skips only the JSON Schema pass, which tests run
-// on that content instead, and keeps the strict decode and every semantic
-// rule. The schema pass costs more than the rest of loading together, and
-// every `sandbox run` loads the default policy.
-func CheckEmbedded(file string, data []byte) (*Policy, Problems, error) {
-	return check(file, data, "")
-}
-
-func check(file string, data []byte, schemaName string) (*Policy, Problems, error) {
 	var p Policy
-	doc, err := decodeChecked(file, data, &p, schemaName)
+	doc, err := decodeChecked(file, data, &p, schema.Policy)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -90,18 +77,8 @@ func check(file string, data []byte, schemaName string) (*Policy, Problems, erro
 
 // ParsePreset decodes and validates a preset document.
 func ParsePreset(file string, data []byte) (*Preset, Problems, error) {
-	return parsePreset(file, data, schema.Preset)
-}
-
-// ParsePresetEmbedded is ParsePreset for a preset compiled into the binary;
-// like CheckEmbedded it skips only the JSON Schema pass.
-func ParsePresetEmbedded(file string, data []byte) (*Preset, Problems, error) {
-	return parsePreset(file, data, "")
-}
-
-func parsePreset(file string, data []byte, schemaName string) (*Preset, Problems, error) {
 	var pr Preset
-	doc, err := decodeChecked(file, data, &pr, schemaName)
+	doc, err := decodeChecked(file, data, &pr, schema.Preset)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -124,15 +101,11 @@ func LoadPresetFile(path string) (*Preset, error) {
 }
 
 // decodeChecked decodes strictly into out and validates the document against
-// the named schema (none when schemaName is empty), locating every violation
-// in the file.
+// the named schema, locating every violation in the file.
 func decodeChecked(file string, data []byte, out any, schemaName string) (*strictyaml.Doc, error) {
 	doc, err := strictyaml.Decode(file, data, out)
 	if err != nil {
 		return nil, err
-	}
-	if schemaName == "" {
-		return doc, nil
 	}
 	if err := SchemaCheck(doc, schemaName); err != nil {
 		return nil, err
