@@ -182,7 +182,7 @@ func (h *egressHook) Prepare(app *App, cfg *sandbox.Config) error {
 	cfg.Env = append(cfg.Env, p.Env(sandboxProxyURL, sandboxCABundle, sandboxCACert)...)
 	cfg.Files = append(cfg.Files,
 		sandbox.File{Path: "/etc/resolv.conf", Data: []byte("# nemoclaw: DNS answers only names the sandbox policy allows\nnameserver 127.0.0.1\noptions edns0 trust-ad\n")},
-		sandbox.File{Path: sandboxCABundle, Data: p.CABundle()},
+		sandbox.File{Path: sandboxCABundle, From: egress.SystemCABundle(), Data: append([]byte("\n"), p.CACertPEM()...)},
 		sandbox.File{Path: sandboxCACert, Data: p.CACertPEM()},
 	)
 	return nil

@@ -26,6 +26,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -195,19 +196,19 @@ var systemBundles = []string{
 	"/etc/ssl/cert.pem",
 }
 
-// CABundle is the system CA bundle followed by the sandbox CA, for tools
-// that take one bundle file (SSL_CERT_FILE, CURL_CA_BUNDLE, ...).
-func (p *Proxy) CABundle() []byte {
+// SystemCABundle is the path of the host's CA bundle ("" when it has none
+// of the usual ones), symlinks resolved. A sandbox's bundle file is it
+// followed by CACertPEM, assembled inside the sandbox (sandbox.File.From)
+// so that the launcher never copies the host's ~200 KB bundle.
+func SystemCABundle() string {
 	for _, f := range systemBundles {
-		if b, err := os.ReadFile(f); err == nil {
-			out := append([]byte{}, b...)
-			if len(out) > 0 && out[len(out)-1] != '\n' {
-				out = append(out, '\n')
+		if real, err := filepath.EvalSymlinks(f); err == nil {
+			if fi, err := os.Stat(real); err == nil && fi.Mode().IsRegular() {
+				return real
 			}
-			return append(out, p.ca.certPEM...)
 		}
 	}
-	return append([]byte{}, p.ca.certPEM...)
+	return ""
 }
 
 // Env is the environment a sandboxed program needs to use the proxy:

@@ -32,6 +32,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -401,6 +402,29 @@ static void op_bindfile(struct op *o)
 	int fd = open(src, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
 	if (fd < 0)
 		fail_errno(o, src);
+	if (o->nargs > 3 && o->a[3].n > 0) {
+		// A host file first (under the old root), copied in the kernel.
+		char *from = astr(&o->a[3]);
+		int in = open(from, O_RDONLY | O_CLOEXEC);
+		struct stat fst;
+		if (in >= 0 && fstat(in, &fst) == 0 && S_ISREG(fst.st_mode)) {
+			off_t left = fst.st_size;
+			while (left > 0) {
+				ssize_t n = sendfile(fd, in, NULL, left);
+				if (n <= 0) {
+					if (n < 0 && errno == EINTR)
+						continue;
+					fail_errno(o, from);
+				}
+				left -= n;
+			}
+		} else {
+			note("files: %s: not readable (%s); %s holds only what nemoclaw adds", from + strlen("/.oldroot"),
+			     strerror(errno), dst);
+		}
+		if (in >= 0)
+			close(in);
+	}
 	if (write_all(fd, data->p, data->n) < 0)
 		fail_errno(o, src);
 	close(fd);

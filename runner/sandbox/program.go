@@ -159,7 +159,11 @@ func compile(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 		mount(Workdir+" (private tmpfs)", "tmpfs", Workdir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts)
 	}
 	for _, b := range sp.Binds {
-		p.op(opBindFile, "mount: file "+b.Dst, b.Data, filepath.Clean(b.Dst))
+		from := ""
+		if b.From != "" {
+			from = oldRoot + b.From
+		}
+		p.op(opBindFile, "mount: file "+b.Dst, b.Data, filepath.Clean(b.Dst), from)
 	}
 	p.op(opUmount, "mount: detach host root", oldRoot, unix.MNT_DETACH)
 	p.op(opRmdir, "mount: detach host root", oldRoot)

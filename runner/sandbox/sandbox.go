@@ -39,6 +39,10 @@ const mappedID = 10001
 // view of the host, or lie in one of its own directories (/tmp, /run, /dev).
 type File struct {
 	Path string
+	// From, when set, is a host file whose contents come first, before
+	// Data; the init reads it, so large host files (a system CA bundle)
+	// are not copied through the launcher. A missing From leaves Data alone.
+	From string
 	Data []byte
 }
 
@@ -271,7 +275,16 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 			return nil, stepErr("files", fmt.Errorf("%q: path must be absolute", f.Path))
 		}
 		dst := sandboxPath(filepath.Clean(f.Path))
-		binds = append(binds, bindSpec{Data: f.Data, Dst: dst})
+		from := f.From
+		if from != "" {
+			if !filepath.IsAbs(from) {
+				return nil, stepErr("files", fmt.Errorf("%q: From %q must be absolute", f.Path, from))
+			}
+			if real, err := filepath.EvalSymlinks(from); err == nil {
+				from = real // the init reads it under the old root, where absolute links would miss
+			}
+		}
+		binds = append(binds, bindSpec{From: from, Data: f.Data, Dst: dst})
 		filePaths = append(filePaths, dst)
 	}
 

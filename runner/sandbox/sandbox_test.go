@@ -303,3 +303,46 @@ func TestSandboxPath(t *testing.T) {
 		}
 	}
 }
+
+// TestFileFrom: a File's From host file comes first, read by the init (not
+// the launcher), then Data; an unreadable From leaves Data and a note.
+func TestFileFrom(t *testing.T) {
+	needKernel(t)
+	dir, err := os.MkdirTemp("/var/tmp", "nemoclaw-from-") // not /tmp: the init reads it under the host's root
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	host := filepath.Join(dir, "bundle")
+	if err := os.WriteFile(host, bytes.Repeat([]byte("host line\n"), 30000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(host, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, from string
+		lines      string
+	}{
+		{"host file then data", link, "30001"},
+		{"missing host file", filepath.Join(dir, "nope"), "1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			sb, err := Start(context.Background(), Config{Policy: testPolicy(), Home: t.TempDir(), Stdout: &out,
+				Files:   []File{{Path: "/run/x/bundle", From: tc.from, Data: []byte("added\n")}},
+				Command: []string{"/bin/sh", "-c", "wc -l < /run/x/bundle; tail -n 1 /run/x/bundle"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code, err := sb.Wait(); err != nil || code != 0 {
+				t.Fatalf("exit %d %v", code, err)
+			}
+			sb.Close()
+			if want := tc.lines + "\nadded\n"; out.String() != want {
+				t.Errorf("got %q, want %q", out.String(), want)
+			}
+		})
+	}
+}

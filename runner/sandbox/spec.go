@@ -34,8 +34,10 @@ type spec struct {
 	Network     netSpec      `json:"network"`
 }
 
-// bindSpec places Data read-only at Dst inside the sandbox.
+// bindSpec places host file From (if any) then Data read-only at Dst
+// inside the sandbox.
 type bindSpec struct {
+	From string `json:"from,omitempty"`
 	Data []byte `json:"data"`
 	Dst  string `json:"dst"`
 }
