@@ -894,6 +894,11 @@ static int nsinit_main(void)
 	kill(-1, SIGKILL);
 	while (wait(NULL) > 0 || errno == EINTR)
 		;
+	// The streams go before the report, so that the launcher's copies of
+	// a TTY or pipes end now, not when this process has been torn down.
+	close(0);
+	close(1);
+	close(2);
 	char ex[128];
 	snprintf(ex, sizeof ex, "{\"exit\":{\"code\":%d,\"signal\":%d}}", code, sig);
 	send_msg(ex, NULL, 0);

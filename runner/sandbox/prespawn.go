@@ -117,6 +117,7 @@ func (sb *Sandbox) startPrespawned(cfg Config, rootless bool, uid, gid int, spec
 	}
 	sb.proc, sb.pid, sb.status = proc, proc.pid, sock
 	sb.waitInit = proc.wait
+	sb.reapLater = true
 	return true
 }
 

@@ -111,6 +111,11 @@ type Sandbox struct {
 	proc     initHandle
 	pid      int
 	waitInit func() (syscall.WaitStatus, error)
+	// reapLater lets Wait return before the init is reaped (the pre-spawned
+	// path, whose streams are files: nothing is left to copy); reaped
+	// closes once it is.
+	reapLater bool
+	reaped    chan struct{}
 	status   *os.File
 	ptm      *os.File
 	ptyDone  chan struct{}
@@ -585,8 +590,23 @@ func (sb *Sandbox) waitLoop() {
 		}
 	}
 	sb.log.Debug("agent exited", "since_start", time.Since(sb.started))
-	ws, werr := sb.waitInit()
-	sb.log.Debug("init exited", "since_start", time.Since(sb.started))
+	var ws syscall.WaitStatus
+	var werr error
+	sb.reaped = make(chan struct{})
+	if st != nil && sb.reapLater {
+		// Everything of the sandbox but its init is gone and the init
+		// has closed its streams; its own exit (unmounting the sandbox's
+		// mounts, dropping its namespaces) need not delay the caller.
+		go func() {
+			_, _ = sb.waitInit()
+			sb.log.Debug("init exited", "since_start", time.Since(sb.started))
+			close(sb.reaped)
+		}()
+	} else {
+		ws, werr = sb.waitInit()
+		sb.log.Debug("init exited", "since_start", time.Since(sb.started))
+		close(sb.reaped)
+	}
 	if sb.ptyDone != nil {
 		<-sb.ptyDone
 	}
@@ -653,8 +673,10 @@ func (sb *Sandbox) ResizeTTY(ws WindowSize) error {
 	return unix.IoctlSetWinsize(int(sb.ptm.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: ws.Rows, Col: ws.Cols})
 }
 
-// Close kills whatever still runs, waits for the init, closes the listeners
-// and removes the generated workspace (unless kept) and the cgroup.
+// Close kills whatever still runs, closes the listeners and removes the
+// cgroup. Once the init has reported the agent's exit nothing else of the
+// sandbox runs, so Close does not wait for the init's own teardown unless
+// it must (to remove a cgroup).
 func (sb *Sandbox) Close() error {
 	var err error
 	sb.closeOne.Do(func() {
@@ -663,6 +685,9 @@ func (sb *Sandbox) Close() error {
 		default:
 			_ = sb.proc.Kill()
 			<-sb.done
+		}
+		if sb.cgroupDir != "" {
+			<-sb.reaped // the cgroup can only go once its last member has
 		}
 		err = sb.cleanup()
 	})
