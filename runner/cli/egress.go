@@ -91,8 +91,45 @@ func (r *egressFiles) undo() {
 	}
 }
 
+// earlyCA is the CA warmEgressCA started making, taken by the first run.
+var earlyCA struct {
+	once sync.Once
+	done chan struct{}
+	ca   *egress.CA
+	err  error
+}
+
+// warmEgressCA starts making an interception CA on another goroutine.
+func warmEgressCA() {
+	earlyCA.once.Do(func() {
+		earlyCA.done = make(chan struct{})
+		go func() {
+			defer close(earlyCA.done)
+			earlyCA.ca, earlyCA.err = egress.NewCA("")
+		}()
+	})
+}
+
+// takeEarlyCA returns the CA warmEgressCA made (waiting for it), once;
+// nil when there is none.
+func takeEarlyCA() (*egress.CA, error) {
+	var ca *egress.CA
+	var err error
+	taken := true
+	earlyCA.once.Do(func() { taken = false }) // none was started: nothing to take
+	if taken && earlyCA.done != nil {
+		<-earlyCA.done
+		ca, err = earlyCA.ca, earlyCA.err
+		earlyCA.ca, earlyCA.err = nil, nil
+	}
+	return ca, err
+}
+
 func makeEgressFiles(app *App, name string) (r egressFiles) {
-	if r.ca, r.err = egress.NewCA(name); r.err != nil {
+	if r.ca, r.err = takeEarlyCA(); r.err == nil && r.ca == nil {
+		r.ca, r.err = egress.NewCA(name)
+	}
+	if r.err != nil {
 		r.err = fmt.Errorf("sandbox: %w", r.err)
 		return r
 	}

@@ -35,6 +35,9 @@ func Execute(ctx context.Context, opts Options) error {
 		opts.Stderr = os.Stderr
 	}
 	app := &App{Home: defaultHome(), Out: opts.Stdout, Err: opts.Stderr, In: opts.Stdin, Version: opts.Version, args: opts.Args}
+	if launchesSandbox(opts.Args) {
+		warmSandboxLaunch() // overlaps cobra's set-up and the policy load
+	}
 	root := NewRoot(app)
 	root.SetArgs(opts.Args)
 	root.SetIn(opts.Stdin)

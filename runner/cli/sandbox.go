@@ -258,6 +258,26 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 	return ExitStatus(code)
 }
 
+// launchesSandbox reports whether args will most likely start a sandbox
+// (`sandbox run`, `blueprint apply`), the same test as nsinit.c's
+// constructor: a wrong guess only costs a little background work.
+func launchesSandbox(args []string) bool {
+	for i := 0; i+1 < len(args) && args[i] != "--"; i++ {
+		if (args[i] == "sandbox" && args[i+1] == "run") || (args[i] == "blueprint" && args[i+1] == "apply") {
+			return true
+		}
+	}
+	return false
+}
+
+// warmSandboxLaunch starts, before the command line is even parsed, the
+// launch work that needs neither flags nor policy: the sandbox's seccomp
+// filter and cgroup probe, and the egress CA's keys.
+func warmSandboxLaunch() {
+	sandbox.Warm()
+	warmEgressCA()
+}
+
 // randomName is a generated sandbox name, "sb-" and 8 hex digits.
 func randomName() string {
 	var b [4]byte

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -34,7 +35,9 @@ const leafCacheMax = 4096
 // ahead of New so that its key generation overlaps other start-up work.
 type CA struct{ a *authority }
 
-// NewCA creates the interception CA for the sandbox named name.
+// NewCA creates the interception CA for the sandbox named name ("" when
+// it is made before the name is known; the name only labels the
+// certificate).
 func NewCA(name string) (*CA, error) {
 	a, err := newAuthority(name)
 	if err != nil {
@@ -55,7 +58,7 @@ func newAuthority(name string) (*authority, error) {
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "nemoclaw sandbox CA " + name, Organization: []string{"nemoclaw"}},
+		Subject:               pkix.Name{CommonName: strings.TrimSpace("nemoclaw sandbox CA " + name), Organization: []string{"nemoclaw"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.AddDate(1, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,

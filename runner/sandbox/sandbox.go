@@ -116,9 +116,9 @@ type Sandbox struct {
 	// closes once it is.
 	reapLater bool
 	reaped    chan struct{}
-	status   *os.File
-	ptm      *os.File
-	ptyDone  chan struct{}
+	status    *os.File
+	ptm       *os.File
+	ptyDone   chan struct{}
 
 	proxyLn net.Listener
 	dnsPC   net.PacketConn
