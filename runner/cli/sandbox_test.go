@@ -52,3 +52,22 @@ func TestLoadRunPolicyOverrides(t *testing.T) {
 		t.Fatal("overrides leaked into the shared default policy")
 	}
 }
+
+func TestLaunchesSandbox(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"sandbox", "run", "--", "true"}, true},
+		{[]string{"--log-level", "debug", "sandbox", "run", "--", "true"}, true},
+		{[]string{"blueprint", "apply", "./bp"}, true},
+		{[]string{"blueprint", "plan"}, false},
+		{[]string{"version"}, false},
+		{[]string{"sandbox"}, false},
+		{[]string{"policy", "show", "--", "sandbox", "run"}, false},
+	} {
+		if got := launchesSandbox(tc.args); got != tc.want {
+			t.Errorf("launchesSandbox(%q) = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+}
