@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -208,5 +209,40 @@ func TestValidName(t *testing.T) {
 		if got := ValidName(tc.name); got != tc.ok {
 			t.Errorf("ValidName(%q) = %v, want %v", tc.name, got, tc.ok)
 		}
+	}
+}
+
+func TestHostTopNeeded(t *testing.T) {
+	pol := func(ro, rw []string) *policy.Policy {
+		return &policy.Policy{Filesystem: &policy.FilesystemPolicy{ReadOnly: ro, ReadWrite: rw}}
+	}
+	for _, tc := range []struct {
+		name  string
+		p     *policy.Policy
+		files []string
+		want  []string // nil: everything
+	}{
+		{"default-like", pol([]string{"/usr", "/bin", "/etc", "/proc", "/dev/null"}, []string{"/tmp"}), []string{"/etc/resolv.conf", "/run/nemoclaw/ca.pem"}, []string{"bin", "dev", "etc", "proc", "run", "tmp", "usr"}},
+		{"deep path", pol(nil, []string{"/home/alice/project/"}), nil, []string{"home"}},
+		{"root read-only binds all", pol([]string{"/"}, nil), nil, nil},
+		{"no filesystem policy", &policy.Policy{}, nil, []string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := hostTopNeeded(tc.p, tc.files)
+			if tc.want == nil {
+				if got != nil {
+					t.Fatalf("got %v, want every entry (nil)", got)
+				}
+				return
+			}
+			var names []string
+			for n := range got {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			if strings.Join(names, ",") != strings.Join(tc.want, ",") {
+				t.Fatalf("got %v, want %v", names, tc.want)
+			}
+		})
 	}
 }

@@ -106,6 +106,9 @@ func compile(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 			continue
 		}
 		src, dst := oldRoot+"/"+name, "/"+name
+		if sp.HostTop != nil && !sp.HostTop[name] && e.Type()&os.ModeSymlink == 0 {
+			continue // nothing of the policy lies under it
+		}
 		switch {
 		case e.Type()&os.ModeSymlink != 0:
 			target, err := os.Readlink("/" + name)

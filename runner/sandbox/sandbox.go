@@ -157,6 +157,37 @@ func ValidName(name string) bool {
 	return true
 }
 
+// hostTopNeeded lists the host's top-level directories the sandbox must
+// see: those holding a path of filesystem_policy or a placed file. Nil
+// means all of them (a policy grants "/"). Landlock would refuse the rest
+// anyway; not mounting them at all also holds where Landlock is missing,
+// and saves their mounts at every start.
+func hostTopNeeded(p *policy.Policy, files []string) map[string]bool {
+	need := map[string]bool{}
+	add := func(path string) bool {
+		path = filepath.Clean(path)
+		if path == "/" {
+			return false
+		}
+		top, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+		need[top] = true
+		return true
+	}
+	if fs := p.Filesystem; fs != nil {
+		for _, l := range [][]string{fs.ReadOnly, fs.ReadWrite} {
+			for _, path := range l {
+				if !add(path) {
+					return nil
+				}
+			}
+		}
+	}
+	for _, f := range files {
+		add(f)
+	}
+	return need
+}
+
 // hostWorkspace checks the host directory ws and gives its top to the
 // agent's uid:gid (as root); it returns the path to bind.
 func hostWorkspace(ws string, rootless bool, uid, gid int) (string, error) {
@@ -331,6 +362,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 
 	sp := spec{
+		HostTop:     hostTopNeeded(cfg.Policy, filePaths),
 		Name:        name,
 		Workspace:   ws,
 		Binds:       binds,

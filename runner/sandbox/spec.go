@@ -11,7 +11,10 @@ const statusFD = 4
 // it into the init's program. Host paths are absolute paths as the launcher
 // sees them.
 type spec struct {
-	Name string `json:"name"`
+	// HostTop names the host's top-level entries to bind into the
+	// sandbox's root; nil binds them all.
+	HostTop map[string]bool `json:"host_top,omitempty"`
+	Name    string          `json:"name"`
 	// Workspace is the host directory bound at /sandbox; "" mounts a
 	// private tmpfs there instead.
 	Workspace string     `json:"workspace"`

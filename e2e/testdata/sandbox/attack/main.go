@@ -149,26 +149,27 @@ func attacks(hostPort, hostPID int, abstract, secretName string) []attack {
 			}
 			return openRO("/sandbox/shadow-link")
 		})},
-		{"symlink_to_root_home", r(func() error {
-			_ = os.Remove("/sandbox/root-link")
-			if err := unix.Symlink("/root", "/sandbox/root-link"); err != nil {
+		{"symlink_to_usr_write", r(func() error {
+			_ = os.Remove("/sandbox/usr-link")
+			if err := unix.Symlink("/usr/bin", "/sandbox/usr-link"); err != nil {
 				return fmt.Errorf("symlink itself failed: %w", err)
 			}
-			return openRO("/sandbox/root-link/.ssh")
+			return create("/sandbox/usr-link/nemoclaw-evil")
 		})},
-		{"dotdot_out_of_sandbox", r(func() error { return openRO("/sandbox/../root/.ssh") })},
+		{"dotdot_out_of_sandbox", r(func() error { return create("/sandbox/../usr/bin/nemoclaw-evil") })},
 		{"dotdot_openat", r(func() error {
 			dfd, err := unix.Open("/sandbox", unix.O_PATH|unix.O_DIRECTORY, 0)
 			if err != nil {
 				return err
 			}
 			defer unix.Close(dfd)
-			fd, err := unix.Openat(dfd, "../../../root", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+			fd, err := unix.Openat(dfd, "../../../usr/bin/nemoclaw-evil", unix.O_WRONLY|unix.O_CREAT, 0o755)
 			if err == nil {
 				unix.Close(fd)
 			}
 			return err
 		})},
+		{"read_run_dir", r(func() error { _, err := os.ReadDir("/run"); return unwrap(err) })},
 		{"proc_init_root", r(func() error { return openRO("/proc/1/root/etc/hostname") })},
 		// Processes.
 		{"ptrace_sibling", r(func() error {
