@@ -47,12 +47,10 @@ enum {
 	OP_MKDIR = 3,
 	OP_SYMLINK = 4,
 	OP_MKFILE = 5,
-	OP_PIVOT = 6,
 	OP_CHDIR = 7,
 	OP_UMOUNT = 8,
 	OP_RMDIR = 9,
 	OP_WRITE_OPTIONAL = 10,
-	OP_LOUP = 11,
 	OP_LISTEN = 12,
 	OP_RLIMIT = 13,
 	OP_BINDFILE = 14,
@@ -507,14 +505,6 @@ static void run_setup_op(struct op *o)
 		free(p);
 		break;
 	}
-	case OP_PIVOT: {
-		need(o, 3);
-		char *n = astr(&o->a[1]), *old = astr(&o->a[2]);
-		if (syscall(SYS_pivot_root, n, old) < 0)
-			fail_errno(o, "");
-		free(n), free(old);
-		break;
-	}
 	case OP_CHDIR: {
 		need(o, 2);
 		char *p = astr(&o->a[1]);
@@ -548,19 +538,6 @@ static void run_setup_op(struct op *o)
 		if (fd >= 0)
 			close(fd);
 		free(p);
-		break;
-	}
-	case OP_LOUP: {
-		int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-		struct ifreq ifr;
-		memset(&ifr, 0, sizeof ifr);
-		strcpy(ifr.ifr_name, "lo");
-		if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
-			fail_errno(o, "");
-		ifr.ifr_flags |= IFF_UP;
-		if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
-			fail_errno(o, "up");
-		close(fd);
 		break;
 	}
 	case OP_LISTEN:
@@ -781,6 +758,92 @@ static void run_agent_op(struct op *o)
 	}
 }
 
+// ---- the fixed skeleton --------------------------------------------------
+//
+// What every sandbox gets whatever its policy: private mount propagation, a
+// tmpfs as the new root (the host's root kept at /.oldroot for the
+// program's binds), a fresh /proc, a minimal /dev, and lo up. The program
+// from the launcher adds everything the policy decides. The pre-spawned
+// init builds the skeleton while the launcher is still starting.
+
+#define OLDROOT "/.oldroot"
+
+static void sk_fail(const char *step, const char *what)
+{
+	char cause[1024];
+	int e = errno;
+	snprintf(cause, sizeof cause, "%s: %s", what, strerror(e));
+	fail(step, cause);
+}
+
+static void sk_mount(const char *step, const char *src, const char *dst, const char *fs, unsigned long flags, const char *data)
+{
+	if (mount(src, dst, fs, flags, data) < 0) {
+		char what[512];
+		snprintf(what, sizeof what, "%s on %s", src, dst);
+		sk_fail(step, what);
+	}
+}
+
+static void sk_mkdir(const char *step, const char *p, mode_t m)
+{
+	if (mkdir(p, m) < 0)
+		sk_fail(step, p);
+	chmod(p, m); // umask-proof (sticky /dev/shm)
+}
+
+static void skeleton(void)
+{
+	sk_mount("mount: make / private", "none", "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	// /tmp exists everywhere; pivot_root moves the new tmpfs away from
+	// it, so the host's /tmp stays reachable under /.oldroot.
+	sk_mount("mount: new root", "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m");
+	sk_mkdir("mount: new root", "/tmp" OLDROOT, 0700);
+	if (syscall(SYS_pivot_root, "/tmp", "/tmp" OLDROOT) < 0)
+		sk_fail("mount: pivot_root", "/tmp");
+	if (chdir("/") < 0)
+		sk_fail("mount: chdir /", "/");
+	// /proc of the new pid namespace (while the host's is still visible
+	// under /.oldroot, which a user namespace requires).
+	sk_mkdir("mount: /proc", "/proc", 0555);
+	sk_mount("mount: /proc", "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	// A minimal /dev: a few host nodes, a private devpts, /dev/shm.
+	sk_mkdir("mount: /dev", "/dev", 0755);
+	sk_mount("mount: /dev", "tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k");
+	static const char *nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+	for (size_t i = 0; i < sizeof nodes / sizeof *nodes; i++) {
+		char dst[64], src[64], step[80];
+		snprintf(dst, sizeof dst, "/dev/%s", nodes[i]);
+		snprintf(src, sizeof src, OLDROOT "/dev/%s", nodes[i]);
+		snprintf(step, sizeof step, "mount: %s", dst);
+		int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		if (fd < 0)
+			sk_fail(step, dst);
+		close(fd);
+		sk_mount(step, src, dst, NULL, MS_BIND, NULL);
+	}
+	sk_mkdir("mount: /dev/pts", "/dev/pts", 0755);
+	sk_mount("mount: /dev/pts", "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+	sk_mkdir("mount: /dev/shm", "/dev/shm", 01777);
+	sk_mount("mount: /dev/shm", "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+	static const char *links[][2] = {{"pts/ptmx", "/dev/ptmx"}, {"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"}, {"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"}};
+	for (size_t i = 0; i < sizeof links / sizeof *links; i++)
+		if (symlink(links[i][0], links[i][1]) < 0)
+			sk_fail("mount: /dev links", links[i][1]);
+	sk_mount("mount: /dev read-only", "none", "/dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL);
+	// lo, with an ioctl: no `ip` exec.
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof ifr);
+	strcpy(ifr.ifr_name, "lo");
+	if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+		sk_fail("network: lo", "");
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+		sk_fail("network: lo", "up");
+	close(fd);
+}
+
 // ---- main ------------------------------------------------------------------
 
 struct agent_args {
@@ -804,8 +867,12 @@ static int agent_main(void *arg)
 	return 127;
 }
 
-static int nsinit_main(void)
+// nsinit_main runs the init: the skeleton (unless built already), the
+// program, then the agent; it returns the agent's exit code.
+static int nsinit_main(int skeleton_built)
 {
+	if (!skeleton_built)
+		skeleton();
 	read_program();
 	int agent_from = nops;
 	for (int i = 0; i < nops; i++) {
@@ -955,12 +1022,23 @@ static void prespawn_child(int sock)
 	setsid();
 	wipe(saved_argv);
 	wipe(saved_envp);
-	// Only the socket survives; the launcher sends the rest.
+	// Only the socket survives, as STATUS_FD (where fail() reports); the
+	// launcher sends the rest.
 	int s = fcntl(sock, F_DUPFD_CLOEXEC, 16);
-	if (s < 0)
+	if (s < 0 || dup2(s, STATUS_FD) < 0)
 		_exit(121);
-	syscall(SYS_close_range, 3, s - 1, 0);
-	syscall(SYS_close_range, s + 1, ~0U, 0);
+	close(s);
+	s = STATUS_FD;
+	syscall(SYS_close_range, 0, STATUS_FD - 1, 0);
+	syscall(SYS_close_range, STATUS_FD + 1, ~0U, 0);
+	// As root the skeleton needs nothing from the launcher: build it now,
+	// while the launcher starts. Rootless, files cannot be created until
+	// the launcher has written the id maps, so it waits for "go".
+	int built = 0;
+	if (geteuid() == 0) {
+		skeleton();
+		built = 1;
+	}
 	char buf[64];
 	char oob[CMSG_SPACE(4 * sizeof(int))];
 	struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
@@ -976,15 +1054,19 @@ static void prespawn_child(int sock)
 		_exit(122);
 	int got[4];
 	memcpy(got, CMSG_DATA(c), sizeof got);
-	// stdin, stdout, stderr, then the program pipe on SPEC_FD and this
-	// socket on STATUS_FD: what the exec path's init finds.
-	for (int i = 0; i < 4; i++)
-		if (dup2(got[i], i) < 0)
+	// stdin, stdout, stderr, then the program pipe on SPEC_FD: what the
+	// exec path's init finds.
+	for (int i = 0; i < 4; i++) {
+		// The fds arrived close-on-exec (MSG_CMSG_CLOEXEC), possibly
+		// already on 0-3: dup2 onto itself keeps that flag, so clear it.
+		if ((got[i] != i && dup2(got[i], i) < 0) || fcntl(i, F_SETFD, 0) < 0)
 			_exit(123);
-	if (dup2(s, STATUS_FD) < 0)
-		_exit(123);
+	}
+	for (int i = 0; i < 4; i++)
+		if (got[i] > 3)
+			close(got[i]);
 	syscall(SYS_close_range, STATUS_FD + 1, ~0U, 0);
-	_exit(nsinit_main());
+	_exit(nsinit_main(built));
 }
 
 static void *prespawn_thread(void *arg)
@@ -1058,7 +1140,7 @@ int nc_prespawn_take(int *pid, int *pidfd, int *flags)
 __attribute__((constructor)) static void nemoclaw_sandbox_init(int argc, char **argv, char **envp)
 {
 	if (argc >= 2 && strcmp(argv[1], "__sandbox-init") == 0)
-		_exit(nsinit_main());
+		_exit(nsinit_main(0));
 	if (wants_prespawn(argc, argv)) {
 		saved_argv = argv;
 		saved_envp = envp;

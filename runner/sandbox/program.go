@@ -16,12 +16,10 @@ const (
 	opMkdir            = 3
 	opSymlink          = 4
 	opMkfile           = 5
-	opPivot            = 6
 	opChdir            = 7
 	opUmount           = 8
 	opRmdir            = 9
 	opWriteOptional    = 10
-	opLoUp             = 11
 	opListen           = 12
 	opRlimit           = 13
 	opBindFile         = 14
@@ -83,7 +81,8 @@ func (p *program) num(v uint64) {
 // oldRoot is where the host's root sits between pivot_root and its detach.
 const oldRoot = "/.oldroot"
 
-// compile turns the spec into the init's program, in DESIGN §6's order.
+// compile turns the spec into the init's program, in DESIGN §6's order,
+// to run after nsinit.c's fixed skeleton.
 // hostRoot lists the host's top-level entries (read by the launcher: the
 // init sees the same root before it pivots).
 func compile(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
@@ -92,13 +91,9 @@ func compile(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 	mount := func(step, src, dst, fstype string, flags uintptr, data string) {
 		p.op(opMount, "mount: "+step, src, dst, fstype, flags, data)
 	}
-	mount("make / private", "none", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
-	// /tmp exists everywhere; pivot_root moves the new tmpfs away from it,
-	// so the host's /tmp stays reachable under /.oldroot for the binds.
-	mount("new root", "tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=1m")
-	p.op(opMkdir, "mount: new root", "/tmp"+oldRoot, 0o700)
-	p.op(opPivot, "mount: pivot_root", "/tmp", "/tmp"+oldRoot)
-	p.op(opChdir, "mount: chdir /", "/")
+	// nsinit.c's skeleton has already made propagation private, pivoted
+	// into a tmpfs root (the host's at oldRoot), mounted /proc and /dev
+	// and brought lo up: the program adds what the policy decides.
 	skip := map[string]bool{"proc": true, "dev": true, "tmp": true, "run": true, "sandbox": true, oldRoot[1:]: true}
 	for _, e := range hostRoot {
 		name := e.Name()
@@ -124,25 +119,6 @@ func compile(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 			mount(dst, src, dst, "", unix.MS_BIND, "")
 		}
 	}
-	// /proc of the new pid namespace (needs the host's /proc still visible).
-	p.op(opMkdir, "mount: /proc", "/proc", 0o555)
-	mount("/proc", "proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
-	// A minimal /dev: a few host nodes, a private devpts, /dev/shm.
-	p.op(opMkdir, "mount: /dev", "/dev", 0o755)
-	mount("/dev", "tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755,size=64k")
-	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
-		dst := "/dev/" + n
-		p.op(opMkfile, "mount: "+dst, dst, 0o666)
-		mount(dst, oldRoot+dst, dst, "", unix.MS_BIND, "")
-	}
-	p.op(opMkdir, "mount: /dev/pts", "/dev/pts", 0o755)
-	mount("/dev/pts", "devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
-	p.op(opMkdir, "mount: /dev/shm", "/dev/shm", 0o1777)
-	mount("/dev/shm", "tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777")
-	for _, l := range [][2]string{{"pts/ptmx", "/dev/ptmx"}, {"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"}, {"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"}} {
-		p.op(opSymlink, "mount: "+l[1], l[0], l[1])
-	}
-	mount("/dev read-only", "none", "/dev", "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC, "")
 	tmpOpts := "mode=1777"
 	if sp.TmpSize != "" {
 		tmpOpts += ",size=" + sp.TmpSize
@@ -178,7 +154,6 @@ func compile(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 		// executable (fexecve through /proc); memfd_create stays.
 		p.op(opWriteOptional, "memfd_noexec", "/proc/sys/vm/memfd_noexec", "2", "executable memfds stay possible through /proc/self/fd")
 	}
-	p.op(opLoUp, "network: lo")
 	if sp.Network.ProxyPort > 0 {
 		p.op(opListen, fmt.Sprintf("network: listen 127.0.0.1:%d", sp.Network.ProxyPort), lnProxy, unix.SOCK_STREAM, unix.IPPROTO_TCP, sp.Network.ProxyPort)
 	}
