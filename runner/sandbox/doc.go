@@ -16,5 +16,8 @@
 // agent — which drops to its identity and restrictions and execs — and stays
 // as the sandbox's pid 1: it reaps orphans, forwards signals to the agent's
 // process group and reports its exit status. MaybeInit is the Go half,
-// called first thing in main.
+// called first thing in main. When the command line will start a sandbox,
+// the constructor pre-spawns the init in the launcher's own process, before
+// its Go runtime starts, so that namespace creation and the init's fixed
+// mount skeleton overlap the launcher's start-up (prespawn.go).
 package sandbox
