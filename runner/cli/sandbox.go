@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -276,6 +277,12 @@ func launchesSandbox(args []string) bool {
 func warmSandboxLaunch() {
 	sandbox.Warm()
 	warmEgressCA()
+	// Let the new goroutines run now: otherwise the CA's goroutine waits
+	// on this P until the main goroutine blocks (measured: it started only
+	// after the policy was loaded), and Go takes a while to bring a second
+	// thread up to steal it. Yielding puts main on the global queue, from
+	// where the second thread picks it up.
+	runtime.Gosched()
 }
 
 // randomName is a generated sandbox name, "sb-" and 8 hex digits.
