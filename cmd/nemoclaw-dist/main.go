@@ -6,10 +6,7 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/nemoclaw/nemoclaw/runner/cli"
 	_ "github.com/nemoclaw/nemoclaw/runner/cli/distcli" // the registry and signing commands
@@ -23,9 +20,5 @@ func main() {
 	// The sandbox's hidden init mode must run before anything else
 	// (`blueprint apply REF` starts sandboxes from this executable).
 	sandbox.MaybeInit()
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	err := cli.Execute(ctx, cli.Options{Args: os.Args[1:], Version: version})
-	stop()
-	os.Exit(cli.ExitCode(err))
+	os.Exit(cli.Main(version))
 }

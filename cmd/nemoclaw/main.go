@@ -7,10 +7,7 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/nemoclaw/nemoclaw/runner/cli"
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
@@ -22,9 +19,5 @@ var version = ""
 func main() {
 	// The sandbox's hidden init mode must run before anything else.
 	sandbox.MaybeInit()
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	err := cli.Execute(ctx, cli.Options{Args: os.Args[1:], Version: version})
-	stop()
-	os.Exit(cli.ExitCode(err))
+	os.Exit(cli.Main(version))
 }

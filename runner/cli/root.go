@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -20,6 +22,15 @@ type Options struct {
 	Stderr   io.Writer
 	Version  string
 	LogLevel slog.Level
+}
+
+// Main runs this process's command line and returns its exit code: what a
+// main package calls, after sandbox.MaybeInit. SIGTERM cancels the context
+// (a running sandbox forwards it to the agent instead).
+func Main(version string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	return ExitCode(Execute(ctx, Options{Args: os.Args[1:], Version: version}))
 }
 
 // Execute runs nemoclaw with opts and returns the error to map to an exit
