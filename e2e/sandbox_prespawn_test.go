@@ -17,15 +17,13 @@ import (
 // no such init behind.
 func TestSandboxPrespawnedInit(t *testing.T) {
 	requireSandboxKernel(t)
-	for _, tc := range []struct {
-		name   string
-		asUser int
-	}{{"root", -1}, {"rootless", 65534}} {
-		t.Run("used "+tc.name, func(t *testing.T) {
-			if tc.asUser >= 0 && os.Geteuid() != 0 {
-				t.Skip("dropping to another user needs root; the root case covers the caller")
-			}
-			r := newSandboxRun(t, tc.asUser)
+	users := map[string]int{"caller": -1}
+	if os.Geteuid() == 0 {
+		users["new unprivileged user"] = nobody // dropping to another user needs root
+	}
+	for name, uid := range users {
+		t.Run("used by "+name, func(t *testing.T) {
+			r := newSandboxRun(t, uid)
 			out, stderr, code := r.run(t, []string{"--log-level", "debug"}, "/bin/sh", "-c", "echo $$; tr -d '\\0' </proc/1/cmdline | wc -c")
 			if code != 0 {
 				t.Fatalf("exit %d\n%s", code, stderr)
