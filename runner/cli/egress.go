@@ -182,7 +182,7 @@ func sandboxDir(app *App, name string) string { return filepath.Join(app.Home, "
 // proxy environment, resolv.conf and CA files to cfg.
 func (h *egressHook) Prepare(app *App, cfg *sandbox.Config) error {
 	if cfg.Name == "" {
-		cfg.Name = randomName()
+		cfg.Name = sandbox.NewName()
 	}
 	var ef egressFiles
 	if h.warmDone != nil {

@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -155,7 +153,7 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 	// each hook's own (the egress CA's keys).
 	sandbox.Warm()
 	if o.name == "" {
-		o.name = randomName()
+		o.name = sandbox.NewName()
 	}
 	var hooks []SandboxHook
 	defer func() {
@@ -283,13 +281,6 @@ func warmSandboxLaunch() {
 	// thread up to steal it. Yielding puts main on the global queue, from
 	// where the second thread picks it up.
 	runtime.Gosched()
-}
-
-// randomName is a generated sandbox name, "sb-" and 8 hex digits.
-func randomName() string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return "sb-" + hex.EncodeToString(b[:])
 }
 
 // sandboxError adds what the user can do and maps refusals to exit code 3.

@@ -137,6 +137,13 @@ type Sandbox struct {
 // kernelLandlockABI is landlockABI; tests replace it to play older kernels.
 var kernelLandlockABI = landlockABI
 
+// NewName returns a generated sandbox name: "sb-" and 8 random hex digits.
+func NewName() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return "sb-" + hex.EncodeToString(b[:])
+}
+
 // ValidName reports whether name can name a sandbox (and be its hostname and
 // a directory under $NEMOCLAW_HOME/sandboxes): 1-63 lowercase letters,
 // digits, '.', '_' or '-', starting with a letter or digit. Hand-written:
@@ -252,9 +259,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 	name := cfg.Name
 	if name == "" {
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		name = "sb-" + hex.EncodeToString(b[:])
+		name = NewName()
 	}
 	if !ValidName(name) {
 		return nil, stepErr("config", fmt.Errorf("name %q: want 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", name))
