@@ -55,6 +55,7 @@ enum {
 	OP_RLIMIT = 13,
 	OP_BINDFILE = 14,
 	OP_DUMPABLE0 = 15,
+	OP_CHOWN = 16,
 	OP_LANDLOCK_RULESET = 20,
 	OP_LANDLOCK_PATH = 21,
 	OP_LANDLOCK_PORT = 22,
@@ -553,6 +554,14 @@ static void run_setup_op(struct op *o)
 	case OP_BINDFILE:
 		op_bindfile(o);
 		break;
+	case OP_CHOWN: {
+		need(o, 4);
+		char *p = astr(&o->a[1]);
+		if (chown(p, anum(&o->a[2]), anum(&o->a[3])) < 0)
+			fail_errno(o, p);
+		free(p);
+		break;
+	}
 	case OP_DUMPABLE0:
 		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 			fail_errno(o, "");

@@ -24,6 +24,7 @@ const (
 	opRlimit           = 13
 	opBindFile         = 14
 	opDumpable0        = 15
+	opChown            = 16
 	opLandlockRuleset  = 20
 	opLandlockPath     = 21
 	opLandlockPort     = 22
@@ -131,11 +132,12 @@ func compile(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 	if sp.Workspace != "" {
 		mount(Workdir, oldRoot+sp.Workspace, Workdir, "", unix.MS_BIND|unix.MS_REC|unix.MS_NOSUID|unix.MS_NODEV, "")
 	} else {
-		opts := fmt.Sprintf("mode=0700,uid=%d,gid=%d", sp.UID, sp.GID)
-		if sp.TmpSize != "" {
-			opts += ",size=" + sp.TmpSize
-		}
-		mount(Workdir+" (private tmpfs)", "tmpfs", Workdir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts)
+		// In memory: a directory of the private /tmp's tmpfs, so the two
+		// share one size limit (the memory limit) instead of each having it.
+		const dir = "/tmp/.nemoclaw-workspace"
+		p.op(opMkdir, "mount: "+Workdir+" (in /tmp's tmpfs)", dir, 0o700)
+		p.op(opChown, "mount: "+Workdir+" (in /tmp's tmpfs)", dir, sp.UID, sp.GID)
+		mount(Workdir+" (in /tmp's tmpfs)", dir, Workdir, "", unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV, "")
 	}
 	for _, b := range sp.Binds {
 		from := ""

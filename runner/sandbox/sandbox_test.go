@@ -219,13 +219,18 @@ func TestSignalAndClose(t *testing.T) {
 	// Without Workdir or KeepWorkspace the workspace is a private tmpfs
 	// the agent owns: nothing of it reaches the host.
 	sb, err := Start(context.Background(), Config{Policy: testPolicy(), Home: home, Name: "sig",
-		Command: []string{"/bin/sh", "-c", `echo x > /sandbox/f && awk '$5=="/sandbox"{print $9}' /proc/self/mountinfo; exec sleep 100`}, Stdout: pw})
+		Command: []string{"/bin/sh", "-c", `echo x > /sandbox/f && awk '$5=="/sandbox"{print $9}' /proc/self/mountinfo && [ "$(stat -c %d /sandbox)" = "$(stat -c %d /tmp)" ] && echo shares-tmp; exec sleep 100`}, Stdout: pw})
 	pw.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if line, _ := bufio.NewReader(pr).ReadString('\n'); line != "tmpfs\n" {
+	rd := bufio.NewReader(pr)
+	if line, _ := rd.ReadString('\n'); line != "tmpfs\n" {
 		t.Fatalf("want the workspace on a writable tmpfs, got %q", line)
+	}
+	// One tmpfs for /tmp and the workspace: one size limit for both.
+	if line, _ := rd.ReadString('\n'); line != "shares-tmp\n" {
+		t.Fatalf("want the workspace in /tmp's tmpfs, got %q", line)
 	}
 	if _, err := os.Stat(filepath.Join(home, "sandboxes", "sig", "workspace")); !os.IsNotExist(err) {
 		t.Fatalf("an in-memory workspace left a host directory: %v", err)
