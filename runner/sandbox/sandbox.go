@@ -68,8 +68,8 @@ type Config struct {
 	Name string
 	// Workdir is the host directory mounted at /sandbox. Without one, the
 	// workspace is $Home/sandboxes/<Name>/workspace when KeepWorkspace is
-	// set (created, and kept), and otherwise a private tmpfs that ends
-	// with the sandbox.
+	// set (created, and kept), and otherwise a directory of the sandbox's
+	// private /tmp tmpfs, which ends with the sandbox.
 	Workdir string
 	// Policy is the sandbox policy (required).
 	Policy *policy.Policy
@@ -285,9 +285,9 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		sb.log.Info(mapNote)
 	}
 
-	// Workspace: a host directory when one is given or kept, else a
-	// private tmpfs that vanishes with the sandbox (a generated workspace
-	// was always deleted at the end; in memory nothing reaches the disk).
+	// Workspace: a host directory when one is given or kept, else memory
+	// that vanishes with the sandbox (a generated workspace was always
+	// deleted at the end; in memory nothing reaches the disk).
 	ws := cfg.Workdir
 	if ws == "" && cfg.KeepWorkspace {
 		ws = filepath.Join(home, "sandboxes", name, "workspace")
