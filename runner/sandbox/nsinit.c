@@ -1123,18 +1123,18 @@ static void prespawn(void)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-// nc_prespawn_take hands the pre-spawned init to the launcher, once: it
-// returns the socket and sets *pid and *pidfd, or returns -1 with *pid = -errno (0 when
-// none was started). It waits for the helper thread's clone to finish.
+// nc_prespawn_take hands the pre-spawned init to the launcher, once (two
+// Starts may race for it): it returns the socket and sets *pid and *pidfd,
+// or returns -1 with *pid = -errno (0 when none was started). It waits for
+// the helper thread's clone to finish.
 int nc_prespawn_take(int *pid, int *pidfd, int *flags)
 {
 	static int taken;
 	*pid = 0;
 	*pidfd = -1;
 	*flags = prespawn_flags;
-	if (prespawn_sock < 0 || taken)
+	if (prespawn_sock < 0 || __atomic_exchange_n(&taken, 1, __ATOMIC_ACQ_REL))
 		return -1;
-	taken = 1;
 	while (!__atomic_load_n(&prespawn_state, __ATOMIC_ACQUIRE))
 		sched_yield();
 	*pid = prespawn_pid;
