@@ -19,11 +19,18 @@ import (
 // authority is the per-sandbox interception CA. Its private key lives only
 // in this process's memory; the sandbox gets the certificate alone.
 type authority struct {
-	cert    *x509.Certificate
+	certDER []byte
 	key     *ecdsa.PrivateKey
 	certPEM []byte
-	// leafKey is shared by all leaves: minting is then one signature.
+
+	// Made on the first interception, not at start-up, where every
+	// sandbox waits for the CA: the parsed CA certificate (the parent of
+	// every leaf) and leafKey, shared by all leaves so that minting is
+	// then one signature.
+	minting sync.Once
+	cert    *x509.Certificate
 	leafKey *ecdsa.PrivateKey
+	mintErr error
 
 	mu    sync.Mutex
 	cache map[string]*tls.Certificate
@@ -51,10 +58,6 @@ func newAuthority(name string) (*authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate CA key: %w", err)
 	}
-	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generate leaf key: %w", err)
-	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
@@ -70,15 +73,25 @@ func newAuthority(name string) (*authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("self-sign CA: %w", err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("parse CA: %w", err)
-	}
 	return &authority{
-		cert: cert, key: key, leafKey: leafKey,
+		certDER: der, key: key,
 		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		cache:   map[string]*tls.Certificate{},
 	}, nil
+}
+
+// mintReady parses the CA certificate and makes the leaf key, once.
+func (a *authority) mintReady() error {
+	a.minting.Do(func() {
+		if a.cert, a.mintErr = x509.ParseCertificate(a.certDER); a.mintErr != nil {
+			a.mintErr = fmt.Errorf("parse CA: %w", a.mintErr)
+			return
+		}
+		if a.leafKey, a.mintErr = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); a.mintErr != nil {
+			a.mintErr = fmt.Errorf("generate leaf key: %w", a.mintErr)
+		}
+	})
+	return a.mintErr
 }
 
 func serial() *big.Int {
@@ -102,6 +115,9 @@ func (a *authority) leaf(host string) (*tls.Certificate, error) {
 		NotAfter:     now.Add(7 * 24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if err := a.mintReady(); err != nil {
+		return nil, fmt.Errorf("mint certificate for %s: %w", host, err)
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		tmpl.IPAddresses = append(tmpl.IPAddresses, ip.AsSlice())
