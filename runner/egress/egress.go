@@ -26,7 +26,6 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -197,15 +196,13 @@ var systemBundles = []string{
 }
 
 // SystemCABundle is the path of the host's CA bundle ("" when it has none
-// of the usual ones), symlinks resolved. A sandbox's bundle file is it
-// followed by CACertPEM, assembled inside the sandbox (sandbox.File.From)
-// so that the launcher never copies the host's ~200 KB bundle.
+// of the usual ones). A sandbox's bundle file is it followed by CACertPEM,
+// assembled inside the sandbox (sandbox.File.From) so that the launcher
+// never copies the host's ~200 KB bundle.
 func SystemCABundle() string {
 	for _, f := range systemBundles {
-		if real, err := filepath.EvalSymlinks(f); err == nil {
-			if fi, err := os.Stat(real); err == nil && fi.Mode().IsRegular() {
-				return real
-			}
+		if fi, err := os.Stat(f); err == nil && fi.Mode().IsRegular() {
+			return f
 		}
 	}
 	return ""
