@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -51,9 +52,8 @@ type egressHook struct {
 	ctl     net.Listener // closed by Close too: ServeControl may not have registered it yet; guarded by mu
 	wg      sync.WaitGroup
 
-	// What Warm prepares in the background for sandbox warmName; warmDone
-	// closes when it is ready.
-	warmName string
+	// What Warm prepares in the background; warmDone closes when it is
+	// ready.
 	warmDone chan struct{}
 	warm     egressFiles
 
@@ -62,7 +62,7 @@ type egressHook struct {
 }
 
 // egressFiles is the part of the proxy's set-up that needs no policy: its
-// CA (two key generations and a signature), its directory and audit log.
+// CA (a key generation and a signature), its directory and audit log.
 type egressFiles struct {
 	ca    *egress.CA
 	dir   string
@@ -91,38 +91,36 @@ func (r *egressFiles) undo() {
 	}
 }
 
-// earlyCA is the CA warmEgressCA started making, taken by the first run.
-var earlyCA struct {
-	once sync.Once
-	done chan struct{}
-	ca   *egress.CA
-	err  error
+// caResult is a CA being made in the background.
+type caResult struct {
+	ca  *egress.CA
+	err error
 }
+
+// earlyCA is the CA warmEgressCA started making; the first run takes it.
+var earlyCA atomic.Pointer[chan caResult]
 
 // warmEgressCA starts making an interception CA on another goroutine.
 func warmEgressCA() {
-	earlyCA.once.Do(func() {
-		earlyCA.done = make(chan struct{})
-		go func() {
-			defer close(earlyCA.done)
-			earlyCA.ca, earlyCA.err = egress.NewCA("")
-		}()
-	})
+	ch := make(chan caResult, 1)
+	if !earlyCA.CompareAndSwap(nil, &ch) {
+		return // one is already being made
+	}
+	go func() {
+		ca, err := egress.NewCA("")
+		ch <- caResult{ca, err}
+	}()
 }
 
 // takeEarlyCA returns the CA warmEgressCA made (waiting for it), once;
 // nil when there is none.
 func takeEarlyCA() (*egress.CA, error) {
-	var ca *egress.CA
-	var err error
-	taken := true
-	earlyCA.once.Do(func() { taken = false }) // none was started: nothing to take
-	if taken && earlyCA.done != nil {
-		<-earlyCA.done
-		ca, err = earlyCA.ca, earlyCA.err
-		earlyCA.ca, earlyCA.err = nil, nil
+	ch := earlyCA.Swap(nil)
+	if ch == nil {
+		return nil, nil
 	}
-	return ca, err
+	r := <-*ch
+	return r.ca, r.err
 }
 
 func makeEgressFiles(app *App, name string) (r egressFiles) {
@@ -166,9 +164,9 @@ func makeEgressFiles(app *App, name string) (r egressFiles) {
 }
 
 // Warm makes the egress files on another goroutine while the caller loads
-// the policy.
+// the policy; name is the one Prepare will find in its Config.
 func (h *egressHook) Warm(app *App, name string) {
-	h.warmName, h.warmDone = name, make(chan struct{})
+	h.warmDone = make(chan struct{})
 	go func() {
 		defer close(h.warmDone)
 		h.warm = makeEgressFiles(app, name)
@@ -189,10 +187,6 @@ func (h *egressHook) Prepare(app *App, cfg *sandbox.Config) error {
 		<-h.warmDone
 		ef = h.warm
 		h.warmDone = nil // Prepare owns the files now
-		if ef.err == nil && h.warmName != cfg.Name {
-			ef.undo()
-			ef = makeEgressFiles(app, cfg.Name)
-		}
 	} else {
 		ef = makeEgressFiles(app, cfg.Name)
 	}
