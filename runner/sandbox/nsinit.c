@@ -85,6 +85,10 @@ struct nc_net_port_attr {
 #define NC_RULE_PATH_BENEATH 1
 #define NC_RULE_NET_PORT 2
 
+// Where the host's root stays between pivot_root and its detach; keep in
+// step with oldRoot in program.go.
+#define OLDROOT "/.oldroot"
+
 #define SPEC_FD 3
 #define STATUS_FD 4
 #define MAX_ARGS 4096
@@ -418,7 +422,7 @@ static void op_bindfile(struct op *o)
 				left -= n;
 			}
 		} else {
-			note("files: %s: not readable (%s); %s holds only what nemoclaw adds", from + strlen("/.oldroot"),
+			note("files: %s: not readable (%s); %s holds only what nemoclaw adds", from + strlen(OLDROOT),
 			     strerror(errno), dst);
 		}
 		if (in >= 0)
@@ -774,8 +778,6 @@ static void run_agent_op(struct op *o)
 // program's binds), a fresh /proc, a minimal /dev, and lo up. The program
 // from the launcher adds everything the policy decides. The pre-spawned
 // init builds the skeleton while the launcher is still starting.
-
-#define OLDROOT "/.oldroot"
 
 static void sk_fail(const char *step, const char *what)
 {

@@ -26,9 +26,7 @@ func takePrespawned(rootless bool) (*os.File, *pidfdProc, bool) {
 	sock := os.NewFile(uintptr(fd), "sandbox-status")
 	proc := &pidfdProc{pid: int(pid), fd: int(pidfd)}
 	if (flags&unix.CLONE_NEWUSER != 0) != rootless {
-		sock.Close() // the init exits on EOF
-		_ = proc.Kill()
-		go func() { _, _ = proc.wait() }()
+		proc.abandon(sock)
 		return nil, nil, false
 	}
 	return sock, proc, true
@@ -62,7 +60,7 @@ func (p *pidfdProc) wait() (syscall.WaitStatus, error) {
 	var ws unix.WaitStatus
 	for {
 		_, err := unix.Wait4(p.pid, &ws, 0, nil)
-		if err == unix.EINTR {
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		unix.Close(p.fd)
@@ -71,6 +69,14 @@ func (p *pidfdProc) wait() (syscall.WaitStatus, error) {
 		}
 		return syscall.WaitStatus(ws), nil
 	}
+}
+
+// abandon ends an init that will not be used: it closes its socket, kills
+// it and reaps it in the background.
+func (p *pidfdProc) abandon(sock *os.File) {
+	sock.Close()
+	_ = p.Kill()
+	go func() { _, _ = p.wait() }()
 }
 
 // startPrespawned starts the sandbox in the pre-spawned init when there is
@@ -110,9 +116,7 @@ func (sb *Sandbox) startPrespawned(cfg Config, rootless bool, uid, gid int, spec
 	if err := sb.handOver(proc, sock, rootless, uid, gid, streams, specR); err != nil {
 		// The exec path will meet the same condition and explain it.
 		sb.log.Debug("pre-spawned init not used", "err", err)
-		sock.Close()
-		_ = proc.Kill()
-		go func() { _, _ = proc.wait() }()
+		proc.abandon(sock)
 		return false
 	}
 	sb.proc, sb.pid, sb.status = proc, proc.pid, sock

@@ -627,22 +627,22 @@ func (sb *Sandbox) waitLoop() {
 		}
 	}
 	sb.log.Debug("agent exited", "since_start", time.Since(sb.started))
+	sb.reaped = make(chan struct{})
+	reap := func() (syscall.WaitStatus, error) {
+		defer close(sb.reaped)
+		ws, err := sb.waitInit()
+		sb.log.Debug("init exited", "since_start", time.Since(sb.started))
+		return ws, err
+	}
 	var ws syscall.WaitStatus
 	var werr error
-	sb.reaped = make(chan struct{})
 	if st != nil && sb.reapLater {
 		// Everything of the sandbox but its init is gone and the init
 		// has closed its streams; its own exit (unmounting the sandbox's
 		// mounts, dropping its namespaces) need not delay the caller.
-		go func() {
-			_, _ = sb.waitInit()
-			sb.log.Debug("init exited", "since_start", time.Since(sb.started))
-			close(sb.reaped)
-		}()
+		go func() { _, _ = reap() }()
 	} else {
-		ws, werr = sb.waitInit()
-		sb.log.Debug("init exited", "since_start", time.Since(sb.started))
-		close(sb.reaped)
+		ws, werr = reap()
 	}
 	if sb.ptyDone != nil {
 		<-sb.ptyDone
