@@ -20,8 +20,9 @@ import (
 func init() { register(func(app *App) *cobra.Command { return newSandboxCmd(app) }) }
 
 // SandboxHook lets other subsystems (egress) join a sandbox run. A hook may
-// also have a Warm(app *App, name string) method: it is called before the policy is
-// loaded, to start work in the background that Prepare then waits for.
+// also have a Warm(app *App, name string) method: it is called before the
+// policy is loaded, to start work in the background that Prepare then
+// waits for.
 type SandboxHook interface {
 	Prepare(app *App, cfg *sandbox.Config) error // before Start: add env/files/listeners
 	Attach(app *App, sb *sandbox.Sandbox) error  // after Start: serve listeners
