@@ -76,29 +76,33 @@ func TestSandboxExitAndSignals(t *testing.T) {
 	}
 }
 
-// TestSandboxForwardsSIGTERM sends SIGTERM to nemoclaw and expects the
-// agent to get it (the agent traps it and exits 9).
-func TestSandboxForwardsSIGTERM(t *testing.T) {
+// TestSandboxForwardsSignals sends SIGTERM, SIGINT and SIGHUP to nemoclaw
+// and expects the agent to get each (it traps them and exits 9).
+func TestSandboxForwardsSignals(t *testing.T) {
 	requireSandboxKernel(t)
 	r := newSandboxRun(t, -1)
-	cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--workdir", r.workdir, "--",
-		"/bin/sh", "-c", "trap 'exit 9' TERM; echo ready; while :; do sleep 0.05; done")
-	cmd.Env = []string{"NEMOCLAW_HOME=" + r.home}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 6)
-	if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "ready\n" {
-		t.Fatalf("agent did not start: %q %v", buf, err)
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	err = cmd.Wait()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 9 {
-		t.Fatalf("want exit 9 from the agent's TERM trap, got %v", err)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		t.Run(unix.SignalName(sig), func(t *testing.T) {
+			cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--workdir", r.workdir, "--",
+				"/bin/sh", "-c", "trap 'exit 9' TERM INT HUP; echo ready; while :; do sleep 0.05; done")
+			cmd.Env = []string{"NEMOCLAW_HOME=" + r.home}
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 6)
+			if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "ready\n" {
+				t.Fatalf("agent did not start: %q %v", buf, err)
+			}
+			_ = cmd.Process.Signal(sig)
+			err = cmd.Wait()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 9 {
+				t.Fatalf("want exit 9 from the agent's %s trap, got %v", unix.SignalName(sig), err)
+			}
+		})
 	}
 }
 

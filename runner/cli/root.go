@@ -28,9 +28,16 @@ type Options struct {
 // main package calls, after sandbox.MaybeInit. SIGTERM cancels the context
 // (a running sandbox forwards it to the agent instead).
 func Main(version string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	args := os.Args[1:]
+	var ctx context.Context
+	var stop func()
+	if launchesSandbox(args) {
+		ctx, stop = relay.context() // the relay that will forward signals to the agent
+	} else {
+		ctx, stop = signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	}
 	defer stop()
-	return ExitCode(Execute(ctx, Options{Args: os.Args[1:], Version: version}))
+	return ExitCode(Execute(ctx, Options{Args: args, Version: version}))
 }
 
 // Execute runs nemoclaw with opts and returns the error to map to an exit

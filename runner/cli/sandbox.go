@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"runtime"
 	"syscall"
 
@@ -218,8 +217,7 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 	// the agent rather than cancelling the run. Catch them before Start so
 	// a signal that races the agent's first output is not lost.
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGWINCH)
-	defer signal.Stop(sigs)
+	defer relay.subscribe(sigs)()
 	sb, err := sandbox.Start(context.WithoutCancel(ctx), cfg)
 	if err != nil {
 		return sandboxError(err)
@@ -272,10 +270,11 @@ func launchesSandbox(args []string) bool {
 
 // warmSandboxLaunch starts, before the command line is even parsed, the
 // launch work that needs neither flags nor policy: the sandbox's seccomp
-// filter and cgroup probe, and the egress CA's keys.
+// filter and cgroup probe, the egress CA's keys and the signal relay.
 func warmSandboxLaunch() {
 	sandbox.Warm()
 	warmEgressCA()
+	relay.start()
 	// Let the new goroutines run now: otherwise the CA's goroutine waits
 	// on this P until the main goroutine blocks (measured: it started only
 	// after the policy was loaded), and Go takes a while to bring a second
