@@ -17,19 +17,18 @@ import (
 // takePrespawned hands over the init that nsinit.c's constructor cloned
 // into new namespaces before the Go runtime started, if this process has
 // one (only once). It returns the init's status socket, pid and pidfd.
-func takePrespawned(rootless bool) (*os.File, *pidfdProc, bool) {
+func takePrespawned(rootless bool) (int, *pidfdProc, bool) {
 	var pid, pidfd, flags C.int
 	fd := C.nc_prespawn_take(&pid, &pidfd, &flags)
 	if fd < 0 {
-		return nil, nil, false
+		return -1, nil, false
 	}
-	sock := os.NewFile(uintptr(fd), "sandbox-status")
 	proc := &pidfdProc{pid: int(pid), fd: int(pidfd)}
 	if (flags&unix.CLONE_NEWUSER != 0) != rootless {
-		proc.abandon(sock)
-		return nil, nil, false
+		proc.abandon(int(fd))
+		return -1, nil, false
 	}
-	return sock, proc, true
+	return int(fd), proc, true
 }
 
 // pidfdProc is the pre-spawned init, signalled through its pidfd (which
@@ -73,8 +72,8 @@ func (p *pidfdProc) wait() (syscall.WaitStatus, error) {
 
 // abandon ends an init that will not be used: it closes its socket, kills
 // it and reaps it in the background.
-func (p *pidfdProc) abandon(sock *os.File) {
-	sock.Close()
+func (p *pidfdProc) abandon(sock int) {
+	unix.Close(sock)
 	_ = p.Kill()
 	go func() { _, _ = p.wait() }()
 }
@@ -119,7 +118,7 @@ func (sb *Sandbox) startPrespawned(cfg Config, rootless bool, uid, gid int, spec
 		proc.abandon(sock)
 		return false
 	}
-	sb.proc, sb.pid, sb.status = proc, proc.pid, sock
+	sb.proc, sb.pid, sb.status = proc, proc.pid, statusFile(sock)
 	sb.waitInit = proc.wait
 	sb.reapLater = true
 	return true
@@ -127,7 +126,7 @@ func (sb *Sandbox) startPrespawned(cfg Config, rootless bool, uid, gid int, spec
 
 // handOver gives the waiting init its identity, cgroup and streams: what
 // the exec path sets with SysProcAttr and ExtraFiles.
-func (sb *Sandbox) handOver(proc *pidfdProc, sock *os.File, rootless bool, uid, gid int, streams [3]*os.File, specR *os.File) error {
+func (sb *Sandbox) handOver(proc *pidfdProc, sock int, rootless bool, uid, gid int, streams [3]*os.File, specR *os.File) error {
 	dir := "/proc/" + strconv.Itoa(proc.pid)
 	if rootless {
 		for _, w := range [][2]string{
@@ -146,7 +145,7 @@ func (sb *Sandbox) handOver(proc *pidfdProc, sock *os.File, rootless bool, uid, 
 		}
 	}
 	rights := unix.UnixRights(int(streams[0].Fd()), int(streams[1].Fd()), int(streams[2].Fd()), int(specR.Fd()))
-	if err := unix.Sendmsg(int(sock.Fd()), []byte("go"), rights, nil, 0); err != nil {
+	if err := unix.Sendmsg(sock, []byte("go"), rights, nil, 0); err != nil {
 		return fmt.Errorf("hand over: %w", err)
 	}
 	return nil

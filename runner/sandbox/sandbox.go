@@ -490,7 +490,7 @@ func (sb *Sandbox) startExec(cfg Config, rootless bool, uid, gid int, specR, pts
 	if err != nil {
 		return stepErr("launch", err)
 	}
-	sb.status = os.NewFile(uintptr(pair[0]), "sandbox-status")
+	sb.status = statusFile(pair[0])
 	child := os.NewFile(uintptr(pair[1]), "sandbox-status-child")
 	defer child.Close()
 
@@ -553,11 +553,33 @@ func (sb *Sandbox) initDied(cause error) error {
 	return stepErr("init", fmt.Errorf("exited before the sandbox was ready (%v; status socket: %v)", werr, cause))
 }
 
+// statusFile wraps the launcher's end of the status socket, non-blocking
+// so that recv waits in the netpoller.
+func statusFile(fd int) *os.File {
+	_ = unix.SetNonblock(fd, true) // on failure recv still works, blocking a thread
+	return os.NewFile(uintptr(fd), "sandbox-status")
+}
+
 // recv reads one status message and any file descriptors riding with it.
 func (sb *Sandbox) recv() (*statusMsg, []int, error) {
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, unix.CmsgSpace(8*4))
-	n, oobn, _, _, err := unix.Recvmsg(int(sb.status.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+	// Through the netpoller (the socket is non-blocking): a blocking
+	// recvmsg would hold an OS thread for the whole run, and the runtime
+	// would start another.
+	rc, err := sb.status.SyscallConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	var n, oobn int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+		return rerr != unix.EAGAIN
+	})
+	if err == nil {
+		err = rerr
+	}
 	if err != nil {
 		return nil, nil, err
 	}
