@@ -44,6 +44,11 @@ type File struct {
 	// are not copied through the launcher. A missing From leaves Data alone.
 	From string
 	Data []byte
+	// Later, when set, supplies Data instead, for contents still being
+	// made when Start is called (the egress CA): Start calls it last,
+	// after planning the sandbox, so that the two overlap. Its error
+	// stops the launch.
+	Later func() ([]byte, error)
 }
 
 // NetworkConfig asks for listening sockets created inside the sandbox's
@@ -325,7 +330,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 				from = real // the init reads it under the old root, where absolute links would miss
 			}
 		}
-		binds = append(binds, bindSpec{From: from, Data: f.Data, Dst: dst})
+		binds = append(binds, bindSpec{From: from, Data: f.Data, Dst: dst, later: f.Later})
 		filePaths = append(filePaths, dst)
 	}
 
@@ -401,6 +406,9 @@ func (sb *Sandbox) launch(ctx context.Context, cfg Config, sp spec, rootless boo
 	hostRoot, err := os.ReadDir("/")
 	if err != nil {
 		return stepErr("mount: read host root", err)
+	}
+	if err := fillLater(sp.Binds); err != nil {
+		return err
 	}
 	prog, err := compile(&sp, hostRoot)
 	if err != nil {
@@ -551,6 +559,20 @@ func (sb *Sandbox) initDied(cause error) error {
 	_ = sb.proc.Kill()
 	_, werr := sb.waitInit()
 	return stepErr("init", fmt.Errorf("exited before the sandbox was ready (%v; status socket: %v)", werr, cause))
+}
+
+// fillLater gets the contents of files given with File.Later.
+func fillLater(binds []bindSpec) error {
+	for i := range binds {
+		if b := &binds[i]; b.later != nil {
+			data, err := b.later()
+			if err != nil {
+				return stepErr("files", fmt.Errorf("%s: %w", b.Dst, err))
+			}
+			b.Data, b.later = data, nil
+		}
+	}
+	return nil
 }
 
 // statusFile wraps the launcher's end of the status socket, non-blocking

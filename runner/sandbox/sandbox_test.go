@@ -84,6 +84,8 @@ func TestStartErrors(t *testing.T) {
 		{name: "command not found", cfg: Config{Policy: testPolicy(), Command: []string{"nemoclaw-no-such-command"}}, step: "exec nemoclaw-no-such-command"},
 		{name: "relative file path", cfg: Config{Policy: testPolicy(), Command: []string{"true"}, Files: []File{{Path: "etc/x"}}}, step: "files"},
 		{name: "file outside own dirs", cfg: Config{Policy: testPolicy(), Command: []string{"true"}, Files: []File{{Path: "/usr/nemoclaw-new-file"}}}, step: "mount: file /usr/nemoclaw-new-file"},
+		{name: "file contents fail later", cfg: Config{Policy: testPolicy(), Command: []string{"true"},
+			Files: []File{{Path: "/run/nemoclaw/ca.pem", Later: func() ([]byte, error) { return nil, errors.New("no CA") }}}}, step: "files"},
 		{name: "hard requirement on old kernel", cfg: Config{Policy: hard, Command: []string{"true"}}, step: "landlock: abi", refused: true, lowABI: true},
 	}
 	for _, tc := range tests {
@@ -133,6 +135,9 @@ func TestRunBasics(t *testing.T) {
 		{name: "read-only file", cfg: Config{Files: []File{{Path: "/etc/hostname", Data: []byte("x")}, {Path: "/run/nemoclaw/ca.pem", Data: []byte("ca")}},
 			Command: []string{"/bin/sh", "-c", "cat /etc/hostname /run/nemoclaw/ca.pem; echo; echo y > /run/nemoclaw/ca.pem || echo refused"}},
 			wantOut: "xca\nrefused\n"},
+		{name: "file contents made later", cfg: Config{Files: []File{{Path: "/run/nemoclaw/ca.pem", Data: []byte("ignored"), Later: func() ([]byte, error) { return []byte("late CA"), nil }}},
+			Command: []string{"cat", "/run/nemoclaw/ca.pem"}},
+			wantOut: "late CA"},
 		{name: "pid namespace", cfg: Config{Command: []string{"/bin/sh", "-c", "set -- /proc/[0-9]*; echo $# $(cat /proc/1/cmdline | tr '\\0' ' ')"}}, wantOut: "2 /proc/self/exe __sandbox-init\n"},
 		{name: "only lo", cfg: Config{Command: []string{"/bin/sh", "-c", "ls /sys/class/net 2>/dev/null || cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"}}, wantOut: "lo\n"},
 	}

@@ -43,6 +43,8 @@ type bindSpec struct {
 	From string `json:"from,omitempty"`
 	Data []byte `json:"data"`
 	Dst  string `json:"dst"`
+	// later is File.Later, resolved into Data by fill.
+	later func() ([]byte, error)
 }
 
 // netSpec lists the listeners the init creates inside the network namespace.
