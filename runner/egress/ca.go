@@ -6,10 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net/netip"
 	"strings"
 	"sync"
@@ -30,6 +28,7 @@ type authority struct {
 	minting sync.Once
 	cert    *x509.Certificate
 	leafKey *ecdsa.PrivateKey
+	leafPub []byte // leafKey's uncompressed point, for every leaf's SPKI
 	mintErr error
 
 	mu    sync.Mutex
@@ -53,23 +52,21 @@ func NewCA(name string) (*CA, error) {
 	return &CA{a: a}, nil
 }
 
+// newAuthority makes a fresh P-256 key and its self-signed CA certificate:
+// version 3, a random serial, subject and issuer O "nemoclaw" and CN
+// "nemoclaw sandbox CA <name>", valid from an hour ago for a year, critical
+// KeyUsage certSign|cRLSign|digitalSignature, critical BasicConstraints
+// CA:TRUE pathlen:0, and a SubjectKeyIdentifier. encodeCA writes it rather
+// than x509.CreateCertificate, whose reflection and self-verification cost
+// over twice the signature itself on the sandbox's start-up path.
 func newAuthority(name string) (*authority, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate CA key: %w", err)
 	}
 	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: strings.TrimSpace("nemoclaw sandbox CA " + name), Organization: []string{"nemoclaw"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(1, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cn := strings.TrimSpace("nemoclaw sandbox CA " + name)
+	der, err := encodeCA(key, serial(), cn, now.Add(-time.Hour), now.AddDate(1, 0, 0))
 	if err != nil {
 		return nil, fmt.Errorf("self-sign CA: %w", err)
 	}
@@ -80,7 +77,9 @@ func newAuthority(name string) (*authority, error) {
 	}, nil
 }
 
-// mintReady parses the CA certificate and makes the leaf key, once.
+// mintReady parses the CA certificate (its RawSubject is every leaf's
+// issuer, its SubjectKeyId their AuthorityKeyIdentifier) and makes the
+// leaf key, once.
 func (a *authority) mintReady() error {
 	a.minting.Do(func() {
 		if a.cert, a.mintErr = x509.ParseCertificate(a.certDER); a.mintErr != nil {
@@ -89,17 +88,40 @@ func (a *authority) mintReady() error {
 		}
 		if a.leafKey, a.mintErr = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); a.mintErr != nil {
 			a.mintErr = fmt.Errorf("generate leaf key: %w", a.mintErr)
+			return
+		}
+		if a.leafPub, a.mintErr = a.leafKey.PublicKey.Bytes(); a.mintErr != nil {
+			a.mintErr = fmt.Errorf("leaf key: %w", a.mintErr)
 		}
 	})
 	return a.mintErr
 }
 
-func serial() *big.Int {
-	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	return n
+// serial returns a random certificate serial number, big-endian, uniform
+// below 2^127 so that its INTEGER is positive and at most 16 octets.
+func serial() []byte {
+	b := make([]byte, 16)
+	rand.Read(b) // never fails (crypto/rand crashes the program instead)
+	b[0] &= 0x7f
+	return b
 }
 
-// leaf returns a certificate for host, minted on first use and cached.
+// hostIP returns host's address for an iPAddress SubjectAltName (IPv4 in
+// 4 bytes, IPv4-mapped IPv6 included, as crypto/x509 writes it; a zone is
+// dropped), or nil when host is not an IP literal.
+func hostIP(host string) []byte {
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil
+	}
+	return addr.Unmap().AsSlice()
+}
+
+// leaf returns a certificate for host, minted on first use and cached
+// until an hour before it expires: subject CN host, issued by the CA, valid
+// from an hour ago for seven days, critical KeyUsage digitalSignature,
+// ExtKeyUsage serverAuth, the CA's key identifier, and host as the
+// SubjectAltName (an iPAddress when host is an IP literal, else a dNSName).
 func (a *authority) leaf(host string) (*tls.Certificate, error) {
 	now := time.Now()
 	a.mu.Lock()
@@ -108,26 +130,16 @@ func (a *authority) leaf(host string) (*tls.Certificate, error) {
 	if ok && now.Before(c.Leaf.NotAfter.Add(-time.Hour)) {
 		return c, nil
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: host},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(7 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
 	if err := a.mintReady(); err != nil {
 		return nil, fmt.Errorf("mint certificate for %s: %w", host, err)
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, ip.AsSlice())
-	} else {
-		tmpl.DNSNames = []string{host}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, &a.leafKey.PublicKey, a.key)
+	der, err := encodeLeaf(a.key, serial(), a.cert.RawSubject, a.cert.SubjectKeyId, host, hostIP(host),
+		now.Add(-time.Hour), now.Add(7*24*time.Hour), a.leafPub)
 	if err != nil {
 		return nil, fmt.Errorf("mint certificate for %s: %w", host, err)
 	}
+	// tls.Certificate.Leaf (whose NotAfter the cache check reads) wants
+	// the parsed certificate; parsing is about a seventh of minting.
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, fmt.Errorf("mint certificate for %s: %w", host, err)
