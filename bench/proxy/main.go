@@ -122,7 +122,11 @@ func serveProxy() error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(*dir, "ca.pem"), p.CACertPEM(), 0o644); err != nil {
+	caPEM, err := p.CACertPEM()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(*dir, "ca.pem"), caPEM, 0o644); err != nil {
 		return err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")

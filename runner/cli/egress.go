@@ -62,7 +62,8 @@ type egressHook struct {
 }
 
 // egressFiles is the part of the proxy's set-up that needs no policy: its
-// CA (a key generation and a signature), its directory and audit log.
+// CA (a key generation and a signature, still being made), its directory
+// and audit log.
 type egressFiles struct {
 	ca    *egress.CA
 	dir   string
@@ -91,46 +92,26 @@ func (r *egressFiles) undo() {
 	}
 }
 
-// caResult is a CA being made in the background.
-type caResult struct {
-	ca  *egress.CA
-	err error
-}
-
 // earlyCA is the CA warmEgressCA started making; the first run takes it.
-var earlyCA atomic.Pointer[chan caResult]
+var earlyCA atomic.Pointer[egress.CA]
 
 // warmEgressCA starts making an interception CA on another goroutine.
 func warmEgressCA() {
-	ch := make(chan caResult, 1)
-	if !earlyCA.CompareAndSwap(nil, &ch) {
-		return // one is already being made
+	if earlyCA.Load() == nil {
+		earlyCA.CompareAndSwap(nil, egress.StartCA(""))
 	}
-	go func() {
-		ca, err := egress.NewCA("")
-		ch <- caResult{ca, err}
-	}()
 }
 
-// takeEarlyCA returns the CA warmEgressCA made (waiting for it), once;
-// nil when there is none.
-func takeEarlyCA() (*egress.CA, error) {
-	ch := earlyCA.Swap(nil)
-	if ch == nil {
-		return nil, nil
+// takeCA returns the CA warmEgressCA started (once), or starts one.
+func takeCA(name string) *egress.CA {
+	if ca := earlyCA.Swap(nil); ca != nil {
+		return ca
 	}
-	r := <-*ch
-	return r.ca, r.err
+	return egress.StartCA(name)
 }
 
 func makeEgressFiles(app *App, name string) (r egressFiles) {
-	if r.ca, r.err = takeEarlyCA(); r.err == nil && r.ca == nil {
-		r.ca, r.err = egress.NewCA(name)
-	}
-	if r.err != nil {
-		r.err = fmt.Errorf("sandbox: %w", r.err)
-		return r
-	}
+	r.ca = takeCA(name)
 	r.dir = sandboxDir(app, name)
 	for d := filepath.Dir(r.dir); ; d = filepath.Dir(d) {
 		if _, err := os.Stat(d); err == nil || d == filepath.Dir(d) {
@@ -211,10 +192,15 @@ func (h *egressHook) Prepare(app *App, cfg *sandbox.Config) error {
 	h.proxy, h.audit, h.sockDir = p, f, dir
 	cfg.Network.Proxy, cfg.Network.DNS, cfg.Network.ProxyPort = true, true, sandbox.DefaultProxyPort
 	cfg.Env = append(cfg.Env, p.Env(sandboxProxyURL, sandboxCABundle, sandboxCACert)...)
+	// The CA may still be in the making: the sandbox asks for it only
+	// once it has planned everything else.
 	cfg.Files = append(cfg.Files,
 		sandbox.File{Path: "/etc/resolv.conf", Data: []byte("# nemoclaw: DNS answers only names the sandbox policy allows\nnameserver 127.0.0.1\noptions edns0 trust-ad\n")},
-		sandbox.File{Path: sandboxCABundle, From: egress.SystemCABundle(), Data: append([]byte("\n"), p.CACertPEM()...)},
-		sandbox.File{Path: sandboxCACert, Data: p.CACertPEM()},
+		sandbox.File{Path: sandboxCABundle, From: egress.SystemCABundle(), Later: func() ([]byte, error) {
+			pem, err := p.CACertPEM()
+			return append([]byte("\n"), pem...), err
+		}},
+		sandbox.File{Path: sandboxCACert, Later: p.CACertPEM},
 	)
 	return nil
 }

@@ -37,19 +37,57 @@ type authority struct {
 
 const leafCacheMax = 4096
 
-// CA is a sandbox's interception certificate authority, made with NewCA
-// ahead of New so that its key generation overlaps other start-up work.
-type CA struct{ a *authority }
+// CA is a sandbox's interception certificate authority, made with NewCA,
+// or with StartCA ahead of New so that its key generation and signature
+// overlap the rest of a sandbox's start-up.
+type CA struct {
+	ready chan struct{} // closed when a or err is set
+	a     *authority
+	err   error
+}
 
 // NewCA creates the interception CA for the sandbox named name ("" when
 // it is made before the name is known; the name only labels the
 // certificate).
 func NewCA(name string) (*CA, error) {
-	a, err := newAuthority(name)
-	if err != nil {
-		return nil, fmt.Errorf("egress: %w", err)
+	c := &CA{ready: make(chan struct{})}
+	c.make(name)
+	if c.err != nil {
+		return nil, c.err
 	}
-	return &CA{a: a}, nil
+	return c, nil
+}
+
+// StartCA starts making the interception CA on another goroutine and
+// returns at once; whatever needs the CA waits for it (CertPEM, the
+// proxy's first interception).
+func StartCA(name string) *CA {
+	c := &CA{ready: make(chan struct{})}
+	go c.make(name)
+	return c
+}
+
+func (c *CA) make(name string) {
+	defer close(c.ready)
+	if c.a, c.err = newAuthority(name); c.err != nil {
+		c.err = fmt.Errorf("egress: %w", c.err)
+	}
+}
+
+// authority waits for the CA to be made.
+func (c *CA) authority() (*authority, error) {
+	<-c.ready
+	return c.a, c.err
+}
+
+// CertPEM returns the CA certificate in PEM form, waiting for it to be
+// made. The key never leaves this process.
+func (c *CA) CertPEM() ([]byte, error) {
+	a, err := c.authority()
+	if err != nil {
+		return nil, err
+	}
+	return a.certPEM, nil
 }
 
 // newAuthority makes a fresh P-256 key and its self-signed CA certificate:

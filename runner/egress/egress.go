@@ -70,7 +70,8 @@ type Config struct {
 	// LookupEnv reads the host environment for credential secrets (default
 	// os.LookupEnv).
 	LookupEnv func(string) (string, bool)
-	// CA is the interception CA (from NewCA); nil: New creates one.
+	// CA is the interception CA (from NewCA or StartCA, which New does not
+	// wait for); nil: New creates one.
 	CA *CA
 }
 
@@ -82,7 +83,7 @@ type Proxy struct {
 	gen      atomic.Pointer[generation]
 	genSeq   atomic.Uint64
 	reloadMu sync.Mutex
-	ca       *authority
+	ca       *CA // possibly still being made (StartCA)
 	phKey    [32]byte
 	resolver Resolver
 	dialer   *net.Dialer
@@ -127,12 +128,11 @@ func New(cfg Config) (*Proxy, error) {
 	if _, err := rand.Read(p.phKey[:]); err != nil {
 		return nil, fmt.Errorf("egress: placeholder key: %w", err)
 	}
-	if cfg.CA != nil {
-		p.ca = cfg.CA.a
-	} else {
-		ca, err := newAuthority(cfg.Sandbox)
+	p.ca = cfg.CA
+	if p.ca == nil {
+		ca, err := NewCA(cfg.Sandbox)
 		if err != nil {
-			return nil, fmt.Errorf("egress: %w", err)
+			return nil, err
 		}
 		p.ca = ca
 	}
@@ -185,7 +185,7 @@ func New(cfg Config) (*Proxy, error) {
 
 // CACertPEM is the per-sandbox CA certificate (PEM) that the sandbox must
 // trust. The key never leaves this process.
-func (p *Proxy) CACertPEM() []byte { return p.ca.certPEM }
+func (p *Proxy) CACertPEM() ([]byte, error) { return p.ca.CertPEM() }
 
 // systemBundles are where distributions keep the system CA bundle.
 var systemBundles = []string{

@@ -189,7 +189,11 @@ func newHarness(t testing.TB, pol *policy.Policy, mod func(*Config)) *harness {
 	go func() { _ = p.Serve(l) }()
 	t.Cleanup(func() { _ = p.Close() })
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(p.CACertPEM())
+	caPEM, err := p.CACertPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AppendCertsFromPEM(caPEM)
 	pool.AppendCertsFromPEM(upstreamPKI(t).pem)
 	return &harness{p: p, proxyURL: &url.URL{Scheme: "http", Host: l.Addr().String()}, audit: audit, caPool: pool}
 }

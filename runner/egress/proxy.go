@@ -103,9 +103,15 @@ func (p *Proxy) serveTunnel(c net.Conn, outer *connInfo, t target) {
 		return
 	}
 	tc := tls.Server(pc, &tls.Config{
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.ca.leaf(t.host) },
-		NextProtos:     []string{"h2", "http/1.1"},
-		MinVersion:     tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			a, err := p.ca.authority()
+			if err != nil {
+				return nil, err
+			}
+			return a.leaf(t.host)
+		},
+		NextProtos: []string{"h2", "http/1.1"},
+		MinVersion: tls.VersionTLS12,
 	})
 	if err := tc.Handshake(); err != nil {
 		p.log.Debug("egress tls handshake", "host", t.host, "err", err)

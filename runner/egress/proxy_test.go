@@ -2,6 +2,7 @@ package egress
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -492,5 +493,28 @@ func TestHeaderLimit(t *testing.T) {
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil || resp.StatusCode != 400 {
 		t.Fatalf("oversized head: %v %v", resp, err)
+	}
+}
+
+// TestInterceptionWithStartedCA runs the proxy on a CA still being made
+// (StartCA, as `sandbox run` does): New does not wait for it, and the
+// first interception and CACertPEM do.
+func TestInterceptionWithStartedCA(t *testing.T) {
+	t.Parallel()
+	_, port := newTLSUpstream(t)
+	ca := StartCA("started")
+	h := newHarness(t, pol(map[string][]*policy.Endpoint{
+		"api": {ep("api.test", port, loopOK, rest, allow("GET", "/public/**"))},
+	}), func(c *Config) { c.CA = ca })
+	got, err := h.p.CACertPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := ca.CertPEM(); !bytes.Equal(got, want) {
+		t.Fatal("the proxy serves a CA other than the one it was given")
+	}
+	st, body, _ := h.do(t, h.client(false), "GET", u("api.test", port, "/public/x"), "", nil)
+	if st != 200 {
+		t.Fatalf("status %d through a started CA; body %s", st, body)
 	}
 }
