@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -92,20 +91,14 @@ func (r *egressFiles) undo() {
 	}
 }
 
-// earlyCA is the CA warmEgressCA started making; the first run takes it.
-var earlyCA atomic.Pointer[egress.CA]
-
-// warmEgressCA starts making an interception CA on another goroutine.
-func warmEgressCA() {
-	if earlyCA.Load() == nil {
-		earlyCA.CompareAndSwap(nil, egress.StartCA(""))
-	}
-}
-
-// takeCA returns the CA warmEgressCA started (once), or starts one.
+// takeCA returns the CA warmSandboxLaunch started (to the first run that
+// asks), or starts one.
 func takeCA(name string) *egress.CA {
-	if ca := earlyCA.Swap(nil); ca != nil {
-		return ca
+	if ch := launchWarm.caSet; ch != nil {
+		<-ch
+		if ca := launchWarm.ca.Swap(nil); ca != nil {
+			return ca
+		}
 	}
 	return egress.StartCA(name)
 }

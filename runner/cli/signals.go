@@ -95,11 +95,10 @@ func (r *signalRelay) context() (ctx context.Context, stop func()) {
 }
 
 // subscribe sends forwardedSignals to ch until unsubscribe is called. It
-// returns once the relay is subscribed, so that no signal sent after it
-// returns is missed.
+// returns at once; after wait returns, no signal sent is missed (before,
+// one may still act by default).
 func (r *signalRelay) subscribe(ch chan<- os.Signal) (unsubscribe func()) {
 	r.start()
-	<-r.ready
 	r.mu.Lock()
 	r.sub = ch
 	r.mu.Unlock()
@@ -110,4 +109,10 @@ func (r *signalRelay) subscribe(ch chan<- os.Signal) (unsubscribe func()) {
 		}
 		r.mu.Unlock()
 	}
+}
+
+// wait returns once the relay is subscribed with os/signal.
+func (r *signalRelay) wait() {
+	r.start()
+	<-r.ready
 }

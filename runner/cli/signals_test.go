@@ -83,6 +83,7 @@ func TestSignalRelayRealSignal(t *testing.T) {
 	r := &signalRelay{raise: func(os.Signal) {}}
 	ch := make(chan os.Signal, 1)
 	defer r.subscribe(ch)()
+	r.wait()
 	if err := syscall.Kill(os.Getpid(), syscall.SIGWINCH); err != nil {
 		t.Fatal(err)
 	}
