@@ -29,12 +29,11 @@ type Options struct {
 // (a running sandbox forwards it to the agent instead).
 func Main(version string) int {
 	args := os.Args[1:]
-	var ctx context.Context
-	var stop func()
-	if launchesSandbox(args) {
-		ctx, stop = relay.context() // the relay that will forward signals to the agent
-	} else {
-		ctx, stop = signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	ctx, stop := context.Background(), func() {}
+	if !launchesSandbox(args) {
+		// A sandbox run forwards SIGTERM to its agent instead (and
+		// os/signal's set-up would slow its start).
+		ctx, stop = signal.NotifyContext(ctx, syscall.SIGTERM)
 	}
 	defer stop()
 	return ExitCode(Execute(ctx, Options{Args: args, Version: version}))

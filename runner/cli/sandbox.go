@@ -7,7 +7,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -150,6 +149,15 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 	if o.tty && o.noTTY {
 		return Usage(errors.New("--tty and --no-tty exclude each other"))
 	}
+	// The sandbox's life is its agent's: SIGINT, SIGTERM, SIGHUP and
+	// SIGQUIT go to the agent rather than ending the run, and SIGWINCH
+	// resizes its terminal. Caught from here on, a signal that races the
+	// start is held until the agent runs, not lost.
+	sigs, err := sandbox.CatchSignals()
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer sigs.Stop()
 	// Start-up work that needs no policy runs on the other core while
 	// this one loads the policy: the seccomp filter and cgroup probe, and
 	// each hook's own (the egress CA's keys).
@@ -215,43 +223,25 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 			_ = term.Restore(int(stdin.Fd()), old)
 		}()
 	}
-	// The sandbox's life is its agent's: SIGTERM/SIGINT are forwarded to
-	// the agent rather than cancelling the run. They are caught before the
-	// agent starts, so a signal that races its first output is not lost;
-	// the relay's subscription (~0.6 ms of os/signal round trips) finishes
-	// while Start plans.
-	sigs := make(chan os.Signal, 8)
-	defer relay.subscribe(sigs)()
-	cfg.BeforeAgent = relay.wait
 	sb, err := sandbox.Start(context.WithoutCancel(ctx), cfg)
 	if err != nil {
 		return sandboxError(err)
 	}
 	defer sb.Close()
+	var tty *os.File
+	if isTerm {
+		tty = stdin
+	}
+	if err := sigs.Forward(sb, tty); err != nil {
+		return err
+	}
 	for _, h := range hooks {
 		if err := h.Attach(app, sb); err != nil {
 			return err
 		}
 	}
-	go func() {
-		for {
-			select {
-			case s := <-sigs:
-				if s == syscall.SIGWINCH {
-					if isTerm {
-						if w, h, err := term.GetSize(int(stdin.Fd())); err == nil {
-							_ = sb.ResizeTTY(sandbox.WindowSize{Rows: uint16(h), Cols: uint16(w)})
-						}
-					}
-					continue
-				}
-				_ = sb.Signal(s)
-			case <-sb.Done():
-				return
-			}
-		}
-	}()
 	code, err := sb.Wait()
+	sigs.Stop() // before Close: the forwarder uses the sandbox's terminal
 	if err != nil {
 		return err
 	}
@@ -282,15 +272,14 @@ var launchWarm struct {
 
 // warmSandboxLaunch starts, before the command line is even parsed, the
 // launch work that needs neither flags nor policy: the egress CA's key and
-// signature, the signal relay, and the sandbox's seccomp filter and cgroup
-// probe. One goroutine starts them all: a `go` statement that finds the
-// other core idle starts an OS thread there and then, and four of them
-// measured ~0.6 ms on the main goroutine.
+// signature, and the sandbox's seccomp filter and cgroup probe. One
+// goroutine starts them all: a `go` statement that finds the other core
+// idle starts an OS thread there and then, and four of them measured
+// ~0.6 ms on the main goroutine.
 func warmSandboxLaunch() {
 	launchWarm.once.Do(func() {
 		launchWarm.caSet = make(chan struct{})
 		go func() {
-			relay.start() // first: the run waits for it before its agent starts
 			launchWarm.ca.Store(egress.StartCA(""))
 			close(launchWarm.caSet)
 			sandbox.Warm()

@@ -103,11 +103,6 @@ type Config struct {
 	// KeepWorkspace puts a generated workspace on the host's disk, kept
 	// after Close.
 	KeepWorkspace bool
-	// BeforeAgent, when set, is called once the sandbox is planned, just
-	// before the init is told to start the agent: for what must be in
-	// place by then (the CLI's signal forwarding) but may finish while
-	// Start plans.
-	BeforeAgent func()
 	// InitPath is the binary re-executed in init mode; it must call
 	// MaybeInit first thing. Default: the running executable.
 	InitPath string
@@ -433,9 +428,6 @@ func (sb *Sandbox) launch(ctx context.Context, cfg Config, sp spec, rootless boo
 		}
 		sb.ptm, ptsFile = ptm, pts
 		defer pts.Close()
-	}
-	if cfg.BeforeAgent != nil {
-		cfg.BeforeAgent()
 	}
 	t0 := time.Now()
 	how := "pre-spawned"

@@ -356,28 +356,3 @@ func TestFileFrom(t *testing.T) {
 		})
 	}
 }
-
-// TestBeforeAgent checks that BeforeAgent runs once, after the files'
-// contents are made and before the agent starts, and not at all when the
-// plan fails.
-func TestBeforeAgent(t *testing.T) {
-	needKernel(t)
-	var order []string
-	cfg := Config{
-		Files:       []File{{Path: "/run/x/f", Later: func() ([]byte, error) { order = append(order, "files"); return []byte("f"), nil }}},
-		BeforeAgent: func() { order = append(order, "before agent") },
-		Command:     []string{"cat", "/run/x/f"},
-	}
-	if code, out, errs := run(t, cfg); code != 0 || out != "f" {
-		t.Fatalf("exit %d, stdout %q; stderr %s", code, out, errs)
-	}
-	if got := strings.Join(order, ", "); got != "files, before agent" {
-		t.Fatalf("calls: %s; want files, before agent", got)
-	}
-	called := false
-	_, err := Start(context.Background(), Config{Policy: testPolicy(), Home: t.TempDir(), Command: []string{"true"},
-		Files: []File{{Path: "relative"}}, BeforeAgent: func() { called = true }})
-	if err == nil || called {
-		t.Fatalf("a failed plan: err %v, BeforeAgent called %v; want an error and no call", err, called)
-	}
-}

@@ -1,0 +1,102 @@
+package sandbox
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSignalForwarder sends real signals to this process: one arriving
+// before the sandbox exists is held and reaches the agent once Forward
+// names it, a later one reaches it at once, and Stop gives the signals
+// back to the Go runtime.
+func TestSignalForwarder(t *testing.T) {
+	needKernel(t)
+	for _, tc := range []struct {
+		name string
+		sig  syscall.Signal
+		held bool // sent before the sandbox starts
+		want int  // the agent's trap exits with it
+	}{
+		{name: "held SIGHUP", sig: syscall.SIGHUP, held: true, want: 7},
+		{name: "held SIGINT", sig: syscall.SIGINT, held: true, want: 8},
+		{name: "live SIGTERM", sig: syscall.SIGTERM, want: 9},
+		{name: "live SIGQUIT", sig: syscall.SIGQUIT, want: 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fwd, err := CatchSignals()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fwd.Stop()
+			if _, err := CatchSignals(); err == nil {
+				t.Fatal("a second CatchSignals succeeded while one is active")
+			}
+			if tc.held {
+				if err := syscall.Kill(os.Getpid(), tc.sig); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, func() bool { return signalHeld(tc.sig) }, "the signal to be held")
+			}
+			pr, pw := io.Pipe()
+			sb, err := Start(context.Background(), Config{Policy: testPolicy(), Home: t.TempDir(), Stdout: pw,
+				Command: []string{"/bin/sh", "-c", "trap 'exit 7' HUP; trap 'exit 8' INT; trap 'exit 9' TERM; trap 'exit 10' QUIT; echo ready; while :; do sleep 0.05; done"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sb.Close()
+			if line, err := bufio.NewReader(pr).ReadString('\n'); err != nil || line != "ready\n" {
+				t.Fatalf("agent did not start: %q %v", line, err)
+			}
+			go io.Copy(io.Discard, pr)
+			if err := fwd.Forward(sb, nil); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.held {
+				if err := syscall.Kill(os.Getpid(), tc.sig); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done := make(chan int, 1)
+			go func() { code, _ := sb.Wait(); done <- code }()
+			select {
+			case code := <-done:
+				if code != tc.want {
+					t.Fatalf("agent exited %d, want %d (its %v trap)", code, tc.want, tc.sig)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%v sent to the launcher never reached the agent", tc.sig)
+			}
+			if signalHeld(tc.sig) {
+				t.Fatal("the signal is still held after Forward")
+			}
+		})
+	}
+	// After Stop the Go runtime handles the signals again.
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	defer signal.Stop(ch)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("after Stop, SIGHUP did not reach os/signal")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
