@@ -5,8 +5,8 @@
 // capabilities, no_new_privs and resource limits.
 //
 // The launcher (Start) plans everything in Go — policy to Landlock ruleset,
-// the seccomp filter (libseccomp), mounts, ids, limits — and compiles it
-// into a flat program of operations. It re-executes the running binary with
+// the seccomp filter (generated ahead with libseccomp), mounts, ids,
+// limits — and compiles it into a flat program of operations. It re-executes the running binary with
 // the hidden argument "__sandbox-init" in new namespaces and sends the
 // program on an inherited pipe (fd 3). The init is C (nsinit.c) run from an
 // ELF constructor before the Go runtime starts, so a sandbox start pays for

@@ -232,17 +232,13 @@ func hostWorkspace(ws string, rootless bool, uid, gid int) (string, error) {
 var cgroupInfo = sync.OnceValue(CgroupDelegation)
 
 // Warm starts, in the background, the part of Start's work that depends
-// only on this host: building the seccomp filter with libseccomp and
-// probing cgroup delegation. A caller with its own preparation to do (a
-// policy to load, a proxy to set up) calls Warm first so that both use the
-// machine's cores; Start waits for whatever is still running. In a fresh
-// process this work is mostly first-touch page faults, which overlap well.
+// only on this host: probing cgroup delegation. A caller with its own
+// preparation to do (a policy to load, a proxy to set up) calls Warm first
+// so that both use the machine's cores; Start waits for whatever is still
+// running.
 func Warm() {
 	warmOnce.Do(func() {
-		go func() {
-			_, _ = seccompProgram()
-			_ = cgroupInfo()
-		}()
+		go func() { _ = cgroupInfo() }()
 	})
 }
 
