@@ -36,6 +36,24 @@ func TestSandboxPrespawnedInit(t *testing.T) {
 			if out != "2\n0\n" {
 				t.Errorf("got %q, want the agent as pid 2 and an empty /proc/1/cmdline", out)
 			}
+			// The CA bundle is the host's (which a root init copies
+			// ahead, into /dev/shm) then the sandbox's CA, and nothing
+			// of the copy is left behind.
+			host, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+			if err != nil {
+				t.Fatalf("this test expects Debian's CA bundle: %v", err)
+			}
+			out, stderr, code = r.run(t, nil, "/bin/sh", "-c", "cat /run/nemoclaw/ca-bundle.pem; echo ===; cat /run/nemoclaw/ca.pem; echo ===; ls -A /dev/shm")
+			parts := strings.Split(out, "===\n")
+			if code != 0 || len(parts) != 3 {
+				t.Fatalf("exit %d, output %d parts\n%s", code, len(parts), stderr)
+			}
+			if want := string(host) + "\n" + parts[1]; parts[0] != want || !strings.HasPrefix(parts[1], "-----BEGIN CERTIFICATE-----") {
+				t.Errorf("ca-bundle.pem (%d bytes) is not the host's bundle (%d bytes), a newline and ca.pem (%d bytes)", len(parts[0]), len(host), len(parts[1]))
+			}
+			if parts[2] != "" {
+				t.Errorf("/dev/shm holds %q, want it empty", parts[2])
+			}
 		})
 	}
 

@@ -15,6 +15,7 @@
 #include <sched.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/openat2.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
@@ -378,6 +379,84 @@ static int write_all(int fd, const char *p, size_t n)
 // binds that over dst, and unlinks the staging name (the mount keeps the
 // inode). Nothing touches the host's disk.
 #define STAGING "/run/.nemoclaw-files"
+// ---- prefetch ----------------------------------------------------------------
+//
+// The host file a sandbox is usually given to extend (sandbox.File.From:
+// the system CA bundle, ~200 KB, which egress.SystemCABundle picks from the
+// same list) is copied by the pre-spawned init while it waits for the
+// launcher, into /dev/shm's tmpfs (not the root's, which is remounted
+// read-only at the end: a bound, unlinked file there would make that
+// EBUSY); op_bindfile then only appends the
+// launcher's data. The copy is used only if it is of the very file the
+// program names, unchanged (device, inode, size and mtime), and it goes
+// when the host's root is detached.
+static const char *prefetch_paths[] = {
+	"etc/ssl/certs/ca-certificates.crt", "etc/pki/tls/certs/ca-bundle.crt", "etc/ssl/ca-bundle.pem", "etc/ssl/cert.pem",
+};
+#define PREFETCH "/dev/shm/.nemoclaw-prefetch"
+static struct stat prefetch_st;
+static int prefetched;
+
+static int copy_fd(int out, int in, off_t size)
+{
+	while (size > 0) {
+		ssize_t n = sendfile(out, in, NULL, size);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		size -= n;
+	}
+	return 0;
+}
+
+// prefetch copies the first of prefetch_paths that is a regular file under
+// the old root, resolving its symlinks as the host would.
+static void prefetch(void)
+{
+	int root = open(OLDROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return;
+	for (size_t i = 0; i < sizeof prefetch_paths / sizeof *prefetch_paths; i++) {
+		struct open_how how = {.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+		int in = syscall(SYS_openat2, root, prefetch_paths[i], &how, sizeof how);
+		if (in < 0)
+			continue;
+		struct stat st;
+		if (fstat(in, &st) == 0 && S_ISREG(st.st_mode)) {
+			int out = open(PREFETCH, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+			if (out >= 0 && copy_fd(out, in, st.st_size) == 0) {
+				prefetch_st = st;
+				prefetched = 1;
+			} else if (out >= 0) {
+				unlink(PREFETCH); // op_bindfile copies it, and says why it failed
+			}
+			if (out >= 0)
+				close(out);
+			close(in);
+			break;
+		}
+		close(in);
+	}
+	close(root);
+}
+
+// take_prefetched reports whether in is the prefetched file, unchanged.
+static int take_prefetched(int in)
+{
+	struct stat st;
+	return prefetched && fstat(in, &st) == 0 && st.st_dev == prefetch_st.st_dev && st.st_ino == prefetch_st.st_ino &&
+	       st.st_size == prefetch_st.st_size && st.st_mtim.tv_sec == prefetch_st.st_mtim.tv_sec &&
+	       st.st_mtim.tv_nsec == prefetch_st.st_mtim.tv_nsec;
+}
+
+static void drop_prefetched(void)
+{
+	if (prefetched)
+		unlink(PREFETCH);
+	prefetched = 0;
+}
+
 static void op_bindfile(struct op *o)
 {
 	need(o, 3);
@@ -398,28 +477,35 @@ static void op_bindfile(struct op *o)
 			fail_errno(o, dst);
 		close(fd);
 	}
-	if (mkdir(STAGING, 0700) < 0 && errno != EEXIST)
-		fail_errno(o, STAGING);
-	snprintf(src, sizeof src, STAGING "/%d", seq++);
-	int fd = open(src, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
-	if (fd < 0)
-		fail_errno(o, src);
-	if (o->nargs > 3 && o->a[3].n > 0) {
+	int fd = -1;
+	if (o->nargs > 3 && o->a[3].n > 0 && prefetched) {
+		char *from = astr(&o->a[3]);
+		int in = open(from, O_RDONLY | O_CLOEXEC);
+		if (in >= 0 && take_prefetched(in)) {
+			snprintf(src, sizeof src, "%s", PREFETCH);
+			fd = open(src, O_WRONLY | O_APPEND | O_CLOEXEC);
+			prefetched = 0; // taken: it is unlinked below like a staged file
+		}
+		if (in >= 0)
+			close(in);
+		free(from);
+	}
+	if (fd < 0) {
+		if (mkdir(STAGING, 0700) < 0 && errno != EEXIST)
+			fail_errno(o, STAGING);
+		snprintf(src, sizeof src, STAGING "/%d", seq++);
+		fd = open(src, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+		if (fd < 0)
+			fail_errno(o, src);
+	}
+	if (o->nargs > 3 && o->a[3].n > 0 && strcmp(src, PREFETCH) != 0) {
 		// A host file first (under the old root), copied in the kernel.
 		char *from = astr(&o->a[3]);
 		int in = open(from, O_RDONLY | O_CLOEXEC);
 		struct stat fst;
 		if (in >= 0 && fstat(in, &fst) == 0 && S_ISREG(fst.st_mode)) {
-			off_t left = fst.st_size;
-			while (left > 0) {
-				ssize_t n = sendfile(fd, in, NULL, left);
-				if (n <= 0) {
-					if (n < 0 && errno == EINTR)
-						continue;
-					fail_errno(o, from);
-				}
-				left -= n;
-			}
+			if (copy_fd(fd, in, fst.st_size) < 0)
+				fail_errno(o, from);
 		} else {
 			note("files: %s: not readable (%s); %s holds only what nemoclaw adds", from + strlen(OLDROOT),
 			     strerror(errno), dst);
@@ -520,6 +606,8 @@ static void run_setup_op(struct op *o)
 	case OP_UMOUNT: {
 		need(o, 3);
 		char *p = astr(&o->a[1]);
+		if (strcmp(p, OLDROOT) == 0)
+			drop_prefetched(); // nothing can name a host file from here on
 		if (umount2(p, anum(&o->a[2])) < 0)
 			fail_errno(o, p);
 		free(p);
@@ -1055,6 +1143,7 @@ static void prespawn_child(int sock)
 	int built = 0;
 	if (geteuid() == 0) {
 		skeleton();
+		prefetch(); // while the launcher starts
 		built = 1;
 	}
 	char buf[64];
