@@ -119,6 +119,10 @@ func (sb *Sandbox) startPrespawned(cfg Config, rootless bool, uid, gid int, spec
 		return false
 	}
 	sb.proc, sb.pid, sb.status = proc, proc.pid, statusFile(sock)
+	// The sandbox's own copy: proc's is closed when the init is reaped.
+	if fd, err := unix.FcntlInt(uintptr(proc.fd), unix.F_DUPFD_CLOEXEC, 0); err == nil {
+		sb.pidfd = fd
+	}
 	sb.waitInit = proc.wait
 	sb.reapLater = true
 	return true

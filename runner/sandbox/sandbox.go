@@ -122,8 +122,12 @@ type Sandbox struct {
 	reapLater bool
 	reaped    chan struct{}
 	status    *os.File
-	ptm       *os.File
-	ptyDone   chan struct{}
+	// pidfd is the sandbox's own pidfd of its init, open until Close
+	// (the init may be reaped, and its pid reused, long before): what
+	// SignalForwarder signals through.
+	pidfd   int
+	ptm     *os.File
+	ptyDone chan struct{}
 
 	proxyLn net.Listener
 	dnsPC   net.PacketConn
@@ -269,7 +273,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if home == "" {
 		return nil, stepErr("config", errors.New("Home ($NEMOCLAW_HOME) is required"))
 	}
-	sb := &Sandbox{name: name, log: log.With("sandbox", name), done: make(chan struct{})}
+	sb := &Sandbox{name: name, log: log.With("sandbox", name), done: make(chan struct{}), pidfd: -1}
 	ok := false
 	defer func() {
 		if !ok {
@@ -535,6 +539,11 @@ func (sb *Sandbox) startExec(cfg Config, rootless bool, uid, gid int, specR, pts
 		return stepErr("namespace: start init", err)
 	}
 	sb.proc, sb.pid = cmd.Process, cmd.Process.Pid
+	// Now, before waitLoop can reap it: a pid is only safe until then.
+	if sb.pidfd, err = unix.PidfdOpen(sb.pid, 0); err != nil {
+		sb.pidfd = -1
+		sb.log.Debug("no pidfd for the init: signals are not forwarded", "err", err)
+	}
 	sb.waitInit = func() (syscall.WaitStatus, error) {
 		err := cmd.Wait()
 		ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
@@ -783,6 +792,10 @@ func (sb *Sandbox) cleanup() error {
 	}
 	if sb.status != nil {
 		sb.status.Close()
+	}
+	if sb.pidfd >= 0 {
+		unix.Close(sb.pidfd)
+		sb.pidfd = -1
 	}
 	if sb.ptm != nil {
 		sb.ptm.Close()

@@ -54,14 +54,11 @@ func (f *SignalForwarder) Forward(sb *Sandbox, tty *os.File) error {
 	if f.stopped {
 		return errors.New("forward signals: stopped")
 	}
-	var pidfd int
-	var err error
-	if p, ok := sb.proc.(*pidfdProc); ok {
-		// Our own copy: the init's is closed when it is reaped.
-		pidfd, err = unix.FcntlInt(uintptr(p.fd), unix.F_DUPFD_CLOEXEC, 0)
-	} else {
-		pidfd, err = unix.PidfdOpen(sb.pid, 0)
+	if sb.pidfd < 0 {
+		return fmt.Errorf("forward signals: no pidfd for init %d (closed sandbox, or a kernel without pidfd_open)", sb.pid)
 	}
+	// Our own copy, closed by Stop (the sandbox's goes with Close).
+	pidfd, err := unix.FcntlInt(uintptr(sb.pidfd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("forward signals: pidfd of init %d: %w", sb.pid, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -99,4 +100,49 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		}
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// TestSignalForwarderAfterExit forwards to a sandbox whose agent has
+// already exited and whose init is reaped (a quick agent beats the
+// launcher to it): Forward still works, on the sandbox's own pidfd, and a
+// held signal goes nowhere.
+func TestSignalForwarderAfterExit(t *testing.T) {
+	needKernel(t)
+	fwd, err := CatchSignals()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fwd.Stop()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return signalHeld(syscall.SIGHUP) }, "SIGHUP to be held")
+	sb, err := Start(context.Background(), Config{Policy: testPolicy(), Home: t.TempDir(), Command: []string{"true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := sb.Wait(); code != 0 || err != nil {
+		t.Fatalf("exit %d %v", code, err)
+	}
+	if sb.reaped != nil {
+		<-sb.reaped
+	}
+	if err := fwd.Forward(sb, nil); err != nil {
+		t.Fatalf("Forward after the init was reaped: %v", err)
+	}
+	if signalHeld(syscall.SIGHUP) {
+		t.Fatal("SIGHUP still held after Forward")
+	}
+	fwd.Stop()
+	if err := sb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := CatchSignals()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Stop()
+	if err := again.Forward(sb, nil); err == nil || !strings.Contains(err.Error(), "no pidfd") {
+		t.Fatalf("Forward to a closed sandbox: %v; want the no-pidfd error", err)
+	}
 }
