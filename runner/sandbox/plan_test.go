@@ -112,7 +112,7 @@ func TestResolveIDs(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			uid, gid, note, err := resolveIDs(tc.p, tc.rootless)
+			uid, gid, note, err := resolveIDs(tc.p, tc.rootless, newHostDB())
 			if (err != nil) != tc.err {
 				t.Fatalf("err = %v, want error %v", err, tc.err)
 			}

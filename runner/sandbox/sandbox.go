@@ -282,7 +282,8 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}()
 
 	rootless := os.Geteuid() != 0
-	uid, gid, mapNote, err := resolveIDs(cfg.Policy.Process, rootless)
+	ids := newHostDB()
+	uid, gid, mapNote, err := resolveIDs(cfg.Policy.Process, rootless, ids)
 	if err != nil {
 		return nil, stepErr("process", err)
 	}
@@ -309,7 +310,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	// Files, and a passwd/group entry for a mapped user.
 	files := cfg.Files
 	if mapNote != "" {
-		files = append(files, identityFiles(cfg.Policy.Process, uid, gid, files)...)
+		files = append(files, identityFiles(cfg.Policy.Process, uid, gid, files, ids)...)
 	}
 	// The files travel inside the init's program: the init writes each one
 	// into its own tmpfs and binds it read-only over its path, so nothing
