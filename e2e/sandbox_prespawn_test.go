@@ -85,6 +85,22 @@ func TestSandboxPrespawnedInit(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("a given name replaces the one chosen ahead", func(t *testing.T) {
+		// The egress files are made ahead for a name chosen before the
+		// flags are parsed; with --name they must go, and only the named
+		// sandbox's directory stay.
+		home := t.TempDir()
+		cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--name", "given-name", "--", "true")
+		cmd.Env = []string{"NEMOCLAW_HOME=" + home, "PATH=" + os.Getenv("PATH")}
+		if _, stderr, code := runCmd(t, cmd); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		ents, err := os.ReadDir(home + "/sandboxes")
+		if err != nil || len(ents) != 1 || ents[0].Name() != "given-name" {
+			t.Fatalf("sandboxes/ holds %v (%v), want only given-name", ents, err)
+		}
+	})
 }
 
 // reapOrphans waits up to d for the subreaper's orphaned children to exit

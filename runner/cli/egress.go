@@ -54,7 +54,7 @@ type egressHook struct {
 	// What Warm prepares in the background; warmDone closes when it is
 	// ready.
 	warmDone chan struct{}
-	warm     egressFiles
+	warm     *egressFiles
 
 	mu     sync.Mutex
 	closed bool // set by Close: a control socket made after it is closed at once
@@ -140,10 +140,14 @@ func makeEgressFiles(app *App, name string) (r egressFiles) {
 // Warm makes the egress files on another goroutine while the caller loads
 // the policy; name is the one Prepare will find in its Config.
 func (h *egressHook) Warm(app *App, name string) {
-	h.warmDone = make(chan struct{})
+	if done, files := takeWarmFiles(name); done != nil {
+		h.warmDone, h.warm = done, files // made while the command line was parsed
+		return
+	}
+	h.warmDone, h.warm = make(chan struct{}), &egressFiles{}
 	go func() {
 		defer close(h.warmDone)
-		h.warm = makeEgressFiles(app, name)
+		*h.warm = makeEgressFiles(app, name)
 	}()
 }
 
@@ -159,7 +163,7 @@ func (h *egressHook) Prepare(app *App, cfg *sandbox.Config) error {
 	var ef egressFiles
 	if h.warmDone != nil {
 		<-h.warmDone
-		ef = h.warm
+		ef = *h.warm
 		h.warmDone = nil // Prepare owns the files now
 	} else {
 		ef = makeEgressFiles(app, cfg.Name)

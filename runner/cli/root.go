@@ -53,7 +53,8 @@ func Execute(ctx context.Context, opts Options) error {
 	}
 	app := &App{Home: defaultHome(), Out: opts.Stdout, Err: opts.Stderr, In: opts.Stdin, Version: opts.Version, args: opts.Args}
 	if launchesSandbox(opts.Args) {
-		warmSandboxLaunch() // overlaps cobra's set-up and the policy load
+		warmSandboxLaunch(app) // overlaps cobra's set-up and the policy load
+		defer discardWarmFiles()
 	}
 	root := NewRoot(app)
 	root.SetArgs(opts.Args)

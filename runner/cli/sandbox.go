@@ -163,7 +163,7 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 	// each hook's own (the egress CA's keys).
 	sandbox.Warm()
 	if o.name == "" {
-		o.name = sandbox.NewName()
+		o.name = warmName()
 	}
 	var hooks []SandboxHook
 	defer func() {
@@ -268,23 +268,69 @@ var launchWarm struct {
 	once  sync.Once
 	caSet chan struct{} // closed once ca is set
 	ca    atomic.Pointer[egress.CA]
+	// name is the sandbox name chosen ahead, and files the egress
+	// directory and audit log made for it (on disk: the slowest part of
+	// the egress set-up). The run takes both unless --name names another;
+	// what no run takes is removed (discardWarmFiles).
+	name      string
+	filesDone chan struct{} // closed once files is set
+	files     egressFiles
+	taken     atomic.Bool // files belong to a run, or were removed
 }
 
 // warmSandboxLaunch starts, before the command line is even parsed, the
 // launch work that needs neither flags nor policy: the egress CA's key and
-// signature, and the sandbox's seccomp filter and cgroup probe. One
-// goroutine starts them all: a `go` statement that finds the other core
-// idle starts an OS thread there and then, and four of them measured
-// ~0.6 ms on the main goroutine.
-func warmSandboxLaunch() {
+// signature, the egress files of a sandbox name chosen now, and the
+// cgroup probe. One goroutine starts them all: a `go` statement that finds
+// the other core idle starts an OS thread there and then, and four of
+// them measured ~0.6 ms on the main goroutine.
+func warmSandboxLaunch(app *App) {
 	launchWarm.once.Do(func() {
 		launchWarm.caSet = make(chan struct{})
+		launchWarm.filesDone = make(chan struct{})
+		launchWarm.name = sandbox.NewName()
 		go func() {
 			launchWarm.ca.Store(egress.StartCA(""))
 			close(launchWarm.caSet)
+			launchWarm.files = makeEgressFiles(app, launchWarm.name)
+			close(launchWarm.filesDone)
 			sandbox.Warm()
 		}()
 	})
+}
+
+// warmName returns the sandbox name warmSandboxLaunch chose, or a new one.
+func warmName() string {
+	if launchWarm.filesDone != nil && !launchWarm.taken.Load() {
+		return launchWarm.name
+	}
+	return sandbox.NewName()
+}
+
+// takeWarmFiles hands the files made ahead to the run of sandbox name,
+// once, and removes them if name is another's; nil when there are none.
+func takeWarmFiles(name string) (chan struct{}, *egressFiles) {
+	if launchWarm.filesDone == nil || launchWarm.taken.Load() {
+		return nil, nil
+	}
+	if name != launchWarm.name {
+		discardWarmFiles()
+		return nil, nil
+	}
+	if !launchWarm.taken.CompareAndSwap(false, true) {
+		return nil, nil
+	}
+	return launchWarm.filesDone, &launchWarm.files
+}
+
+// discardWarmFiles removes the files made ahead if no run took them (a
+// --help, a flag error, another --name), waiting for them to be made.
+func discardWarmFiles() {
+	if launchWarm.filesDone == nil || !launchWarm.taken.CompareAndSwap(false, true) {
+		return
+	}
+	<-launchWarm.filesDone
+	launchWarm.files.undo()
 }
 
 // sandboxError adds what the user can do and maps refusals to exit code 3.
