@@ -246,3 +246,17 @@ func TestHostTopNeeded(t *testing.T) {
 		})
 	}
 }
+
+func TestNewName(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		n := NewName()
+		if !ValidName(n) || len(n) != len("sb-01234567") {
+			t.Fatalf("NewName() = %q, not a valid sb-<8 hex> name", n)
+		}
+		if seen[n] {
+			t.Fatalf("NewName() repeated %q within 1000 names", n)
+		}
+		seen[n] = true
+	}
+}

@@ -2,13 +2,14 @@ package sandbox
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -122,6 +123,7 @@ type Sandbox struct {
 	reapLater bool
 	reaped    chan struct{}
 	status    *os.File
+	rbuf      []byte // recv's buffer
 	// pidfd is the sandbox's own pidfd of its init, open until Close
 	// (the init may be reaped, and its pid reused, long before): what
 	// SignalForwarder signals through.
@@ -148,8 +150,11 @@ var kernelLandlockABI = landlockABI
 
 // NewName returns a generated sandbox name: "sb-" and 8 random hex digits.
 func NewName() string {
+	// math/rand/v2's generator is seeded by the runtime from the kernel:
+	// a name needs to be unique, not secret, and crypto/rand's first read
+	// on a thread cost a sandbox's start 60 µs.
 	var b [4]byte
-	_, _ = rand.Read(b[:])
+	binary.LittleEndian.PutUint32(b[:], rand.Uint32())
 	return "sb-" + hex.EncodeToString(b[:])
 }
 
@@ -590,7 +595,12 @@ func statusFile(fd int) *os.File {
 
 // recv reads one status message and any file descriptors riding with it.
 func (sb *Sandbox) recv() (*statusMsg, []int, error) {
-	buf := make([]byte, 64<<10)
+	// The init's messages are at most 16 KiB (nsinit.c): one buffer per
+	// sandbox, not a fresh 64 KiB (16 page faults) per message.
+	if sb.rbuf == nil {
+		sb.rbuf = make([]byte, 16<<10)
+	}
+	buf := sb.rbuf
 	oob := make([]byte, unix.CmsgSpace(8*4))
 	// Through the netpoller (the socket is non-blocking): a blocking
 	// recvmsg would hold an OS thread for the whole run, and the runtime
@@ -599,10 +609,10 @@ func (sb *Sandbox) recv() (*statusMsg, []int, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var n, oobn int
+	var n, oobn, flags int
 	var rerr error
 	err = rc.Read(func(fd uintptr) bool {
-		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+		n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
 		return rerr != unix.EAGAIN
 	})
 	if err == nil {
@@ -626,6 +636,9 @@ func (sb *Sandbox) recv() (*statusMsg, []int, error) {
 				fds = append(fds, rights...)
 			}
 		}
+	}
+	if flags&unix.MSG_TRUNC != 0 {
+		return nil, fds, fmt.Errorf("status message longer than %d bytes", len(buf))
 	}
 	var msg statusMsg
 	if err := json.Unmarshal(buf[:n], &msg); err != nil {
