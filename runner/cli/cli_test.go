@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -177,5 +178,48 @@ func TestTermWriterRawMode(t *testing.T) {
 	}
 	if b.String() != "a\nb\nc\r\nd\r\n" {
 		t.Errorf("got %q", b.String())
+	}
+}
+
+// TestSandboxRootPruned runs `sandbox …` command lines through both the
+// pruned tree Execute builds for them and the whole tree: output, errors
+// and exit codes must not differ.
+func TestSandboxRootPruned(t *testing.T) {
+	for _, args := range [][]string{
+		{"sandbox"},
+		{"sandbox", "--help"},
+		{"sandbox", "run", "--help"},
+		{"sandbox", "run"},
+		{"sandbox", "run", "--bogus", "--", "true"},
+		{"sandbox", "rn"},
+		{"sandbox", "run", "--tty", "--no-tty", "--", "true"},
+		{"sandbox", "run", "--log-level", "loud", "--", "true"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			exec := func(root *cobra.Command) (string, string, int) {
+				var out, errb bytes.Buffer
+				root.SetArgs(args)
+				root.SetIn(strings.NewReader(""))
+				root.SetOut(&out)
+				root.SetErr(&errb)
+				err := root.Execute()
+				if err != nil && !silent(err) {
+					errb.WriteString(err.Error())
+				}
+				return out.String(), errb.String(), ExitCode(err)
+			}
+			home := t.TempDir()
+			po, pe, pc := exec(rootFor(&App{Home: home, Out: io.Discard, Err: io.Discard}, args))
+			fo, fe, fc := exec(NewRoot(&App{Home: home, Out: io.Discard, Err: io.Discard}))
+			if pc != fc || po != fo || pe != fe {
+				t.Errorf("pruned tree: exit %d\n%s%s\nwhole tree: exit %d\n%s%s", pc, po, pe, fc, fo, fe)
+			}
+			if po == "" && pe == "" {
+				t.Error("no output at all: the test compares nothing")
+			}
+		})
+	}
+	if c, _, _ := rootFor(&App{Home: t.TempDir()}, []string{"sandbox", "run"}).Find([]string{"policy"}); c.Name() == "policy" {
+		t.Error("the sandbox tree holds `policy`: it is not pruned")
 	}
 }
