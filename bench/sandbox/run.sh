@@ -40,8 +40,19 @@ firejail="firejail --quiet --noprofile --net=none /bin/true"
 # Sanity: each command really runs.
 for c in "$ours" "$lib" "$bwrap" "$firejail"; do $c </dev/null >/dev/null || { echo "bench/sandbox: '$c' failed" >&2; exit 1; }; done
 
-hyperfine -N --style none --warmup "$WARMUP" --runs "$RUNS" --export-json "$work/h.json" \
-  -n nemoclaw "$ours" -n library "$lib" -n bwrap "$bwrap" -n firejail "$firejail" >/dev/null
+# This VM's speed drifts by ±20% within minutes, and hyperfine measures one
+# command's runs in a block before the next command's: a drift between
+# blocks showed up as 1.13x-1.63x for the same build. So the runs go in
+# ROUNDS interleaved rounds (each command's block in every round), and the
+# medians are over all rounds.
+ROUNDS=${ROUNDS:-10}
+per=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
+for r in $(seq "$ROUNDS"); do
+  w=0
+  (( r == 1 )) && w=$WARMUP
+  hyperfine -N --style none --warmup "$w" --runs "$per" --export-json "$work/h$r.json" \
+    -n nemoclaw "$ours" -n library "$lib" -n bwrap "$bwrap" -n firejail "$firejail" >/dev/null
+done
 
 # Peak RSS (max over 20 runs) of nemoclaw: GNU time reports the largest
 # resident set of the process tree it waited for.
@@ -51,12 +62,15 @@ for _ in $(seq 20); do
   (( k > rss )) && rss=$k
 done
 
-python3 - "$work/h.json" "$rss" <<'PY'
+python3 - "$rss" "$work"/h*.json <<'PY'
 import json, statistics, sys
-res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
-med = {k: statistics.median(v["times"]) * 1000 for k, v in res.items()}
-p90 = {k: sorted(v["times"])[int(len(v["times"]) * 0.9)] * 1000 for k, v in res.items()}
-print("sandbox start to /bin/true exit (median of %d runs, same run)" % len(res["nemoclaw"]["times"]))
+times = {}
+for f in sys.argv[2:]:
+    for r in json.load(open(f))["results"]:
+        times.setdefault(r["command"], []).extend(r["times"])
+med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+p90 = {k: sorted(v)[int(len(v) * 0.9)] * 1000 for k, v in times.items()}
+print("sandbox start to /bin/true exit (median of %d runs in %d interleaved rounds, same run)" % (len(times["nemoclaw"]), len(sys.argv) - 2))
 print("%-10s %10s %10s %14s %14s" % ("tool", "median ms", "p90 ms", "nemoclaw ratio", "library ratio"))
 for k in ("nemoclaw", "library", "bwrap", "firejail"):
     print("%-10s %10.2f %10.2f %13.2fx %13.2fx" % (k, med[k], p90[k], med["nemoclaw"] / med[k], med["library"] / med[k]))
@@ -64,5 +78,5 @@ print()
 print("nemoclaw / bwrap    = %.2fx  (goal <= 1.00x)" % (med["nemoclaw"] / med["bwrap"]))
 print("nemoclaw / firejail = %.2fx  (goal <= 0.25x)" % (med["nemoclaw"] / med["firejail"]))
 print("library  / bwrap    = %.2fx  (runner/sandbox alone: same isolation, no CLI)" % (med["library"] / med["bwrap"]))
-print("nemoclaw peak RSS   = %.1f MiB" % (int(sys.argv[2]) / 1024))
+print("nemoclaw peak RSS   = %.1f MiB" % (int(sys.argv[1]) / 1024))
 PY
