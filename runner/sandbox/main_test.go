@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"fmt"
 	"os"
 	"testing"
 )
@@ -9,5 +10,12 @@ import (
 // /proc/self/exe, which is this binary.
 func TestMain(m *testing.M) {
 	MaybeInit()
+	if s := os.Getenv(earlyHelperEnv); s != "" {
+		if err := earlyScenario(s); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }

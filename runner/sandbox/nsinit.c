@@ -278,59 +278,85 @@ static void need(struct op *o, uint32_t n)
 
 // ---- reading the program -------------------------------------------------
 
-static void read_program(void)
+// The program arrives on SPEC_FD while the launcher is still planning: the
+// init runs each setup operation as soon as it is whole (its mounts then
+// overlap the launcher's work) and keeps the agent section, which begins
+// at the first agent operation, for after EOF. The buffer is one
+// reservation that never moves, so the parsed arguments stay valid.
+#define PROGRAM_MAX (256u << 20)
+static void run_setup_op(struct op *o);
+static char *pbuf;
+static size_t plen, poff;
+
+// have makes n more bytes of the program available at poff; 0 at EOF.
+static int have(size_t n)
 {
-	size_t cap = 1 << 16, len = 0;
-	char *buf = malloc(cap);
-	if (!buf)
-		_exit(120);
-	for (;;) {
-		if (len == cap) {
-			cap *= 2;
-			buf = realloc(buf, cap);
-			if (!buf)
-				_exit(120);
-		}
-		ssize_t n = read(SPEC_FD, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
+	while (plen - poff < n) {
+		if (plen == PROGRAM_MAX)
+			fail("spec", "program too large");
+		ssize_t r = read(SPEC_FD, pbuf + plen, PROGRAM_MAX - plen);
+		if (r < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
+		if (r < 0)
 			fail("spec: read", strerror(errno));
-		if (n == 0)
-			break;
-		len += n;
+		if (r == 0)
+			return 0;
+		plen += r;
 	}
-	close(SPEC_FD);
-	size_t off = 0, capops = 64;
+	return 1;
+}
+
+// stream_program reads the program, running its setup section as it
+// arrives, and returns the index of the agent section's first operation.
+static int stream_program(void)
+{
+	pbuf = mmap(NULL, PROGRAM_MAX, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (pbuf == MAP_FAILED)
+		_exit(120);
+	size_t capops = 64;
 	ops = calloc(capops, sizeof *ops);
-	while (off + 8 <= len) {
+	int agent_from = -1;
+	for (;;) {
+		if (!have(8)) {
+			if (plen != poff)
+				fail("spec", "malformed program: truncated");
+			break;
+		}
 		struct op o;
-		memcpy(&o.code, buf + off, 4);
-		memcpy(&o.nargs, buf + off + 4, 4);
-		off += 8;
+		memcpy(&o.code, pbuf + poff, 4);
+		memcpy(&o.nargs, pbuf + poff + 4, 4);
+		poff += 8;
 		if (o.nargs > MAX_ARGS)
 			fail("spec", "malformed program: too many arguments");
-		o.a = calloc(o.nargs + 1, sizeof *o.a);
-		for (uint32_t i = 0; i < o.nargs; i++) {
-			if (off + 4 > len)
-				fail("spec", "malformed program: truncated");
-			memcpy(&o.a[i].n, buf + off, 4);
-			off += 4;
-			if (o.a[i].n > len - off)
-				fail("spec", "malformed program: truncated argument");
-			o.a[i].p = buf + off;
-			off += o.a[i].n;
-		}
 		if (o.nargs == 0)
 			fail("spec", "malformed program: operation without a step");
+		o.a = calloc(o.nargs + 1, sizeof *o.a);
+		for (uint32_t i = 0; i < o.nargs; i++) {
+			if (!have(4))
+				fail("spec", "malformed program: truncated");
+			memcpy(&o.a[i].n, pbuf + poff, 4);
+			poff += 4;
+			if (!have(o.a[i].n))
+				fail("spec", "malformed program: truncated argument");
+			o.a[i].p = pbuf + poff;
+			poff += o.a[i].n;
+		}
 		if ((size_t)nops == capops) {
 			capops *= 2;
 			ops = realloc(ops, capops * sizeof *ops);
 		}
 		ops[nops++] = o;
+		if (agent_from < 0 && o.code >= OP_NNP)
+			agent_from = nops - 1;
+		if (agent_from < 0)
+			run_setup_op(&ops[nops - 1]);
 	}
-	if (off != len || nops == 0)
+	close(SPEC_FD);
+	if (nops == 0)
 		fail("spec", "malformed program");
+	if (agent_from < 0)
+		fail("spec", "program has no agent section");
+	return agent_from;
 }
 
 // ---- operations ------------------------------------------------------------
@@ -971,17 +997,7 @@ static int nsinit_main(int skeleton_built)
 {
 	if (!skeleton_built)
 		skeleton();
-	read_program();
-	int agent_from = nops;
-	for (int i = 0; i < nops; i++) {
-		if (ops[i].code >= OP_NNP) {
-			agent_from = i;
-			break;
-		}
-		run_setup_op(&ops[i]);
-	}
-	if (agent_from == nops)
-		fail("spec", "program has no agent section");
+	int agent_from = stream_program();
 
 	sigset_t all;
 	sigfillset(&all);

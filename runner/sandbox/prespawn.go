@@ -128,8 +128,9 @@ func (sb *Sandbox) startPrespawned(cfg Config, rootless bool, uid, gid int, spec
 	return true
 }
 
-// handOver gives the waiting init its identity, cgroup and streams: what
-// the exec path sets with SysProcAttr and ExtraFiles.
+// handOver gives the waiting init its identity and streams: what the exec
+// path sets with SysProcAttr and ExtraFiles (its cgroup comes later,
+// joinCgroup, once the plan has one).
 func (sb *Sandbox) handOver(proc *pidfdProc, sock int, rootless bool, uid, gid int, streams [3]*os.File, specR *os.File) error {
 	dir := "/proc/" + strconv.Itoa(proc.pid)
 	if rootless {
@@ -143,14 +144,15 @@ func (sb *Sandbox) handOver(proc *pidfdProc, sock int, rootless bool, uid, gid i
 			}
 		}
 	}
-	if sb.cgroupDir != "" {
-		if err := os.WriteFile(filepath.Join(sb.cgroupDir, "cgroup.procs"), []byte(strconv.Itoa(proc.pid)), 0); err != nil {
-			return fmt.Errorf("cgroup: %w", err)
-		}
-	}
 	rights := unix.UnixRights(int(streams[0].Fd()), int(streams[1].Fd()), int(streams[2].Fd()), int(specR.Fd()))
 	if err := unix.Sendmsg(sock, []byte("go"), rights, nil, 0); err != nil {
 		return fmt.Errorf("hand over: %w", err)
 	}
 	return nil
+}
+
+// joinCgroup moves the pre-spawned init (still alone: its agent does not
+// exist yet) into the sandbox's cgroup.
+func joinCgroup(dir string, pid int) error {
+	return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
 }

@@ -82,11 +82,17 @@ func (p *program) num(v uint64) {
 // oldRoot is where the host's root sits between pivot_root and its detach.
 const oldRoot = "/.oldroot"
 
-// compile turns the spec into the init's program, in DESIGN §6's order,
-// to run after nsinit.c's fixed skeleton.
+// The init's program, in DESIGN §6's order, runs after nsinit.c's fixed
+// skeleton. It is compiled in two parts that the init receives one after
+// the other: compileMounts, which needs little of the plan and is sent as
+// soon as it is made, and compileRest. The init runs the setup operations
+// as they arrive, so the mounts overlap the launcher's remaining planning.
+
+// compileMounts is the program's first part: hostname, the host's
+// top-level directories the policy reaches, /tmp, /run and the workspace.
 // hostRoot lists the host's top-level entries (read by the launcher: the
 // init sees the same root before it pivots).
-func compile(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
+func compileMounts(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 	var p program
 	p.op(opHostname, "uts: sethostname", sp.Name)
 	mount := func(step, src, dst, fstype string, flags uintptr, data string) {
@@ -138,6 +144,16 @@ func compile(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 		p.op(opMkdir, "mount: "+Workdir+" (in /tmp's tmpfs)", dir, 0o700)
 		p.op(opChown, "mount: "+Workdir+" (in /tmp's tmpfs)", dir, sp.UID, sp.GID)
 		mount(Workdir+" (in /tmp's tmpfs)", dir, Workdir, "", unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV, "")
+	}
+	return p.b, nil
+}
+
+// compileRest is the rest of the program: files, detaching the host's
+// root, listeners, limits, Landlock and the agent's section.
+func compileRest(sp *spec) []byte {
+	var p program
+	mount := func(step, src, dst, fstype string, flags uintptr, data string) {
+		p.op(opMount, "mount: "+step, src, dst, fstype, flags, data)
 	}
 	for _, b := range sp.Binds {
 		from := ""
@@ -201,5 +217,5 @@ func compile(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 		args = append(args, e)
 	}
 	p.op(opExec, "exec "+sp.Argv[0], args...)
-	return p.b, nil
+	return p.b
 }

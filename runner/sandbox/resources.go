@@ -94,6 +94,15 @@ type resourcePlan struct {
 	summary []string
 }
 
+// policyMemory is the policy's memory limit in bytes (0: none), as
+// planResources reads it.
+func policyMemory(p *policy.Policy) (uint64, error) {
+	if p.Resources == nil || p.Resources.Memory == "" {
+		return 0, nil
+	}
+	return policy.ParseBytes(p.Resources.Memory)
+}
+
 // planResources decides between cgroup v2 and rlimits and creates the
 // cgroup when it can. cg is the delegation state; name names the cgroup.
 func planResources(r *policy.Resources, cg CgroupInfo, name string) (*resourcePlan, error) {

@@ -340,6 +340,39 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		filePaths = append(filePaths, dst)
 	}
 
+	// The init can make the sandbox's mounts while the rest is planned:
+	// they need only the name, the host's top-level directories, the
+	// workspace and the memory limit (the private /tmp's size).
+	hostRoot, err := os.ReadDir("/")
+	if err != nil {
+		return nil, stepErr("mount: read host root", err)
+	}
+	mem, _ := policyMemory(cfg.Policy) // planResources reports a bad value
+	sp := spec{
+		HostTop:     hostTopNeeded(cfg.Policy, filePaths),
+		Name:        name,
+		Workspace:   ws,
+		Binds:       binds,
+		Argv:        cfg.Command,
+		Dir:         Workdir,
+		SetIDs:      !rootless,
+		UID:         uid,
+		GID:         gid,
+		TTY:         cfg.TTY,
+		TmpSize:     tmpSize(mem),
+		MemfdNoexec: !rootless,
+	}
+	mounts, err := compileMounts(&sp, hostRoot)
+	if err != nil {
+		return nil, stepErr("mount: read host root", err)
+	}
+	st, err := sb.newStarter(cfg, rootless, uid, gid)
+	if err != nil {
+		return nil, err
+	}
+	defer st.close()
+	st.startEarly(mounts)
+
 	// Landlock.
 	abi := kernelLandlockABI()
 	nc := cfg.Network
@@ -348,6 +381,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 	plan, notes, err := planLandlock(cfg.Policy, abi, nc, filePaths)
 	if err != nil {
+		st.abort()
 		return nil, err
 	}
 	for _, n := range notes {
@@ -357,12 +391,18 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 
 	bpf, err := seccompProgram()
 	if err != nil {
+		st.abort()
 		return nil, stepErr("seccomp: build", err)
 	}
 
 	res, err := planResources(cfg.Policy.Resources, cgroupInfo(), name)
 	if err != nil {
+		st.abort()
 		return nil, stepErr("resources", err)
+	}
+	if res.memory != mem {
+		st.abort() // the mounts were made with another /tmp size
+		return nil, stepErr("resources", fmt.Errorf("memory limit planned as %d bytes, %d for the mounts", res.memory, mem))
 	}
 	sb.cgroupDir = res.cgroupDir
 	for _, s := range res.summary {
@@ -372,83 +412,128 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		}
 		sb.log.Info("resources: " + s)
 	}
-	tmpSize := ""
-	if res.memory > 0 {
-		tmpSize = strconv.FormatUint(res.memory, 10)
-	}
 
-	sp := spec{
-		HostTop:     hostTopNeeded(cfg.Policy, filePaths),
-		Name:        name,
-		Workspace:   ws,
-		Binds:       binds,
-		Argv:        cfg.Command,
-		Env:         agentEnv(cfg, name, uid, rootless),
-		Dir:         Workdir,
-		SetIDs:      !rootless,
-		UID:         uid,
-		GID:         gid,
-		TTY:         cfg.TTY,
-		TmpSize:     tmpSize,
-		MemfdNoexec: !rootless,
-		Landlock:    plan,
-		Seccomp:     bpf,
-		Rlimits:     res.rlimits,
-	}
+	sp.Env = agentEnv(cfg, name, uid, rootless)
+	sp.Landlock = plan
+	sp.Seccomp = bpf
+	sp.Rlimits = res.rlimits
 	if cfg.Network.Proxy {
 		sp.Network.ProxyPort = nc.ProxyPort
 	}
 	sp.Network.DNS = cfg.Network.DNS
-
-	if err := sb.launch(ctx, cfg, sp, rootless, uid, gid); err != nil {
+	if err := fillLater(sp.Binds); err != nil {
+		st.abort()
+		return nil, err
+	}
+	if err := st.finish(ctx, mounts, compileRest(&sp)); err != nil {
 		return nil, err
 	}
 	ok = true
 	return sb, nil
 }
 
-// launch starts the init and waits for it to report ready.
-func (sb *Sandbox) launch(ctx context.Context, cfg Config, sp spec, rootless bool, uid, gid int) error {
-	hostRoot, err := os.ReadDir("/")
-	if err != nil {
-		return stepErr("mount: read host root", err)
+// tmpSize is the private /tmp's size option for a memory limit ("" for none).
+func tmpSize(mem uint64) string {
+	if mem == 0 {
+		return ""
 	}
-	if err := fillLater(sp.Binds); err != nil {
-		return err
+	return strconv.FormatUint(mem, 10)
+}
+
+// starter starts the init and hands it the program, in two parts when it
+// can: the mounts as soon as they are planned (to the pre-spawned init,
+// which makes them while the rest is planned), the rest when it is.
+type starter struct {
+	sb                *Sandbox
+	cfg               Config
+	rootless          bool
+	uid, gid          int
+	specR, specW, pts *os.File
+	how               string
+	t0                time.Time
+	early             bool // the pre-spawned init runs and has the mounts
+}
+
+// newStarter makes the program pipe and, for a TTY, the pseudo-terminal.
+func (sb *Sandbox) newStarter(cfg Config, rootless bool, uid, gid int) (*starter, error) {
+	st := &starter{sb: sb, cfg: cfg, rootless: rootless, uid: uid, gid: gid}
+	var err error
+	if st.specR, st.specW, err = os.Pipe(); err != nil {
+		return nil, stepErr("launch", err)
 	}
-	prog, err := compile(&sp, hostRoot)
-	if err != nil {
-		return stepErr("mount: read host root", err)
-	}
-	specR, specW, err := os.Pipe()
-	if err != nil {
-		return stepErr("launch", err)
-	}
-	defer specR.Close()
-	defer specW.Close()
-	var ptsFile *os.File
 	if cfg.TTY {
 		ptm, pts, err := openPTY(cfg.WindowSize)
 		if err != nil {
-			return stepErr("tty", err)
+			st.close()
+			return nil, stepErr("tty", err)
 		}
-		sb.ptm, ptsFile = ptm, pts
-		defer pts.Close()
+		sb.ptm, st.pts = ptm, pts
 	}
-	t0 := time.Now()
-	how := "pre-spawned"
-	if !sb.startPrespawned(cfg, rootless, uid, gid, specR, ptsFile) {
-		how = "exec"
-		if err := sb.startExec(cfg, rootless, uid, gid, specR, ptsFile); err != nil {
+	return st, nil
+}
+
+// close releases the starter's own ends of the pipe and terminal.
+func (st *starter) close() {
+	for _, f := range []*os.File{st.specR, st.specW, st.pts} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// startEarly hands the pre-spawned init its streams and the mounts, if
+// there is one that fits; otherwise finish starts an init later.
+func (st *starter) startEarly(mounts []byte) {
+	st.t0 = time.Now()
+	if !st.sb.startPrespawned(st.cfg, st.rootless, st.uid, st.gid, st.specR, st.pts) {
+		return
+	}
+	st.how, st.early = "pre-spawned", true
+	st.specR.Close()
+	st.specR = nil
+	// Small (well under the pipe's 64 KiB); the init reads it at once.
+	_, _ = st.specW.Write(mounts)
+}
+
+// abort ends an init started early, for a plan that failed after it.
+func (st *starter) abort() {
+	if !st.early {
+		return
+	}
+	st.specW.Close()
+	st.specW = nil
+	_ = st.sb.proc.Kill()
+	_, _ = st.sb.waitInit()
+}
+
+// finish starts the init if startEarly did not, gives it the rest of the
+// program (the mounts too when it starts now) and waits for it to report
+// ready.
+func (st *starter) finish(ctx context.Context, mounts, rest []byte) error {
+	sb, cfg := st.sb, st.cfg
+	prog := rest
+	if st.early {
+		if sb.cgroupDir != "" {
+			if err := joinCgroup(sb.cgroupDir, sb.pid); err != nil {
+				st.abort()
+				return stepErr("cgroup", err)
+			}
+		}
+	} else {
+		st.t0, st.how = time.Now(), "exec"
+		if err := sb.startExec(cfg, st.rootless, st.uid, st.gid, st.specR, st.pts); err != nil {
 			return err
 		}
+		st.specR.Close()
+		st.specR = nil
+		prog = append(append([]byte(nil), mounts...), rest...)
 	}
-	sb.started = t0
-	specR.Close()
+	sb.started = st.t0
 	if cctx := ctx; cctx != nil && cctx.Done() != nil {
 		sb.stopCtx = context.AfterFunc(cctx, func() { _ = sb.proc.Kill() })
 	}
-
+	specW := st.specW
+	st.specW = nil
 	go func() {
 		_, _ = specW.Write(prog)
 		specW.Close()
@@ -488,7 +573,7 @@ func (sb *Sandbox) launch(ctx context.Context, cfg Config, sp spec, rootless boo
 			_, _ = io.Copy(out, sb.ptm) // ends with EIO when the last slave closes
 		}()
 	}
-	sb.log.Debug("sandbox running", "init_pid", sb.pid, "init", how, "setup", time.Since(t0))
+	sb.log.Debug("sandbox running", "init_pid", sb.pid, "init", st.how, "setup", time.Since(st.t0))
 	go sb.waitLoop()
 	return nil
 }
