@@ -102,30 +102,23 @@ func silent(err error) bool {
 // delegating stubs that hand the whole command line to nemoclaw-dist.
 func NewRoot(app *App) *cobra.Command {
 	root := newRootBase(app)
-	bp := &cobra.Command{
-		Use:   "blueprint",
-		Short: "Validate, plan, apply and distribute blueprints",
-		Args:  noArgs,
-		RunE:  groupHelp,
-	}
-	for _, c := range blueprintCtors {
-		bp.AddCommand(c(app))
-	}
-	pol := &cobra.Command{
-		Use:   "policy",
-		Short: "Validate and show sandbox policies; change a running sandbox's network policy",
-		Args:  noArgs,
-		RunE:  groupHelp,
-	}
-	for _, c := range policyCtors {
-		pol.AddCommand(c(app))
-	}
+	bp := newGroup(app, "blueprint", "Validate, plan, apply and distribute blueprints", blueprintCtors)
+	pol := newGroup(app, "policy", "Validate and show sandbox policies; change a running sandbox's network policy", policyCtors)
 	root.AddCommand(bp, pol)
 	for _, c := range commandCtors {
 		root.AddCommand(c(app))
 	}
 	addDelegatingStubs(app, root, bp)
 	return root
+}
+
+// newGroup is a command group with the subcommands ctors build.
+func newGroup(app *App, use, short string, ctors []func(*App) *cobra.Command) *cobra.Command {
+	g := &cobra.Command{Use: use, Short: short, Args: noArgs, RunE: groupHelp}
+	for _, c := range ctors {
+		g.AddCommand(c(app))
+	}
+	return g
 }
 
 // rootFor builds the tree Execute needs for args: `sandbox …` gets the

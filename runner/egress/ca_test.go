@@ -282,13 +282,8 @@ func TestCACertificate(t *testing.T) {
 // TestLeafCertificate checks leaves for a DNS name and IP literals: they
 // verify against a pool holding only the CA, for their own name only.
 func TestLeafCertificate(t *testing.T) {
-	a, err := newAuthority("leaf")
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, pool := testAuthority(t, "leaf")
 	caCert, _ := x509.ParseCertificate(a.certDER)
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
 	for _, tc := range []struct {
 		host, other string
 		ip          net.IP // nil: a DNS name
@@ -428,13 +423,7 @@ func serveLeafTLS(t *testing.T, a *authority) int {
 // TestLeafTLSHandshake runs Go's TLS client, trusting only the CA, against
 // a server presenting the minted leaf, over net.Pipe.
 func TestLeafTLSHandshake(t *testing.T) {
-	a, err := newAuthority("tls")
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(a.certDER)
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
+	a, pool := testAuthority(t, "tls")
 	for _, tc := range []struct {
 		leafFor, serverName string
 		ok                  bool
@@ -569,4 +558,20 @@ func BenchmarkLeaf(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// testAuthority makes a CA and a pool that trusts only it.
+func testAuthority(t *testing.T, name string) (*authority, *x509.CertPool) {
+	t.Helper()
+	a, err := newAuthority(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(a.certDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return a, pool
 }
