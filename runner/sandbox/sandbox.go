@@ -495,11 +495,13 @@ func (st *starter) startEarly(mounts []byte) {
 	_, _ = st.specW.Write(mounts)
 }
 
-// abort ends an init started early, for a plan that failed after it.
+// abort ends an init started early, for a plan that failed after it
+// (once: the init is reaped here).
 func (st *starter) abort() {
 	if !st.early {
 		return
 	}
+	st.early = false
 	st.specW.Close()
 	st.specW = nil
 	_ = st.sb.proc.Kill()
