@@ -50,8 +50,11 @@ per=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
 for r in $(seq "$ROUNDS"); do
   w=0
   (( r == 1 )) && w=$WARMUP
+  # Its warnings (outliers, in rounds this short) go to a file, shown only
+  # if it fails.
   hyperfine -N --style none --warmup "$w" --runs "$per" --export-json "$work/h$r.json" \
-    -n nemoclaw "$ours" -n library "$lib" -n bwrap "$bwrap" -n firejail "$firejail" >/dev/null
+    -n nemoclaw "$ours" -n library "$lib" -n bwrap "$bwrap" -n firejail "$firejail" >/dev/null 2>"$work/hyperfine.err" ||
+    { cat "$work/hyperfine.err" >&2; exit 1; }
 done
 
 # Peak RSS (max over 20 runs) of nemoclaw: GNU time reports the largest
