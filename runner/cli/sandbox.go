@@ -159,8 +159,8 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 	}
 	defer sigs.Stop()
 	// Start-up work that needs no policy runs on the other core while
-	// this one loads the policy: the seccomp filter and cgroup probe, and
-	// each hook's own (the egress CA's keys).
+	// this one loads the policy: the cgroup probe, and each hook's own
+	// (the egress CA, mostly made already by warmSandboxLaunch).
 	sandbox.Warm()
 	if o.name == "" {
 		o.name = warmName()

@@ -1095,13 +1095,13 @@ static int nsinit_main(int skeleton_built)
 // creation (~0.8 ms, most of it the network namespace) and the init's own
 // exec (~1 ms: a large dynamically linked binary) overlap the launcher's
 // start instead of following it. The clone is made on the main thread, not
-// a helper thread, for two reasons: its parent-death signal is tied to the
-// thread that cloned it, and the main thread lives as long as the process;
-// and while the process has a single thread, the copy-on-write faults the
-// fork leaves behind need no TLB shootdown on the other CPU (measured: a
-// helper thread's clone slowed the Go runtime's start by ~0.4 ms). The init then waits on a
-// socket; the launcher (prespawn.go) writes its id maps and cgroup, and
-// sends its standard streams and the program pipe. If no sandbox is wanted
+// a helper thread: its parent-death signal is tied to the thread that
+// cloned it, and the main thread lives as long as the process; there is no
+// thread to start and tear down; and while the process has a single
+// thread, the copy-on-write faults the fork leaves behind need no TLB
+// shootdown on the other CPU. The init then waits on a socket; the
+// launcher (prespawn.go) writes its id maps, sends its standard streams
+// and the program pipe, and later joins it to the sandbox's cgroup. If no sandbox is wanted
 // after all (--help, a failed check, --dry-run), the launcher's exit closes
 // the socket and the init exits. Anything the pre-spawned init does not fit
 // (another init binary, streams that are not files) uses the exec path.
