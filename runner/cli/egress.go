@@ -91,20 +91,10 @@ func (r *egressFiles) undo() {
 	}
 }
 
-// takeCA returns the CA warmSandboxLaunch started (to the first run that
-// asks), or starts one.
-func takeCA(name string) *egress.CA {
-	if ch := launchWarm.caSet; ch != nil {
-		<-ch
-		if ca := launchWarm.ca.Swap(nil); ca != nil {
-			return ca
-		}
-	}
-	return egress.StartCA(name)
-}
-
-func makeEgressFiles(app *App, name string) (r egressFiles) {
-	r.ca = takeCA(name)
+// makeEgressFiles makes sandbox name's egress directory and audit log;
+// ca is its CA, possibly still being made.
+func makeEgressFiles(app *App, name string, ca *egress.CA) (r egressFiles) {
+	r.ca = ca
 	r.dir = sandboxDir(app, name)
 	for d := filepath.Dir(r.dir); ; d = filepath.Dir(d) {
 		if _, err := os.Stat(d); err == nil || d == filepath.Dir(d) {
@@ -147,7 +137,7 @@ func (h *egressHook) Warm(app *App, name string) {
 	h.warmDone, h.warm = make(chan struct{}), &egressFiles{}
 	go func() {
 		defer close(h.warmDone)
-		*h.warm = makeEgressFiles(app, name)
+		*h.warm = makeEgressFiles(app, name, egress.StartCA(name))
 	}()
 }
 
@@ -166,7 +156,7 @@ func (h *egressHook) Prepare(app *App, cfg *sandbox.Config) error {
 		ef = *h.warm
 		h.warmDone = nil // Prepare owns the files now
 	} else {
-		ef = makeEgressFiles(app, cfg.Name)
+		ef = makeEgressFiles(app, cfg.Name, egress.StartCA(cfg.Name))
 	}
 	if ef.err != nil {
 		return ef.err

@@ -265,9 +265,7 @@ func launchesSandbox(args []string) bool {
 
 // launchWarm is the start-up work warmSandboxLaunch does in the background.
 var launchWarm struct {
-	once  sync.Once
-	caSet chan struct{} // closed once ca is set
-	ca    atomic.Pointer[egress.CA]
+	once sync.Once
 	// name is the sandbox name chosen ahead, and files the egress
 	// directory and audit log made for it (on disk: the slowest part of
 	// the egress set-up). The run takes both unless --name names another;
@@ -286,13 +284,10 @@ var launchWarm struct {
 // them measured ~0.6 ms on the main goroutine.
 func warmSandboxLaunch(app *App) {
 	launchWarm.once.Do(func() {
-		launchWarm.caSet = make(chan struct{})
 		launchWarm.filesDone = make(chan struct{})
 		launchWarm.name = sandbox.NewName()
 		go func() {
-			launchWarm.ca.Store(egress.StartCA(""))
-			close(launchWarm.caSet)
-			launchWarm.files = makeEgressFiles(app, launchWarm.name)
+			launchWarm.files = makeEgressFiles(app, launchWarm.name, egress.StartCA(launchWarm.name))
 			close(launchWarm.filesDone)
 			sandbox.Warm()
 		}()

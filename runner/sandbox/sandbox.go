@@ -413,7 +413,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		sb.log.Info("resources: " + s)
 	}
 
-	sp.Env = agentEnv(cfg, name, uid, rootless)
+	sp.Env = agentEnv(cfg, name, uid, rootless, ids)
 	sp.Landlock = plan
 	sp.Seccomp = bpf
 	sp.Rlimits = res.rlimits
@@ -956,13 +956,13 @@ func isNilCloser(c io.Closer) bool {
 }
 
 // agentEnv is the agent's whole environment: a minimal base plus cfg.Env.
-func agentEnv(cfg Config, name string, uid int, rootless bool) []string {
+func agentEnv(cfg Config, name string, uid int, rootless bool, ids *hostDB) []string {
 	user := "sandbox"
 	if cfg.Policy.Process != nil && cfg.Policy.Process.RunAsUser != "" {
 		user = cfg.Policy.Process.RunAsUser
 	}
 	if _, err := strconv.Atoi(user); err == nil {
-		user = lookupName("/etc/passwd", uid, user)
+		user = ids.name("/etc/passwd", uid, user)
 	}
 	term := "dumb"
 	if cfg.TTY {

@@ -28,7 +28,7 @@ type SignalForwarder struct {
 	stopped bool
 	pidfd   int      // our own pidfd of the init, closed by Stop
 	tty     *os.File // kept alive while the handlers may use its fd
-	sb      *Sandbox
+	sb      *Sandbox // likewise, for its pseudo-terminal
 }
 
 // catchMu makes CatchSignals exclusive: the handlers are process-wide.

@@ -49,15 +49,6 @@ func (h *hostDB) db(path string) []dbEntry {
 	return e
 }
 
-// readDB parses an /etc/passwd-style file ("" entries on error).
-func readDB(path string) []dbEntry {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	return parseDB(b)
-}
-
 // parseDB parses /etc/passwd-style contents.
 func parseDB(b []byte) []dbEntry {
 	var out []dbEntry
@@ -91,9 +82,9 @@ func findName(db []dbEntry, name string) (dbEntry, bool) {
 	return dbEntry{}, false
 }
 
-// lookupName returns the name of id in the passwd-style file, or def.
-func lookupName(path string, id int, def string) string {
-	for _, e := range readDB(path) {
+// name returns the name of id in the passwd-style file path, or def.
+func (h *hostDB) name(path string, id int, def string) string {
+	for _, e := range h.db(path) {
 		if e.id == id {
 			return e.name
 		}
