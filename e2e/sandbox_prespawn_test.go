@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +103,35 @@ func TestSandboxPrespawnedInit(t *testing.T) {
 			t.Fatalf("sandboxes/ holds %v (%v), want only given-name", ents, err)
 		}
 	})
+}
+
+// TestQuickRunsLeaveOnlyTheAuditLog runs quick agents through the
+// command, whose process exits right after its sandbox (and leaves the
+// proxy's sockets to that exit): each run leaves its audit log and no
+// control socket, and says nothing on stderr.
+func TestQuickRunsLeaveOnlyTheAuditLog(t *testing.T) {
+	requireSandboxKernel(t)
+	home := t.TempDir()
+	for i := range 20 {
+		name := fmt.Sprintf("quick-%d", i)
+		cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--name", name, "--", "true")
+		cmd.Env = []string{"NEMOCLAW_HOME=" + home, "PATH=" + os.Getenv("PATH")}
+		_, stderr, code := runCmd(t, cmd)
+		if code != 0 || stderr != "" {
+			t.Fatalf("run %d: exit %d, stderr %q", i, code, stderr)
+		}
+		ents, err := os.ReadDir(filepath.Join(home, "sandboxes", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		if len(names) != 1 || names[0] != "audit.jsonl" {
+			t.Fatalf("run %d left %v in its sandbox directory, want only audit.jsonl", i, names)
+		}
+	}
 }
 
 // reapOrphans waits up to d for the subreaper's orphaned children to exit

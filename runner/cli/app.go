@@ -43,6 +43,8 @@ type App struct {
 	// helpErr is a failure of a help function, which cobra gives no way to
 	// return (`nemoclaw help key` without nemoclaw-dist).
 	helpErr error
+	// exits is Options.Exits.
+	exits bool
 
 	// logOut is where Logger writes; it turns "\n" into "\r\n" while a
 	// sandbox's TTY holds the terminal in raw mode.

@@ -48,7 +48,8 @@ type egressHook struct {
 	proxy   *egress.Proxy
 	audit   *os.File
 	sockDir string
-	ctl     net.Listener // closed by Close too: ServeControl may not have registered it yet; guarded by mu
+	ctl     net.Listener  // closed by Close too: ServeControl may not have registered it yet; guarded by mu
+	ctlMade chan struct{} // closed once the control socket is made (or has failed)
 	wg      sync.WaitGroup
 
 	// What Warm prepares in the background; warmDone closes when it is
@@ -219,10 +220,12 @@ func (h *egressHook) Attach(app *App, sb *sandbox.Sandbox) error {
 	// The control socket (for `nemoclaw policy ...`) is made off the
 	// agent's critical path: creating a socket file costs a disk inode.
 	h.wg.Add(1)
+	h.ctlMade = make(chan struct{})
 	go func() {
 		defer h.wg.Done()
 		ctl, err := egress.ListenControl(filepath.Join(h.sockDir, "control.sock"))
 		if err != nil {
+			close(h.ctlMade)
 			app.Logger.Warn("egress control socket: live policy changes and approvals are unavailable for this run", "err", err)
 			return
 		}
@@ -230,15 +233,41 @@ func (h *egressHook) Attach(app *App, sb *sandbox.Sandbox) error {
 		if h.closed {
 			h.mu.Unlock()
 			_ = ctl.Close()
+			close(h.ctlMade)
 			return
 		}
 		h.ctl = ctl
 		h.mu.Unlock()
+		close(h.ctlMade)
 		if err := h.proxy.ServeControl(ctl); err != nil {
 			app.Logger.Warn("egress control", "err", err)
 		}
 	}()
 	return nil
+}
+
+// Finish is Close for a process that exits next: it writes the audit
+// summaries, closes the audit log and removes the control socket, but
+// leaves the proxy's sockets, and the goroutines serving them, to the exit.
+func (h *egressHook) Finish() error {
+	if h.proxy == nil {
+		return h.Close()
+	}
+	err := h.proxy.Finish()
+	h.mu.Lock()
+	h.closed = true // a control socket made from now on is closed at once
+	h.mu.Unlock()
+	if cerr := h.audit.Close(); err == nil {
+		err = cerr
+	}
+	if h.ctlMade != nil {
+		// Not its serving: only its making, which would otherwise
+		// race the removal below (or outlive the process, leaving
+		// a socket file behind).
+		<-h.ctlMade
+	}
+	_ = os.Remove(filepath.Join(h.sockDir, "control.sock"))
+	return err
 }
 
 // Close stops the proxy, writes the audit summaries and removes the socket.

@@ -22,6 +22,10 @@ type Options struct {
 	Stderr   io.Writer
 	Version  string
 	LogLevel slog.Level
+	// Exits says the process exits when Execute returns (Main): a command
+	// may then leave to the exit what it would release for nothing, such
+	// as a sandbox's served sockets.
+	Exits bool
 }
 
 // Main runs this process's command line and returns its exit code: what a
@@ -36,7 +40,7 @@ func Main(version string) int {
 		ctx, stop = signal.NotifyContext(ctx, syscall.SIGTERM)
 	}
 	defer stop()
-	return ExitCode(Execute(ctx, Options{Args: args, Version: version}))
+	return ExitCode(Execute(ctx, Options{Args: args, Version: version, Exits: true}))
 }
 
 // Execute runs nemoclaw with opts and returns the error to map to an exit
@@ -51,7 +55,7 @@ func Execute(ctx context.Context, opts Options) error {
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
 	}
-	app := &App{Home: defaultHome(), Out: opts.Stdout, Err: opts.Stderr, In: opts.Stdin, Version: opts.Version, args: opts.Args}
+	app := &App{Home: defaultHome(), Out: opts.Stdout, Err: opts.Stderr, In: opts.Stdin, Version: opts.Version, args: opts.Args, exits: opts.Exits}
 	if launchesSandbox(opts.Args) {
 		warmSandboxLaunch(app) // overlaps cobra's set-up and the policy load
 		defer discardWarmFiles()

@@ -27,6 +27,9 @@ type SandboxHook interface {
 	Prepare(app *App, cfg *sandbox.Config) error // before Start: add env/files/listeners
 	Attach(app *App, sb *sandbox.Sandbox) error  // after Start: serve listeners
 	Close() error                                // after the sandbox exits
+	// Finish replaces Close when the process exits next (App.exits): it
+	// saves what must outlive the run and leaves sockets to the exit.
+	Finish() error
 }
 
 // sandboxHooks are appended to from init() in other files; `sandbox run`
@@ -168,7 +171,11 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 	var hooks []SandboxHook
 	defer func() {
 		for _, h := range hooks {
-			if err := h.Close(); err != nil {
+			end := h.Close
+			if app.exits {
+				end = h.Finish
+			}
+			if err := end(); err != nil {
 				app.Logger.Warn("sandbox hook close", "err", err)
 			}
 		}

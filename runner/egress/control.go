@@ -77,7 +77,9 @@ func ListenControl(path string) (net.Listener, error) {
 // ServeControl answers control requests on l until l is closed. Only
 // clients running as this process's user (or root) are served.
 func (p *Proxy) ServeControl(l net.Listener) error {
-	p.addCloser(l)
+	if !p.addCloser(l) {
+		return nil
+	}
 	for {
 		c, err := l.Accept()
 		if err != nil {

@@ -26,7 +26,25 @@ func (p *Proxy) ServeDNS(pc net.PacketConn, l net.Listener) error {
 	)
 	h := dns.HandlerFunc(p.answerDNS)
 	start := func(s *dns.Server) {
-		p.addCloser(closerFunc(func() error { return s.Shutdown() }))
+		closeRaw := func() {
+			if s.PacketConn != nil {
+				_ = s.PacketConn.Close()
+			}
+			if s.Listener != nil {
+				_ = s.Listener.Close()
+			}
+		}
+		// Shutdown refuses a server that has not started serving yet
+		// (and closes nothing): close its sockets then, so that it
+		// cannot start.
+		if !p.addCloser(closerFunc(func() error {
+			if s.Shutdown() != nil {
+				closeRaw()
+			}
+			return nil
+		})) {
+			return
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -3,7 +3,9 @@ package egress
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -516,5 +519,55 @@ func TestInterceptionWithStartedCA(t *testing.T) {
 	st, body, _ := h.do(t, h.client(false), "GET", u("api.test", port, "/public/x"), "", nil)
 	if st != 200 {
 		t.Fatalf("status %d through a started CA; body %s", st, body)
+	}
+}
+
+// TestFinish checks that Finish writes the audit summaries and refuses
+// new connections while leaving the listener open, and that a Close after
+// it closes the listener.
+func TestFinish(t *testing.T) {
+	t.Parallel()
+	_, port := newPlainUpstream(t)
+	h := newHarness(t, pol(map[string][]*policy.Endpoint{
+		"api": {ep("api.test", port, loopOK, func(e *policy.Endpoint) { e.Protocol = "rest"; e.Access = policy.AccessReadOnly })},
+	}), nil)
+	c := h.client(false)
+	if st, body, _ := h.do(t, c, "GET", "http://api.test:"+strconv.Itoa(port)+"/x", "", nil); st != 200 {
+		t.Fatalf("allowed request before Finish: %d %s", st, body)
+	}
+	c.CloseIdleConnections()
+	if err := h.p.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	var summary bool
+	for _, line := range strings.Split(strings.TrimSpace(h.audit.String()), "\n") {
+		ev := Event{}
+		if err := jsonUnmarshal(line, &ev); err != nil {
+			t.Fatalf("audit line is not JSON: %q", line)
+		}
+		summary = summary || ev.Activity == "summary" && ev.Host == "api.test" && ev.Count == 1
+	}
+	if !summary {
+		t.Fatalf("no summary for api.test after Finish:\n%s", h.audit.String())
+	}
+	// The listener is open (the kernel completes the handshake), but the
+	// proxy closes what it accepts without serving it.
+	conn, err := net.Dial("tcp", h.proxyURL.Host)
+	if err != nil {
+		t.Fatalf("listener closed by Finish: %v", err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "GET http://api.test:%d/x HTTP/1.1\r\nHost: api.test:%d\r\n\r\n", port, port)
+	// Closed with the request unread: EOF or a reset.
+	if n, err := conn.Read(make([]byte, 1)); n != 0 || err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("connection after Finish: read %d bytes, %v; want it closed unanswered", n, err)
+	}
+	conn.Close()
+	if err := h.p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if conn, err := net.Dial("tcp", h.proxyURL.Host); err == nil {
+		conn.Close()
+		t.Fatal("listener still open after Close")
 	}
 }

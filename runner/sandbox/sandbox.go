@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -134,6 +135,9 @@ type Sandbox struct {
 	proxyLn net.Listener
 	dnsPC   net.PacketConn
 	dnsLn   net.Listener
+	// taken marks the listeners a caller has taken (takenProxy...): the
+	// caller closes those, Close the others.
+	taken atomic.Uint32
 
 	started   time.Time
 	cgroupDir string
@@ -820,15 +824,36 @@ func (sb *Sandbox) Name() string { return sb.name }
 // of the sandbox is a descendant of it.
 func (sb *Sandbox) Pid() int { return sb.pid }
 
+// Bits of Sandbox.taken.
+const (
+	takenProxy = 1 << iota
+	takenDNSUDP
+	takenDNSTCP
+)
+
 // ProxyListener returns the listener on the sandbox's 127.0.0.1:ProxyPort, or
-// nil when Network.Proxy was not requested. The caller serves and closes it.
-func (sb *Sandbox) ProxyListener() net.Listener { return sb.proxyLn }
+// nil when Network.Proxy was not requested. The caller takes it: it serves
+// and closes it, and Close leaves it alone. (Closing a listener that a
+// goroutine serves wakes that goroutine and waits for it; a process that
+// exits when its sandbox does can leave that to the exit.)
+func (sb *Sandbox) ProxyListener() net.Listener {
+	sb.taken.Or(takenProxy)
+	return sb.proxyLn
+}
 
-// DNSPacketConn returns the UDP socket on the sandbox's 127.0.0.1:53, or nil.
-func (sb *Sandbox) DNSPacketConn() net.PacketConn { return sb.dnsPC }
+// DNSPacketConn returns the UDP socket on the sandbox's 127.0.0.1:53, or
+// nil. The caller takes it, as with ProxyListener.
+func (sb *Sandbox) DNSPacketConn() net.PacketConn {
+	sb.taken.Or(takenDNSUDP)
+	return sb.dnsPC
+}
 
-// DNSListener returns the TCP listener on the sandbox's 127.0.0.1:53, or nil.
-func (sb *Sandbox) DNSListener() net.Listener { return sb.dnsLn }
+// DNSListener returns the TCP listener on the sandbox's 127.0.0.1:53, or
+// nil. The caller takes it, as with ProxyListener.
+func (sb *Sandbox) DNSListener() net.Listener {
+	sb.taken.Or(takenDNSTCP)
+	return sb.dnsLn
+}
 
 // Wait waits for the agent to exit and returns its exit code (128+signal
 // when a signal killed it). The error is non-nil only when the sandbox
@@ -860,10 +885,10 @@ func (sb *Sandbox) ResizeTTY(ws WindowSize) error {
 	return unix.IoctlSetWinsize(int(sb.ptm.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: ws.Rows, Col: ws.Cols})
 }
 
-// Close kills whatever still runs, closes the listeners and removes the
-// cgroup. Once the init has reported the agent's exit nothing else of the
-// sandbox runs, so Close does not wait for the init's own teardown unless
-// it must (to remove a cgroup).
+// Close kills whatever still runs, closes the listeners no caller took and
+// removes the cgroup. Once the init has reported the agent's exit nothing
+// else of the sandbox runs, so Close does not wait for the init's own
+// teardown unless it must (to remove a cgroup).
 func (sb *Sandbox) Close() error {
 	var err error
 	sb.closeOne.Do(func() {
@@ -886,9 +911,13 @@ func (sb *Sandbox) cleanup() error {
 	if sb.stopCtx != nil {
 		sb.stopCtx()
 	}
-	for _, c := range []io.Closer{sb.proxyLn, sb.dnsLn, sb.dnsPC} {
-		if c != nil && !isNilCloser(c) {
-			_ = c.Close()
+	taken := sb.taken.Load()
+	for _, l := range []struct {
+		c   io.Closer
+		bit uint32
+	}{{sb.proxyLn, takenProxy}, {sb.dnsPC, takenDNSUDP}, {sb.dnsLn, takenDNSTCP}} {
+		if l.c != nil && !isNilCloser(l.c) && taken&l.bit == 0 {
+			_ = l.c.Close()
 		}
 	}
 	if sb.status != nil {

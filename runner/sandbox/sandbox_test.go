@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nemoclaw/nemoclaw/internal/testutil"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
@@ -177,6 +178,10 @@ t = socket.create_connection(("127.0.0.1", 53), timeout=20); print("dnstcp:" + t
 	if sb.ProxyListener() == nil || sb.DNSPacketConn() == nil || sb.DNSListener() == nil {
 		t.Fatal("listeners missing")
 	}
+	// Taken: Close leaves them to the caller.
+	defer sb.ProxyListener().Close()
+	defer sb.DNSPacketConn().Close()
+	defer sb.DNSListener().Close()
 	// The proxy can see the agent's socket in the sandbox's netns through
 	// the init's /proc entry.
 	go func() {
@@ -211,6 +216,44 @@ t = socket.create_connection(("127.0.0.1", 53), timeout=20); print("dnstcp:" + t
 	want := "proxy:hello peer-visible=true\ndns:answer-q\ndnstcp:tcp53\n"
 	if out.String() != want {
 		t.Fatalf("got %q, want %q; stderr %s", out.String(), want, errb.String())
+	}
+}
+
+// TestCloseLeavesTakenListeners checks that Close closes the listeners no
+// caller took and leaves a taken one to its taker.
+func TestCloseLeavesTakenListeners(t *testing.T) {
+	needKernel(t)
+	sb, err := Start(context.Background(), Config{
+		Policy: testPolicy(), Home: t.TempDir(), Command: []string{"/bin/true"},
+		Network: NetworkConfig{Proxy: true, DNS: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := sb.ProxyListener()
+	if ln == nil {
+		t.Fatal("no proxy listener")
+	}
+	defer ln.Close()
+	if code, err := sb.Wait(); err != nil || code != 0 {
+		t.Fatalf("exit %d %v", code, err)
+	}
+	if err := sb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Not taken: closed.
+	if _, err := sb.dnsLn.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("DNS TCP listener after Close: Accept = %v, want net.ErrClosed", err)
+	}
+	if _, _, err := sb.dnsPC.ReadFrom(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("DNS UDP socket after Close: ReadFrom = %v, want net.ErrClosed", err)
+	}
+	// Taken: still open (an Accept times out instead of failing).
+	if err := ln.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Millisecond)); err != nil {
+		t.Fatalf("taken listener after Close: %v", err)
+	}
+	if _, err := ln.Accept(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("taken listener after Close: Accept = %v, want a timeout", err)
 	}
 }
 
