@@ -5,7 +5,10 @@
 # ratios to each peer, and nemoclaw's peak RSS. A "library" row runs the same
 # isolation through runner/sandbox alone (bench/sandbox/startonly), which
 # separates the sandbox's cost from the CLI's start-up, policy loading and
-# egress proxy set-up.
+# egress proxy set-up. Three "floor" rows show what no change to nemoclaw's
+# own code can remove: the smallest Go program built like nemoclaw (cgo),
+# a program linking all that nemoclaw links whose main returns at once
+# (bench/sandbox/floor), and /bin/true alone.
 #
 #   bench/sandbox/run.sh            # builds ./cmd/nemoclaw first
 #   NEMOCLAW_BIN_DIR=bin bench/sandbox/run.sh    # what make bench does
@@ -25,6 +28,8 @@ if [[ -z "${NEMOCLAW:-}" ]]; then
   NEMOCLAW="$work/nemoclaw"
 fi
 go build -o "$work/startonly" ./bench/sandbox/startonly
+# Built as make build builds nemoclaw, so that their start-up compares.
+go build -trimpath -ldflags '-s -w' -o "$work/" ./bench/sandbox/floor/cgo ./bench/sandbox/floor/linked
 export NEMOCLAW_HOME="$work/home"
 for t in hyperfine bwrap firejail python3 /usr/bin/time; do
   command -v "$t" >/dev/null || { echo "bench/sandbox: $t is required (apt-get install hyperfine bubblewrap firejail time)" >&2; exit 1; }
@@ -53,7 +58,8 @@ for r in $(seq "$ROUNDS"); do
   # Its warnings (outliers, in rounds this short) go to a file, shown only
   # if it fails.
   hyperfine -N --style none --warmup "$w" --runs "$per" --export-json "$work/h$r.json" \
-    -n nemoclaw "$ours" -n library "$lib" -n bwrap "$bwrap" -n firejail "$firejail" >/dev/null 2>"$work/hyperfine.err" ||
+    -n nemoclaw "$ours" -n library "$lib" -n bwrap "$bwrap" -n firejail "$firejail" \
+    -n go-cgo "$work/cgo" -n linked "$work/linked" -n true /bin/true >/dev/null 2>"$work/hyperfine.err" ||
     { cat "$work/hyperfine.err" >&2; exit 1; }
 done
 
@@ -82,4 +88,16 @@ print("nemoclaw / bwrap    = %.2fx  (goal <= 1.00x)" % (med["nemoclaw"] / med["b
 print("nemoclaw / firejail = %.2fx  (goal <= 0.25x)" % (med["nemoclaw"] / med["firejail"]))
 print("library  / bwrap    = %.2fx  (runner/sandbox alone: same isolation, no CLI)" % (med["library"] / med["bwrap"]))
 print("nemoclaw peak RSS   = %.1f MiB" % (int(sys.argv[1]) / 1024))
+print()
+# The launcher must be running (Go runtime, package initialisation) before
+# it can plan the sandbox, and the agent starts only once the plan is made:
+# the linked program's start and exit plus the agent's own run are spent
+# one after the other, whatever nemoclaw's code does.
+floor = med["linked"] + med["true"]
+print("floor: what no change to nemoclaw's own code removes")
+print("%-44s %7.2f ms = %.2fx bwrap" % ("Go program with cgo, empty main", med["go-cgo"], med["go-cgo"] / med["bwrap"]))
+print("%-44s %7.2f ms = %.2fx bwrap" % ("all nemoclaw links, empty main (linked)", med["linked"], med["linked"] / med["bwrap"]))
+print("%-44s %7.2f ms" % ("/bin/true alone", med["true"]))
+print("%-44s %7.2f ms = %.2fx bwrap" % ("floor: linked + /bin/true", floor, floor / med["bwrap"]))
+print("%-44s %7.2f ms = %.2fx the floor" % ("nemoclaw", med["nemoclaw"], med["nemoclaw"] / floor))
 PY
