@@ -26,17 +26,17 @@ func TestSandboxPrespawnedInit(t *testing.T) {
 	for name, uid := range users {
 		t.Run("used by "+name, func(t *testing.T) {
 			r := newSandboxRun(t, uid)
-			out, stderr, code := r.run(t, []string{"--log-level", "debug"}, "/bin/sh", "-c", "echo $$; tr -d '\\0' </proc/1/cmdline | wc -c")
+			out, stderr, code := r.run(t, []string{"--log-level", "debug"}, "/bin/sh", "-c", "echo $PPID; tr -d '\\0' </proc/1/cmdline | wc -c")
 			if code != 0 {
 				t.Fatalf("exit %d\n%s", code, stderr)
 			}
 			if !strings.Contains(stderr, "init=pre-spawned") {
 				t.Errorf("the run did not use the pre-spawned init:\n%s", stderr)
 			}
-			// The agent is pid 2 under the init, whose argv (the host's
-			// command line) was wiped.
-			if out != "2\n0\n" {
-				t.Errorf("got %q, want the agent as pid 2 and an empty /proc/1/cmdline", out)
+			// The agent is the child of the init (pid 1), whose argv
+			// (the host's command line) was wiped.
+			if out != "1\n0\n" {
+				t.Errorf("got %q, want the agent's parent to be pid 1 and an empty /proc/1/cmdline", out)
 			}
 			// The CA bundle is the host's (which a root init copies
 			// ahead, into /dev/shm) then the sandbox's CA, and nothing

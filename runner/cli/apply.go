@@ -60,7 +60,7 @@ after -- replace the blueprint's agent command. The exit code is the agent's;
 	f := cmd.Flags()
 	f.StringVarP(&o.profile, "profile", "p", "", "inference profile (default: the blueprint's default)")
 	f.StringVar(&o.name, "name", "", "sandbox name (default: the blueprint's components.sandbox.name)")
-	f.StringVar(&o.workdir, "workdir", "", "host directory mounted at /sandbox (default: $NEMOCLAW_HOME/sandboxes/<name>/workspace)")
+	f.StringVar(&o.workdir, "workdir", "", "host directory mounted at /sandbox, where the agent acts as its owner; its files keep their owners (default: $NEMOCLAW_HOME/sandboxes/<name>/workspace)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "resolve, verify and plan, then print the plan instead of starting the agent")
 	f.BoolVar(&o.tty, "tty", false, "run on a pseudo-terminal (default: when stdin and stdout are terminals)")
 	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")

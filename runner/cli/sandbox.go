@@ -89,7 +89,7 @@ kernel without the needed Landlock ABI).`,
 	cmd.Flags().SetInterspersed(false)
 	f := cmd.Flags()
 	f.StringVar(&o.policyFile, "policy", "", "policy YAML file (default: the embedded default blueprint's policy)")
-	f.StringVar(&o.workdir, "workdir", "", "host directory mounted at /sandbox (default: a private in-memory workspace that ends with the run; see --keep)")
+	f.StringVar(&o.workdir, "workdir", "", "host directory mounted at /sandbox, where the agent acts as its owner; its files keep their owners (default: a private in-memory workspace that ends with the run; see --keep)")
 	f.StringVar(&o.name, "name", "", "sandbox name and hostname (default: sb-<random>)")
 	f.BoolVar(&o.tty, "tty", false, "run on a pseudo-terminal (default: when stdin and stdout are terminals)")
 	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")

@@ -260,3 +260,42 @@ func TestNewName(t *testing.T) {
 		seen[n] = true
 	}
 }
+
+// TestReadOnlyOverlap checks which workspaces overlap a read-only path of
+// the policy: under it, equal to it, or containing it, symlinks followed;
+// the sandbox's own directories are not the host's.
+func TestReadOnlyOverlap(t *testing.T) {
+	pol := &policy.Policy{Filesystem: &policy.FilesystemPolicy{
+		ReadOnly:  []string{"/usr", "/etc/", "/bin", "/tmp/cfg", "/sandbox/ro"},
+		ReadWrite: []string{"/home/alice"},
+	}}
+	binReal, _ := filepath.EvalSymlinks("/bin")
+	for _, tc := range []struct {
+		ws, want string
+	}{
+		{"/etc", "/etc"},
+		{"/usr/local/src", "/usr"},
+		{"/", "/usr"},
+		{"/home/alice/project", ""},
+		{"/etcetera", ""},
+		{"/tmp/cfg", ""}, // the sandbox's own /tmp
+		{"/tmp/work", ""},
+		{"/sandbox/ro", ""},
+		{binReal + "/sub", "/usr"}, // /bin -> usr/bin on merged-/usr hosts: /usr comes first
+	} {
+		if got := readOnlyOverlap(tc.ws, pol); got != tc.want {
+			t.Errorf("readOnlyOverlap(%q) = %q, want %q", tc.ws, got, tc.want)
+		}
+	}
+	if got := readOnlyOverlap("/etc", &policy.Policy{}); got != "" {
+		t.Errorf("no filesystem policy: got %q", got)
+	}
+	// The symlink's target counts: a policy naming only /bin covers
+	// /usr/bin where /bin links there.
+	if binReal != "/bin" {
+		only := &policy.Policy{Filesystem: &policy.FilesystemPolicy{ReadOnly: []string{"/bin"}}}
+		if got := readOnlyOverlap(binReal+"/sub", only); got != "/bin" {
+			t.Errorf("readOnlyOverlap(%q) with read_only [/bin] = %q, want /bin", binReal+"/sub", got)
+		}
+	}
+}

@@ -213,32 +213,59 @@ func hostTopNeeded(p *policy.Policy, files []string) map[string]bool {
 	return need
 }
 
-// hostWorkspace checks the host directory ws and gives its top to the
-// agent's uid:gid (as root); it returns the path to bind.
-func hostWorkspace(ws string, rootless bool, uid, gid int) (string, error) {
+// readOnlyOverlap returns the path of p's filesystem_policy.read_only that
+// the host directory ws lies under, equals or contains ("" for none): the
+// agent may only read those at their own place, but could write them
+// through the workspace. Symlinks in the policy's paths are followed, as
+// ws's were.
+func readOnlyOverlap(ws string, p *policy.Policy) string {
+	if p == nil || p.Filesystem == nil {
+		return ""
+	}
+	under := func(a, b string) bool { return a == b || b == "/" || strings.HasPrefix(a, b+"/") }
+	for _, ro := range p.Filesystem.ReadOnly {
+		ro = filepath.Clean(ro)
+		if underOwnDir(ro+"/") || ro == Workdir || strings.HasPrefix(ro, Workdir+"/") {
+			continue // the sandbox's own, not the host's
+		}
+		paths := []string{ro}
+		if real, err := filepath.EvalSymlinks(ro); err == nil && real != ro {
+			paths = append(paths, real)
+		}
+		for _, r := range paths {
+			if under(ws, r) || under(r, ws) {
+				return ro
+			}
+		}
+	}
+	return ""
+}
+
+// hostWorkspace checks the host directory ws; it returns the path to bind
+// and the directory's owner. Nothing of it changes hands: as root the init
+// mounts it idmapped from its owner to the agent.
+func hostWorkspace(ws string) (string, int, int, error) {
 	ws, err := filepath.Abs(ws)
 	if err != nil {
-		return "", stepErr("workspace", err)
+		return "", 0, 0, stepErr("workspace", err)
 	}
 	// The init binds it from the host's root after pivot_root, where
 	// host symlinks on the way may resolve differently: bind the real path.
 	if real, err := filepath.EvalSymlinks(ws); err == nil {
 		ws = real
 	}
-	if fi, err := os.Stat(ws); err != nil || !fi.IsDir() {
-		if err == nil {
-			err = errors.New("not a directory")
-		}
-		return "", stepErr("workspace", fmt.Errorf("%s: %w", ws, err))
+	fi, err := os.Stat(ws)
+	if err == nil && !fi.IsDir() {
+		err = errors.New("not a directory")
 	}
-	if !rootless {
-		// The agent runs as uid:gid; give it its workspace (the top
-		// directory only: a --workdir's contents keep their owners).
-		if err := os.Chown(ws, uid, gid); err != nil {
-			return "", stepErr("workspace", fmt.Errorf("chown %s to %d:%d: %w", ws, uid, gid, err))
-		}
+	if err != nil {
+		return "", 0, 0, stepErr("workspace", fmt.Errorf("%s: %w", ws, err))
 	}
-	return ws, nil
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "", 0, 0, stepErr("workspace", fmt.Errorf("%s: no owner", ws))
+	}
+	return ws, int(st.Uid), int(st.Gid), nil
 }
 
 // cgroupInfo is CgroupDelegation, probed once per process.
@@ -310,9 +337,19 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 			return nil, stepErr("workspace", err)
 		}
 	}
+	var wsUID, wsGID int
 	if ws != "" {
-		if ws, err = hostWorkspace(ws, rootless, uid, gid); err != nil {
+		if ws, wsUID, wsGID, err = hostWorkspace(ws); err != nil {
 			return nil, err
+		}
+		// As root the workspace is mounted idmapped from its owner to the
+		// agent: a root-owned one gives the agent root's files in it.
+		// Not those of a path the policy keeps read-only.
+		if ro := readOnlyOverlap(ws, cfg.Policy); ro != "" && !rootless && wsUID == 0 {
+			return nil, &StepError{Step: "workspace", Refused: true,
+				Err: fmt.Errorf("%s is owned by root and overlaps %s, which filesystem_policy.read_only keeps read-only: at %s, root's files in it would be the agent's to write",
+					ws, ro, Workdir),
+				Hint: "choose a workspace outside the policy's read_only paths, or one owned by an unprivileged user"}
 		}
 	}
 
@@ -353,18 +390,20 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 	mem, _ := policyMemory(cfg.Policy) // planResources reports a bad value
 	sp := spec{
-		HostTop:     hostTopNeeded(cfg.Policy, filePaths),
-		Name:        name,
-		Workspace:   ws,
-		Binds:       binds,
-		Argv:        cfg.Command,
-		Dir:         Workdir,
-		SetIDs:      !rootless,
-		UID:         uid,
-		GID:         gid,
-		TTY:         cfg.TTY,
-		TmpSize:     tmpSize(mem),
-		MemfdNoexec: !rootless,
+		HostTop:      hostTopNeeded(cfg.Policy, filePaths),
+		Name:         name,
+		Workspace:    ws,
+		WorkspaceUID: wsUID,
+		WorkspaceGID: wsGID,
+		Binds:        binds,
+		Argv:         cfg.Command,
+		Dir:          Workdir,
+		SetIDs:       !rootless,
+		UID:          uid,
+		GID:          gid,
+		TTY:          cfg.TTY,
+		TmpSize:      tmpSize(mem),
+		MemfdNoexec:  !rootless,
 	}
 	mounts, err := compileMounts(&sp, hostRoot)
 	if err != nil {

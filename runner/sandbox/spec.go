@@ -17,11 +17,15 @@ type spec struct {
 	Name    string          `json:"name"`
 	// Workspace is the host directory bound at /sandbox; "" mounts a
 	// private tmpfs there instead.
-	Workspace string     `json:"workspace"`
-	Binds     []bindSpec `json:"binds,omitempty"`
-	Argv      []string   `json:"argv"`
-	Env       []string   `json:"env"`
-	Dir       string     `json:"dir"`
+	Workspace string `json:"workspace"`
+	// WorkspaceUID and WorkspaceGID own Workspace on the host: as root,
+	// its mount maps them to the agent's ids.
+	WorkspaceUID int        `json:"workspace_uid,omitempty"`
+	WorkspaceGID int        `json:"workspace_gid,omitempty"`
+	Binds        []bindSpec `json:"binds,omitempty"`
+	Argv         []string   `json:"argv"`
+	Env          []string   `json:"env"`
+	Dir          string     `json:"dir"`
 	// SetIDs is true when the init runs as real root and must switch the
 	// agent to UID/GID; rootless inits already are the mapped id.
 	SetIDs bool `json:"set_ids"`
