@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -33,6 +34,19 @@ func TestApplyDefaultBlueprint(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(home, "sandboxes", "agent", "workspace", "state"))
 	if err != nil || string(data) != "kept\n" {
 		t.Errorf("workspace state after the run: %q, %v", data, err)
+	}
+	// As root it is nemoclaw's directory made for the agent: the agent's,
+	// bound as it is (no idmapped mount).
+	if os.Geteuid() == 0 {
+		for _, p := range []string{"workspace", "workspace/state"} {
+			fi, err := os.Stat(filepath.Join(home, "sandboxes", "agent", p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := fi.Sys().(*syscall.Stat_t); st.Uid != 10001 || st.Gid != 10001 {
+				t.Errorf("%s is %d:%d on the host, want the agent's 10001:10001", p, st.Uid, st.Gid)
+			}
+		}
 	}
 }
 

@@ -336,6 +336,14 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		if err := os.MkdirAll(ws, 0o700); err != nil {
 			return nil, stepErr("workspace", err)
 		}
+		// nemoclaw's own directory, made for the agent: as root it is
+		// the agent's, and is bound as it is (no idmapped mount, which
+		// NEMOCLAW_HOME's filesystem might not support).
+		if !rootless {
+			if err := os.Chown(ws, uid, gid); err != nil {
+				return nil, stepErr("workspace", fmt.Errorf("chown %s to %d:%d: %w", ws, uid, gid, err))
+			}
+		}
 	}
 	var wsUID, wsGID int
 	if ws != "" {
