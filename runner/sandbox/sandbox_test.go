@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -314,6 +315,32 @@ func TestKeptWorkspace(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(home, "sandboxes", "kept", "workspace", "f"))
 	if err != nil || string(b) != "kept\n" {
 		t.Fatalf("kept workspace: %q %v", b, err)
+	}
+}
+
+// TestWorkdirIdmapped checks a root launcher's workspace through the exec
+// path's init (the CLI's pre-spawned one is covered in e2e): inside, the
+// directory's owner (uid 1000) is the agent; on the host what the agent
+// made is uid 1000's.
+func TestWorkdirIdmapped(t *testing.T) {
+	needKernel(t)
+	if os.Geteuid() != 0 {
+		testutil.SkipOrFail(t, "mounting a workdir idmapped needs a root launcher")
+	}
+	ws := t.TempDir()
+	if err := os.Chown(ws, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errb := run(t, Config{Workdir: ws, Command: []string{"/bin/sh", "-c", "stat -c %u:%g /sandbox && echo made > /sandbox/made"}})
+	if code != 0 || out != "10001:10001\n" {
+		t.Fatalf("exit %d, out %q, want the workspace as the agent's 10001:10001; stderr %s", code, out, errb)
+	}
+	fi, err := os.Stat(filepath.Join(ws, "made"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 1000 || st.Gid != 1000 {
+		t.Fatalf("the agent's file is %d:%d on the host, want the directory owner's 1000:1000", st.Uid, st.Gid)
 	}
 }
 
