@@ -40,7 +40,8 @@ func TestWorkdirKeepsItsOwner(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	script := `id -u
+	script := `awk '$5 == "/sandbox" { print $6 }' /proc/self/mountinfo
+id -u
 stat -c '%u:%g' /sandbox /sandbox/notes /sandbox/root-file
 echo edited >> /sandbox/notes && echo made > /sandbox/made && echo wrote
 echo x >> /sandbox/root-file 2>/dev/null || echo root-file-refused
@@ -51,9 +52,15 @@ cd /sandbox && git init -q && git add -A && git -c user.email=a@b -c user.name=a
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
 	}
+	opts, rest, _ := strings.Cut(out, "\n")
+	for _, o := range []string{"nosuid", "nodev", "idmapped"} {
+		if !strings.Contains(","+opts+",", ","+o+",") {
+			t.Errorf("/sandbox is mounted %q, want %s", opts, o)
+		}
+	}
 	want := "10001\n10001:10001\n10001:10001\n65534:65534\nwrote\nroot-file-refused\ncommitted\n"
-	if out != want {
-		t.Fatalf("inside the sandbox:\n%s\nwant:\n%s\nstderr: %s", out, want, stderr)
+	if rest != want {
+		t.Fatalf("inside the sandbox:\n%s\nwant:\n%s\nstderr: %s", rest, want, stderr)
 	}
 	// On the host: the owner's, all of it, the repository included.
 	err := filepath.Walk(w, func(p string, fi os.FileInfo, err error) error {

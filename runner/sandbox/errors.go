@@ -63,6 +63,8 @@ func hintFor(step string, err error) string {
 		return "unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces); run as root or enable them"
 	case strings.HasPrefix(step, "workspace: idmapped"):
 		return "use a workspace on a filesystem that supports idmapped mounts (ext4, xfs, btrfs, tmpfs), give the directory to the agent's user yourself (chown it to the uid:gid above), or run nemoclaw as the directory's owner, without root"
+	case strings.HasPrefix(step, "workspace"):
+		return "check that the workspace (--workdir) is a directory and stays in place while the sandbox starts"
 	case strings.HasPrefix(step, "mount"):
 		return "the sandbox needs a mount namespace and the paths it binds; check that the workspace and --workdir exist"
 	case strings.HasPrefix(step, "exec"):

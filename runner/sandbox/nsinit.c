@@ -56,7 +56,7 @@ enum {
 	OP_BINDFILE = 14,
 	OP_DUMPABLE0 = 15,
 	OP_CHOWN = 16,
-	OP_BIND_IDMAP = 17,
+	OP_BIND_WORKSPACE = 17,
 	OP_LANDLOCK_RULESET = 20,
 	OP_LANDLOCK_PATH = 21,
 	OP_LANDLOCK_PORT = 22,
@@ -634,40 +634,54 @@ static int idmap_userns(uid_t ou, gid_t og, uid_t au, gid_t ag)
 	return fd;
 }
 
-// op_bind_idmap binds the host directory src (under OLDROOT) over dst,
-// nosuid and nodev, idmapped so that the agent owns what the directory's
-// owner owns: the host's files keep their owners. A filesystem that cannot
-// be idmapped fails the step (the hint says what to do); the directory is
-// never chowned.
-static void op_bind_idmap(struct op *o)
+// op_bind_workspace binds the host directory src (under OLDROOT) over dst,
+// recursively, nosuid and nodev; with idmap set, idmapped so that the agent
+// (au:ag) owns what the directory's owner (ou:og) owns: the host's files
+// keep their owners. The directory bound must be the one the launcher
+// checked (device and inode, and owner when mapping), not one swapped in
+// since. A filesystem that cannot be idmapped fails the step (the hint says
+// what to do); the directory is never chowned.
+static void op_bind_workspace(struct op *o)
 {
-	need(o, 7);
+	need(o, 10);
 	char *src = astr(&o->a[1]), *dst = astr(&o->a[2]);
 	uid_t ou = anum(&o->a[3]), au = anum(&o->a[5]);
 	gid_t og = anum(&o->a[4]), ag = anum(&o->a[6]);
+	uint64_t dev = anum(&o->a[7]), ino = anum(&o->a[8]);
+	int idmap = anum(&o->a[9]) != 0;
 	const char *host = src + strlen(OLDROOT);
-	if (ou == au && og == ag) {
-		if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
-			fail_errno(o, src);
-		free(src), free(dst);
-		return;
-	}
-	int ns = idmap_userns(ou, og, au, ag);
-	if (ns < 0)
-		fail_errno(o, "user namespace for the idmapped mount");
+	char what[1200];
 	int t = syscall(NC_SYS_open_tree, AT_FDCWD, src, NC_OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE);
 	if (t < 0)
-		fail_errno(o, src);
-	struct nc_mount_attr attr = {.attr_set = NC_MOUNT_ATTR_IDMAP | NC_MOUNT_ATTR_NOSUID | NC_MOUNT_ATTR_NODEV, .userns_fd = ns};
+		fail_errno(o, host);
+	struct stat st;
+	if (fstat(t, &st) < 0)
+		fail_errno(o, host);
+	if ((uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino || (idmap && (st.st_uid != ou || st.st_gid != og))) {
+		errno = ESTALE;
+		snprintf(what, sizeof what, "%s changed (replaced, or its owner) while the sandbox started", host);
+		fail_errno(o, what);
+	}
+	struct nc_mount_attr attr = {.attr_set = NC_MOUNT_ATTR_NOSUID | NC_MOUNT_ATTR_NODEV};
+	int ns = -1;
+	if (idmap && (ou != au || og != ag)) {
+		if ((ns = idmap_userns(ou, og, au, ag)) < 0)
+			fail_errno(o, "user namespace for the idmapped mount");
+		attr.attr_set |= NC_MOUNT_ATTR_IDMAP;
+		attr.userns_fd = ns;
+	}
 	if (syscall(NC_SYS_mount_setattr, t, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
-		char what[1200];
-		snprintf(what, sizeof what, "%s (owned by %u:%u, for the agent's %u:%u): its filesystem cannot be idmapped", host, ou, og, au, ag);
+		if (ns >= 0)
+			snprintf(what, sizeof what, "%s (owned by %u:%u, for the agent's %u:%u): its filesystem cannot be idmapped", host, ou, og, au, ag);
+		else
+			snprintf(what, sizeof what, "%s: nosuid, nodev", host);
 		fail_errno(o, what);
 	}
 	if (syscall(NC_SYS_move_mount, t, "", AT_FDCWD, dst, NC_MOVE_MOUNT_F_EMPTY_PATH) < 0)
 		fail_errno(o, dst);
 	close(t);
-	close(ns);
+	if (ns >= 0)
+		close(ns);
 	free(src), free(dst);
 }
 
@@ -767,8 +781,8 @@ static void run_setup_op(struct op *o)
 	case OP_BINDFILE:
 		op_bindfile(o);
 		break;
-	case OP_BIND_IDMAP:
-		op_bind_idmap(o);
+	case OP_BIND_WORKSPACE:
+		op_bind_workspace(o);
 		break;
 	case OP_CHOWN: {
 		need(o, 4);

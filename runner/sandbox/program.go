@@ -25,7 +25,7 @@ const (
 	opBindFile         = 14
 	opDumpable0        = 15
 	opChown            = 16
-	opBindIdmap        = 17
+	opBindWorkspace    = 17
 	opLandlockRuleset  = 20
 	opLandlockPath     = 21
 	opLandlockPort     = 22
@@ -137,15 +137,17 @@ func compileMounts(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 	}
 	p.op(opMkdir, "mount: "+Workdir, Workdir, 0o755)
 	switch {
-	case sp.Workspace != "" && sp.SetIDs:
-		// As root: idmapped, so that the agent owns what the
-		// directory's owner owns, and nothing on the host changes hands.
-		p.op(opBindIdmap, "workspace: idmapped mount", oldRoot+sp.Workspace, Workdir,
-			sp.WorkspaceUID, sp.WorkspaceGID, sp.UID, sp.GID)
 	case sp.Workspace != "":
-		// Rootless: the user namespace maps the agent onto the caller,
-		// who owns (or may use) the directory already.
-		mount(Workdir, oldRoot+sp.Workspace, Workdir, "", unix.MS_BIND|unix.MS_REC|unix.MS_NOSUID|unix.MS_NODEV, "")
+		// As root idmapped, so that the agent owns what the directory's
+		// owner owns and nothing on the host changes hands. Rootless as
+		// it is: the user namespace maps the agent onto the caller, who
+		// owns (or may use) the directory already.
+		step, idmap := "workspace: mount", 0
+		if sp.SetIDs {
+			step, idmap = "workspace: idmapped mount", 1
+		}
+		p.op(opBindWorkspace, step, oldRoot+sp.Workspace, Workdir, sp.WorkspaceUID, sp.WorkspaceGID, sp.UID, sp.GID,
+			sp.WorkspaceDev, sp.WorkspaceIno, idmap)
 	default:
 		// In memory: a directory of the private /tmp's tmpfs, so the two
 		// share one size limit (the memory limit) instead of each having it.

@@ -152,6 +152,10 @@ type Sandbox struct {
 // kernelLandlockABI is landlockABI; tests replace it to play older kernels.
 var kernelLandlockABI = landlockABI
 
+// checkWorkspace is hostWorkspace; tests replace it to play a workspace
+// swapped between the check and the mount.
+var checkWorkspace = hostWorkspace
+
 // NewName returns a generated sandbox name: "sb-" and 8 random hex digits.
 func NewName() string {
 	// math/rand/v2's generator is seeded by the runtime from the kernel:
@@ -241,13 +245,20 @@ func readOnlyOverlap(ws string, p *policy.Policy) string {
 	return ""
 }
 
-// hostWorkspace checks the host directory ws; it returns the path to bind
-// and the directory's owner. Nothing of it changes hands: as root the init
-// mounts it idmapped from its owner to the agent.
-func hostWorkspace(ws string) (string, int, int, error) {
+// hostDir is a host directory as the launcher checked it.
+type hostDir struct {
+	path     string
+	uid, gid int
+	dev, ino uint64
+}
+
+// hostWorkspace checks the host directory ws; it returns the path to bind,
+// the directory's owner and identity. Nothing of it changes hands: as root
+// the init mounts it idmapped from its owner to the agent.
+func hostWorkspace(ws string) (hostDir, error) {
 	ws, err := filepath.Abs(ws)
 	if err != nil {
-		return "", 0, 0, stepErr("workspace", err)
+		return hostDir{}, stepErr("workspace", err)
 	}
 	// The init binds it from the host's root after pivot_root, where
 	// host symlinks on the way may resolve differently: bind the real path.
@@ -259,13 +270,13 @@ func hostWorkspace(ws string) (string, int, int, error) {
 		err = errors.New("not a directory")
 	}
 	if err != nil {
-		return "", 0, 0, stepErr("workspace", fmt.Errorf("%s: %w", ws, err))
+		return hostDir{}, stepErr("workspace", fmt.Errorf("%s: %w", ws, err))
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return "", 0, 0, stepErr("workspace", fmt.Errorf("%s: no owner", ws))
+		return hostDir{}, stepErr("workspace", fmt.Errorf("%s: no owner", ws))
 	}
-	return ws, int(st.Uid), int(st.Gid), nil
+	return hostDir{path: ws, uid: int(st.Uid), gid: int(st.Gid), dev: uint64(st.Dev), ino: st.Ino}, nil
 }
 
 // cgroupInfo is CgroupDelegation, probed once per process.
@@ -345,15 +356,16 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 			}
 		}
 	}
-	var wsUID, wsGID int
+	var wsDir hostDir
 	if ws != "" {
-		if ws, wsUID, wsGID, err = hostWorkspace(ws); err != nil {
+		if wsDir, err = checkWorkspace(ws); err != nil {
 			return nil, err
 		}
+		ws = wsDir.path
 		// As root the workspace is mounted idmapped from its owner to the
 		// agent: a root-owned one gives the agent root's files in it.
 		// Not those of a path the policy keeps read-only.
-		if ro := readOnlyOverlap(ws, cfg.Policy); ro != "" && !rootless && wsUID == 0 {
+		if ro := readOnlyOverlap(ws, cfg.Policy); ro != "" && !rootless && wsDir.uid == 0 {
 			return nil, &StepError{Step: "workspace", Refused: true,
 				Err: fmt.Errorf("%s is owned by root and overlaps %s, which filesystem_policy.read_only keeps read-only: at %s, root's files in it would be the agent's to write",
 					ws, ro, Workdir),
@@ -401,8 +413,10 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		HostTop:      hostTopNeeded(cfg.Policy, filePaths),
 		Name:         name,
 		Workspace:    ws,
-		WorkspaceUID: wsUID,
-		WorkspaceGID: wsGID,
+		WorkspaceUID: wsDir.uid,
+		WorkspaceGID: wsDir.gid,
+		WorkspaceDev: wsDir.dev,
+		WorkspaceIno: wsDir.ino,
 		Binds:        binds,
 		Argv:         cfg.Command,
 		Dir:          Workdir,

@@ -78,6 +78,7 @@ func TestStartErrors(t *testing.T) {
 		step    string
 		refused bool
 		lowABI  bool
+		swapped bool
 	}{
 		{name: "no policy", cfg: Config{Command: []string{"true"}}, step: "config"},
 		{name: "no command", cfg: Config{Policy: testPolicy()}, step: "config"},
@@ -89,12 +90,22 @@ func TestStartErrors(t *testing.T) {
 		{name: "file contents fail later", cfg: Config{Policy: testPolicy(), Command: []string{"true"},
 			Files: []File{{Path: "/run/nemoclaw/ca.pem", Later: func() ([]byte, error) { return nil, errors.New("no CA") }}}}, step: "files"},
 		{name: "hard requirement on old kernel", cfg: Config{Policy: hard, Command: []string{"true"}}, step: "landlock: abi", refused: true, lowABI: true},
+		{name: "workspace swapped after the check", cfg: Config{Policy: testPolicy(), Command: []string{"true"}, Workdir: t.TempDir()}, step: swappedStep(), swapped: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.lowABI {
 				kernelLandlockABI = func() int { return 3 }
 				defer func() { kernelLandlockABI = landlockABI }()
+			}
+			if tc.swapped {
+				// Another directory by the time the init mounts it.
+				checkWorkspace = func(ws string) (hostDir, error) {
+					d, err := hostWorkspace(ws)
+					d.ino++
+					return d, err
+				}
+				defer func() { checkWorkspace = hostWorkspace }()
 			}
 			tc.cfg.Home = home
 			sb, err := Start(context.Background(), tc.cfg)
@@ -112,8 +123,20 @@ func TestStartErrors(t *testing.T) {
 			if !strings.HasPrefix(err.Error(), "sandbox: "+tc.step+": ") {
 				t.Fatalf("message %q does not read sandbox: <step>: <cause>", err)
 			}
+			if tc.swapped && !strings.Contains(err.Error(), "changed (replaced, or its owner) while the sandbox started") {
+				t.Fatalf("message %q does not say the workspace changed", err)
+			}
 		})
 	}
+}
+
+// swappedStep is the step that catches a swapped workspace: the mount,
+// idmapped as root.
+func swappedStep() string {
+	if os.Geteuid() == 0 {
+		return "workspace: idmapped mount"
+	}
+	return "workspace: mount"
 }
 
 func TestRunBasics(t *testing.T) {

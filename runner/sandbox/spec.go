@@ -19,9 +19,12 @@ type spec struct {
 	// private tmpfs there instead.
 	Workspace string `json:"workspace"`
 	// WorkspaceUID and WorkspaceGID own Workspace on the host: as root,
-	// its mount maps them to the agent's ids.
+	// its mount maps them to the agent's ids. WorkspaceDev and
+	// WorkspaceIno identify it: the init binds that directory or none.
 	WorkspaceUID int        `json:"workspace_uid,omitempty"`
 	WorkspaceGID int        `json:"workspace_gid,omitempty"`
+	WorkspaceDev uint64     `json:"workspace_dev,omitempty"`
+	WorkspaceIno uint64     `json:"workspace_ino,omitempty"`
 	Binds        []bindSpec `json:"binds,omitempty"`
 	Argv         []string   `json:"argv"`
 	Env          []string   `json:"env"`
