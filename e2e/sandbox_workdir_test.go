@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,9 +14,11 @@ import (
 
 // TestWorkdirKeepsItsOwner is `sudo nemoclaw sandbox run --workdir
 // ~/project`: the agent (uid 10001) edits the owner's files and git works
-// inside, and on the host nothing changes hands: the directory, the files
-// the agent edited and the ones it made belong to the directory's owner.
-// Files of other users stay theirs, read-only to the agent.
+// inside, and on the host nothing changes hands: what the agent edits or
+// makes is the owner's. Files of other users stay theirs, read-only to the
+// agent. The directory's group is the agent's only when it is the owner's
+// private group; a shared one (here 0) shows as nogroup, and what the agent
+// makes gets the agent's gid, so that it can make no setgid file of it.
 func TestWorkdirKeepsItsOwner(t *testing.T) {
 	requireSandboxKernel(t)
 	if os.Geteuid() != 0 {
@@ -25,78 +28,171 @@ func TestWorkdirKeepsItsOwner(t *testing.T) {
 		t.Fatalf("git is required (make deps installs it): %v", err)
 	}
 	const owner = 1000
-	base := t.TempDir()
-	w := filepath.Join(base, "project")
-	if err := os.Mkdir(w, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, content := range map[string]string{"notes": "orig\n", "root-file": "root's\n"} {
-		if err := os.WriteFile(filepath.Join(w, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, p := range []string{w, filepath.Join(w, "notes")} {
-		if err := os.Chown(p, owner, owner); err != nil {
-			t.Fatal(err)
-		}
-	}
-	script := `awk '$5 == "/sandbox" { print $6 }' /proc/self/mountinfo
+	// uid 1000's private group, where the host has one (Debian makes one
+	// per user); without a user 1000 the group 1000 is shared as any.
+	private := hasPrivateGroup(t, owner)
+	for _, tc := range []struct {
+		name            string
+		group           int
+		insideGroup     string // the directory's group seen inside
+		madeGroupOnHost uint32 // the group of what the agent makes
+	}{
+		{"owner's group", owner, map[bool]string{true: "10001", false: "65534"}[private], map[bool]uint32{true: owner, false: 10001}[private]},
+		{"shared group 0", 0, "65534", 10001},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := t.TempDir()
+			w := filepath.Join(base, "project")
+			if err := os.Mkdir(w, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for name, content := range map[string]string{"notes": "orig\n", "root-file": "root's\n"} {
+				if err := os.WriteFile(filepath.Join(w, name), []byte(content), 0o664); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, p := range []string{w, filepath.Join(w, "notes")} {
+				if err := os.Chown(p, owner, tc.group); err != nil {
+					t.Fatal(err)
+				}
+			}
+			script := `awk '$5 == "/sandbox" { print $6 }' /proc/self/mountinfo
 id -u
 stat -c '%u:%g' /sandbox /sandbox/notes /sandbox/root-file
 echo edited >> /sandbox/notes && echo made > /sandbox/made && echo wrote
 echo x >> /sandbox/root-file 2>/dev/null || echo root-file-refused
 cd /sandbox && git init -q && git add -A && git -c user.email=a@b -c user.name=agent commit -qm first && echo committed`
-	cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--workdir", w, "--", "/bin/sh", "-c", script)
-	cmd.Env = []string{"NEMOCLAW_HOME=" + filepath.Join(base, "home"), "PATH=" + os.Getenv("PATH")}
+			cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--workdir", w, "--", "/bin/sh", "-c", script)
+			cmd.Env = []string{"NEMOCLAW_HOME=" + filepath.Join(base, "home"), "PATH=" + os.Getenv("PATH")}
+			out, stderr, code := runCmd(t, cmd)
+			if code != 0 {
+				t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+			}
+			opts, rest, _ := strings.Cut(out, "\n")
+			for _, o := range []string{"nosuid", "nodev", "idmapped"} {
+				if !strings.Contains(","+opts+",", ","+o+",") {
+					t.Errorf("/sandbox is mounted %q, want %s", opts, o)
+				}
+			}
+			g := tc.insideGroup
+			want := "10001\n10001:" + g + "\n10001:" + g + "\n65534:65534\nwrote\nroot-file-refused\ncommitted\n"
+			if rest != want {
+				t.Fatalf("inside the sandbox:\n%s\nwant:\n%s\nstderr: %s", rest, want, stderr)
+			}
+			// On the host: the owner's, all of it, the repository
+			// included; root's file stays root's.
+			err := filepath.Walk(w, func(p string, fi os.FileInfo, err error) error {
+				if err != nil {
+					return err
+				}
+				st := fi.Sys().(*syscall.Stat_t)
+				wantUID, wantGID := uint32(owner), tc.madeGroupOnHost
+				switch p {
+				case filepath.Join(w, "root-file"):
+					wantUID, wantGID = 0, 0
+				case w, filepath.Join(w, "notes"):
+					wantGID = uint32(tc.group)
+				}
+				if st.Uid != wantUID || st.Gid != wantGID {
+					t.Errorf("%s is %d:%d on the host, want %d:%d", p, st.Uid, st.Gid, wantUID, wantGID)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := os.ReadFile(filepath.Join(w, "notes")); string(b) != "orig\nedited\n" {
+				t.Errorf("notes = %q, want the agent's edit", b)
+			}
+			if b, _ := os.ReadFile(filepath.Join(w, "root-file")); string(b) != "root's\n" {
+				t.Errorf("root-file = %q, want it unchanged", b)
+			}
+		})
+	}
+}
+
+// hasPrivateGroup reports whether the host's uid has a primary group of
+// its own name.
+func hasPrivateGroup(t *testing.T, uid int) bool {
+	t.Helper()
+	field := func(path string, match func(f []string) bool) []string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Split(l, ":"); len(f) > 3 && match(f) {
+				return f
+			}
+		}
+		return nil
+	}
+	u := field("/etc/passwd", func(f []string) bool { return f[2] == strconv.Itoa(uid) })
+	if u == nil {
+		return false
+	}
+	return field("/etc/group", func(f []string) bool { return f[2] == u[3] && f[0] == u[0] }) != nil
+}
+
+// TestWorkdirRootOwned: host root is never mapped to the agent (it would
+// write files as root, setuid-root ones included). A root-owned directory's
+// top is given to the agent instead, with a warning; its contents keep their
+// owners and stay read-only to the agent.
+func TestWorkdirRootOwned(t *testing.T) {
+	requireSandboxKernel(t)
+	if os.Geteuid() != 0 {
+		testutil.SkipOrFail(t, "only a root launcher meets root-owned workspaces")
+	}
+	w := t.TempDir() // root's
+	if err := os.WriteFile(filepath.Join(w, "root-file"), []byte("root's\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--workdir", w, "--", "/bin/sh", "-c",
+		`awk '$5 == "/sandbox" { print $6 }' /proc/self/mountinfo; echo made > /sandbox/made && echo wrote; echo x >> /sandbox/root-file 2>/dev/null || echo root-file-refused`)
+	cmd.Env = []string{"NEMOCLAW_HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}
 	out, stderr, code := runCmd(t, cmd)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
 	}
 	opts, rest, _ := strings.Cut(out, "\n")
-	for _, o := range []string{"nosuid", "nodev", "idmapped"} {
-		if !strings.Contains(","+opts+",", ","+o+",") {
-			t.Errorf("/sandbox is mounted %q, want %s", opts, o)
-		}
+	if strings.Contains(opts, "idmapped") || rest != "wrote\nroot-file-refused\n" {
+		t.Fatalf("mount %q, output %q; want no idmapping, the top writable and root's file refused", opts, rest)
 	}
-	want := "10001\n10001:10001\n10001:10001\n65534:65534\nwrote\nroot-file-refused\ncommitted\n"
-	if rest != want {
-		t.Fatalf("inside the sandbox:\n%s\nwant:\n%s\nstderr: %s", rest, want, stderr)
+	if !strings.Contains(stderr, "workspace "+w+" is root's: its top directory now belongs to the agent (10001:10001)") {
+		t.Errorf("no warning that the directory's top was given to the agent: %q", stderr)
 	}
-	// On the host: the owner's, all of it, the repository included.
-	err := filepath.Walk(w, func(p string, fi os.FileInfo, err error) error {
+	for p, want := range map[string]uint32{w: 10001, filepath.Join(w, "made"): 10001, filepath.Join(w, "root-file"): 0} {
+		fi, err := os.Stat(p)
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		st := fi.Sys().(*syscall.Stat_t)
-		wantUID := uint32(owner)
-		if p == filepath.Join(w, "root-file") {
-			wantUID = 0
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != want {
+			t.Errorf("%s is uid %d on the host, want %d", p, st.Uid, want)
 		}
-		if st.Uid != wantUID || st.Gid != wantUID {
-			t.Errorf("%s is %d:%d on the host, want %d:%d", p, st.Uid, st.Gid, wantUID, wantUID)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(filepath.Join(w, "notes")); string(b) != "orig\nedited\n" {
-		t.Errorf("notes = %q, want the agent's edit", b)
-	}
-	if b, _ := os.ReadFile(filepath.Join(w, "root-file")); string(b) != "root's\n" {
-		t.Errorf("root-file = %q, want it unchanged", b)
 	}
 }
 
 // TestWorkdirRefusals checks the workspaces a root launcher will not mount:
 // a root-owned directory overlapping a path the policy keeps read-only
-// (refused, exit 3), and one on a filesystem that cannot be idmapped (a
-// failed step, exit 1). Each names the directory and says what to do, and
-// leaves the directory as it was.
+// (refused, exit 3), and a user's directory on a filesystem that cannot be
+// idmapped (ramfs; a failed step, exit 1). Each names the directory and
+// says what to do, and leaves the directory as it was.
 func TestWorkdirRefusals(t *testing.T) {
 	requireSandboxKernel(t)
 	if os.Geteuid() != 0 {
 		testutil.SkipOrFail(t, "the refusals concern root launchers")
+	}
+	ramfs := t.TempDir()
+	if err := syscall.Mount("none", ramfs, "ramfs", 0, ""); err != nil {
+		t.Fatalf("mount ramfs: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(ramfs, syscall.MNT_DETACH) })
+	userDir := filepath.Join(ramfs, "w")
+	if err := os.Mkdir(userDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(userDir, 1000, 1000); err != nil {
+		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		dir, msg string
@@ -104,7 +200,7 @@ func TestWorkdirRefusals(t *testing.T) {
 	}{
 		{"/etc", "/etc is owned by root and overlaps /etc, which filesystem_policy.read_only keeps read-only", 3},
 		{"/usr/local", "overlaps /usr", 3},
-		{"/sys/fs", "/sys/fs (owned by 0:0, for the agent's 10001:10001): its filesystem cannot be idmapped", 1},
+		{userDir, userDir + " (owned by 1000:1000, for the agent's 10001:10001): its filesystem cannot be idmapped", 1},
 	} {
 		before, err := os.Stat(tc.dir)
 		if err != nil {

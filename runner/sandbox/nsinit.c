@@ -591,10 +591,7 @@ static void op_listen(struct op *o)
 	free(name);
 }
 
-// idmap_userns returns a user namespace fd whose only mapping takes the
-// host ids ou:og to au:ag, for an idmapped mount: through it, what ou:og
-// owns the agent (au:ag) owns, and what the agent creates ou:og owns on
-// disk. A helper process holds the namespace while its maps are written.
+// hold is the idmap helper's body: it waits to be killed.
 __attribute__((noreturn)) static int hold(void *arg)
 {
 	(void)arg;
@@ -602,7 +599,10 @@ __attribute__((noreturn)) static int hold(void *arg)
 		pause();
 }
 
-static int idmap_userns(uid_t ou, gid_t og, uid_t au, gid_t ag)
+// idmap_userns returns a user namespace fd with the given uid and gid
+// maps (the launcher's idmapLines), for an idmapped mount. A helper process
+// holds the namespace while its maps are written.
+static int idmap_userns(const struct arg *uidmap, const struct arg *gidmap)
 {
 	static char stack[16384] __attribute__((aligned(16)));
 	// It shares our memory and waits, every signal blocked as in the
@@ -610,16 +610,16 @@ static int idmap_userns(uid_t ou, gid_t og, uid_t au, gid_t ag)
 	pid_t pid = clone(hold, stack + sizeof stack, CLONE_NEWUSER | CLONE_VM | SIGCHLD, NULL);
 	if (pid < 0)
 		return -1;
-	char path[64], map[64];
+	char path[64];
 	int ok = 1, fd = -1;
-	const char *files[] = {"uid_map", "setgroups", "gid_map"};
+	struct {
+		const char *file, *text;
+		size_t n;
+	} w[] = {{"uid_map", uidmap->p, uidmap->n}, {"setgroups", "deny", 4}, {"gid_map", gidmap->p, gidmap->n}};
 	for (int i = 0; i < 3 && ok; i++) {
-		int n = i == 0 ? snprintf(map, sizeof map, "%u %u 1\n", ou, au)
-		    : i == 1   ? snprintf(map, sizeof map, "deny")
-			       : snprintf(map, sizeof map, "%u %u 1\n", og, ag);
-		snprintf(path, sizeof path, "/proc/%d/%s", pid, files[i]);
+		snprintf(path, sizeof path, "/proc/%d/%s", pid, w[i].file);
 		int m = open(path, O_WRONLY | O_CLOEXEC);
-		ok = m >= 0 && write(m, map, n) == n;
+		ok = m >= 0 && write(m, w[i].text, w[i].n) == (ssize_t)w[i].n;
 		if (m >= 0)
 			close(m);
 	}
@@ -635,20 +635,22 @@ static int idmap_userns(uid_t ou, gid_t og, uid_t au, gid_t ag)
 }
 
 // op_bind_workspace binds the host directory src (under OLDROOT) over dst,
-// recursively, nosuid and nodev; with idmap set, idmapped so that the agent
-// (au:ag) owns what the directory's owner (ou:og) owns: the host's files
-// keep their owners. The directory bound must be the one the launcher
-// checked (device and inode, and owner when mapping), not one swapped in
-// since. A filesystem that cannot be idmapped fails the step (the hint says
-// what to do); the directory is never chowned.
+// recursively, nosuid and nodev; with uid and gid maps (non-empty),
+// idmapped so that the agent (au:ag) owns what the directory's owner
+// (ou:og) owns: the host's files keep their owners. The directory bound
+// must be the one the launcher checked (device and inode, and owner when
+// mapping), not one swapped in since. A filesystem that cannot be idmapped
+// fails the step (the hint says what to do); the directory is never
+// chowned.
 static void op_bind_workspace(struct op *o)
 {
-	need(o, 10);
+	need(o, 11);
 	char *src = astr(&o->a[1]), *dst = astr(&o->a[2]);
 	uid_t ou = anum(&o->a[3]), au = anum(&o->a[5]);
 	gid_t og = anum(&o->a[4]), ag = anum(&o->a[6]);
 	uint64_t dev = anum(&o->a[7]), ino = anum(&o->a[8]);
-	int idmap = anum(&o->a[9]) != 0;
+	const struct arg *uidmap = &o->a[9], *gidmap = &o->a[10];
+	int idmap = uidmap->n > 0;
 	const char *host = src + strlen(OLDROOT);
 	char what[1200];
 	int t = syscall(NC_SYS_open_tree, AT_FDCWD, src, NC_OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE);
@@ -664,8 +666,15 @@ static void op_bind_workspace(struct op *o)
 	}
 	struct nc_mount_attr attr = {.attr_set = NC_MOUNT_ATTR_NOSUID | NC_MOUNT_ATTR_NODEV};
 	int ns = -1;
-	if (idmap && (ou != au || og != ag)) {
-		if ((ns = idmap_userns(ou, og, au, ag)) < 0)
+	if (idmap) {
+		// Never host root: through the mount the agent would write
+		// files as root, setuid-root ones included. The launcher gives
+		// a root-owned directory to the agent instead.
+		if (ou == 0) {
+			errno = EPERM;
+			fail_errno(o, "refusing to map host root to the agent");
+		}
+		if ((ns = idmap_userns(uidmap, gidmap)) < 0)
 			fail_errno(o, "user namespace for the idmapped mount");
 		attr.attr_set |= NC_MOUNT_ATTR_IDMAP;
 		attr.userns_fd = ns;

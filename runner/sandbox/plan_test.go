@@ -299,3 +299,36 @@ func TestReadOnlyOverlap(t *testing.T) {
 		}
 	}
 }
+
+// TestIdmapLines checks the workspace's id maps: the owner becomes the
+// agent; the directory's group is the agent's only when it is the owner's
+// private group, else it shows as nogroup and the agent's files get the
+// agent's gid; no maps when the agent owns the directory already.
+func TestIdmapLines(t *testing.T) {
+	ids := &hostDB{raw: map[string][]byte{}, entries: map[string][]dbEntry{
+		"/etc/passwd": {{name: "alice", id: 1000, gid: 1000}, {name: "bob", id: 1001, gid: 100}},
+		"/etc/group":  {{name: "alice", id: 1000, gid: -1}, {name: "users", id: 100, gid: -1}, {name: "docker", id: 998, gid: -1}},
+	}}
+	const agent = 10001
+	for _, tc := range []struct {
+		name           string
+		uid, gid       int
+		agentGID       int
+		wantUID, wantG string
+	}{
+		{"private group", 1000, 1000, agent, "1000 10001 1\n", "1000 10001 1\n"},
+		{"shared primary group", 1001, 100, agent, "1001 10001 1\n", "100 65534 1\n10001 10001 1\n"},
+		{"privileged group", 1000, 998, agent, "1000 10001 1\n", "998 65534 1\n10001 10001 1\n"},
+		{"group 0", 1000, 0, agent, "1000 10001 1\n", "0 65534 1\n10001 10001 1\n"},
+		{"unknown owner", 2000, 2000, agent, "2000 10001 1\n", "2000 65534 1\n10001 10001 1\n"},
+		{"agent owns it, other group", agent, 0, agent, "10001 10001 1\n", "0 65534 1\n10001 10001 1\n"},
+		{"agent's group already", 1000, agent, agent, "1000 10001 1\n", "10001 10001 1\n"},
+		{"agent is nogroup", 1000, 0, 65534, "1000 10001 1\n", "0 65533 1\n65534 65534 1\n"},
+		{"agent owns it", agent, agent, agent, "", ""},
+	} {
+		u, g := idmapLines(hostDir{uid: tc.uid, gid: tc.gid}, agent, tc.agentGID, ids)
+		if u != tc.wantUID || g != tc.wantG {
+			t.Errorf("%s: got %q %q, want %q %q", tc.name, u, g, tc.wantUID, tc.wantG)
+		}
+	}
+}

@@ -142,12 +142,12 @@ func compileMounts(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 		// owner owns and nothing on the host changes hands. Rootless as
 		// it is: the user namespace maps the agent onto the caller, who
 		// owns (or may use) the directory already.
-		step, idmap := "workspace: mount", 0
-		if sp.SetIDs {
-			step, idmap = "workspace: idmapped mount", 1
+		step := "workspace: mount"
+		if sp.WorkspaceUIDMap != "" {
+			step = "workspace: idmapped mount"
 		}
 		p.op(opBindWorkspace, step, oldRoot+sp.Workspace, Workdir, sp.WorkspaceUID, sp.WorkspaceGID, sp.UID, sp.GID,
-			sp.WorkspaceDev, sp.WorkspaceIno, idmap)
+			sp.WorkspaceDev, sp.WorkspaceIno, sp.WorkspaceUIDMap, sp.WorkspaceGIDMap)
 	default:
 		// In memory: a directory of the private /tmp's tmpfs, so the two
 		// share one size limit (the memory limit) instead of each having it.
@@ -177,7 +177,6 @@ func compileRest(sp *spec) []byte {
 	p.op(opRmdir, "mount: detach host root", oldRoot)
 	// The root tmpfs holds only mount points: freeze it.
 	mount("read-only root", "none", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
-	p.op(opChdir, "mount: chdir "+Workdir, Workdir)
 	if sp.MemfdNoexec {
 		// memfd_noexec=2 in this pid namespace: memfds are never
 		// executable (fexecve through /proc); memfd_create stays.

@@ -248,8 +248,49 @@ func readOnlyOverlap(ws string, p *policy.Policy) string {
 // hostDir is a host directory as the launcher checked it.
 type hostDir struct {
 	path     string
+	fd       int // open on the directory until close
 	uid, gid int
 	dev, ino uint64
+}
+
+// idmapLines returns the uid_map and gid_map of the workspace's idmapped
+// mount, which makes the agent (uid:gid) the directory's owner, or "" for
+// none (the agent owns it already). Never host root (the caller gives a
+// root-owned directory to the agent instead). The directory's group is the
+// agent's only when it is its owner's private group: a shared group (0,
+// staff, docker...) maps to nogroup, or the agent could make setgid files
+// of that group on the host; what the agent makes gets the agent's gid then.
+func idmapLines(d hostDir, uid, gid int, ids *hostDB) (string, string) {
+	if d.uid == uid && d.gid == gid {
+		return "", ""
+	}
+	uidMap := fmt.Sprintf("%d %d 1\n", d.uid, uid)
+	switch {
+	case d.gid == gid:
+		return uidMap, fmt.Sprintf("%d %d 1\n", gid, gid)
+	case d.gid != 0 && privateGroup(d.uid, d.gid, ids):
+		return uidMap, fmt.Sprintf("%d %d 1\n", d.gid, gid)
+	}
+	nogroup := 65534
+	if gid == nogroup {
+		nogroup--
+	}
+	return uidMap, fmt.Sprintf("%d %d 1\n%d %d 1\n", d.gid, nogroup, gid, gid)
+}
+
+// privateGroup reports whether gid is uid's primary group and carries the
+// user's name (a user private group, as Debian makes for each user).
+func privateGroup(uid, gid int, ids *hostDB) bool {
+	for _, u := range ids.db("/etc/passwd") {
+		if u.id == uid && u.gid == gid {
+			for _, g := range ids.db("/etc/group") {
+				if g.id == gid && g.name == u.name {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // hostWorkspace checks the host directory ws; it returns the path to bind,
@@ -265,18 +306,48 @@ func hostWorkspace(ws string) (hostDir, error) {
 	if real, err := filepath.EvalSymlinks(ws); err == nil {
 		ws = real
 	}
-	fi, err := os.Stat(ws)
-	if err == nil && !fi.IsDir() {
-		err = errors.New("not a directory")
-	}
+	// Identified through a descriptor, which the caller closes: a
+	// root-owned directory is chowned through it (giveTop), so that a
+	// path swapped since cannot redirect the chown; and the init binds
+	// this inode or nothing.
+	fd, err := unix.Open(ws, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return hostDir{}, stepErr("workspace", fmt.Errorf("%s: %w", ws, err))
+		if errors.Is(err, unix.ENOTDIR) {
+			err = errors.New("not a directory")
+		}
+		return hostDir{fd: -1}, stepErr("workspace", fmt.Errorf("%s: %w", ws, err))
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return hostDir{}, stepErr("workspace", fmt.Errorf("%s: no owner", ws))
+	d := hostDir{path: ws, fd: fd}
+	if err := d.stat(); err != nil {
+		d.close()
+		return hostDir{fd: -1}, stepErr("workspace", fmt.Errorf("%s: %w", ws, err))
 	}
-	return hostDir{path: ws, uid: int(st.Uid), gid: int(st.Gid), dev: uint64(st.Dev), ino: st.Ino}, nil
+	return d, nil
+}
+
+// stat reads the directory's owner and identity from its descriptor.
+func (d *hostDir) stat() error {
+	var st unix.Stat_t
+	if err := unix.Fstat(d.fd, &st); err != nil {
+		return err
+	}
+	d.uid, d.gid, d.dev, d.ino = int(st.Uid), int(st.Gid), uint64(st.Dev), st.Ino
+	return nil
+}
+
+// giveTop gives the directory itself (not its contents) to uid:gid.
+func (d *hostDir) giveTop(uid, gid int) error {
+	if err := unix.Fchown(d.fd, uid, gid); err != nil {
+		return fmt.Errorf("chown %s to %d:%d: %w", d.path, uid, gid, err)
+	}
+	return d.stat()
+}
+
+func (d *hostDir) close() {
+	if d.fd >= 0 {
+		unix.Close(d.fd)
+		d.fd = -1
+	}
 }
 
 // cgroupInfo is CgroupDelegation, probed once per process.
@@ -361,15 +432,25 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		if wsDir, err = checkWorkspace(ws); err != nil {
 			return nil, err
 		}
+		defer wsDir.close()
 		ws = wsDir.path
-		// As root the workspace is mounted idmapped from its owner to the
-		// agent: a root-owned one gives the agent root's files in it.
-		// Not those of a path the policy keeps read-only.
-		if ro := readOnlyOverlap(ws, cfg.Policy); ro != "" && !rootless && wsDir.uid == 0 {
-			return nil, &StepError{Step: "workspace", Refused: true,
-				Err: fmt.Errorf("%s is owned by root and overlaps %s, which filesystem_policy.read_only keeps read-only: at %s, root's files in it would be the agent's to write",
-					ws, ro, Workdir),
-				Hint: "choose a workspace outside the policy's read_only paths, or one owned by an unprivileged user"}
+		if !rootless && wsDir.uid == 0 {
+			// As root the workspace is mounted idmapped from its owner
+			// to the agent, but never from host root: the agent would
+			// write files as root, setuid-root ones included. A
+			// root-owned directory's top is given to the agent instead
+			// (its contents keep their owners), unless the policy keeps
+			// it read-only.
+			if ro := readOnlyOverlap(ws, cfg.Policy); ro != "" {
+				return nil, &StepError{Step: "workspace", Refused: true,
+					Err: fmt.Errorf("%s is owned by root and overlaps %s, which filesystem_policy.read_only keeps read-only: as the workspace it would be the agent's",
+						ws, ro),
+					Hint: "choose a workspace outside the policy's read_only paths, or one owned by an unprivileged user"}
+			}
+			if err := wsDir.giveTop(uid, gid); err != nil {
+				return nil, stepErr("workspace", err)
+			}
+			sb.log.Warn(fmt.Sprintf("workspace %s is root's: its top directory now belongs to the agent (%d:%d), its contents keep their owners; a directory of an unprivileged user is mounted with the agent acting as that user instead", ws, uid, gid))
 		}
 	}
 
@@ -426,6 +507,9 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		TTY:          cfg.TTY,
 		TmpSize:      tmpSize(mem),
 		MemfdNoexec:  !rootless,
+	}
+	if ws != "" && !rootless {
+		sp.WorkspaceUIDMap, sp.WorkspaceGIDMap = idmapLines(wsDir, uid, gid, ids)
 	}
 	mounts, err := compileMounts(&sp, hostRoot)
 	if err != nil {

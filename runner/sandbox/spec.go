@@ -21,14 +21,18 @@ type spec struct {
 	// WorkspaceUID and WorkspaceGID own Workspace on the host: as root,
 	// its mount maps them to the agent's ids. WorkspaceDev and
 	// WorkspaceIno identify it: the init binds that directory or none.
-	WorkspaceUID int        `json:"workspace_uid,omitempty"`
-	WorkspaceGID int        `json:"workspace_gid,omitempty"`
-	WorkspaceDev uint64     `json:"workspace_dev,omitempty"`
-	WorkspaceIno uint64     `json:"workspace_ino,omitempty"`
-	Binds        []bindSpec `json:"binds,omitempty"`
-	Argv         []string   `json:"argv"`
-	Env          []string   `json:"env"`
-	Dir          string     `json:"dir"`
+	WorkspaceUID int    `json:"workspace_uid,omitempty"`
+	WorkspaceGID int    `json:"workspace_gid,omitempty"`
+	WorkspaceDev uint64 `json:"workspace_dev,omitempty"`
+	WorkspaceIno uint64 `json:"workspace_ino,omitempty"`
+	// WorkspaceUIDMap and WorkspaceGIDMap are the uid_map and gid_map
+	// lines of the workspace's idmapped mount ("" binds it as it is).
+	WorkspaceUIDMap string     `json:"workspace_uid_map,omitempty"`
+	WorkspaceGIDMap string     `json:"workspace_gid_map,omitempty"`
+	Binds           []bindSpec `json:"binds,omitempty"`
+	Argv            []string   `json:"argv"`
+	Env             []string   `json:"env"`
+	Dir             string     `json:"dir"`
 	// SetIDs is true when the init runs as real root and must switch the
 	// agent to UID/GID; rootless inits already are the mapped id.
 	SetIDs bool `json:"set_ids"`
