@@ -62,7 +62,7 @@ func hintFor(step string, err error) string {
 	case strings.HasPrefix(step, "namespace"):
 		return "unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces); run as root or enable them"
 	case strings.HasPrefix(step, "workspace: idmapped"):
-		return "use a workspace on a filesystem that supports idmapped mounts (ext4, xfs, btrfs, tmpfs), give the directory to the agent's user yourself (chown it to the uid:gid above), or run nemoclaw as the directory's owner, without root"
+		return "use a workspace on a filesystem that supports idmapped mounts (ext4, xfs, btrfs; tmpfs from Linux 6.3), give the directory to the agent's user yourself (chown it to the uid:gid above), or run nemoclaw as the directory's owner, without root"
 	case strings.HasPrefix(step, "workspace"):
 		return "check that the workspace (--workdir) is a directory and stays in place while the sandbox starts"
 	case strings.HasPrefix(step, "mount"):
