@@ -310,7 +310,7 @@ func hostWorkspace(ws string) (hostDir, error) {
 	// root-owned directory is chowned through it (giveTop), so that a
 	// path swapped since cannot redirect the chown; and the init binds
 	// this inode or nothing.
-	fd, err := unix.Open(ws, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(ws, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOTDIR) {
 			err = errors.New("not a directory")
@@ -337,7 +337,7 @@ func (d *hostDir) stat() error {
 
 // giveTop gives the directory itself (not its contents) to uid:gid.
 func (d *hostDir) giveTop(uid, gid int) error {
-	if err := unix.Fchown(d.fd, uid, gid); err != nil {
+	if err := unix.Fchownat(d.fd, "", uid, gid, unix.AT_EMPTY_PATH); err != nil {
 		return fmt.Errorf("chown %s to %d:%d: %w", d.path, uid, gid, err)
 	}
 	return d.stat()
