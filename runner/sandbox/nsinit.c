@@ -47,7 +47,6 @@ enum {
 	OP_MKDIR = 3,
 	OP_SYMLINK = 4,
 	OP_MKFILE = 5,
-	OP_CHDIR = 7,
 	OP_UMOUNT = 8,
 	OP_RMDIR = 9,
 	OP_WRITE_OPTIONAL = 10,
@@ -737,14 +736,6 @@ static void run_setup_op(struct op *o)
 		if (fd < 0)
 			fail_errno(o, p);
 		close(fd);
-		free(p);
-		break;
-	}
-	case OP_CHDIR: {
-		need(o, 2);
-		char *p = astr(&o->a[1]);
-		if (chdir(p) < 0)
-			fail_errno(o, p);
 		free(p);
 		break;
 	}

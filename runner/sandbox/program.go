@@ -16,7 +16,6 @@ const (
 	opMkdir            = 3
 	opSymlink          = 4
 	opMkfile           = 5
-	opChdir            = 7
 	opUmount           = 8
 	opRmdir            = 9
 	opWriteOptional    = 10
