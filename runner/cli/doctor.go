@@ -45,7 +45,7 @@ func newDoctorCmd(app *App) *cobra.Command {
 		Use:   "doctor",
 		Short: "Check this host's kernel features and GPUs, and say what each enables",
 		Long: `Doctor probes Landlock (and its ABI), seccomp, user and network namespaces,
-cgroup v2 delegation and NVML, and for each says what it enables and what is
+cgroup v2 delegation, idmapped mounts and NVML, and for each says what it enables and what is
 lost without it. It exits 0 when the default blueprint can run fully
 isolated, 1 otherwise.`,
 		Args: argsRange(0, 0),

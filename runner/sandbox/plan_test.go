@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -149,6 +150,18 @@ func TestProbe(t *testing.T) {
 	}
 	if f.LandlockABI != landlockABI() {
 		t.Errorf("probe ABI %d != %d", f.LandlockABI, landlockABI())
+	}
+	// mount_setattr came in Linux 5.12.
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err != nil {
+		t.Fatal(err)
+	}
+	if want := major > 5 || major == 5 && minor >= 12; f.IdmapMounts != want {
+		t.Errorf("IdmapMounts = %v on Linux %d.%d, want %v", f.IdmapMounts, major, minor, want)
 	}
 }
 

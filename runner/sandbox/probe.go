@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -25,6 +26,9 @@ type Features struct {
 	Root bool
 	// Cgroup is the cgroup v2 delegation state.
 	Cgroup CgroupInfo
+	// IdmapMounts is true when the kernel has mount_setattr (Linux 5.12+),
+	// which a root launcher needs to mount a --workdir idmapped.
+	IdmapMounts bool
 }
 
 // Check is one line of a feature report.
@@ -61,6 +65,8 @@ func Probe() Features {
 	_, errU := os.Stat("/proc/self/ns/user")
 	_, errN := os.Stat("/proc/self/ns/net")
 	f.UserNS, f.NetNS = errU == nil, errN == nil
+	// An invalid descriptor: EBADF where the syscall exists, ENOSYS not.
+	f.IdmapMounts = !errors.Is(unix.MountSetattr(-1, "", 0, &unix.MountAttr{}), unix.ENOSYS)
 	f.UnprivilegedUserNS = f.UserNS && sysctlInt("/proc/sys/user/max_user_namespaces", 1) > 0 &&
 		sysctlInt("/proc/sys/kernel/unprivileged_userns_clone", 1) != 0 &&
 		sysctlInt("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", 0) == 0
@@ -104,6 +110,11 @@ func (f Features) Checks() []Check {
 	if !f.Cgroup.Delegated {
 		cg.Detail = f.Cgroup.Reason
 	}
+	idmap := Check{
+		Name: "idmapped mounts", OK: f.IdmapMounts, Detail: fmt.Sprintf("mount_setattr=%v", f.IdmapMounts),
+		Enables: "as root, --workdir mounted with the agent acting as the directory's owner (ext4, xfs, btrfs; tmpfs from Linux 6.3): nothing on the host changes hands",
+		Without: "as root, a --workdir the agent's uid does not own cannot be mounted: give it to that uid or run rootless as its owner",
+	}
 	return []Check{
 		lc,
 		{Name: "seccomp", OK: f.Seccomp, Detail: fmt.Sprintf("filters=%v", f.Seccomp),
@@ -114,5 +125,6 @@ func (f Features) Checks() []Check {
 			Without: "sandboxes cannot start: the network namespace is required"},
 		userns,
 		cg,
+		idmap,
 	}
 }
