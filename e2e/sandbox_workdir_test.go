@@ -61,6 +61,7 @@ id -u
 stat -c '%u:%g' /sandbox /sandbox/notes /sandbox/root-file
 echo edited >> /sandbox/notes && echo made > /sandbox/made && echo wrote
 echo x >> /sandbox/root-file 2>/dev/null || echo root-file-refused
+chmod u+s,g+s /sandbox/notes /sandbox/made 2>/dev/null
 cd /sandbox && git init -q && git add -A && git -c user.email=a@b -c user.name=agent commit -qm first && echo committed`
 			cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--workdir", w, "--", "/bin/sh", "-c", script)
 			cmd.Env = []string{"NEMOCLAW_HOME=" + filepath.Join(base, "home"), "PATH=" + os.Getenv("PATH")}
@@ -95,6 +96,15 @@ cd /sandbox && git init -q && git add -A && git -c user.email=a@b -c user.name=a
 				}
 				if st.Uid != wantUID || st.Gid != wantGID {
 					t.Errorf("%s is %d:%d on the host, want %d:%d", p, st.Uid, st.Gid, wantUID, wantGID)
+				}
+				// The agent's chmod u+s,g+s: setuid to the owner
+				// only, setgid only to a group mapped to the agent
+				// (the owner's private one), never a shared group's.
+				if st.Mode&syscall.S_ISGID != 0 && st.Gid != owner && st.Gid != 10001 {
+					t.Errorf("%s is setgid to the shared group %d on the host", p, st.Gid)
+				}
+				if st.Mode&syscall.S_ISUID != 0 && st.Uid != owner {
+					t.Errorf("%s is setuid to %d on the host", p, st.Uid)
 				}
 				return nil
 			})
@@ -148,7 +158,7 @@ func TestWorkdirRootOwned(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--workdir", w, "--", "/bin/sh", "-c",
-		`awk '$5 == "/sandbox" { print $6 }' /proc/self/mountinfo; echo made > /sandbox/made && echo wrote; echo x >> /sandbox/root-file 2>/dev/null || echo root-file-refused`)
+		`awk '$5 == "/sandbox" { print $6 }' /proc/self/mountinfo; echo made > /sandbox/made && echo wrote; echo x >> /sandbox/root-file 2>/dev/null || echo root-file-refused; chmod u+s,g+s /sandbox/made /sandbox/root-file 2>/dev/null; true`)
 	cmd.Env = []string{"NEMOCLAW_HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}
 	out, stderr, code := runCmd(t, cmd)
 	if code != 0 {
@@ -166,8 +176,12 @@ func TestWorkdirRootOwned(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st := fi.Sys().(*syscall.Stat_t); st.Uid != want {
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Uid != want {
 			t.Errorf("%s is uid %d on the host, want %d", p, st.Uid, want)
+		}
+		if st.Uid == 0 && st.Mode&(syscall.S_ISUID|syscall.S_ISGID) != 0 {
+			t.Errorf("%s is root's and setuid or setgid on the host", p)
 		}
 	}
 }
