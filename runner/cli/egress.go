@@ -257,17 +257,13 @@ func (h *egressHook) Finish() error {
 	h.mu.Lock()
 	h.closed = true // a control socket made from now on is closed at once
 	h.mu.Unlock()
-	if cerr := h.audit.Close(); err == nil {
-		err = cerr
-	}
 	if h.ctlMade != nil {
 		// Not its serving: only its making, which would otherwise
-		// race the removal below (or outlive the process, leaving
-		// a socket file behind).
+		// race the removal in release (or outlive the process,
+		// leaving a socket file behind).
 		<-h.ctlMade
 	}
-	_ = os.Remove(filepath.Join(h.sockDir, "control.sock"))
-	return err
+	return h.release(err)
 }
 
 // Close stops the proxy, writes the audit summaries and removes the socket.
@@ -289,6 +285,12 @@ func (h *egressHook) Close() error {
 	}
 	h.mu.Unlock()
 	h.wg.Wait()
+	return h.release(err)
+}
+
+// release closes the audit log and removes the control socket's file, once
+// nothing serves or makes it; err is the proxy's, kept first.
+func (h *egressHook) release(err error) error {
 	if cerr := h.audit.Close(); err == nil {
 		err = cerr
 	}

@@ -294,8 +294,9 @@ func privateGroup(uid, gid int, ids *hostDB) bool {
 }
 
 // hostWorkspace checks the host directory ws; it returns the path to bind,
-// the directory's owner and identity. Nothing of it changes hands: as root
-// the init mounts it idmapped from its owner to the agent.
+// the directory's owner and identity. As root the init mounts it idmapped
+// from its owner to the agent (a root-owned one's top is given away
+// instead, through the descriptor: giveTop).
 func hostWorkspace(ws string) (hostDir, error) {
 	ws, err := filepath.Abs(ws)
 	if err != nil {
