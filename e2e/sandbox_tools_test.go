@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -93,6 +94,10 @@ func TestSandboxForwardsSignals(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
+			// A sandbox that never starts or never ends fails this test
+			// rather than hanging the suite.
+			stuck := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
+			defer stuck.Stop()
 			buf := make([]byte, 6)
 			if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "ready\n" {
 				t.Fatalf("agent did not start: %q %v", buf, err)
@@ -146,43 +151,42 @@ func interactiveShell(t *testing.T, uid int) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// A failed check must not leave the shell (and the test binary's
+	// wait for it) behind.
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	pts.Close()
-	out := &ptyReader{f: ptm, ch: make(chan []byte, 64)}
-	go out.loop()
-	send := func(s string) {
-		if _, err := ptm.WriteString(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	send("stty size; echo S1-$((6*7))\n")
+	out := newPTYReader(ptm)
+	out.send(t, "stty size; echo S1-$((6*7))\n")
 	out.expect(t, "24 80")
 	out.expect(t, "S1-42")
 	// Resize the outer terminal; nemoclaw passes the size inward.
 	if err := unix.IoctlSetWinsize(int(ptm.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: 100}); err != nil {
 		t.Fatal(err)
 	}
-	// The size reaches the inner pty asynchronously (SIGWINCH); poll until seen.
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.all.String(), "40 100") {
+	// The size reaches the inner pty asynchronously (SIGWINCH): ask again,
+	// at most every half second so a slow shell is never flooded, until
+	// it is seen.
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; !out.has("40 100"); i++ {
 		if time.Now().After(deadline) {
-			t.Fatalf("inner terminal never saw 40x100:\n%s", out.all.String())
+			t.Fatalf("inner terminal never saw 40x100:\n%s", out.text())
 		}
-		send("stty size\n")
-		out.waitMore(500 * time.Millisecond)
+		out.send(t, fmt.Sprintf("stty size; echo W%d-$((%d+1))\n", i, i))
+		out.waitFor(fmt.Sprintf("W%d-%d", i, i+1), 500*time.Millisecond)
 	}
 	// Job control: a background job, listed, then killed by job number.
-	send("sleep 30 &\n")
-	send("jobs; echo J-$((1+1))\n")
+	out.send(t, "sleep 30 &\n")
+	out.send(t, "jobs; echo J-$((1+1))\n")
 	out.expect(t, "Running")
 	out.expect(t, "J-2")
 	// Still in its box: no host root, no network.
-	send("cat /etc/shadow 2>&1 | grep -q denied && echo D-OK; (exec 3<>/dev/tcp/1.1.1.1/80) 2>&1 | grep -q unreachable && echo N-OK; echo B-$((5*5))\n")
+	out.send(t, "cat /etc/shadow 2>&1 | grep -q denied && echo D-OK; (exec 3<>/dev/tcp/1.1.1.1/80) 2>&1 | grep -q unreachable && echo N-OK; echo B-$((5*5))\n")
 	out.expect(t, "D-OK\r\nN-OK\r\nB-25")
-	send("kill %1; wait; test -t 0 && echo TTY-$((3+4)); exit 7\n")
+	out.send(t, "kill %1; wait; test -t 0 && echo TTY-$((3+4)); exit 7\n")
 	out.expect(t, "TTY-7")
 	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
-		t.Fatalf("want exit 7, got %v\n%s", err, out.all.String())
+		t.Fatalf("want exit 7, got %v\n%s", err, out.text())
 	}
 }
 
@@ -210,36 +214,72 @@ func openTestPTY(t *testing.T, rows, cols uint16) (*os.File, *os.File) {
 	return m, s
 }
 
-// ptyReader accumulates a pty's output for expect-style checks.
+// ptyReader accumulates a pty's output for expect-style checks. Its
+// reader never blocks on the test: a test that stops reading must not stall
+// the program under test's output, and through it the program's input.
 type ptyReader struct {
-	f   *os.File
-	ch  chan []byte
-	all bytes.Buffer
-	pos int
+	f    *os.File
+	mu   sync.Mutex
+	all  bytes.Buffer
+	done bool          // the terminal has closed
+	more chan struct{} // a token after each read: there is something new
+	pos  int           // where the next expect starts looking
+}
+
+func newPTYReader(f *os.File) *ptyReader {
+	p := &ptyReader{f: f, more: make(chan struct{}, 1)}
+	go p.loop()
+	return p
 }
 
 func (p *ptyReader) loop() {
+	b := make([]byte, 4096)
 	for {
-		b := make([]byte, 4096)
 		n, err := p.f.Read(b)
-		if n > 0 {
-			p.ch <- b[:n]
+		p.mu.Lock()
+		p.all.Write(b[:n])
+		p.done = err != nil
+		p.mu.Unlock()
+		select {
+		case p.more <- struct{}{}:
+		default:
 		}
 		if err != nil {
-			close(p.ch)
 			return
 		}
 	}
 }
 
-func (p *ptyReader) waitMore(d time.Duration) {
-	select {
-	case b, ok := <-p.ch:
-		if ok {
-			p.all.Write(b)
-		}
-	case <-time.After(d):
+// text is everything read so far.
+func (p *ptyReader) text() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.all.String()
+}
+
+func (p *ptyReader) has(s string) bool { return strings.Contains(p.text(), s) }
+
+// send types s, failing (with the transcript) if the terminal takes more
+// than 10 s to accept it.
+func (p *ptyReader) send(t *testing.T, s string) {
+	t.Helper()
+	_ = p.f.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := p.f.WriteString(s); err != nil {
+		t.Fatalf("type %q: %v\n%s", s, err, p.text())
 	}
+}
+
+// waitFor waits at most d for s to appear anywhere in the output.
+func (p *ptyReader) waitFor(s string, d time.Duration) bool {
+	timeout := time.After(d)
+	for !p.has(s) {
+		select {
+		case <-p.more:
+		case <-timeout:
+			return false
+		}
+	}
+	return true
 }
 
 // expect waits (bounded, so a broken shell cannot hang the suite) until s
@@ -248,18 +288,20 @@ func (p *ptyReader) expect(t *testing.T, s string) {
 	t.Helper()
 	timeout := time.After(20 * time.Second)
 	for {
-		if i := strings.Index(p.all.String()[p.pos:], s); i >= 0 {
+		p.mu.Lock()
+		all, done := p.all.String(), p.done
+		p.mu.Unlock()
+		if i := strings.Index(all[p.pos:], s); i >= 0 {
 			p.pos += i + len(s)
 			return
 		}
+		if done {
+			t.Fatalf("terminal closed before %q:\n%s", s, all)
+		}
 		select {
-		case b, ok := <-p.ch:
-			if !ok {
-				t.Fatalf("terminal closed before %q:\n%s", s, p.all.String())
-			}
-			p.all.Write(b)
+		case <-p.more:
 		case <-timeout:
-			t.Fatalf("no %q on the terminal:\n%s", s, p.all.String())
+			t.Fatalf("no %q on the terminal:\n%s", s, all)
 		}
 	}
 }
