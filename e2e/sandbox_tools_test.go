@@ -190,6 +190,49 @@ func interactiveShell(t *testing.T, uid int) {
 	}
 }
 
+// TestSandboxTerminalHangup closes the caller's terminal under an agent
+// that is busy writing to its own: the sandbox must end as a program on a
+// hung-up terminal would, through its SIGHUP trap or, with SIGHUP ignored,
+// on the EIO of its next write, rather than stay behind with the agent
+// blocked in write.
+func TestSandboxTerminalHangup(t *testing.T) {
+	requireSandboxKernel(t)
+	r := newSandboxRun(t, -1)
+	for _, tc := range []struct {
+		name, trap string
+		code       int
+	}{
+		{"trap", "trap 'exit 5' HUP", 5},
+		{"ignored", "trap '' HUP", 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ptm, pts := openTestPTY(t, 24, 80)
+			cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--workdir", r.workdir, "--",
+				"/bin/bash", "-c", tc.trap+"; echo ready; while :; do echo output-nobody-reads || exit 6; done")
+			cmd.Env = []string{"NEMOCLAW_HOME=" + r.home}
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cmd.Process.Kill() })
+			pts.Close()
+			newPTYReader(ptm).expect(t, "ready")
+			ptm.Close()
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != tc.code {
+					t.Fatalf("want exit %d, got %v", tc.code, err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the sandbox outlived its terminal by 20 s")
+			}
+		})
+	}
+}
+
 func openTestPTY(t *testing.T, rows, cols uint16) (*os.File, *os.File) {
 	t.Helper()
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)

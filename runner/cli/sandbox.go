@@ -248,7 +248,12 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		}
 	}
 	code, err := sb.Wait()
-	sigs.Stop() // before Close: the forwarder uses the sandbox's terminal
+	// Before Close: the forwarder uses the sandbox's terminal.
+	if app.exits {
+		sigs.StopIgnoringHangup()
+	} else {
+		sigs.Stop()
+	}
 	if err != nil {
 		return err
 	}

@@ -17,5 +17,8 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if s := os.Getenv(hangupHelperEnv); s != "" {
+		os.Exit(hangupScenario(s))
+	}
 	os.Exit(m.Run())
 }

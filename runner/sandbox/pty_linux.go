@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -30,4 +31,47 @@ func openPTY(ws *WindowSize) (master, slave *os.File, err error) {
 		return nil, nil, fmt.Errorf("open pty slave: %w", errno)
 	}
 	return os.NewFile(uintptr(mfd), "/dev/ptmx"), os.NewFile(sfd, "pty"), nil
+}
+
+// hangUpPTY hangs up the agent's terminal because the caller's is gone
+// (err says how), as sshd does when its client's connection drops: the
+// agent's session gets SIGHUP, and its reads and writes on the terminal
+// fail with EIO rather than block forever. The master is released by
+// putting /dev/null in its place, not by closing it, so that its
+// descriptor, which the SIGWINCH handler may still use, never names
+// another file; reads from it then end the output relay.
+func (sb *Sandbox) hangUpPTY(err error) {
+	sb.log.Warn("the terminal is gone: hanging up the agent's", "err", err)
+	null, e := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if e == nil {
+		e = unix.Dup3(null, rawFd(sb.ptm), unix.O_CLOEXEC)
+		unix.Close(null)
+	}
+	if e != nil {
+		// At least the signal: the agent can still end on its own.
+		sb.log.Warn("hang up the agent's terminal: sending SIGHUP instead", "err", e)
+		_ = sb.Signal(unix.SIGHUP)
+	}
+}
+
+// ptyOutput passes the agent's terminal output to the caller's. The first
+// write that fails (the caller's terminal hung up: an SSH session dropped, a
+// terminal window closed) calls hangup with its error; what is read after
+// that is dropped, so the relay itself never stops reading.
+type ptyOutput struct {
+	w      io.Writer
+	hangup func(error)
+	gone   bool
+}
+
+func (o *ptyOutput) Write(p []byte) (int, error) {
+	if !o.gone {
+		_, err := o.w.Write(p)
+		if err == nil {
+			return len(p), nil
+		}
+		o.gone = true
+		o.hangup(err)
+	}
+	return len(p), nil
 }

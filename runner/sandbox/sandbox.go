@@ -722,7 +722,8 @@ func (st *starter) finish(ctx context.Context, mounts, rest []byte) error {
 			if out == nil {
 				out = io.Discard
 			}
-			_, _ = io.Copy(out, sb.ptm) // ends with EIO when the last slave closes
+			w := &ptyOutput{w: out, hangup: sb.hangUpPTY}
+			_, _ = io.Copy(w, sb.ptm) // ends with EIO when the last slave closes
 		}()
 	}
 	sb.log.Debug("sandbox running", "init_pid", sb.pid, "init", st.how, "setup", time.Since(st.t0))

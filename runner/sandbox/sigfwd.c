@@ -103,14 +103,22 @@ int nc_sig_held(int sig)
 	return 0;
 }
 
-// nc_sig_release puts back the handlers nc_sig_catch replaced. Signals
-// still held are dropped: their sandbox never started.
-void nc_sig_release(void)
+// nc_sig_release puts back the handlers nc_sig_catch replaced, but for
+// SIGHUP when ignore_hup is set: that one is then ignored. Signals still
+// held are dropped: their sandbox never started.
+void nc_sig_release(int ignore_hup)
 {
 	if (!fwd_caught)
 		return;
-	for (int i = 0; i < NFWD; i++)
+	for (int i = 0; i < NFWD; i++) {
+		if (ignore_hup && fwd_sigs[i] == SIGHUP) {
+			struct sigaction ign = {0};
+			ign.sa_handler = SIG_IGN;
+			sigaction(SIGHUP, &ign, NULL);
+			continue;
+		}
 		sigaction(fwd_sigs[i], &fwd_saved[i], NULL);
+	}
 	__atomic_store_n(&fwd_pidfd, -1, __ATOMIC_RELEASE);
 	__atomic_store_n(&fwd_ptm, -1, __ATOMIC_RELEASE);
 	__atomic_store_n(&fwd_tty, -1, __ATOMIC_RELEASE);

@@ -4,7 +4,7 @@ package sandbox
 int nc_sig_catch(void);
 void nc_sig_forward(int pidfd, int ptm, int tty);
 int nc_sig_held(int sig);
-void nc_sig_release(void);
+void nc_sig_release(int ignore_hup);
 */
 import "C"
 
@@ -73,15 +73,27 @@ func (f *SignalForwarder) Forward(sb *Sandbox, tty *os.File) error {
 
 // Stop puts the previous handlers back. Call it before closing the
 // sandbox (whose terminal the handlers use); it may be called again.
-func (f *SignalForwarder) Stop() {
+func (f *SignalForwarder) Stop() { f.stop(false) }
+
+// StopIgnoringHangup is Stop for a process that exits next, but leaves
+// SIGHUP ignored: a terminal that hangs up as its sandbox ends (often the
+// hangup that ended the agent) must not turn the agent's exit status into
+// the launcher's death by SIGHUP.
+func (f *SignalForwarder) StopIgnoringHangup() { f.stop(true) }
+
+func (f *SignalForwarder) stop(ignoreHup bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopped {
 		return
 	}
 	f.stopped = true
+	ign := C.int(0)
+	if ignoreHup {
+		ign = 1
+	}
 	catchMu.Lock()
-	C.nc_sig_release()
+	C.nc_sig_release(ign)
 	catchMu.Unlock()
 	if f.pidfd >= 0 {
 		unix.Close(f.pidfd)

@@ -3,8 +3,10 @@ package sandbox
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -145,4 +147,56 @@ func TestSignalForwarderAfterExit(t *testing.T) {
 	if err := again.Forward(sb, nil); err == nil || !strings.Contains(err.Error(), "no pidfd") {
 		t.Fatalf("Forward to a closed sandbox: %v; want the no-pidfd error", err)
 	}
+}
+
+// hangupHelperEnv makes TestMain run hangupScenario instead of the tests:
+// what a signal does to a process is only seen from outside it.
+const hangupHelperEnv = "NEMOCLAW_TEST_HANGUP_SCENARIO"
+
+// TestStopIgnoringHangup checks what SIGHUP does to a launcher after each
+// way of stopping the forwarder: after Stop it is fatal again (the Go
+// runtime's default), after StopIgnoringHangup it is ignored.
+func TestStopIgnoringHangup(t *testing.T) {
+	for _, tc := range []struct {
+		mode   string
+		killed bool
+	}{
+		{"stop", true},
+		{"ignore", false},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), hangupHelperEnv+"="+tc.mode)
+			out, err := cmd.CombinedOutput()
+			var ws syscall.WaitStatus
+			if ee, ok := err.(*exec.ExitError); ok {
+				ws = ee.Sys().(syscall.WaitStatus)
+			}
+			switch {
+			case tc.killed && !(ws.Signaled() && ws.Signal() == syscall.SIGHUP):
+				t.Fatalf("want death by SIGHUP, got %v\n%s", err, out)
+			case !tc.killed && (err != nil || string(out) != "survived\n"):
+				t.Fatalf("want the SIGHUP ignored, got %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// hangupScenario catches the signals, stops as mode says, and sends itself
+// SIGHUP; it returns 0 if it is still alive after that.
+func hangupScenario(mode string) int {
+	f, err := CatchSignals()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if mode == "ignore" {
+		f.StopIgnoringHangup()
+	} else {
+		f.Stop()
+	}
+	_ = syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	time.Sleep(200 * time.Millisecond) // delivery to whichever thread takes it
+	fmt.Println("survived")
+	return 0
 }
