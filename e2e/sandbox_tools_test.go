@@ -233,6 +233,39 @@ func TestSandboxTerminalHangup(t *testing.T) {
 	}
 }
 
+// TestSandboxTTYInputEnds gives a --tty run input that is not a terminal
+// (a pipe): when it ends, the agent must read an end of file, whether the
+// input ended on a newline, mid-line or held nothing, instead of waiting
+// forever.
+func TestSandboxTTYInputEnds(t *testing.T) {
+	requireSandboxKernel(t)
+	r := newSandboxRun(t, -1)
+	for name, in := range map[string]string{"lines": "one\ntwo\n", "unfinished line": "one\ntw", "empty": ""} {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--tty", "--workdir", r.workdir, "--",
+				"/bin/sh", "-c", "wc -c; echo EOF-SEEN")
+			cmd.Env = []string{"NEMOCLAW_HOME=" + r.home}
+			var out bytes.Buffer
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(in), &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			stuck := time.AfterFunc(20*time.Second, func() { _ = cmd.Process.Kill() })
+			defer stuck.Stop()
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("run: %v (killed after 20 s if the agent never saw the end of its input)\n%s", err, out.String())
+			}
+			// The terminal's echo comes first; wc counts what it read
+			// (the unfinished line too, the newline the terminal adds
+			// to a line not being there).
+			want := fmt.Sprintf("%d\r\nEOF-SEEN\r\n", len(in))
+			if !strings.HasSuffix(out.String(), want) {
+				t.Fatalf("output %q, want it to end with %q", out.String(), want)
+			}
+		})
+	}
+}
+
 func openTestPTY(t *testing.T, rows, cols uint16) (*os.File, *os.File) {
 	t.Helper()
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)

@@ -75,3 +75,48 @@ func (o *ptyOutput) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// ptyInput copies the caller's input into the agent's terminal. When that
+// input is not a terminal itself (a file or a pipe, with --tty) and ends,
+// the agent reads an end of file, as if ^D had been typed, rather than
+// waiting forever for more.
+func (sb *Sandbox) ptyInput(in io.Reader) {
+	w := &lastByte{w: sb.ptm}
+	if _, err := io.Copy(w, in); err != nil {
+		return
+	}
+	if f, ok := in.(*os.File); ok {
+		if _, err := unix.IoctlGetTermios(rawFd(f), unix.TCGETS); err == nil {
+			return // a terminal's end is its hangup, handled on the output side
+		}
+	}
+	// The master reports the agent's side's modes. Only a terminal in
+	// canonical mode turns VEOF into an end of file; in raw mode the agent
+	// reads bytes and decides for itself.
+	t, err := unix.IoctlGetTermios(rawFd(sb.ptm), unix.TCGETS)
+	if err != nil || t.Lflag&unix.ICANON == 0 {
+		return
+	}
+	eof := []byte{t.Cc[unix.VEOF]}
+	if w.n > 0 && w.last != '\n' {
+		eof = append(eof, eof[0]) // the first ends the unfinished line
+	}
+	_, _ = sb.ptm.Write(eof)
+}
+
+// lastByte is a writer that remembers how much went through it and the
+// last byte.
+type lastByte struct {
+	w    io.Writer
+	n    int64
+	last byte
+}
+
+func (l *lastByte) Write(p []byte) (int, error) {
+	n, err := l.w.Write(p)
+	if n > 0 {
+		l.n += int64(n)
+		l.last = p[n-1]
+	}
+	return n, err
+}

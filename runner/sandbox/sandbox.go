@@ -714,7 +714,7 @@ func (st *starter) finish(ctx context.Context, mounts, rest []byte) error {
 	if sb.ptm != nil {
 		sb.ptyDone = make(chan struct{})
 		if cfg.Stdin != nil {
-			go func() { _, _ = io.Copy(sb.ptm, cfg.Stdin) }()
+			go sb.ptyInput(cfg.Stdin)
 		}
 		go func() {
 			defer close(sb.ptyDone)
