@@ -77,6 +77,31 @@ func TestSandboxExitAndSignals(t *testing.T) {
 	}
 }
 
+// TestSandboxExecStatus: a command that cannot be run exits as from a
+// shell, 127 when it is not there and 126 when it cannot be executed (a
+// plain file, a directory), with the reason on stderr.
+func TestSandboxExecStatus(t *testing.T) {
+	requireSandboxKernel(t)
+	r := newSandboxRun(t, -1)
+	for _, tc := range []struct {
+		cmd, says string
+		code      int
+	}{
+		{"nemoclaw-no-such-command", "executable file not found in the sandbox's PATH", 127},
+		{"/usr/bin/nemoclaw-no-such-command", "No such file or directory", 127},
+		{"/etc/passwd", "/etc/passwd: ", 126},
+		{"/usr/bin", "Permission denied", 126},
+		{"/bin/true", "", 0}, // the control
+	} {
+		t.Run(tc.cmd, func(t *testing.T) {
+			_, stderr, code := r.run(t, nil, tc.cmd)
+			if code != tc.code || !strings.Contains(stderr, tc.says) {
+				t.Fatalf("exit %d, want %d with %q on stderr:\n%s", code, tc.code, tc.says, stderr)
+			}
+		})
+	}
+}
+
 // TestSandboxForwardsSignals sends SIGTERM, SIGINT and SIGHUP to nemoclaw
 // and expects the agent to get each (it traps them and exits 9).
 func TestSandboxForwardsSignals(t *testing.T) {

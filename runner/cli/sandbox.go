@@ -69,9 +69,11 @@ root, mount, pid, net, ipc, uts), a fresh root with /sandbox as the workspace,
 Landlock, seccomp, no capabilities and resource limits — under the policy
 given with --policy, or the embedded default blueprint's policy.
 
-The exit code is CMD's own (128+N when signal N killed it). A failed setup
-step prints "sandbox: <step>: <cause>" and exits 1, or 3 when the policy
-refused to start (for example landlock.compatibility: hard_requirement on a
+The exit code is CMD's own (128+N when signal N killed it); a CMD that
+cannot be run exits 127 when it is not found and 126 when it cannot be
+executed, as from a shell. A failed setup step prints
+"sandbox: <step>: <cause>" and exits 1, or 3 when the policy refused to
+start (for example landlock.compatibility: hard_requirement on a
 kernel without the needed Landlock ABI).`,
 		Example: `  nemoclaw sandbox run -- bash
   nemoclaw sandbox run --policy my-policy.yaml --workdir . -- python3 agent.py
@@ -348,6 +350,9 @@ func sandboxError(err error) error {
 	}
 	if sandbox.IsRefused(err) {
 		return Refused(err)
+	}
+	if code := sandbox.ExecStatus(err); code != 0 {
+		return WithExitCode(code, err)
 	}
 	return err
 }

@@ -4,18 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 )
 
 // StepError is a sandbox setup failure: Step names what was being done
 // ("landlock: restrict", "mount: /proc"), Err says why and Hint what the user
 // can do. Refused is true when policy, not a fault, stopped the start (for
 // example landlock.compatibility: hard_requirement on a kernel without the
-// needed Landlock ABI); the CLI maps it to exit code 3.
+// needed Landlock ABI); the CLI maps it to exit code 3. Errno is set when
+// the agent's own execve failed, with its error (see ExecStatus).
 type StepError struct {
-	Step    string `json:"step"`
-	Err     error  `json:"-"`
-	Hint    string `json:"hint,omitempty"`
-	Refused bool   `json:"refused,omitempty"`
+	Step    string        `json:"step"`
+	Err     error         `json:"-"`
+	Hint    string        `json:"hint,omitempty"`
+	Refused bool          `json:"refused,omitempty"`
+	Errno   syscall.Errno `json:"errno,omitempty"`
 }
 
 // stepError is the wire form of StepError, as the C init writes it.
@@ -24,6 +27,7 @@ type stepError struct {
 	Message string `json:"message"`
 	Hint    string `json:"hint,omitempty"`
 	Refused bool   `json:"refused,omitempty"`
+	Errno   int    `json:"errno,omitempty"`
 }
 
 // Error reads "sandbox: <step>: <cause>".
@@ -43,7 +47,23 @@ func (w *stepError) err() *StepError {
 	if hint == "" {
 		hint = hintFor(w.Step, nil)
 	}
-	return &StepError{Step: w.Step, Err: errors.New(w.Message), Hint: hint, Refused: w.Refused}
+	return &StepError{Step: w.Step, Err: errors.New(w.Message), Hint: hint, Refused: w.Refused, Errno: syscall.Errno(w.Errno)}
+}
+
+// ExecStatus is the exit status a shell gives a command it cannot run,
+// for an err that says the agent's command could not be executed: 127
+// when it was not found, 126 when it was found but could not be run (not
+// executable, denied by Landlock, a bad binary). It is 0 for any other err.
+func ExecStatus(err error) int {
+	var se *StepError
+	switch {
+	case !errors.As(err, &se) || se.Errno == 0:
+		return 0
+	case se.Errno == syscall.ENOENT:
+		return 127
+	default:
+		return 126
+	}
 }
 
 // IsRefused reports whether err is a policy refusal (exit code 3).

@@ -260,17 +260,27 @@ static void send_msg(const char *json, int *fds, int nfds)
 }
 
 // fail reports step and cause on the status socket and exits.
-__attribute__((noreturn)) static void fail(const char *step, const char *cause)
+// fail_code reports a failed step; code, when not 0, is the errno behind
+// it, for the launcher to act on (an agent that cannot be exec'd exits
+// 126 or 127, as from a shell).
+__attribute__((noreturn)) static void fail_code(const char *step, const char *cause, int code)
 {
 	char buf[4096];
 	size_t l = 0;
 	l += snprintf(buf, sizeof buf, "{\"error\":{\"step\":");
-	json_str(buf, sizeof buf - 4, &l, step);
+	json_str(buf, sizeof buf - 32, &l, step);
 	l += snprintf(buf + l, sizeof buf - l, ",\"message\":");
-	json_str(buf, sizeof buf - 4, &l, cause);
+	json_str(buf, sizeof buf - 32, &l, cause);
+	if (code)
+		l += snprintf(buf + l, sizeof buf - l, ",\"errno\":%d", code);
 	snprintf(buf + l, sizeof buf - l, "}}");
 	send_msg(buf, NULL, 0);
 	_exit(1);
+}
+
+__attribute__((noreturn)) static void fail(const char *step, const char *cause)
+{
+	fail_code(step, cause, 0);
 }
 
 __attribute__((noreturn)) static void fail_errno(struct op *o, const char *what)
@@ -851,18 +861,27 @@ static void run_setup_op(struct op *o)
 static int errpipe = -1;
 
 // child_fail reports to the init through the exec pipe and exits.
-__attribute__((noreturn)) static void child_fail(struct op *o, const char *what)
+// child_fail_code reports the agent's failed op to the init as
+// "step\0cause\0code": the cause is what, with errno's text when errno is
+// set; code is the errno the launcher acts on (fail_code), given only for
+// the agent's execve.
+__attribute__((noreturn)) static void child_fail_code(struct op *o, const char *what, int code)
 {
 	char buf[2048];
 	int e = errno;
 	// errno 0: what already says everything.
-	int n = snprintf(buf, sizeof buf, "%.*s%c%s%s%s", (int)o->a[0].n, o->a[0].p, 0, what ? what : "",
-			 e && what && *what ? ": " : "", e ? strerror(e) : "");
+	int n = snprintf(buf, sizeof buf, "%.*s%c%s%s%s%c%d", (int)o->a[0].n, o->a[0].p, 0, what ? what : "",
+			 e && what && *what ? ": " : "", e ? strerror(e) : "", 0, code);
 	if (n > (int)sizeof buf)
 		n = sizeof buf;
 	ssize_t w = write(errpipe, buf, n);
 	(void)w;
 	_exit(127);
+}
+
+__attribute__((noreturn)) static void child_fail(struct op *o, const char *what)
+{
+	child_fail_code(o, what, 0);
 }
 
 static int is_exec(const char *p)
@@ -966,7 +985,7 @@ static void run_agent_op(struct op *o)
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (strchr(name, '/')) {
 			execve(name, argv, envp);
-			child_fail(o, name);
+			child_fail_code(o, name, errno);
 		}
 		const char *path = "/usr/local/bin:/usr/bin:/bin";
 		for (int i = 0; i < envc; i++)
@@ -980,7 +999,7 @@ static void run_agent_op(struct op *o)
 			snprintf(cand, sizeof cand, "%.*s/%s", (int)l, l ? s : ".", name);
 			if (is_exec(cand)) {
 				execve(cand, argv, envp);
-				child_fail(o, cand);
+				child_fail_code(o, cand, errno);
 			}
 			if (!e)
 				break;
@@ -989,7 +1008,7 @@ static void run_agent_op(struct op *o)
 		errno = 0;
 		char what[4200];
 		snprintf(what, sizeof what, "%s: executable file not found in the sandbox's PATH (%s)", name, path);
-		child_fail(o, what);
+		child_fail_code(o, what, ENOENT);
 	}
 	default:
 		errno = EINVAL;
@@ -1145,7 +1164,10 @@ static int nsinit_main(int skeleton_built)
 	if (got > 0) {
 		ebuf[got] = 0;
 		waitpid(agent, NULL, 0);
-		fail(ebuf, ebuf + strlen(ebuf) + 1);
+		// "step\0cause\0code" (child_fail_code); a cut-short one has no code.
+		const char *cause = ebuf + strlen(ebuf) + 1;
+		const char *code = cause < ebuf + got ? cause + strlen(cause) + 1 : ebuf + got;
+		fail_code(ebuf, cause < ebuf + got ? cause : "", code < ebuf + got ? atoi(code) : 0);
 	}
 
 	char ready[16384];

@@ -79,12 +79,16 @@ func TestStartErrors(t *testing.T) {
 		refused bool
 		lowABI  bool
 		swapped bool
+		exec    int // ExecStatus
 	}{
 		{name: "no policy", cfg: Config{Command: []string{"true"}}, step: "config"},
 		{name: "no command", cfg: Config{Policy: testPolicy()}, step: "config"},
 		{name: "bad name", cfg: Config{Policy: testPolicy(), Command: []string{"true"}, Name: "Bad Name"}, step: "config"},
 		{name: "missing workdir", cfg: Config{Policy: testPolicy(), Command: []string{"true"}, Workdir: "/nonexistent/nemoclaw"}, step: "workspace"},
-		{name: "command not found", cfg: Config{Policy: testPolicy(), Command: []string{"nemoclaw-no-such-command"}}, step: "exec nemoclaw-no-such-command"},
+		{name: "command not found", cfg: Config{Policy: testPolicy(), Command: []string{"nemoclaw-no-such-command"}}, step: "exec nemoclaw-no-such-command", exec: 127},
+		{name: "path not found", cfg: Config{Policy: testPolicy(), Command: []string{"/usr/bin/nemoclaw-no-such-command"}}, step: "exec /usr/bin/nemoclaw-no-such-command", exec: 127},
+		{name: "not executable", cfg: Config{Policy: testPolicy(), Command: []string{"/etc/passwd"}}, step: "exec /etc/passwd", exec: 126},
+		{name: "a directory", cfg: Config{Policy: testPolicy(), Command: []string{"/usr/bin"}}, step: "exec /usr/bin", exec: 126},
 		{name: "relative file path", cfg: Config{Policy: testPolicy(), Command: []string{"true"}, Files: []File{{Path: "etc/x"}}}, step: "files"},
 		{name: "file outside own dirs", cfg: Config{Policy: testPolicy(), Command: []string{"true"}, Files: []File{{Path: "/usr/nemoclaw-new-file"}}}, step: "mount: file /usr/nemoclaw-new-file"},
 		{name: "file contents fail later", cfg: Config{Policy: testPolicy(), Command: []string{"true"},
@@ -123,6 +127,9 @@ func TestStartErrors(t *testing.T) {
 			var se *StepError
 			if !errors.As(err, &se) || se.Step != tc.step {
 				t.Fatalf("want step %q, got %v", tc.step, err)
+			}
+			if got := ExecStatus(err); got != tc.exec {
+				t.Fatalf("ExecStatus = %d, want %d (%v)", got, tc.exec, err)
 			}
 			if IsRefused(err) != tc.refused {
 				t.Fatalf("refused = %v, want %v", IsRefused(err), tc.refused)
