@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -99,6 +100,52 @@ func TestSandboxExecStatus(t *testing.T) {
 				t.Fatalf("exit %d, want %d with %q on stderr:\n%s", code, tc.code, tc.says, stderr)
 			}
 		})
+	}
+}
+
+// TestSandboxNameInUse starts a second run under the name of one still
+// running: it is refused, naming the name and the directory, and leaves the
+// first's control socket in place; once the first has ended the name is
+// free again.
+func TestSandboxNameInUse(t *testing.T) {
+	requireSandboxKernel(t)
+	r := newSandboxRun(t, -1)
+	first := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--name", "busy", "--workdir", r.workdir, "--",
+		"/bin/sh", "-c", "echo ready; while :; do sleep 0.05; done")
+	first.Env = []string{"NEMOCLAW_HOME=" + r.home}
+	stdout, err := first.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stuck := time.AfterFunc(30*time.Second, func() { _ = first.Process.Kill() })
+	defer stuck.Stop()
+	if _, err := io.ReadFull(stdout, make([]byte, 6)); err != nil {
+		t.Fatalf("first run did not start: %v", err)
+	}
+	sock := filepath.Join(r.home, "sandboxes", "busy", "control.sock")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("first run's control socket: %v", err)
+		}
+	}
+	_, stderr, code := r.run(t, []string{"--name", "busy"}, "/bin/true")
+	if code != 1 || !strings.Contains(stderr, `name "busy" is in use`) || !strings.Contains(stderr, filepath.Join(r.home, "sandboxes", "busy")) {
+		t.Fatalf("second run: exit %d, want 1 naming the name and its directory:\n%s", code, stderr)
+	}
+	if _, err := os.Stat(sock); err != nil {
+		t.Fatalf("the refused run took the first's control socket: %v", err)
+	}
+	_ = first.Process.Signal(syscall.SIGTERM)
+	if err := first.Wait(); err == nil {
+		t.Fatal("first run: want the agent's death by SIGTERM in its exit status")
+	}
+	if _, stderr, code := r.run(t, []string{"--name", "busy"}, "/bin/true"); code != 0 {
+		t.Fatalf("after the first ended: exit %d\n%s", code, stderr)
 	}
 }
 

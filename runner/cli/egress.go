@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/nemoclaw/nemoclaw/runner/egress"
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
@@ -47,6 +48,7 @@ const (
 type egressHook struct {
 	proxy   *egress.Proxy
 	audit   *os.File
+	lock    *os.File // the sandbox directory's, held until release
 	sockDir string
 	ctl     net.Listener  // closed by Close too: ServeControl may not have registered it yet; guarded by mu
 	ctlMade chan struct{} // closed once the control socket is made (or has failed)
@@ -67,6 +69,7 @@ type egressHook struct {
 type egressFiles struct {
 	ca    *egress.CA
 	dir   string
+	lock  *os.File // dir, flocked for the run: see lockSandboxDir
 	audit *os.File
 	err   error
 	// madeDir, madeAudit and madeParents say what this run created, for
@@ -75,8 +78,12 @@ type egressFiles struct {
 	madeParents        []string
 }
 
-// undo closes the audit log and removes what this run created.
+// undo closes the audit log and removes what this run created, then
+// gives up the name.
 func (r *egressFiles) undo() {
+	if r.lock != nil {
+		defer r.lock.Close()
+	}
 	if r.audit == nil {
 		return
 	}
@@ -90,6 +97,26 @@ func (r *egressFiles) undo() {
 	for _, d := range r.madeParents {
 		_ = os.Remove(d) // only if still empty
 	}
+}
+
+// lockSandboxDir takes the lock on a sandbox's directory for the rest of
+// the run, so that a second run under the same name is refused rather
+// than sharing the first's audit log, control socket and kept workspace
+// (and removing its socket when it ends). The lock is a flock on the
+// directory itself: it leaves no file behind and ends with the process.
+func lockSandboxDir(dir, name string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: lock %s: %w", dir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("sandbox: name %q is in use: a running sandbox holds %s\n  what to do: choose another --name, or wait for that sandbox to end", name, dir)
+		}
+		return nil, fmt.Errorf("sandbox: lock %s: %w", dir, err)
+	}
+	return f, nil
 }
 
 // makeEgressFiles makes sandbox name's egress directory and audit log;
@@ -114,6 +141,9 @@ func makeEgressFiles(app *App, name string, ca *egress.CA) (r egressFiles) {
 		r.err = fmt.Errorf("sandbox: egress: %w", err)
 		return r
 	}
+	if r.lock, r.err = lockSandboxDir(r.dir, name); r.err != nil {
+		return r
+	}
 	path := filepath.Join(r.dir, "audit.jsonl")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
 	r.madeAudit = err == nil
@@ -122,6 +152,7 @@ func makeEgressFiles(app *App, name string, ca *egress.CA) (r egressFiles) {
 	}
 	if err != nil {
 		r.err = fmt.Errorf("sandbox: egress: audit log: %w", err)
+		r.undo()
 		return r
 	}
 	r.audit = f
@@ -163,6 +194,7 @@ func (h *egressHook) Prepare(app *App, cfg *sandbox.Config) error {
 		return ef.err
 	}
 	dir, f := ef.dir, ef.audit
+	h.lock = ef.lock
 	p, err := egress.New(egress.Config{
 		Sandbox:         cfg.Name,
 		Policy:          cfg.Policy,
@@ -295,5 +327,8 @@ func (h *egressHook) release(err error) error {
 		err = cerr
 	}
 	_ = os.Remove(filepath.Join(h.sockDir, "control.sock"))
+	if h.lock != nil {
+		h.lock.Close() // last: the name is free once its socket is gone
+	}
 	return err
 }

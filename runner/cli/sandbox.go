@@ -92,7 +92,7 @@ kernel without the needed Landlock ABI).`,
 	f := cmd.Flags()
 	f.StringVar(&o.policyFile, "policy", "", "policy YAML file (default: the embedded default blueprint's policy)")
 	f.StringVar(&o.workdir, "workdir", "", "host directory mounted at /sandbox, where the agent acts as its owner; its files keep their owners (default: a private in-memory workspace that ends with the run; see --keep)")
-	f.StringVar(&o.name, "name", "", "sandbox name and hostname (default: sb-<random>)")
+	f.StringVar(&o.name, "name", "", "sandbox name and hostname, one running sandbox each: its audit log, control socket and --keep workspace are under $NEMOCLAW_HOME/sandboxes/<name> (default: sb-<random>)")
 	f.BoolVar(&o.tty, "tty", false, "run on a pseudo-terminal (default: when stdin and stdout are terminals); input that is not a terminal reaches the agent as typed, then as ^D when it ends")
 	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")
 	f.BoolVar(&o.keep, "keep", false, "put the workspace on disk at $NEMOCLAW_HOME/sandboxes/<name>/workspace and keep it after the run")
