@@ -110,21 +110,7 @@ func TestSandboxExecStatus(t *testing.T) {
 func TestSandboxNameInUse(t *testing.T) {
 	requireSandboxKernel(t)
 	r := newSandboxRun(t, -1)
-	first := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--name", "busy", "--workdir", r.workdir, "--",
-		"/bin/sh", "-c", "echo ready; while :; do sleep 0.05; done")
-	first.Env = []string{"NEMOCLAW_HOME=" + r.home}
-	stdout, err := first.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stuck := time.AfterFunc(30*time.Second, func() { _ = first.Process.Kill() })
-	defer stuck.Stop()
-	if _, err := io.ReadFull(stdout, make([]byte, 6)); err != nil {
-		t.Fatalf("first run did not start: %v", err)
-	}
+	first := r.startReady(t, []string{"--name", "busy"}, "")
 	sock := filepath.Join(r.home, "sandboxes", "busy", "control.sock")
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(sock); err == nil {
@@ -156,31 +142,43 @@ func TestSandboxForwardsSignals(t *testing.T) {
 	r := newSandboxRun(t, -1)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
 		t.Run(unix.SignalName(sig), func(t *testing.T) {
-			cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--workdir", r.workdir, "--",
-				"/bin/sh", "-c", "trap 'exit 9' TERM INT HUP; echo ready; while :; do sleep 0.05; done")
-			cmd.Env = []string{"NEMOCLAW_HOME=" + r.home}
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			// A sandbox that never starts or never ends fails this test
-			// rather than hanging the suite.
-			stuck := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
-			defer stuck.Stop()
-			buf := make([]byte, 6)
-			if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "ready\n" {
-				t.Fatalf("agent did not start: %q %v", buf, err)
-			}
+			cmd := r.startReady(t, nil, "trap 'exit 9' TERM INT HUP")
 			_ = cmd.Process.Signal(sig)
-			err = cmd.Wait()
+			err := cmd.Wait()
 			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 9 {
 				t.Fatalf("want exit 9 from the agent's %s trap, got %v", unix.SignalName(sig), err)
 			}
 		})
 	}
+}
+
+// startReady starts a run (with flags) of a shell agent that runs setup,
+// prints "ready" and loops until a signal ends it, and returns once the
+// agent is ready. A run stuck for 30 s is killed, so that it fails its test
+// rather than hanging the suite; so is one a failed test leaves running.
+func (r *sandboxRun) startReady(t *testing.T, flags []string, setup string) *exec.Cmd {
+	t.Helper()
+	args := append([]string{"sandbox", "run", "--workdir", r.workdir}, flags...)
+	args = append(args, "--", "/bin/sh", "-c", setup+"\necho ready; while :; do sleep 0.05; done")
+	cmd := exec.Command(Bin("nemoclaw"), args...)
+	cmd.Env = []string{"NEMOCLAW_HOME=" + r.home}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stuck := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
+	t.Cleanup(func() {
+		stuck.Stop()
+		_ = cmd.Process.Kill() // after a failed check; no-op once waited for
+	})
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "ready\n" {
+		t.Fatalf("agent did not start: %q %v", buf, err)
+	}
+	return cmd
 }
 
 // findCmdline returns host pids whose cmdline starts with prefix.
