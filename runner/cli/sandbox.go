@@ -85,6 +85,11 @@ kernel without the needed Landlock ABI).`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// 0 is also "not given" to loadRunPolicy: refused here, where
+			// the two differ, rather than silently meaning the policy's.
+			if cmd.Flags().Changed("pids") && o.pids < 1 {
+				return Usage(fmt.Errorf("--pids %d: want at least 1, the agent itself (leave --pids out for the policy's limit)", o.pids))
+			}
 			return runSandbox(cmd.Context(), app, &o, args)
 		},
 	}

@@ -22,6 +22,7 @@ func TestSandboxRunUsage(t *testing.T) {
 		{"bad memory", []string{"sandbox", "run", "--memory", "lots", "--", "true"}, ExitUsage, "--memory"},
 		{"bad cpus", []string{"sandbox", "run", "--cpus", "-2", "--", "true"}, ExitUsage, "--cpus"},
 		{"bad pids", []string{"sandbox", "run", "--pids", "-3", "--", "true"}, ExitUsage, "--pids"},
+		{"zero pids", []string{"sandbox", "run", "--pids", "0", "--", "true"}, ExitUsage, "--pids 0: want at least 1"},
 		{"unknown flag", []string{"sandbox", "run", "--nope", "--", "true"}, ExitUsage, "unknown flag"},
 		{"invalid policy file", []string{"sandbox", "run", "--policy", bad, "--", "true"}, ExitError, "bogus"},
 		{"missing policy file", []string{"sandbox", "run", "--policy", filepath.Join(t.TempDir(), "none.yaml"), "--", "true"}, ExitError, "none.yaml"},
