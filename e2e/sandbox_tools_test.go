@@ -135,6 +135,42 @@ func TestSandboxNameInUse(t *testing.T) {
 	}
 }
 
+// TestSandboxClosedStdStreams starts nemoclaw with stdin, stdout or stderr
+// closed: the agent must find /dev/null there, never a descriptor the
+// launcher opened since (it was the socket to the sandbox's own init).
+func TestSandboxClosedStdStreams(t *testing.T) {
+	requireSandboxKernel(t)
+	r := newSandboxRun(t, -1)
+	for fd := 0; fd < 3; fd++ {
+		t.Run(fmt.Sprint(fd), func(t *testing.T) {
+			out := fmt.Sprintf("fds-%d", fd)
+			// The shell's own descriptors, the ones the init gave it,
+			// read from a command substitution: dash redirects a
+			// command's output in the shell itself.
+			agent := fmt.Sprintf(`fds=$(readlink /proc/$$/fd/0 /proc/$$/fd/1 /proc/$$/fd/2); echo "$fds" > /sandbox/%s`, out)
+			cmd := exec.Command("/bin/sh", "-c", fmt.Sprintf(`exec "$0" sandbox run --workdir "$1" -- /bin/sh -c "$2" %d>&-`, fd),
+				Bin("nemoclaw"), r.workdir, agent)
+			cmd.Env = []string{"NEMOCLAW_HOME=" + r.home}
+			if _, stderr, code := runCmd(t, cmd); code != 0 {
+				t.Fatalf("exit %d\n%s", code, stderr)
+			}
+			b, err := os.ReadFile(filepath.Join(r.workdir, out))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Split(strings.TrimSpace(string(b)), "\n")
+			if len(got) != 3 || got[fd] != "/dev/null" {
+				t.Fatalf("agent's 0, 1, 2: %q; want /dev/null as %d", got, fd)
+			}
+			for i, g := range got {
+				if strings.HasPrefix(g, "socket:") {
+					t.Errorf("agent's fd %d is a socket of the launcher's: %s", i, g)
+				}
+			}
+		})
+	}
+}
+
 // TestSandboxForwardsSignals sends SIGTERM, SIGINT and SIGHUP to nemoclaw
 // and expects the agent to get each (it traps them and exits 9).
 func TestSandboxForwardsSignals(t *testing.T) {

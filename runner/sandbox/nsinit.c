@@ -1382,10 +1382,29 @@ int nc_prespawn_take(int *pid, int *pidfd, int *flags)
 	return prespawn_sock;
 }
 
+// ensure_std_fds fills a closed 0, 1 or 2 with /dev/null, as setuid
+// programs do. A launcher started with one closed (`<&-`) would otherwise
+// give that number to its next descriptor, the socket to its own init
+// among them, and hand it to the agent as the stream: an agent that read
+// the launcher's messages and wrote the init's.
+static void ensure_std_fds(void)
+{
+	for (int fd = 0; fd < 3; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY); // the lowest free: fd
+		if (n >= 0 && n != fd) {
+			dup2(n, fd);
+			close(n);
+		}
+	}
+}
+
 __attribute__((constructor)) static void nemoclaw_sandbox_init(int argc, char **argv, char **envp)
 {
 	if (argc >= 2 && strcmp(argv[1], "__sandbox-init") == 0)
 		_exit(nsinit_main(0));
+	ensure_std_fds();
 	if (wants_prespawn(argc, argv)) {
 		saved_argv = argv;
 		saved_envp = envp;
