@@ -166,6 +166,7 @@ var escapeExpectations = []struct{ name, want, why string }{
 	{"pidfd_open_host_process", "ESRCH", "pid namespace: host processes do not exist here"},
 	{"kill_sandbox_init", "EPERM", "Landlock signal scope (ABI 6) and credentials"},
 	{"read_init_environ", "EACCES", "init is not dumpable"},
+	{"inherited_fds", "NONE", "the init closes all but 0-2 before exec: no launcher or init descriptor reaches the agent"},
 	{"supervisor_env_visible", "ABSENT", "the agent's environment is built from scratch"},
 	{"setuid_0", "EPERM", "no CAP_SETUID"},
 	{"setgid_0", "EPERM", "no CAP_SETGID"},

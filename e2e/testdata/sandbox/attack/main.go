@@ -21,6 +21,39 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// inheritedFds lists, before anything in this program opens one, the
+// descriptors it was started with beyond 0, 1 and 2: NONE, or LEAK: and
+// each as fd=target.
+var inheritedFds = func() string {
+	// Raw calls: os.Open would start the netpoller, whose own
+	// descriptors would show up here.
+	dfd, err := unix.Open("/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "ERR:" + err.Error()
+	}
+	defer unix.Close(dfd)
+	buf := make([]byte, 8192)
+	n, err := unix.ReadDirent(dfd, buf)
+	if err != nil {
+		return "ERR:" + err.Error()
+	}
+	_, _, names := syscall.ParseDirent(buf[:n], -1, nil)
+	var extra []string
+	for _, name := range names {
+		fd, _ := strconv.Atoi(name)
+		if fd <= 2 || fd == dfd {
+			continue
+		}
+		target := make([]byte, 256)
+		l, _ := unix.Readlink("/proc/self/fd/"+name, target)
+		extra = append(extra, name+"="+string(target[:max(l, 0)]))
+	}
+	if len(extra) == 0 {
+		return "NONE"
+	}
+	return "LEAK:" + strings.Join(extra, ",")
+}()
+
 // result names the outcome of err.
 func result(err error) string {
 	if err == nil {
@@ -196,6 +229,7 @@ func attacks(hostPort, hostPID int, abstract, secretName string) []attack {
 		})},
 		{"kill_sandbox_init", r(func() error { return unix.Kill(1, unix.SIGKILL) })},
 		{"read_init_environ", r(func() error { return openRO("/proc/1/environ") })},
+		{"inherited_fds", func() string { return inheritedFds }},
 		{"supervisor_env_visible", func() string {
 			if os.Getenv(secretName) != "" {
 				return "LEAK:own-environ"
@@ -393,6 +427,14 @@ func memfdExec(viaExecveat bool) error {
 }
 
 func main() {
+	// The attacks are real: run unconfined, as root, they unmount /proc,
+	// mount over /tmp, truncate /etc/hostname and rename the host. Only a
+	// process under a seccomp filter with no_new_privs, as every sandboxed
+	// agent is, may run them.
+	if statusField("Seccomp") != "2" || statusField("NoNewPrivs") != "1" {
+		fmt.Fprintln(os.Stderr, "attack: refusing to run outside a sandbox (no seccomp filter, or no no_new_privs): its attacks are real")
+		os.Exit(2)
+	}
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case "whoami": // run as the setuid copy: report the effective identity
