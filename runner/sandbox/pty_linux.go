@@ -81,14 +81,15 @@ func (o *ptyOutput) Write(p []byte) (int, error) {
 // the agent reads an end of file, as if ^D had been typed, rather than
 // waiting forever for more.
 func (sb *Sandbox) ptyInput(in io.Reader) {
-	w := &lastByte{w: sb.ptm}
-	if _, err := io.Copy(w, in); err != nil {
-		return
-	}
+	// Asked before, not after: a terminal that hung up answers no more.
+	isTerm := false
 	if f, ok := in.(*os.File); ok {
-		if _, err := unix.IoctlGetTermios(rawFd(f), unix.TCGETS); err == nil {
-			return // a terminal's end is its hangup, handled on the output side
-		}
+		_, err := unix.IoctlGetTermios(rawFd(f), unix.TCGETS)
+		isTerm = err == nil
+	}
+	w := &lastByte{w: sb.ptm}
+	if _, err := io.Copy(w, in); err != nil || isTerm {
+		return // a terminal's end is its hangup, handled on the output side
 	}
 	// The master reports the agent's side's modes. Only a terminal in
 	// canonical mode turns VEOF into an end of file; in raw mode the agent
