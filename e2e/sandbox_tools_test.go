@@ -103,6 +103,25 @@ func TestSandboxExecStatus(t *testing.T) {
 	}
 }
 
+// TestSandboxStopTimeout sends SIGTERM to nemoclaw running an agent that
+// ignores it: the sandbox is killed once --stop-timeout runs out, or at
+// once with 0, and exits 137 saying why.
+func TestSandboxStopTimeout(t *testing.T) {
+	requireSandboxKernel(t)
+	r := newSandboxRun(t, -1)
+	for _, timeout := range []string{"300ms", "0"} {
+		t.Run(timeout, func(t *testing.T) {
+			cmd := r.startReady(t, []string{"--stop-timeout", timeout}, "trap '' TERM")
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			err := cmd.Wait()
+			stderr := cmd.Stderr.(*bytes.Buffer).String()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 137 || !strings.Contains(stderr, "still running after SIGTERM and its stop timeout") {
+				t.Fatalf("want exit 137 and the reason logged, got %v\n%s", err, stderr)
+			}
+		})
+	}
+}
+
 // TestSandboxNameInUse starts a second run under the name of one still
 // running: it is refused, naming the name and the directory, and leaves the
 // first's control socket in place; once the first has ended the name is
@@ -198,6 +217,7 @@ func (r *sandboxRun) startReady(t *testing.T, flags []string, setup string) *exe
 	args = append(args, "--", "/bin/sh", "-c", setup+"\necho ready; while :; do sleep 0.05; done")
 	cmd := exec.Command(Bin("nemoclaw"), args...)
 	cmd.Env = []string{"NEMOCLAW_HOME=" + r.home}
+	cmd.Stderr = new(bytes.Buffer) // complete once Wait returns
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -42,6 +43,8 @@ type sandboxRunOpts struct {
 	tty, noTTY, keep          bool
 	memory, cpus              string
 	pids                      int
+	// stopTimeout is sandbox.Config.StopTimeout (0: its default).
+	stopTimeout time.Duration
 	// pol and env are set by `blueprint apply`: the blueprint's effective
 	// policy (instead of --policy) and the agent's extra environment.
 	pol *policy.Policy
@@ -90,6 +93,9 @@ kernel without the needed Landlock ABI).`,
 			if cmd.Flags().Changed("pids") && o.pids < 1 {
 				return Usage(fmt.Errorf("--pids %d: want at least 1, the agent itself (leave --pids out for the policy's limit)", o.pids))
 			}
+			if cmd.Flags().Changed("stop-timeout") && o.stopTimeout == 0 {
+				o.stopTimeout = time.Nanosecond // no grace; Config's 0 is the default
+			}
 			return runSandbox(cmd.Context(), app, &o, args)
 		},
 	}
@@ -100,6 +106,7 @@ kernel without the needed Landlock ABI).`,
 	f.StringVar(&o.name, "name", "", "sandbox name and hostname, one running sandbox each: its audit log, control socket and --keep workspace are under $NEMOCLAW_HOME/sandboxes/<name> (default: sb-<random>)")
 	f.BoolVar(&o.tty, "tty", false, "run on a pseudo-terminal (default: when stdin and stdout are terminals); input that is not a terminal reaches the agent as typed, then as ^D when it ends")
 	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")
+	f.DurationVar(&o.stopTimeout, "stop-timeout", sandbox.DefaultStopTimeout, "how long the agent has to exit after a SIGTERM (from kill, a service manager) before everything in its sandbox is killed; 0: at once, negative: no limit")
 	f.BoolVar(&o.keep, "keep", false, "put the workspace on disk at $NEMOCLAW_HOME/sandboxes/<name>/workspace and keep it after the run")
 	f.StringVar(&o.memory, "memory", "", "memory limit, e.g. 512Mi (overrides the policy's resources.memory)")
 	f.IntVar(&o.pids, "pids", 0, "process limit (overrides resources.pids)")
@@ -215,6 +222,7 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		Logger:        app.Logger,
 		Home:          app.Home,
 		KeepWorkspace: o.keep,
+		StopTimeout:   o.stopTimeout,
 	}
 	if useTTY && isTerm {
 		if w, h, err := term.GetSize(int(stdin.Fd())); err == nil {

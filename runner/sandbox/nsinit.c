@@ -39,6 +39,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -54,6 +55,7 @@ enum {
 	OP_RLIMIT = 13,
 	OP_BINDFILE = 14,
 	OP_DUMPABLE0 = 15,
+	OP_STOP_TIMEOUT = 18,
 	OP_CHOWN = 16,
 	OP_BIND_WORKSPACE = 17,
 	OP_LANDLOCK_RULESET = 20,
@@ -391,6 +393,9 @@ static char fdnames[1024];
 static size_t fdnames_len;
 static int nfds;
 static int ruleset = -1;
+// How long the agent has after a SIGTERM before everything in the sandbox
+// is killed (OP_STOP_TIMEOUT), in milliseconds; -1: no limit.
+static int64_t stop_timeout_ms = -1;
 
 static int own_dir(const char *p)
 {
@@ -806,6 +811,10 @@ static void run_setup_op(struct op *o)
 		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 			fail_errno(o, "");
 		break;
+	case OP_STOP_TIMEOUT:
+		need(o, 2);
+		stop_timeout_ms = (int64_t)anum(&o->a[1]);
+		break;
 	case OP_LANDLOCK_RULESET: {
 		need(o, 4);
 		struct nc_ruleset_attr attr = {
@@ -1177,10 +1186,31 @@ static int nsinit_main(int skeleton_built)
 		close(fds[i]);
 
 	// pid 1: reap everything, forward signals to the agent's process group.
-	int code = 0, sig = 0;
+	// A SIGTERM starts the stop timeout: an agent still running when it
+	// runs out is killed with everything else here, as `docker stop` does.
+	int code = 0, sig = 0, stopping = 0, stopped = 0;
+	struct timespec stop_at;
 	for (;;) {
 		siginfo_t si;
-		int s = sigwaitinfo(&all, &si);
+		int s;
+		if (stopping) {
+			struct timespec now, left;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			int64_t ns = (stop_at.tv_sec - now.tv_sec) * 1000000000LL + (stop_at.tv_nsec - now.tv_nsec);
+			if (ns < 0)
+				ns = 0;
+			left.tv_sec = ns / 1000000000LL;
+			left.tv_nsec = ns % 1000000000LL;
+			s = sigtimedwait(&all, &si, &left);
+			if (s < 0 && errno == EAGAIN) {
+				stopping = 0;
+				stopped = 1;
+				kill(-1, SIGKILL); // the agent's SIGCHLD follows
+				continue;
+			}
+		} else {
+			s = sigwaitinfo(&all, &si);
+		}
 		if (s < 0)
 			continue;
 		if (s == SIGCHLD) {
@@ -1203,6 +1233,16 @@ static int nsinit_main(int skeleton_built)
 		}
 		if (s == SIGPIPE || s == SIGWINCH || s == SIGURG)
 			continue;
+		if (s == SIGTERM && stop_timeout_ms >= 0 && !stopping && !stopped) {
+			clock_gettime(CLOCK_MONOTONIC, &stop_at);
+			stop_at.tv_sec += stop_timeout_ms / 1000;
+			stop_at.tv_nsec += (stop_timeout_ms % 1000) * 1000000;
+			if (stop_at.tv_nsec >= 1000000000) {
+				stop_at.tv_sec++;
+				stop_at.tv_nsec -= 1000000000;
+			}
+			stopping = 1;
+		}
 		if (kill(-agent, s) < 0 && errno == ESRCH)
 			kill(agent, s);
 	}
@@ -1216,7 +1256,7 @@ static int nsinit_main(int skeleton_built)
 	close(1);
 	close(2);
 	char ex[128];
-	snprintf(ex, sizeof ex, "{\"exit\":{\"code\":%d,\"signal\":%d}}", code, sig);
+	snprintf(ex, sizeof ex, "{\"exit\":{\"code\":%d,\"signal\":%d,\"stopped\":%s}}", code, sig, stopped ? "true" : "false");
 	send_msg(ex, NULL, 0);
 	return code;
 }

@@ -23,6 +23,7 @@ const (
 	opRlimit           = 13
 	opBindFile         = 14
 	opDumpable0        = 15
+	opStopTimeout      = 18
 	opChown            = 16
 	opBindWorkspace    = 17
 	opLandlockRuleset  = 20
@@ -191,6 +192,7 @@ func compileRest(sp *spec) []byte {
 	for _, r := range sp.Rlimits {
 		p.op(opRlimit, "rlimit: "+r.Name, r.Resource, r.Value)
 	}
+	p.op(opStopTimeout, "stop timeout", uint64(sp.StopTimeoutMs)) // -1: none
 	p.op(opDumpable0, "dumpable")
 	ll := sp.Landlock
 	if ll.ABI > 0 {

@@ -108,12 +108,23 @@ type Config struct {
 	// InitPath is the binary re-executed in init mode; it must call
 	// MaybeInit first thing. Default: the running executable.
 	InitPath string
+	// StopTimeout is how long the agent has to exit after a SIGTERM
+	// reaches it (Signal, or a SignalForwarder) before the init kills
+	// everything in the sandbox, as `docker stop` does: an agent that
+	// ignores SIGTERM (an interactive shell does) must not make its
+	// sandbox unstoppable. 0 means DefaultStopTimeout; negative, no limit.
+	StopTimeout time.Duration
 }
+
+// DefaultStopTimeout is Config.StopTimeout's default.
+const DefaultStopTimeout = 10 * time.Second
 
 // Sandbox is a running sandbox.
 type Sandbox struct {
 	name string
 	log  *slog.Logger
+	// stopTimeout is Config.StopTimeout as applied, for the log.
+	stopTimeout time.Duration
 	// proc is the init (the sandbox's pid 1); waitInit reaps it, once.
 	proc     initHandle
 	pid      int
@@ -492,23 +503,25 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 	mem, _ := policyMemory(cfg.Policy) // planResources reports a bad value
 	sp := spec{
-		HostTop:      hostTopNeeded(cfg.Policy, filePaths),
-		Name:         name,
-		Workspace:    ws,
-		WorkspaceUID: wsDir.uid,
-		WorkspaceGID: wsDir.gid,
-		WorkspaceDev: wsDir.dev,
-		WorkspaceIno: wsDir.ino,
-		Binds:        binds,
-		Argv:         cfg.Command,
-		Dir:          Workdir,
-		SetIDs:       !rootless,
-		UID:          uid,
-		GID:          gid,
-		TTY:          cfg.TTY,
-		TmpSize:      tmpSize(mem),
-		MemfdNoexec:  !rootless,
+		HostTop:       hostTopNeeded(cfg.Policy, filePaths),
+		Name:          name,
+		Workspace:     ws,
+		WorkspaceUID:  wsDir.uid,
+		WorkspaceGID:  wsDir.gid,
+		WorkspaceDev:  wsDir.dev,
+		WorkspaceIno:  wsDir.ino,
+		Binds:         binds,
+		Argv:          cfg.Command,
+		Dir:           Workdir,
+		SetIDs:        !rootless,
+		UID:           uid,
+		GID:           gid,
+		TTY:           cfg.TTY,
+		TmpSize:       tmpSize(mem),
+		MemfdNoexec:   !rootless,
+		StopTimeoutMs: stopTimeoutMs(cfg.StopTimeout),
 	}
+	sb.stopTimeout = time.Duration(sp.StopTimeoutMs) * time.Millisecond
 	if ws != "" && !rootless {
 		sp.WorkspaceUIDMap, sp.WorkspaceGIDMap = idmapLines(wsDir, uid, gid, ids)
 	}
@@ -951,7 +964,9 @@ func (sb *Sandbox) waitLoop() {
 	switch {
 	case st != nil:
 		sb.code = st.Code
-		if st.Signal != 0 {
+		if st.Stopped {
+			sb.log.Warn("the agent was still running after SIGTERM and its stop timeout: everything in the sandbox was killed", "stop_timeout", sb.stopTimeout)
+		} else if st.Signal != 0 {
 			sb.log.Info("agent killed by signal", "signal", unix.SignalName(syscall.Signal(st.Signal)))
 		}
 	default:

@@ -46,17 +46,7 @@ func TestSignalForwarder(t *testing.T) {
 				}
 				waitFor(t, func() bool { return signalHeld(tc.sig) }, "the signal to be held")
 			}
-			pr, pw := io.Pipe()
-			sb, err := Start(context.Background(), Config{Policy: testPolicy(), Home: t.TempDir(), Stdout: pw,
-				Command: []string{"/bin/sh", "-c", "trap 'exit 7' HUP; trap 'exit 8' INT; trap 'exit 9' TERM; trap 'exit 10' QUIT; echo ready; while :; do sleep 0.05; done"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sb.Close()
-			if line, err := bufio.NewReader(pr).ReadString('\n'); err != nil || line != "ready\n" {
-				t.Fatalf("agent did not start: %q %v", line, err)
-			}
-			go io.Copy(io.Discard, pr)
+			sb := startReady(t, Config{}, "trap 'exit 7' HUP; trap 'exit 8' INT; trap 'exit 9' TERM; trap 'exit 10' QUIT")
 			if err := fwd.Forward(sb, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -92,6 +82,26 @@ func TestSignalForwarder(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("after Stop, SIGHUP did not reach os/signal")
 	}
+}
+
+// startReady starts a sandbox of cfg (with the test policy and a home of
+// its own) whose agent, a shell, runs setup, says ready and loops until a
+// signal ends it; it returns once the agent is ready. The test closes it.
+func startReady(t *testing.T, cfg Config, setup string) *Sandbox {
+	t.Helper()
+	pr, pw := io.Pipe()
+	cfg.Policy, cfg.Home, cfg.Stdout = testPolicy(), t.TempDir(), pw
+	cfg.Command = []string{"/bin/sh", "-c", setup + "; echo ready; while :; do sleep 0.05; done"}
+	sb, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	if line, err := bufio.NewReader(pr).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("agent did not start: %q %v", line, err)
+	}
+	go io.Copy(io.Discard, pr)
+	return sb
 }
 
 func waitFor(t *testing.T, cond func() bool, what string) {
@@ -199,4 +209,53 @@ func hangupScenario(mode string) int {
 	time.Sleep(200 * time.Millisecond) // delivery to whichever thread takes it
 	fmt.Println("survived")
 	return 0
+}
+
+// TestStopTimeout sends SIGTERM to agents that exit on it, ignore it, or
+// ignore it with no stop timeout: only the one that ignores it within its
+// timeout is killed by the init (137, with everything else in the
+// sandbox), and only once the timeout has run out.
+func TestStopTimeout(t *testing.T) {
+	needKernel(t)
+	for _, tc := range []struct {
+		name    string
+		trap    string
+		timeout time.Duration
+		want    int // -1: still running a second after SIGTERM
+	}{
+		{"exits on SIGTERM", "trap 'exit 9' TERM", 100 * time.Millisecond, 9},
+		{"ignores SIGTERM", "trap '' TERM", 100 * time.Millisecond, 137},
+		{"ignores SIGTERM, no limit", "trap '' TERM", -1, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sb := startReady(t, Config{StopTimeout: tc.timeout}, tc.trap)
+			sent := time.Now()
+			if err := sb.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-sb.Done():
+				code, _ := sb.Wait()
+				if code != tc.want {
+					t.Fatalf("exit %d, want %d", code, tc.want)
+				}
+				if tc.want == 137 && time.Since(sent) < tc.timeout {
+					t.Fatalf("killed %v after SIGTERM, before its %v stop timeout", time.Since(sent), tc.timeout)
+				}
+			case <-time.After(time.Second + tc.timeout):
+				if tc.want != -1 {
+					t.Fatalf("still running %v after SIGTERM", time.Since(sent))
+				}
+			}
+		})
+	}
+}
+
+// TestStopTimeoutMs: Config.StopTimeout as the init reads it.
+func TestStopTimeoutMs(t *testing.T) {
+	for d, want := range map[time.Duration]int64{0: 10000, -1: -1, -time.Hour: -1, time.Nanosecond: 0, 1500 * time.Millisecond: 1500} {
+		if got := stopTimeoutMs(d); got != want {
+			t.Errorf("stopTimeoutMs(%v) = %d, want %d", d, got, want)
+		}
+	}
 }

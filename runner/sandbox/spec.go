@@ -1,5 +1,7 @@
 package sandbox
 
+import "time"
+
 // initArg is argv[1] of the hidden init mode.
 const initArg = "__sandbox-init"
 
@@ -40,12 +42,14 @@ type spec struct {
 	GID    int  `json:"gid"`
 	TTY    bool `json:"tty"`
 	// TmpSize bounds the private tmpfs mounts ("" = kernel default).
-	TmpSize     string       `json:"tmp_size,omitempty"`
-	MemfdNoexec bool         `json:"memfd_noexec"`
-	Landlock    landlockPlan `json:"landlock"`
-	Seccomp     []byte       `json:"seccomp"`
-	Rlimits     []rlimitSpec `json:"rlimits,omitempty"`
-	Network     netSpec      `json:"network"`
+	TmpSize     string `json:"tmp_size,omitempty"`
+	MemfdNoexec bool   `json:"memfd_noexec"`
+	// StopTimeoutMs is Config.StopTimeout for the init (-1: no limit).
+	StopTimeoutMs int64        `json:"stop_timeout_ms"`
+	Landlock      landlockPlan `json:"landlock"`
+	Seccomp       []byte       `json:"seccomp"`
+	Rlimits       []rlimitSpec `json:"rlimits,omitempty"`
+	Network       netSpec      `json:"network"`
 }
 
 // bindSpec places host file From (if any) then Data read-only at Dst
@@ -88,6 +92,21 @@ type statusMsg struct {
 type exitStatus struct {
 	Code   int `json:"code"`
 	Signal int `json:"signal,omitempty"`
+	// Stopped: the init killed the sandbox because the agent outlived
+	// its stop timeout after SIGTERM.
+	Stopped bool `json:"stopped,omitempty"`
+}
+
+// stopTimeoutMs is Config.StopTimeout in the init's terms: milliseconds,
+// -1 for no limit.
+func stopTimeoutMs(d time.Duration) int64 {
+	switch {
+	case d == 0:
+		d = DefaultStopTimeout
+	case d < 0:
+		return -1
+	}
+	return d.Milliseconds()
 }
 
 // Listener names in statusMsg.Listeners.
