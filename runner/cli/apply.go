@@ -21,6 +21,7 @@ func init() {
 type applyOpts struct {
 	profile, name, workdir string
 	dryRun, tty, noTTY     bool
+	stopTimeout            time.Duration
 	source                 *SourceFlags
 }
 
@@ -54,10 +55,12 @@ after -- replace the blueprint's agent command. The exit code is the agent's;
 			if n := cmd.ArgsLenAtDash(); n >= 0 {
 				src, command = args[:n], args[n:]
 			}
+			stopTimeoutGiven(cmd, &o.stopTimeout)
 			return runApply(cmd, app, &o, src, command)
 		},
 	}
 	f := cmd.Flags()
+	addStopTimeoutFlag(f, &o.stopTimeout)
 	f.StringVarP(&o.profile, "profile", "p", "", "inference profile (default: the blueprint's default)")
 	f.StringVar(&o.name, "name", "", "sandbox name (default: the blueprint's components.sandbox.name)")
 	f.StringVar(&o.workdir, "workdir", "", "host directory mounted at /sandbox, where the agent acts as its owner; its files keep their owners (default: $NEMOCLAW_HOME/sandboxes/<name>/workspace)")
@@ -136,7 +139,7 @@ func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string)
 	ro := &sandboxRunOpts{
 		// A blueprint's workspace is the agent's state: it outlives the run.
 		name: plan.Sandbox.Name, workdir: workdir, tty: o.tty, noTTY: o.noTTY, keep: true,
-		pol: b.Policy, env: env,
+		stopTimeout: o.stopTimeout, pol: b.Policy, env: env,
 	}
 	return runSandbox(cmd.Context(), app, ro, plan.Sandbox.Command)
 }

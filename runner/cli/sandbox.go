@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/nemoclaw/nemoclaw/runner/blueprint"
@@ -93,9 +94,7 @@ kernel without the needed Landlock ABI).`,
 			if cmd.Flags().Changed("pids") && o.pids < 1 {
 				return Usage(fmt.Errorf("--pids %d: want at least 1, the agent itself (leave --pids out for the policy's limit)", o.pids))
 			}
-			if cmd.Flags().Changed("stop-timeout") && o.stopTimeout == 0 {
-				o.stopTimeout = time.Nanosecond // no grace; Config's 0 is the default
-			}
+			stopTimeoutGiven(cmd, &o.stopTimeout)
 			return runSandbox(cmd.Context(), app, &o, args)
 		},
 	}
@@ -106,7 +105,7 @@ kernel without the needed Landlock ABI).`,
 	f.StringVar(&o.name, "name", "", "sandbox name and hostname, one running sandbox each: its audit log, control socket and --keep workspace are under $NEMOCLAW_HOME/sandboxes/<name> (default: sb-<random>)")
 	f.BoolVar(&o.tty, "tty", false, "run on a pseudo-terminal (default: when stdin and stdout are terminals); input that is not a terminal reaches the agent as typed, then as ^D when it ends")
 	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")
-	f.DurationVar(&o.stopTimeout, "stop-timeout", sandbox.DefaultStopTimeout, "how long the agent has to exit after a SIGTERM (from kill, a service manager) before everything in its sandbox is killed; 0: at once, negative: no limit")
+	addStopTimeoutFlag(f, &o.stopTimeout)
 	f.BoolVar(&o.keep, "keep", false, "put the workspace on disk at $NEMOCLAW_HOME/sandboxes/<name>/workspace and keep it after the run")
 	f.StringVar(&o.memory, "memory", "", "memory limit, e.g. 512Mi (overrides the policy's resources.memory)")
 	f.IntVar(&o.pids, "pids", 0, "process limit (overrides resources.pids)")
@@ -276,6 +275,20 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		app.Logger.Warn("sandbox cleanup", "err", err)
 	}
 	return ExitStatus(code)
+}
+
+// addStopTimeoutFlag adds --stop-timeout, sandbox.Config.StopTimeout, to a
+// command that starts a sandbox.
+func addStopTimeoutFlag(f *pflag.FlagSet, d *time.Duration) {
+	f.DurationVar(d, "stop-timeout", sandbox.DefaultStopTimeout, "how long the agent has to exit after a SIGTERM (from kill, a service manager) before everything in its sandbox is killed; 0: at once, negative: no limit")
+}
+
+// stopTimeoutGiven makes an explicit --stop-timeout 0 mean "at once": 0 is
+// Config.StopTimeout's default.
+func stopTimeoutGiven(cmd *cobra.Command, d *time.Duration) {
+	if cmd.Flags().Changed("stop-timeout") && *d == 0 {
+		*d = time.Nanosecond
+	}
 }
 
 // launchesSandbox reports whether args will most likely start a sandbox
