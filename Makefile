@@ -26,7 +26,10 @@ BENCH_PKGS   := bubblewrap firejail tinyproxy squid wrk hyperfine
 # $(BIN). The inference plugins join the build once plugins/ holds them.
 BIN_PKGS     := ./cmd/... $(if $(wildcard plugins/*/*.go),./plugins/...)
 
-TEST_TIMEOUT ?= 20m
+TEST_TIMEOUT ?= 10m
+# The packages whose goroutines meet (the launcher, its terminal relays and
+# signal forwarding, the proxy) run a second time under the race detector.
+RACE_PKGS    := ./runner/sandbox ./runner/cli ./runner/egress
 FUZZTIME     ?= 60s
 ARGS         ?=
 
@@ -64,6 +67,7 @@ build: deps
 
 test: build
 	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

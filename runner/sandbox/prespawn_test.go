@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/nemoclaw/nemoclaw/runner/policy"
@@ -43,8 +44,9 @@ func TestPrespawnedStart(t *testing.T) {
 // earlyScenario runs one of TestPrespawnedStart's scenarios in the helper
 // process (from TestMain); "ok" on stdout means it held.
 func earlyScenario(scenario string) error {
-	var logs bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// Locked: the init is reaped, and logged, in the background.
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
 		return err
@@ -112,4 +114,22 @@ func children() ([]string, error) {
 		kids = append(kids, strings.Fields(string(b))...)
 	}
 	return kids, nil
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
