@@ -236,3 +236,49 @@ func TestWorkdirRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkdirHidesNemoclawHome gives the agent a workspace that holds
+// $NEMOCLAW_HOME, nemoclaw's own state: the agent finds an empty,
+// read-only directory there, so its own control socket (with which it
+// could approve its own egress) and the trust configuration are out of
+// reach. A workspace inside $NEMOCLAW_HOME is refused, untouched.
+func TestWorkdirHidesNemoclawHome(t *testing.T) {
+	requireSandboxKernel(t)
+	users := map[string]int{"caller": -1}
+	if os.Geteuid() == 0 {
+		users["new unprivileged user"] = nobody
+	}
+	for name, uid := range users {
+		t.Run(name, func(t *testing.T) {
+			r := newSandboxRun(t, uid)
+			base := filepath.Dir(r.home)
+			out, stderr, code := r.run(t, []string{"--workdir", base, "--name", "hid"}, "/bin/sh", "-c",
+				`ls -A /sandbox/home | wc -l; touch /sandbox/home/x 2>&1; ls /sandbox/home/sandboxes/hid 2>&1; ls /sandbox/work/attack`)
+			lines := strings.Split(out, "\n")
+			want := []string{"0", "Read-only file system", "No such file or directory", "/sandbox/work/attack"}
+			for i, w := range want {
+				if i >= len(lines) || !strings.Contains(lines[i], w) {
+					t.Fatalf("exit %d; want the lines to hold %q:\n%s\n%s", code, want, out, stderr)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(r.home, "sandboxes", "hid", "audit.jsonl")); err != nil {
+				t.Errorf("the run's own state on the host: %v", err)
+			}
+			before, err := os.Stat(r.home)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, stderr, code = r.run(t, []string{"--workdir", r.home}, "/bin/true")
+			if code != 3 || !strings.Contains(stderr, "is $NEMOCLAW_HOME, nemoclaw's own state") || !strings.Contains(stderr, "what to do:") {
+				t.Errorf("--workdir $NEMOCLAW_HOME: exit %d, want 3 naming it and what to do:\n%s", code, stderr)
+			}
+			after, err := os.Stat(r.home)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, a := before.Sys().(*syscall.Stat_t), after.Sys().(*syscall.Stat_t); a.Uid != b.Uid || after.Mode() != before.Mode() {
+				t.Errorf("the refused workspace changed: %d %v -> %d %v", b.Uid, before.Mode(), a.Uid, after.Mode())
+			}
+		})
+	}
+}

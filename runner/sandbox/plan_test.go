@@ -313,6 +313,37 @@ func TestReadOnlyOverlap(t *testing.T) {
 	}
 }
 
+// TestStateOverlap: a workspace that holds $NEMOCLAW_HOME gets it masked,
+// one inside it is refused unless it is a sandbox's workspace directory,
+// and one apart from it is left alone.
+func TestStateOverlap(t *testing.T) {
+	const home = "/nonexistent/u/.nemoclaw" // not resolved: it does not exist
+	for _, tc := range []struct {
+		ws, mask string
+		refused  bool
+	}{
+		{"/nonexistent/u", ".nemoclaw", false},
+		{"/nonexistent", "u/.nemoclaw", false},
+		{"/", "nonexistent/u/.nemoclaw", false},
+		{"/nonexistent/u/project", "", false},
+		{"/nonexistent/u/.nemoclaw-other", "", false},
+		{home, "", true},
+		{home + "/sandboxes", "", true},
+		{home + "/sandboxes/dev", "", true},
+		{home + "/trust", "", true},
+		{home + "/sandboxes/dev/workspace", "", false},
+		{home + "/sandboxes/dev/workspace/src", "", false},
+	} {
+		mask, err := stateOverlap(tc.ws, home)
+		if mask != tc.mask || (err != nil) != tc.refused {
+			t.Errorf("stateOverlap(%q) = %q, %v; want %q, refused %v", tc.ws, mask, err, tc.mask, tc.refused)
+		}
+		if err != nil && (!IsRefused(err) || !strings.Contains(err.Error(), "$NEMOCLAW_HOME")) {
+			t.Errorf("stateOverlap(%q): %v is not a refusal naming $NEMOCLAW_HOME", tc.ws, err)
+		}
+	}
+}
+
 // TestIdmapLines checks the workspace's id maps: the owner becomes the
 // agent; the directory's group is the agent's only when it is the owner's
 // private group, else it shows as nogroup and the agent's files get the

@@ -148,6 +148,12 @@ func compileMounts(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 		}
 		p.op(opBindWorkspace, step, oldRoot+sp.Workspace, Workdir, sp.WorkspaceUID, sp.WorkspaceGID, sp.UID, sp.GID,
 			sp.WorkspaceDev, sp.WorkspaceIno, sp.WorkspaceUIDMap, sp.WorkspaceGIDMap)
+		if sp.StateMask != "" {
+			// nemoclaw's own state, in the workspace: an empty,
+			// read-only directory to the agent.
+			mount("$NEMOCLAW_HOME hidden at "+Workdir+"/"+sp.StateMask, "tmpfs", Workdir+"/"+sp.StateMask, "tmpfs",
+				unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k,mode=0555")
+		}
 	default:
 		// In memory: a directory of the private /tmp's tmpfs, so the two
 		// share one size limit (the memory limit) instead of each having it.

@@ -304,6 +304,42 @@ func privateGroup(uid, gid int, ids *hostDB) bool {
 	return false
 }
 
+// stateOverlap keeps nemoclaw's own state, $NEMOCLAW_HOME (trust
+// configuration, approvals, audit logs, every sandbox's control socket),
+// out of an agent's workspace ws, so that the agent can neither approve
+// its own egress through its control socket nor trust its own signing key.
+// A ws that holds home gets home masked: the path to hide, relative to ws,
+// under which the init mounts an empty read-only tmpfs. A ws inside home is
+// refused unless it is in a sandbox's own workspace directory
+// (sandboxes/<name>/workspace, what --keep makes).
+func stateOverlap(ws, home string) (string, error) {
+	home, err := filepath.Abs(home)
+	if err != nil {
+		return "", stepErr("workspace", err)
+	}
+	if real, err := filepath.EvalSymlinks(home); err == nil {
+		home = real
+	}
+	if rel, err := filepath.Rel(ws, home); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		if rel == "." {
+			return "", &StepError{Step: "workspace", Refused: true,
+				Err:  fmt.Errorf("%s is $NEMOCLAW_HOME, nemoclaw's own state (trust configuration, approvals, control sockets)", ws),
+				Hint: "choose a workspace outside $NEMOCLAW_HOME, or one of its sandboxes/<name>/workspace directories"}
+		}
+		return rel, nil
+	}
+	rel, err := filepath.Rel(home, ws)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", nil // apart
+	}
+	if parts := strings.Split(rel, "/"); len(parts) >= 3 && parts[0] == "sandboxes" && parts[2] == "workspace" {
+		return "", nil
+	}
+	return "", &StepError{Step: "workspace", Refused: true,
+		Err:  fmt.Errorf("%s is inside $NEMOCLAW_HOME (%s), nemoclaw's own state (trust configuration, approvals, control sockets), outside any sandbox's workspace", ws, home),
+		Hint: "choose a workspace outside $NEMOCLAW_HOME, or one of its sandboxes/<name>/workspace directories"}
+}
+
 // hostWorkspace checks the host directory ws; it returns the path to bind,
 // the directory's owner and identity. As root the init mounts it idmapped
 // from its owner to the agent (a root-owned one's top is given away
@@ -440,12 +476,16 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		}
 	}
 	var wsDir hostDir
+	var stateMask string
 	if ws != "" {
 		if wsDir, err = checkWorkspace(ws); err != nil {
 			return nil, err
 		}
 		defer wsDir.close()
 		ws = wsDir.path
+		if stateMask, err = stateOverlap(ws, home); err != nil {
+			return nil, err
+		}
 		if !rootless && wsDir.uid == 0 {
 			// As root the workspace is mounted idmapped from its owner
 			// to the agent, but never from host root: the agent would
@@ -520,6 +560,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		TmpSize:       tmpSize(mem),
 		MemfdNoexec:   !rootless,
 		StopTimeoutMs: stopTimeoutMs(cfg.StopTimeout),
+		StateMask:     stateMask,
 	}
 	sb.stopTimeout = time.Duration(sp.StopTimeoutMs) * time.Millisecond
 	if ws != "" && !rootless {

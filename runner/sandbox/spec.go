@@ -44,6 +44,9 @@ type spec struct {
 	// TmpSize bounds the private tmpfs mounts ("" = kernel default).
 	TmpSize     string `json:"tmp_size,omitempty"`
 	MemfdNoexec bool   `json:"memfd_noexec"`
+	// StateMask is $NEMOCLAW_HOME's path inside the workspace, hidden from
+	// the agent ("" when the workspace does not hold it): stateOverlap.
+	StateMask string `json:"state_mask,omitempty"`
 	// StopTimeoutMs is Config.StopTimeout for the init (-1: no limit).
 	StopTimeoutMs int64        `json:"stop_timeout_ms"`
 	Landlock      landlockPlan `json:"landlock"`
