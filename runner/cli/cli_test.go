@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // nemoclawFixture is NemoClaw's real blueprint, copied unchanged.
@@ -126,6 +127,13 @@ func TestHelpEverywhere(t *testing.T) {
 			}
 		}
 		paths = append(paths, strings.Fields(c.CommandPath())[1:])
+		// pflag shows a `quoted` word in a usage as the flag's value
+		// name: "--approvals nemoclaw policy approvals NAME".
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			if strings.Contains(f.Usage, "`") {
+				t.Errorf("%s --%s: a backquote in its usage becomes the value's name in --help", c.CommandPath(), f.Name)
+			}
+		})
 		for _, s := range c.Commands() {
 			walk(s)
 		}

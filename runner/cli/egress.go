@@ -30,7 +30,7 @@ func init() {
 	sandboxHooks = append(sandboxHooks, func() SandboxHook { return &egressHook{} })
 	sandboxFlagHooks = append(sandboxFlagHooks, func(fs *pflag.FlagSet) {
 		fs.BoolVar(&egressFlags.approvals, "approvals", false,
-			"hold requests to destinations outside the policy until an operator decides in `nemoclaw policy approvals NAME` (default: refuse at once and list them for approval)")
+			"hold requests to destinations outside the policy until an operator decides with \"nemoclaw policy approvals NAME\" (default: refuse at once and list them for approval)")
 		fs.DurationVar(&egressFlags.timeout, "approval-timeout", 2*time.Minute, "how long --approvals holds a request")
 	})
 }
