@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -33,10 +32,21 @@ type credBinding struct {
 	in          []string
 }
 
-var credName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+// envName reports whether s is an environment variable name: a letter or
+// _, then letters, digits and _. (Not a regexp: compiling one at package
+// initialisation costs every nemoclaw start.)
+func envName(s string) bool {
+	for i, r := range s {
+		letter := r == '_' || ('A' <= r && r <= 'Z') || ('a' <= r && r <= 'z')
+		if !letter && (i == 0 || r < '0' || r > '9') {
+			return false
+		}
+	}
+	return s != ""
+}
 
 func compileCredential(c *policy.Credential, s secretSource) (*credBinding, error) {
-	if c == nil || !credName.MatchString(c.Name) {
+	if c == nil || !envName(c.Name) {
 		return nil, fmt.Errorf("name must be an environment variable name (letters, digits, _)")
 	}
 	if (c.Env == "") == (c.File == "") {

@@ -151,3 +151,15 @@ func TestApprovalsHeadless(t *testing.T) {
 		t.Fatalf("saved approval after restart: %d %s", st, body)
 	}
 }
+
+// TestEnvName: a credential's name is an environment variable name.
+func TestEnvName(t *testing.T) {
+	for s, want := range map[string]bool{
+		"GITHUB_TOKEN": true, "_x": true, "a1": true, "A": true,
+		"": false, "1A": false, "A-B": false, "A B": false, "É": false, "A=1": false, "a.b": false,
+	} {
+		if got := envName(s); got != want {
+			t.Errorf("envName(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -141,13 +142,15 @@ func Decode(file string, data []byte, out any) (*Doc, error) {
 	return doc, nil
 }
 
-var lineRe = regexp.MustCompile(`line (\d+)(?:, column (\d+))?`)
+// lineRe finds yaml.v3's position in its messages; compiled on first use,
+// not at every nemoclaw start.
+var lineRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`line (\d+)(?:, column (\d+))?`) })
 
 // syntaxProblem turns a yaml.v3 error into a Problem with its line.
 func syntaxProblem(file string, err error) *Problem {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	p := &Problem{File: file, Message: msg}
-	if m := lineRe.FindStringSubmatch(msg); m != nil {
+	if m := lineRe().FindStringSubmatch(msg); m != nil {
 		p.Line, _ = strconv.Atoi(m[1])
 		if m[2] != "" {
 			p.Column, _ = strconv.Atoi(m[2])
