@@ -7,25 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/nemoclaw/nemoclaw/internal/testutil"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 )
-
-// lockedBuf collects the TUI's screen output.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 func controlHarness(t *testing.T, pol *policy.Policy, mod func(*Config)) (*harness, *Client) {
 	t.Helper()
@@ -115,7 +102,7 @@ func TestApprovalsUI(t *testing.T) {
 	go get(u("127.0.0.1", port, "/one"))
 	go get(u("127.0.0.1", port2, "/two"))
 	pr, pw := io.Pipe()
-	screen := &lockedBuf{}
+	screen := &testutil.Buffer{} // the TUI's screen output
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	uiDone := make(chan error, 1)

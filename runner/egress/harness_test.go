@@ -1,7 +1,6 @@
 package egress
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/nemoclaw/nemoclaw/internal/testutil"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 )
 
@@ -151,25 +151,16 @@ func newPlainUpstream(t testing.TB) (*httptest.Server, int) {
 	return s, s.Listener.Addr().(*net.TCPAddr).Port
 }
 
-// syncBuf is a goroutine-safe audit sink.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 type harness struct {
 	p        *Proxy
 	proxyURL *url.URL
-	audit    *syncBuf
+	audit    *testutil.Buffer
 	caPool   *x509.CertPool // trusts the proxy CA and the upstream CA
 }
 
 func newHarness(t testing.TB, pol *policy.Policy, mod func(*Config)) *harness {
 	t.Helper()
-	audit := &syncBuf{}
+	audit := &testutil.Buffer{}
 	cfg := Config{Sandbox: "test", Policy: pol, AuditLog: audit, UpstreamRoots: upstreamPKI(t).pool,
 		Resolver: testResolver, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if os.Getenv("EGRESS_TEST_LOG") != "" {

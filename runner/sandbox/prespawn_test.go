@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,9 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/nemoclaw/nemoclaw/internal/testutil"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 )
 
@@ -45,7 +44,7 @@ func TestPrespawnedStart(t *testing.T) {
 // process (from TestMain); "ok" on stdout means it held.
 func earlyScenario(scenario string) error {
 	// Locked: the init is reaped, and logged, in the background.
-	logs := &lockedBuffer{}
+	logs := &testutil.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
@@ -114,22 +113,4 @@ func children() ([]string, error) {
 		kids = append(kids, strings.Fields(string(b))...)
 	}
 	return kids, nil
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
