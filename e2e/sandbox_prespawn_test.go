@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,9 +92,11 @@ func TestSandboxPrespawnedInit(t *testing.T) {
 	t.Run("a given name replaces the one chosen ahead", func(t *testing.T) {
 		// The egress files are made ahead for a name chosen before the
 		// flags are parsed; with --name they must go, and only the named
-		// sandbox's directory stay.
+		// sandbox's directory stay (kept for its audit log: the agent
+		// makes a request the policy refuses).
 		home := t.TempDir()
-		cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--name", "given-name", "--", "true")
+		cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--name", "given-name", "--",
+			"curl", "-s", "-o", "/dev/null", "http://denied.example/")
 		cmd.Env = []string{"NEMOCLAW_HOME=" + home, "PATH=" + os.Getenv("PATH")}
 		if _, stderr, code := runCmd(t, cmd); code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
@@ -105,11 +108,12 @@ func TestSandboxPrespawnedInit(t *testing.T) {
 	})
 }
 
-// TestQuickRunsLeaveOnlyTheAuditLog runs quick agents through the
-// command, whose process exits right after its sandbox (and leaves the
-// proxy's sockets to that exit): each run leaves its audit log and no
-// control socket, and says nothing on stderr.
-func TestQuickRunsLeaveOnlyTheAuditLog(t *testing.T) {
+// TestQuickRunsLeaveNothing runs quick agents through the command, whose
+// process exits right after its sandbox (and leaves the proxy's sockets to
+// that exit): a run that logged nothing leaves no directory behind (quick
+// runs used to pile up one each in $NEMOCLAW_HOME/sandboxes), and says
+// nothing on stderr. A run that did log keeps its audit log, and only it.
+func TestQuickRunsLeaveNothing(t *testing.T) {
 	requireSandboxKernel(t)
 	home := t.TempDir()
 	for i := range 20 {
@@ -120,17 +124,27 @@ func TestQuickRunsLeaveOnlyTheAuditLog(t *testing.T) {
 		if code != 0 || stderr != "" {
 			t.Fatalf("run %d: exit %d, stderr %q", i, code, stderr)
 		}
-		ents, err := os.ReadDir(filepath.Join(home, "sandboxes", name))
-		if err != nil {
-			t.Fatal(err)
+		if _, err := os.Stat(filepath.Join(home, "sandboxes", name)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("run %d left its sandbox directory (%v)", i, err)
 		}
-		var names []string
-		for _, e := range ents {
-			names = append(names, e.Name())
-		}
-		if len(names) != 1 || names[0] != "audit.jsonl" {
-			t.Fatalf("run %d left %v in its sandbox directory, want only audit.jsonl", i, names)
-		}
+	}
+	// A refused request is an audit event: that run keeps its log.
+	cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--name", "logged", "--",
+		"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://denied.example/")
+	cmd.Env = []string{"NEMOCLAW_HOME=" + home, "PATH=" + os.Getenv("PATH")}
+	out, stderr, code := runCmd(t, cmd)
+	if code != 0 || !strings.Contains(out, "403") {
+		t.Fatalf("refused request: exit %d, output %q\n%s", code, out, stderr)
+	}
+	ents, err := os.ReadDir(filepath.Join(home, "sandboxes", "logged"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 || ents[0].Name() != "audit.jsonl" {
+		t.Fatalf("the logged run left %v, want only audit.jsonl", ents)
+	}
+	if st, err := os.Stat(filepath.Join(home, "sandboxes", "logged", "audit.jsonl")); err != nil || st.Size() == 0 {
+		t.Fatalf("the logged run's audit log: %v (size %v)", err, st)
 	}
 }
 

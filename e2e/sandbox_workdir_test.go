@@ -253,7 +253,7 @@ func TestWorkdirHidesNemoclawHome(t *testing.T) {
 			r := newSandboxRun(t, uid)
 			base := filepath.Dir(r.home)
 			out, stderr, code := r.run(t, []string{"--workdir", base, "--name", "hid"}, "/bin/sh", "-c",
-				`ls -A /sandbox/home | wc -l; touch /sandbox/home/x 2>&1; ls /sandbox/home/sandboxes/hid 2>&1; ls /sandbox/work/attack`)
+				`ls -A /sandbox/home | wc -l; touch /sandbox/home/x 2>&1; ls /sandbox/home/sandboxes/hid 2>&1; ls /sandbox/work/attack; curl -s -o /dev/null http://denied.example/`)
 			lines := strings.Split(out, "\n")
 			want := []string{"0", "Read-only file system", "No such file or directory", "/sandbox/work/attack"}
 			for i, w := range want {
@@ -262,7 +262,7 @@ func TestWorkdirHidesNemoclawHome(t *testing.T) {
 				}
 			}
 			if _, err := os.Stat(filepath.Join(r.home, "sandboxes", "hid", "audit.jsonl")); err != nil {
-				t.Errorf("the run's own state on the host: %v", err)
+				t.Errorf("the run's own state on the host (its audit log of the refused request): %v", err)
 			}
 			before, err := os.Stat(r.home)
 			if err != nil {

@@ -47,8 +47,9 @@ const (
 // control socket lets `nemoclaw policy ...` steer it live.
 type egressHook struct {
 	proxy   *egress.Proxy
-	audit   *os.File
+	audit   *lazyFile
 	lock    *os.File // the sandbox directory's, held until release
+	madeDir bool     // this run made the directory: release removes it if it stayed empty
 	sockDir string
 	ctl     net.Listener  // closed by Close too: ServeControl may not have registered it yet; guarded by mu
 	ctlMade chan struct{} // closed once the control socket is made (or has failed)
@@ -69,34 +70,72 @@ type egressHook struct {
 type egressFiles struct {
 	ca    *egress.CA
 	dir   string
-	lock  *os.File // dir, flocked for the run: see lockSandboxDir
-	audit *os.File
+	lock  *os.File  // dir, flocked for the run: see lockSandboxDir
+	audit *lazyFile // made on its first write
 	err   error
-	// madeDir, madeAudit and madeParents say what this run created, for
-	// undoing a run that never started.
-	madeDir, madeAudit bool
-	madeParents        []string
+	// madeDir and madeParents say what this run created, for undoing a
+	// run that never started, or one that logged nothing.
+	madeDir     bool
+	madeParents []string
 }
 
-// undo closes the audit log and removes what this run created, then
-// gives up the name.
+// undo removes what this run created, then gives up the name.
 func (r *egressFiles) undo() {
-	if r.lock != nil {
-		defer r.lock.Close()
-	}
-	if r.audit == nil {
+	if r.lock == nil {
 		return
 	}
 	r.audit.Close()
-	if r.madeAudit {
-		_ = os.Remove(r.audit.Name())
-	}
 	if r.madeDir {
 		_ = os.Remove(r.dir)
 	}
 	for _, d := range r.madeParents {
 		_ = os.Remove(d) // only if still empty
 	}
+	r.lock.Close()
+}
+
+// lazyFile is an append-only file created on its first write: a run that
+// logs nothing makes no audit log, and, its directory then empty, leaves
+// nothing behind (quick runs under generated names would otherwise pile up
+// a directory each). Creating a file there costs ~0.1 ms of ext4 work,
+// which now falls to the audit flusher, off the start-up path.
+type lazyFile struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+	err  error
+}
+
+// Write appends p, creating the file first if need be.
+func (l *lazyFile) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil && l.err == nil {
+		if l.f, l.err = os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); l.err != nil {
+			l.f, l.err = nil, fmt.Errorf("audit log: %w", l.err)
+		}
+	}
+	if l.err != nil {
+		return 0, l.err
+	}
+	return l.f.Write(p)
+}
+
+// made reports whether a write created (or opened) the file.
+func (l *lazyFile) made() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f != nil
+}
+
+// Close closes the file if a write made it.
+func (l *lazyFile) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil
+	}
+	return l.f.Close()
 }
 
 // lockSandboxDir takes the lock on a sandbox's directory for the rest of
@@ -119,8 +158,9 @@ func lockSandboxDir(dir, name string) (*os.File, error) {
 	return f, nil
 }
 
-// makeEgressFiles makes sandbox name's egress directory and audit log;
-// ca is its CA, possibly still being made.
+// makeEgressFiles makes and locks sandbox name's egress directory (its
+// audit log is made on the first event); ca is its CA, possibly still
+// being made.
 func makeEgressFiles(app *App, name string, ca *egress.CA) (r egressFiles) {
 	r.ca = ca
 	r.dir = sandboxDir(app, name)
@@ -144,18 +184,7 @@ func makeEgressFiles(app *App, name string, ca *egress.CA) (r egressFiles) {
 	if r.lock, r.err = lockSandboxDir(r.dir, name); r.err != nil {
 		return r
 	}
-	path := filepath.Join(r.dir, "audit.jsonl")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
-	r.madeAudit = err == nil
-	if errors.Is(err, fs.ErrExist) {
-		f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o600)
-	}
-	if err != nil {
-		r.err = fmt.Errorf("sandbox: egress: audit log: %w", err)
-		r.undo()
-		return r
-	}
-	r.audit = f
+	r.audit = &lazyFile{path: filepath.Join(r.dir, "audit.jsonl")}
 	return r
 }
 
@@ -194,7 +223,7 @@ func (h *egressHook) Prepare(app *App, cfg *sandbox.Config) error {
 		return ef.err
 	}
 	dir, f := ef.dir, ef.audit
-	h.lock = ef.lock
+	h.lock, h.madeDir = ef.lock, ef.madeDir
 	p, err := egress.New(egress.Config{
 		Sandbox:         cfg.Name,
 		Policy:          cfg.Policy,
@@ -327,6 +356,10 @@ func (h *egressHook) release(err error) error {
 		err = cerr
 	}
 	_ = os.Remove(filepath.Join(h.sockDir, "control.sock"))
+	if h.madeDir && !h.audit.made() {
+		// Nothing logged: leave nothing (lazyFile).
+		_ = os.Remove(h.sockDir) // only if still empty (a --keep workspace, approvals)
+	}
 	if h.lock != nil {
 		h.lock.Close() // last: the name is free once its socket is gone
 	}
