@@ -63,6 +63,20 @@ type sandboxRun struct {
 	env     []string
 }
 
+// asEachLauncher runs f as a subtest for each kind of launcher: the caller
+// (uid -1) and, when the caller is root, a new unprivileged user that
+// starts rootless sandboxes (dropping to another user needs root).
+func asEachLauncher(t *testing.T, f func(t *testing.T, uid int)) {
+	t.Helper()
+	users := map[string]int{"caller": -1}
+	if os.Geteuid() == 0 {
+		users["new unprivileged user"] = nobody
+	}
+	for name, uid := range users {
+		t.Run(name, func(t *testing.T) { f(t, uid) })
+	}
+}
+
 // newSandboxRun prepares a workspace holding the attack helper and a
 // root-owned setuid copy of it, owned by asUser (-1: the caller).
 func newSandboxRun(t *testing.T, asUser int) *sandboxRun {

@@ -255,13 +255,7 @@ func findCmdline(prefix string) []string {
 // status all behave as in a real terminal.
 func TestSandboxInteractiveShell(t *testing.T) {
 	requireSandboxKernel(t)
-	users := map[string]int{"caller": -1}
-	if os.Geteuid() == 0 {
-		users["new unprivileged user"] = nobody
-	}
-	for name, uid := range users {
-		t.Run(name, func(t *testing.T) { interactiveShell(t, uid) })
-	}
+	asEachLauncher(t, interactiveShell)
 }
 
 func interactiveShell(t *testing.T, uid int) {

@@ -244,41 +244,97 @@ func TestWorkdirRefusals(t *testing.T) {
 // reach. A workspace inside $NEMOCLAW_HOME is refused, untouched.
 func TestWorkdirHidesNemoclawHome(t *testing.T) {
 	requireSandboxKernel(t)
-	users := map[string]int{"caller": -1}
-	if os.Geteuid() == 0 {
-		users["new unprivileged user"] = nobody
+	asEachLauncher(t, func(t *testing.T, uid int) {
+		r := newSandboxRun(t, uid)
+		base := filepath.Dir(r.home)
+		out, stderr, code := r.run(t, []string{"--workdir", base, "--name", "hid"}, "/bin/sh", "-c",
+			`ls -A /sandbox/home | wc -l; touch /sandbox/home/x 2>&1; ls /sandbox/home/sandboxes/hid 2>&1; ls /sandbox/work/attack; curl -s -o /dev/null http://denied.example/`)
+		lines := strings.Split(out, "\n")
+		want := []string{"0", "Read-only file system", "No such file or directory", "/sandbox/work/attack"}
+		for i, w := range want {
+			if i >= len(lines) || !strings.Contains(lines[i], w) {
+				t.Fatalf("exit %d; want the lines to hold %q:\n%s\n%s", code, want, out, stderr)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(r.home, "sandboxes", "hid", "audit.jsonl")); err != nil {
+			t.Errorf("the run's own state on the host (its audit log of the refused request): %v", err)
+		}
+		before, err := os.Stat(r.home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, stderr, code = r.run(t, []string{"--workdir", r.home}, "/bin/true")
+		if code != 3 || !strings.Contains(stderr, "is $NEMOCLAW_HOME, nemoclaw's own state") || !strings.Contains(stderr, "what to do:") {
+			t.Errorf("--workdir $NEMOCLAW_HOME: exit %d, want 3 naming it and what to do:\n%s", code, stderr)
+		}
+		after, err := os.Stat(r.home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, a := before.Sys().(*syscall.Stat_t), after.Sys().(*syscall.Stat_t); a.Uid != b.Uid || after.Mode() != before.Mode() {
+			t.Errorf("the refused workspace changed: %d %v -> %d %v", b.Uid, before.Mode(), a.Uid, after.Mode())
+		}
+	})
+}
+
+// TestNestedReadOnlyHolds runs NemoClaw's own openclaw-sandbox.yaml, whose
+// read_only /sandbox/.openclaw lies inside the read_write /sandbox:
+// Landlock alone adds the two up and leaves the agent free to rewrite its
+// gateway configuration (NVIDIA/NemoClaw#514, #3387). Here it cannot: it
+// can neither write, create, rename nor replace anything in it, while
+// /sandbox and .openclaw-data stay writable.
+func TestNestedReadOnlyHolds(t *testing.T) {
+	requireSandboxKernel(t)
+	pol, err := filepath.Abs(filepath.Join("..", "runner", "blueprint", "testdata", "nemoclaw-blueprint", "policies", "openclaw-sandbox.yaml"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for name, uid := range users {
-		t.Run(name, func(t *testing.T) {
-			r := newSandboxRun(t, uid)
-			base := filepath.Dir(r.home)
-			out, stderr, code := r.run(t, []string{"--workdir", base, "--name", "hid"}, "/bin/sh", "-c",
-				`ls -A /sandbox/home | wc -l; touch /sandbox/home/x 2>&1; ls /sandbox/home/sandboxes/hid 2>&1; ls /sandbox/work/attack; curl -s -o /dev/null http://denied.example/`)
-			lines := strings.Split(out, "\n")
-			want := []string{"0", "Read-only file system", "No such file or directory", "/sandbox/work/attack"}
-			for i, w := range want {
-				if i >= len(lines) || !strings.Contains(lines[i], w) {
-					t.Fatalf("exit %d; want the lines to hold %q:\n%s\n%s", code, want, out, stderr)
+	asEachLauncher(t, func(t *testing.T, uid int) {
+		r := newSandboxRun(t, uid)
+		for _, d := range []string{".openclaw", ".openclaw-data"} {
+			if err := os.Mkdir(filepath.Join(r.workdir, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfg := filepath.Join(r.workdir, ".openclaw", "openclaw.json")
+		if err := os.WriteFile(cfg, []byte(`{"gateway":{"auth":{"token":"s3cret"}}}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// The directories are their owner's: as root, a user's
+		// (mounted with the agent acting as that user), rootless, the
+		// caller's.
+		owner := uid
+		if owner < 0 && os.Geteuid() == 0 {
+			owner = 1000
+		}
+		if owner >= 0 {
+			for _, p := range []string{"", ".openclaw", ".openclaw-data", ".openclaw/openclaw.json"} {
+				if err := os.Chown(filepath.Join(r.workdir, p), owner, owner); err != nil {
+					t.Fatal(err)
 				}
 			}
-			if _, err := os.Stat(filepath.Join(r.home, "sandboxes", "hid", "audit.jsonl")); err != nil {
-				t.Errorf("the run's own state on the host (its audit log of the refused request): %v", err)
-			}
-			before, err := os.Stat(r.home)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, stderr, code = r.run(t, []string{"--workdir", r.home}, "/bin/true")
-			if code != 3 || !strings.Contains(stderr, "is $NEMOCLAW_HOME, nemoclaw's own state") || !strings.Contains(stderr, "what to do:") {
-				t.Errorf("--workdir $NEMOCLAW_HOME: exit %d, want 3 naming it and what to do:\n%s", code, stderr)
-			}
-			after, err := os.Stat(r.home)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b, a := before.Sys().(*syscall.Stat_t), after.Sys().(*syscall.Stat_t); a.Uid != b.Uid || after.Mode() != before.Mode() {
-				t.Errorf("the refused workspace changed: %d %v -> %d %v", b.Uid, before.Mode(), a.Uid, after.Mode())
-			}
-		})
-	}
+		}
+		script := `try() { if "$@" 2>/dev/null; then echo "$*: WROTE"; else echo "$*: refused"; fi; }
+try sh -c 'echo {} > /sandbox/.openclaw/openclaw.json'
+try touch /sandbox/.openclaw/new
+try mv /sandbox/.openclaw/openclaw.json /sandbox/stolen.json
+try mv /sandbox/.openclaw /sandbox/moved
+try rm -rf /sandbox/.openclaw
+try touch /sandbox/.openclaw-data/ok
+try touch /sandbox/ok`
+		out, stderr, code := r.run(t, []string{"--policy", pol}, "/bin/sh", "-c", script)
+		want := "sh -c echo {} > /sandbox/.openclaw/openclaw.json: refused\n" +
+			"touch /sandbox/.openclaw/new: refused\n" +
+			"mv /sandbox/.openclaw/openclaw.json /sandbox/stolen.json: refused\n" +
+			"mv /sandbox/.openclaw /sandbox/moved: refused\n" +
+			"rm -rf /sandbox/.openclaw: refused\n" +
+			"touch /sandbox/.openclaw-data/ok: WROTE\n" +
+			"touch /sandbox/ok: WROTE\n"
+		if code != 0 || out != want {
+			t.Fatalf("exit %d, got:\n%s\nwant:\n%s\nstderr:\n%s", code, out, want, stderr)
+		}
+		if b, err := os.ReadFile(cfg); err != nil || !strings.Contains(string(b), "s3cret") {
+			t.Fatalf("the configuration changed on the host: %q %v", b, err)
+		}
+	})
 }

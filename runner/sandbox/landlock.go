@@ -171,3 +171,65 @@ func planLandlock(p *policy.Policy, abi int, nc NetworkConfig, files []string) (
 	}
 	return plan, notes, nil
 }
+
+// accessBind re-binds a path onto itself to set its mount's read-only
+// flag: the access a Landlock rule cannot give.
+type accessBind struct {
+	Path     string `json:"path"`
+	ReadOnly bool   `json:"read_only"`
+}
+
+// accessBinds is what filesystem_policy asks for that Landlock cannot
+// express. Landlock's rights add up along a path, so a read_only path
+// inside a read_write one (NemoClaw's /sandbox/.openclaw in /sandbox) would
+// be writable: its agent could rewrite the configuration meant to confine
+// it (NVIDIA/NemoClaw#514, #3387). Such a path is bound read-only onto
+// itself instead, and a read_write path inside one of those read-write
+// again. Parents come before children; both lists are sandbox paths.
+func accessBinds(fs *policy.FilesystemPolicy) []accessBind {
+	if fs == nil {
+		return nil
+	}
+	rw := map[string]bool{}
+	for _, r := range fs.ReadOnly {
+		rw[path.Clean(r)] = false
+	}
+	for _, r := range fs.ReadWrite {
+		rw[path.Clean(r)] = true
+	}
+	if fs.IncludeWorkdir {
+		rw[Workdir] = true
+	}
+	paths := make([]string, 0, len(rw))
+	for p := range rw {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths) // a parent sorts before its children
+	var binds []accessBind
+	// mountRO holds the read-only state each bound path leaves its
+	// subtree in.
+	mountRO := map[string]bool{}
+	for _, p := range paths {
+		// ro: the nearest bound ancestor's state (mounts start writable);
+		// writable: Landlock grants write here through an ancestor.
+		ro, bound, writable := false, false, false
+		for a := path.Dir(p); ; a = path.Dir(a) {
+			if v, ok := mountRO[a]; ok && !bound {
+				ro, bound = v, true
+			}
+			writable = writable || rw[a]
+			if a == "/" {
+				break
+			}
+		}
+		switch {
+		case !rw[p] && writable && !ro:
+			binds = append(binds, accessBind{Path: p, ReadOnly: true})
+			mountRO[p] = true
+		case rw[p] && ro:
+			binds = append(binds, accessBind{Path: p})
+			mountRO[p] = false
+		}
+	}
+	return binds
+}

@@ -56,6 +56,7 @@ enum {
 	OP_BINDFILE = 14,
 	OP_DUMPABLE0 = 15,
 	OP_STOP_TIMEOUT = 18,
+	OP_BIND_ACCESS = 19,
 	OP_CHOWN = 16,
 	OP_BIND_WORKSPACE = 17,
 	OP_LANDLOCK_RULESET = 20,
@@ -100,6 +101,7 @@ struct nc_mount_attr {
 #define NC_SYS_mount_setattr 442
 #define NC_OPEN_TREE_CLONE 1
 #define NC_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#define NC_MOUNT_ATTR_RDONLY 0x00000001
 #define NC_MOUNT_ATTR_NOSUID 0x00000002
 #define NC_MOUNT_ATTR_NODEV 0x00000004
 #define NC_MOUNT_ATTR_IDMAP 0x00100000
@@ -648,6 +650,41 @@ static int idmap_userns(const struct arg *uidmap, const struct arg *gidmap)
 	return fd;
 }
 
+// op_bind_access binds a policy path onto itself, read-only or read-write
+// again, recursively (accessBinds in landlock.go says why). A path that
+// does not exist, or is a symlink (which the bind would follow elsewhere),
+// is left as it is, with a note.
+static void op_bind_access(struct op *o)
+{
+	need(o, 3);
+	char *p = astr(&o->a[1]);
+	int ro = anum(&o->a[2]);
+	struct stat st;
+	if (lstat(p, &st) < 0) {
+		if (errno != ENOENT)
+			fail_errno(o, p);
+		if (ro)
+			note("filesystem_policy: read_only %s does not exist in the sandbox: if the agent makes it, it is as writable as its parent", p);
+		free(p);
+		return;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		note("filesystem_policy: %s is a symlink: its mount is left as it is (name its target instead)", p);
+		free(p);
+		return;
+	}
+	if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0)
+		fail_errno(o, p);
+	struct nc_mount_attr attr = {0};
+	if (ro)
+		attr.attr_set = NC_MOUNT_ATTR_RDONLY;
+	else
+		attr.attr_clr = NC_MOUNT_ATTR_RDONLY;
+	if (syscall(NC_SYS_mount_setattr, AT_FDCWD, p, AT_RECURSIVE | AT_SYMLINK_NOFOLLOW, &attr, sizeof attr) < 0)
+		fail_errno(o, ro ? "read-only" : "read-write");
+	free(p);
+}
+
 // op_bind_workspace binds the host directory src (under OLDROOT) over dst,
 // recursively, nosuid and nodev; with uid and gid maps (non-empty),
 // idmapped so that the agent (au:ag) owns what the directory's owner
@@ -810,6 +847,9 @@ static void run_setup_op(struct op *o)
 	case OP_DUMPABLE0:
 		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 			fail_errno(o, "");
+		break;
+	case OP_BIND_ACCESS:
+		op_bind_access(o);
 		break;
 	case OP_STOP_TIMEOUT:
 		need(o, 2);

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -310,6 +311,52 @@ func TestReadOnlyOverlap(t *testing.T) {
 		if got := readOnlyOverlap(binReal+"/sub", only); got != "/bin" {
 			t.Errorf("readOnlyOverlap(%q) with read_only [/bin] = %q, want /bin", binReal+"/sub", got)
 		}
+	}
+}
+
+// TestAccessBinds: read_only paths inside read_write ones, which Landlock
+// alone would leave writable, are bound read-only; read_write paths inside
+// those, read-write again; nothing else is bound.
+func TestAccessBinds(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fs   policy.FilesystemPolicy
+		want []accessBind
+	}{
+		{"NemoClaw's openclaw-sandbox.yaml", policy.FilesystemPolicy{
+			IncludeWorkdir: true,
+			ReadOnly:       []string{"/usr", "/lib", "/proc", "/dev/urandom", "/app", "/etc", "/var/log", "/sandbox/.openclaw"},
+			ReadWrite:      []string{"/sandbox", "/tmp", "/dev/null", "/sandbox/.openclaw-data"},
+		}, []accessBind{{Path: "/sandbox/.openclaw", ReadOnly: true}}},
+		{"the workdir alone makes it writable", policy.FilesystemPolicy{
+			IncludeWorkdir: true, ReadOnly: []string{"/sandbox/cfg/"},
+		}, []accessBind{{Path: "/sandbox/cfg", ReadOnly: true}}},
+		{"nested both ways", policy.FilesystemPolicy{
+			ReadOnly:  []string{"/data/a", "/data/a/b/c", "/etc"},
+			ReadWrite: []string{"/data", "/data/a/b"},
+		}, []accessBind{{Path: "/data/a", ReadOnly: true}, {Path: "/data/a/b"}, {Path: "/data/a/b/c", ReadOnly: true}}},
+		{"read_only inside read_only inside read_write", policy.FilesystemPolicy{
+			ReadOnly:  []string{"/data/a", "/data/a/b"},
+			ReadWrite: []string{"/data"},
+		}, []accessBind{{Path: "/data/a", ReadOnly: true}}},
+		{"read_write inside read_only: Landlock suffices", policy.FilesystemPolicy{
+			ReadOnly:  []string{"/usr"},
+			ReadWrite: []string{"/usr/local/cache"},
+		}, nil},
+		{"the default policy", policy.FilesystemPolicy{
+			IncludeWorkdir: true,
+			ReadOnly:       []string{"/usr", "/bin", "/etc", "/proc", "/dev/urandom"},
+			ReadWrite:      []string{"/tmp", "/dev/null", "/dev/pts"},
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := accessBinds(&tc.fs); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("accessBinds = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	if got := accessBinds(nil); got != nil {
+		t.Errorf("no filesystem policy: %+v", got)
 	}
 }
 

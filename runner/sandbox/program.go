@@ -24,6 +24,7 @@ const (
 	opBindFile         = 14
 	opDumpable0        = 15
 	opStopTimeout      = 18
+	opBindAccess       = 19
 	opChown            = 16
 	opBindWorkspace    = 17
 	opLandlockRuleset  = 20
@@ -178,6 +179,13 @@ func compileRest(sp *spec) []byte {
 			from = oldRoot + b.From
 		}
 		p.op(opBindFile, "mount: file "+b.Dst, b.Data, filepath.Clean(b.Dst), from)
+	}
+	for _, b := range sp.AccessBinds {
+		ro := 0
+		if b.ReadOnly {
+			ro = 1
+		}
+		p.op(opBindAccess, "mount: filesystem_policy "+b.Path, b.Path, ro)
 	}
 	p.op(opUmount, "mount: detach host root", oldRoot, unix.MNT_DETACH)
 	p.op(opRmdir, "mount: detach host root", oldRoot)

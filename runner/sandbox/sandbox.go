@@ -619,6 +619,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 
 	sp.Env = agentEnv(cfg, name, uid, rootless, ids)
 	sp.Landlock = plan
+	sp.AccessBinds = accessBinds(cfg.Policy.Filesystem)
 	sp.Seccomp = bpf
 	sp.Rlimits = res.rlimits
 	if cfg.Network.Proxy {

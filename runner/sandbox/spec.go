@@ -47,6 +47,9 @@ type spec struct {
 	// StateMask is $NEMOCLAW_HOME's path inside the workspace, hidden from
 	// the agent ("" when the workspace does not hold it): stateOverlap.
 	StateMask string `json:"state_mask,omitempty"`
+	// AccessBinds set mount read-only flags where Landlock cannot: see
+	// accessBinds.
+	AccessBinds []accessBind `json:"access_binds,omitempty"`
 	// StopTimeoutMs is Config.StopTimeout for the init (-1: no limit).
 	StopTimeoutMs int64        `json:"stop_timeout_ms"`
 	Landlock      landlockPlan `json:"landlock"`
