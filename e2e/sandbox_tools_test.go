@@ -280,9 +280,9 @@ func interactiveShell(t *testing.T, uid int) {
 	out.expect(t, "24 80")
 	out.expect(t, "S1-42")
 	// Resize the outer terminal; nemoclaw passes the size inward.
-	if err := unix.IoctlSetWinsize(int(ptm.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: 100}); err != nil {
-		t.Fatal(err)
-	}
+	ptyCtl(t, ptm, func(fd int) error {
+		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: 100})
+	})
 	// The size reaches the inner pty asynchronously (SIGWINCH): ask again,
 	// at most every half second so a slow shell is never flooded, until
 	// it is seen.
@@ -314,24 +314,29 @@ func interactiveShell(t *testing.T, uid int) {
 // that is busy writing to its own: the sandbox must end as a program on a
 // hung-up terminal would, through its SIGHUP trap or, with SIGHUP ignored,
 // on the EIO of its next write, rather than stay behind with the agent
-// blocked in write.
+// blocked in write. An agent that writes nothing, under a nemoclaw that
+// gets no SIGHUP of its own, learns it through its input's end.
 func TestSandboxTerminalHangup(t *testing.T) {
 	requireSandboxKernel(t)
 	r := newSandboxRun(t, -1)
 	for _, tc := range []struct {
-		name, trap string
-		code       int
+		name, trap, loop string
+		code             int
+		ctty             bool // the terminal is nemoclaw's controlling one: the kernel sends it SIGHUP
 	}{
-		{"trap", "trap 'exit 5' HUP", 5},
-		{"ignored", "trap '' HUP", 6},
+		{"trap", "trap 'exit 5' HUP", "echo output-nobody-reads || exit 6", 5, true},
+		{"ignored", "trap '' HUP", "echo output-nobody-reads || exit 6", 6, true},
+		// Nothing to write, and no SIGHUP for nemoclaw from the kernel:
+		// its input's end is all that says the terminal is gone.
+		{"idle, not the controlling terminal", "trap 'exit 5' HUP", "sleep 0.05", 5, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ptm, pts := openTestPTY(t, 24, 80)
-			cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--workdir", r.workdir, "--",
-				"/bin/bash", "-c", tc.trap+"; echo ready; while :; do echo output-nobody-reads || exit 6; done")
+			cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--tty", "--workdir", r.workdir, "--",
+				"/bin/bash", "-c", tc.trap+"; echo ready; while :; do "+tc.loop+"; done")
 			cmd.Env = []string{"NEMOCLAW_HOME=" + r.home}
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: tc.ctty, Ctty: 0}
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -386,6 +391,8 @@ func TestSandboxTTYInputEnds(t *testing.T) {
 	}
 }
 
+// openTestPTY opens a pseudo-terminal of rows x cols: its master, served
+// by the netpoller, and its slave.
 func openTestPTY(t *testing.T, rows, cols uint16) (*os.File, *os.File) {
 	t.Helper()
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
@@ -393,21 +400,38 @@ func openTestPTY(t *testing.T, rows, cols uint16) (*os.File, *os.File) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.IoctlSetWinsize(int(m.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var n int
+	ptyCtl(t, m, func(fd int) (err error) {
+		if err = unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err == nil {
+			if err = unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}); err == nil {
+				n, err = unix.IoctlGetInt(fd, unix.TIOCGPTN)
+			}
+		}
+		return err
+	})
 	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return m, s
+}
+
+// ptyCtl runs f on f's descriptor without File.Fd, which would switch the
+// file to blocking mode: a test's Close of the master must not wait for a
+// reader blocked in read(2), or a terminal with nothing to say never
+// hangs up.
+func ptyCtl(t *testing.T, f *os.File, ctl func(fd int) error) {
+	t.Helper()
+	rc, err := f.SyscallConn()
+	if err == nil {
+		cerr := rc.Control(func(fd uintptr) { err = ctl(int(fd)) })
+		if err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // ptyReader accumulates a pty's output for expect-style checks. Its

@@ -4,13 +4,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // openPTY opens a new pseudo-terminal pair from the host's /dev/ptmx.
 func openPTY(ws *WindowSize) (master, slave *os.File, err error) {
-	mfd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	// Non-blocking, so that the relays wait in the netpoller: a thread
+	// blocked in read() would hold the master open past hangUpPTY.
+	mfd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open /dev/ptmx: %w", err)
 	}
@@ -41,17 +44,22 @@ func openPTY(ws *WindowSize) (master, slave *os.File, err error) {
 // descriptor, which the SIGWINCH handler may still use, never names
 // another file; reads from it then end the output relay.
 func (sb *Sandbox) hangUpPTY(err error) {
-	sb.log.Warn("the terminal is gone: hanging up the agent's", "err", err)
-	null, e := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if e == nil {
-		e = unix.Dup3(null, rawFd(sb.ptm), unix.O_CLOEXEC)
-		unix.Close(null)
-	}
-	if e != nil {
-		// At least the signal: the agent can still end on its own.
-		sb.log.Warn("hang up the agent's terminal: sending SIGHUP instead", "err", e)
-		_ = sb.Signal(unix.SIGHUP)
-	}
+	sb.hungUp.Do(func() {
+		sb.log.Warn("the terminal is gone: hanging up the agent's", "err", err)
+		null, e := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if e == nil {
+			e = unix.Dup3(null, rawFd(sb.ptm), unix.O_CLOEXEC)
+			unix.Close(null)
+			// The output relay may be waiting for the master in the
+			// netpoller, which hears nothing more from it: wake it.
+			_ = sb.ptm.SetReadDeadline(time.Now())
+		}
+		if e != nil {
+			// At least the signal: the agent can still end on its own.
+			sb.log.Warn("hang up the agent's terminal: sending SIGHUP instead", "err", e)
+			_ = sb.Signal(unix.SIGHUP)
+		}
+	})
 }
 
 // ptyOutput passes the agent's terminal output to the caller's. The first
@@ -88,8 +96,20 @@ func (sb *Sandbox) ptyInput(in io.Reader) {
 		isTerm = err == nil
 	}
 	w := &lastByte{w: sb.ptm}
-	if _, err := io.Copy(w, in); err != nil || isTerm {
-		return // a terminal's end is its hangup, handled on the output side
+	_, err := io.Copy(w, in)
+	if isTerm {
+		// In raw mode (the caller's terminal is, for the run) a read
+		// ends only when the terminal hangs up: noticed here even when
+		// the agent, writing nothing, would never find out on the
+		// output side.
+		if err == nil {
+			err = io.EOF
+		}
+		sb.hangUpPTY(fmt.Errorf("input: %w", err))
+		return
+	}
+	if err != nil {
+		return
 	}
 	// The master reports the agent's side's modes. Only a terminal in
 	// canonical mode turns VEOF into an end of file; in raw mode the agent

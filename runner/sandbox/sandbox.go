@@ -90,7 +90,9 @@ type Config struct {
 	Stdout, Stderr io.Writer
 	// TTY runs the agent on a new pseudo-terminal whose other side is
 	// copied to and from Stdin and Stdout; the caller puts its own
-	// terminal in raw mode.
+	// terminal in raw mode. When the caller's terminal hangs up (its
+	// output fails, or its input ends) so does the agent's; a Stdin that
+	// is not a terminal ends as a typed ^D.
 	TTY bool
 	// WindowSize is the pseudo-terminal's initial size.
 	WindowSize *WindowSize
@@ -142,6 +144,7 @@ type Sandbox struct {
 	pidfd   int
 	ptm     *os.File
 	ptyDone chan struct{}
+	hungUp  sync.Once // hangUpPTY's work, done once: either relay may find the terminal gone
 
 	proxyLn net.Listener
 	dnsPC   net.PacketConn
@@ -1086,7 +1089,7 @@ func (sb *Sandbox) ResizeTTY(ws WindowSize) error {
 	if sb.ptm == nil {
 		return nil
 	}
-	return unix.IoctlSetWinsize(int(sb.ptm.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: ws.Rows, Col: ws.Cols})
+	return unix.IoctlSetWinsize(rawFd(sb.ptm), unix.TIOCSWINSZ, &unix.Winsize{Row: ws.Rows, Col: ws.Cols})
 }
 
 // Close kills whatever still runs, closes the listeners no caller took and
