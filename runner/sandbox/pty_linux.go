@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -89,12 +90,8 @@ func (o *ptyOutput) Write(p []byte) (int, error) {
 // the agent reads an end of file, as if ^D had been typed, rather than
 // waiting forever for more.
 func (sb *Sandbox) ptyInput(in io.Reader) {
-	// Asked before, not after: a terminal that hung up answers no more.
-	isTerm := false
-	if f, ok := in.(*os.File); ok {
-		_, err := unix.IoctlGetTermios(rawFd(f), unix.TCGETS)
-		isTerm = err == nil
-	}
+	f, _ := in.(*os.File)
+	isTerm := f != nil && isTerminal(f)
 	w := &lastByte{w: sb.ptm}
 	_, err := io.Copy(w, in)
 	if isTerm {
@@ -140,4 +137,12 @@ func (l *lastByte) Write(p []byte) (int, error) {
 		l.last = p[n-1]
 	}
 	return n, err
+}
+
+// isTerminal reports whether f is a terminal, one that has hung up
+// included: that one answers EIO where anything else answers ENOTTY, and
+// the caller's terminal may hang up before the relay asks.
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(rawFd(f), unix.TCGETS)
+	return err == nil || errors.Is(err, unix.EIO)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -54,5 +55,38 @@ func TestPTYOutput(t *testing.T) {
 				t.Errorf("hangup got %v, want EIO", hangs[0])
 			}
 		})
+	}
+}
+
+// TestIsTerminal: a pty is a terminal, still after its hangup; a pipe and a
+// file are not.
+func TestIsTerminal(t *testing.T) {
+	m, pts, err := openPTY(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pts.Close()
+	if !isTerminal(pts) {
+		t.Error("a pty slave is not a terminal")
+	}
+	m.Close() // hangs the slave up
+	if !isTerminal(pts) {
+		t.Error("a hung-up pty slave is not a terminal")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	f, err := os.Open("/etc/hostname")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, nt := range []*os.File{r, f} {
+		if isTerminal(nt) {
+			t.Errorf("%s is a terminal", nt.Name())
+		}
 	}
 }
