@@ -49,10 +49,14 @@ static void fwd_handler(int sig)
 			fwd_deliver(i);
 			break;
 		}
-		__atomic_store_n(&fwd_held[i], 1, __ATOMIC_RELEASE);
-		// nc_sig_forward may have set the target since the check: whoever
-		// clears the flag delivers, so the signal goes exactly once.
-		if (__atomic_load_n(&fwd_pidfd, __ATOMIC_ACQUIRE) >= 0 && __atomic_exchange_n(&fwd_held[i], 0, __ATOMIC_ACQ_REL))
+		// nc_sig_forward may set the target meanwhile: whoever clears the
+		// flag delivers, so the signal goes exactly once. Sequentially
+		// consistent, this store and the load after it, as in
+		// nc_sig_forward: with release/acquire a CPU may perform the load
+		// first (store-load reordering), each side then misses the other,
+		// and the signal stays held forever.
+		__atomic_store_n(&fwd_held[i], 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&fwd_pidfd, __ATOMIC_SEQ_CST) >= 0 && __atomic_exchange_n(&fwd_held[i], 0, __ATOMIC_SEQ_CST))
 			fwd_deliver(i);
 		break;
 	}
@@ -88,9 +92,16 @@ void nc_sig_forward(int pidfd, int ptm, int tty)
 {
 	__atomic_store_n(&fwd_ptm, ptm, __ATOMIC_RELEASE);
 	__atomic_store_n(&fwd_tty, tty, __ATOMIC_RELEASE);
-	__atomic_store_n(&fwd_pidfd, pidfd, __ATOMIC_RELEASE);
+	__atomic_store_n(&fwd_pidfd, pidfd, __ATOMIC_SEQ_CST); // see fwd_handler
 	for (int i = 0; i < NFWD; i++)
-		if (__atomic_exchange_n(&fwd_held[i], 0, __ATOMIC_ACQ_REL))
+		if (__atomic_exchange_n(&fwd_held[i], 0, __ATOMIC_SEQ_CST) && fwd_sigs[i] != SIGWINCH)
+			fwd_deliver(i);
+	// The terminal's size, whether or not a SIGWINCH was held: a resize
+	// from before this point reaches the sandbox even if its signal did
+	// not (one in a few hundred interactive starts under heavy load lost
+	// it; every later one arrives live).
+	for (int i = 0; i < NFWD; i++)
+		if (fwd_sigs[i] == SIGWINCH)
 			fwd_deliver(i);
 }
 

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestSignalForwarder sends real signals to this process: one arriving
@@ -97,7 +99,7 @@ func startReady(t *testing.T, cfg Config, setup string) *Sandbox {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sb.Close() })
-	if line, err := bufio.NewReader(pr).ReadString('\n'); err != nil || line != "ready\n" {
+	if line, err := bufio.NewReader(pr).ReadString('\n'); err != nil || strings.TrimRight(line, "\r\n") != "ready" { // \r\n from a terminal
 		t.Fatalf("agent did not start: %q %v", line, err)
 	}
 	go io.Copy(io.Discard, pr)
@@ -257,5 +259,34 @@ func TestStopTimeoutMs(t *testing.T) {
 		if got := stopTimeoutMs(d); got != want {
 			t.Errorf("stopTimeoutMs(%v) = %d, want %d", d, got, want)
 		}
+	}
+}
+
+// TestForwardCopiesTerminalSize: Forward gives the sandbox's terminal the
+// caller's size at once, with no SIGWINCH: a resize from before Forward
+// must not depend on its signal having been held.
+func TestForwardCopiesTerminalSize(t *testing.T) {
+	needKernel(t)
+	outer, outerSlave, err := openPTY(&WindowSize{Rows: 24, Cols: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outer.Close()
+	defer outerSlave.Close()
+	sb := startReady(t, Config{TTY: true, WindowSize: &WindowSize{Rows: 24, Cols: 80}}, "true")
+	if err := unix.IoctlSetWinsize(rawFd(outer), unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: 100}); err != nil {
+		t.Fatal(err)
+	}
+	fwd, err := CatchSignals()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fwd.Stop()
+	if err := fwd.Forward(sb, outerSlave); err != nil {
+		t.Fatal(err)
+	}
+	ws, err := unix.IoctlGetWinsize(rawFd(sb.ptm), unix.TIOCGWINSZ)
+	if err != nil || ws.Row != 40 || ws.Col != 100 {
+		t.Fatalf("the sandbox's terminal is %dx%d (%v), want the caller's 40x100", ws.Row, ws.Col, err)
 	}
 }
