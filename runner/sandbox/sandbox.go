@@ -316,6 +316,7 @@ func privateGroup(uid, gid int, ids *hostDB) bool {
 // refused unless it is in a sandbox's own workspace directory
 // (sandboxes/<name>/workspace, what --keep makes).
 func stateOverlap(ws, home string) (string, error) {
+	const stateHint = "choose a workspace outside $NEMOCLAW_HOME, or one of its sandboxes/<name>/workspace directories"
 	home, err := filepath.Abs(home)
 	if err != nil {
 		return "", stepErr("workspace", err)
@@ -327,7 +328,7 @@ func stateOverlap(ws, home string) (string, error) {
 		if rel == "." {
 			return "", &StepError{Step: "workspace", Refused: true,
 				Err:  fmt.Errorf("%s is $NEMOCLAW_HOME, nemoclaw's own state (trust configuration, approvals, control sockets)", ws),
-				Hint: "choose a workspace outside $NEMOCLAW_HOME, or one of its sandboxes/<name>/workspace directories"}
+				Hint: stateHint}
 		}
 		return rel, nil
 	}
@@ -340,7 +341,7 @@ func stateOverlap(ws, home string) (string, error) {
 	}
 	return "", &StepError{Step: "workspace", Refused: true,
 		Err:  fmt.Errorf("%s is inside $NEMOCLAW_HOME (%s), nemoclaw's own state (trust configuration, approvals, control sockets), outside any sandbox's workspace", ws, home),
-		Hint: "choose a workspace outside $NEMOCLAW_HOME, or one of its sandboxes/<name>/workspace directories"}
+		Hint: stateHint}
 }
 
 // hostWorkspace checks the host directory ws; it returns the path to bind,

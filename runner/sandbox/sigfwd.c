@@ -93,15 +93,12 @@ void nc_sig_forward(int pidfd, int ptm, int tty)
 	__atomic_store_n(&fwd_ptm, ptm, __ATOMIC_RELEASE);
 	__atomic_store_n(&fwd_tty, tty, __ATOMIC_RELEASE);
 	__atomic_store_n(&fwd_pidfd, pidfd, __ATOMIC_SEQ_CST); // see fwd_handler
+	// SIGWINCH goes whether or not it was held: the terminal's size then
+	// reaches the sandbox even if a resize's signal from before this point
+	// did not (one in a few hundred interactive starts under heavy load
+	// lost it; every later one arrives live).
 	for (int i = 0; i < NFWD; i++)
-		if (__atomic_exchange_n(&fwd_held[i], 0, __ATOMIC_SEQ_CST) && fwd_sigs[i] != SIGWINCH)
-			fwd_deliver(i);
-	// The terminal's size, whether or not a SIGWINCH was held: a resize
-	// from before this point reaches the sandbox even if its signal did
-	// not (one in a few hundred interactive starts under heavy load lost
-	// it; every later one arrives live).
-	for (int i = 0; i < NFWD; i++)
-		if (fwd_sigs[i] == SIGWINCH)
+		if (__atomic_exchange_n(&fwd_held[i], 0, __ATOMIC_SEQ_CST) || fwd_sigs[i] == SIGWINCH)
 			fwd_deliver(i);
 }
 
