@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"hash/crc32"
 	"net"
 	"os"
 	"os/exec"
@@ -33,7 +34,10 @@ var (
 func buildAttack(t *testing.T) string {
 	t.Helper()
 	attackOnce.Do(func() {
-		dir := filepath.Join(os.TempDir(), fmt.Sprintf("nemoclaw-e2e-attack-%d", os.Getuid()))
+		// Keyed by the checkout too: two worktrees testing at once must
+		// not run each other's attack programs.
+		wd, _ := os.Getwd()
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("nemoclaw-e2e-attack-%d-%08x", os.Getuid(), crc32.ChecksumIEEE([]byte(wd))))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			attackErr = err
 			return
