@@ -1,12 +1,15 @@
 package egress
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
+	"math"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Event is one audit record: a single decision about a connection, request
@@ -61,6 +64,11 @@ type auditor struct {
 
 	wmu   sync.Mutex // serialises writes to out
 	spare []byte
+	// written counts bytes given to out; past limit lines are dropped
+	// (counted in the summaries) and one line says so.
+	written, limit int64
+	capped         bool
+	warned         int
 
 	kick chan struct{}
 	stop chan struct{}
@@ -70,10 +78,27 @@ type auditor struct {
 const (
 	auditKick = 256 << 10
 	auditMax  = 16 << 20 // beyond this (a stuck disk) lines are counted, not kept
+	// DefaultAuditMaxBytes caps the audit log a sandbox writes (Config.AuditMaxBytes).
+	DefaultAuditMaxBytes = 256 << 20
+	// maxSummaries bounds the per-(host, port, binary, decision) counts; an
+	// agent asking for endless distinct names is counted under one key.
+	maxSummaries = 4096
+	// maxWarned bounds the one-WARN-per-destination operator log; later
+	// distinct denials are counted in the summaries only.
+	maxWarned = 64
+	// Field limits of an audit line: a path or a name never makes a line
+	// longer than a few KB.
+	maxFieldHost, maxFieldPath, maxFieldText = 255, 1024, 1024
 )
 
-func newAuditor(w io.Writer, log *slog.Logger, sandbox string) *auditor {
-	a := &auditor{log: log, sandbox: sandbox, out: w, sums: map[string]*Summary{},
+// overflowHost is the summary key of destinations past maxSummaries.
+const overflowHost = "(other destinations)"
+
+func newAuditor(w io.Writer, log *slog.Logger, sandbox string, limit int64) *auditor {
+	if limit <= 0 {
+		limit = DefaultAuditMaxBytes
+	}
+	a := &auditor{log: log, sandbox: sandbox, out: w, sums: map[string]*Summary{}, limit: limit,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go a.flusher()
 	return a
@@ -97,8 +122,15 @@ func (a *auditor) flusher() {
 func (a *auditor) record(e *Event) {
 	e.Time = time.Now().UTC()
 	e.Sandbox = a.sandbox
+	e.Host = clipField(e.Host, maxFieldHost)
+	e.Path = clipField(e.Path, maxFieldPath)
+	e.Binary = clipField(e.Binary, maxFieldText)
+	e.Reason = clipField(e.Reason, maxFieldText)
 	key := e.Host + "\x00" + strconv.Itoa(e.Port) + "\x00" + e.Binary + "\x00" + e.Decision
 	a.mu.Lock()
+	if _, ok := a.sums[key]; !ok && len(a.sums) >= maxSummaries {
+		key = overflowHost + "\x00" + e.Decision
+	}
 	if a.out != nil {
 		if len(a.pending) < auditMax {
 			a.pending = append(appendEvent(a.pending, e), '\n')
@@ -115,14 +147,37 @@ func (a *auditor) record(e *Event) {
 	s, seen := a.sums[key]
 	if !seen {
 		s = &Summary{Host: e.Host, Port: e.Port, Binary: e.Binary, Decision: e.Decision, First: e.Time, Reason: e.Reason}
+		if len(a.sums) >= maxSummaries {
+			s = &Summary{Host: overflowHost, Decision: e.Decision, First: e.Time, Reason: "more distinct destinations than the summary keeps"}
+		}
 		a.sums[key] = s
 	}
 	s.Count++
 	s.Last = e.Time
-	a.mu.Unlock()
-	if !seen && e.Decision != Allow {
-		a.log.Warn("egress "+e.Decision, "host", e.Host, "port", e.Port, "binary", e.Binary, "reason", e.Reason, "rule", e.Rule)
+	warn, last := false, false
+	if !seen && e.Decision != Allow && a.warned <= maxWarned {
+		a.warned++
+		warn, last = a.warned <= maxWarned, a.warned > maxWarned
 	}
+	a.mu.Unlock()
+	switch {
+	case warn:
+		a.log.Warn("egress "+e.Decision, "host", e.Host, "port", e.Port, "binary", e.Binary, "reason", e.Reason, "rule", e.Rule)
+	case last:
+		a.log.Warn("egress: more distinct destinations were refused; they are counted in the audit log's summaries, not logged one by one", "logged", maxWarned)
+	}
+}
+
+// clipField cuts s to at most n bytes (at a rune boundary), marking the cut.
+func clipField(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n - len("…")
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
 
 // flush writes the pending lines.
@@ -138,12 +193,32 @@ func (a *auditor) flush() {
 	dropped := a.dropped
 	a.dropped = 0
 	a.mu.Unlock()
+	if len(buf) > 0 && a.written+int64(len(buf)) > a.limit {
+		// Keep whole lines up to the cap, then say once that it was hit.
+		keep := 0
+		for keep < len(buf) {
+			j := bytes.IndexByte(buf[keep:], '\n')
+			if j < 0 || a.written+int64(keep+j+1) > a.limit {
+				break
+			}
+			keep += j + 1
+		}
+		dropped += int64(bytes.Count(buf[keep:], []byte{'\n'}))
+		buf = buf[:keep]
+		if !a.capped {
+			a.capped = true
+			buf = append(appendEvent(buf, &Event{Time: time.Now().UTC(), Class: "Audit", Activity: "cap", Sandbox: a.sandbox,
+				Reason: "audit log reached its size cap (" + strconv.FormatInt(a.limit, 10) + " bytes); later decisions are counted in the summaries only"}), '\n')
+			a.log.Warn("egress audit log reached its size cap; later decisions are counted, not written", "cap_bytes", a.limit)
+		}
+	}
 	if len(buf) > 0 {
+		a.written += int64(len(buf))
 		if _, err := a.out.Write(buf); err != nil {
 			a.log.Warn("egress audit log", "err", err)
 		}
 	}
-	if dropped > 0 {
+	if dropped > 0 && !a.capped {
 		a.log.Warn("egress audit log fell behind; lines were dropped", "dropped", dropped)
 	}
 	a.spare = buf
@@ -177,5 +252,8 @@ func (a *auditor) close() {
 			Decision: s.Decision, Sandbox: a.sandbox, Host: s.Host, Port: s.Port, Binary: s.Binary, Count: s.Count, Reason: s.Reason}), '\n')
 	}
 	a.mu.Unlock()
+	a.wmu.Lock()
+	a.limit = math.MaxInt64 // the summaries are bounded by maxSummaries
+	a.wmu.Unlock()
 	a.flush()
 }

@@ -18,6 +18,10 @@ type CanonPath struct {
 	Segments []string
 	// TrailingSlash is set when the path ends in "/" (and is not "/").
 	TrailingSlash bool
+	// SlashSegments is set when a segment holds an encoded slash
+	// (allow_encoded_slash): the path as an upstream that decodes %2F reads
+	// it. Deny rules are matched against it too.
+	SlashSegments []string
 	// Escaped is the path to forward: the original when canonicalisation
 	// changed nothing structural, else the canonical form re-escaped.
 	Escaped string
@@ -48,6 +52,7 @@ func Canonicalize(raw string, allowEncodedSlash bool) (CanonPath, error) {
 	var (
 		segs    = make([]string, 0, 8)
 		changed bool
+		slashed bool
 	)
 	rest := raw[1:]
 	for {
@@ -78,6 +83,14 @@ func Canonicalize(raw string, allowEncodedSlash bool) (CanonPath, error) {
 			}
 			segs = segs[:len(segs)-1]
 		default:
+			if allowEncodedSlash && strings.IndexByte(dec, '/') >= 0 {
+				for _, sub := range strings.Split(dec, "/") {
+					if sub == "." || sub == ".." {
+						return CanonPath{}, fmt.Errorf("%w: dot segment behind an encoded slash (%%2F.. or ..%%2F)", ErrPath)
+					}
+				}
+				slashed = true
+			}
 			segs = append(segs, dec)
 		}
 		if i < 0 {
@@ -85,6 +98,16 @@ func Canonicalize(raw string, allowEncodedSlash bool) (CanonPath, error) {
 		}
 	}
 	c := CanonPath{Segments: segs, TrailingSlash: strings.HasSuffix(raw, "/") && raw != "/"}
+	if slashed {
+		c.SlashSegments = []string{}
+		for _, s := range segs {
+			for _, sub := range strings.Split(s, "/") {
+				if sub != "" {
+					c.SlashSegments = append(c.SlashSegments, sub)
+				}
+			}
+		}
+	}
 	if changed {
 		c.Escaped = escapeSegments(segs, c.TrailingSlash)
 	} else {

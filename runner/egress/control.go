@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 )
 
@@ -92,29 +94,75 @@ func (p *Proxy) ServeControl(l net.Listener) error {
 	}
 }
 
-func peerUID(c net.Conn) (int, bool) {
+// soPeerPidfd is SO_PEERPIDFD (Linux 6.5, asm-generic/socket.h; the same
+// number on every architecture nemoclaw builds for): a pidfd of the peer
+// that connected, which pins its identity while we look at it.
+const soPeerPidfd = 77
+
+// checkControlPeer authenticates a control client beyond its uid: the
+// agent runs as the owner's uid when rootless, so the uid alone admits it.
+// The client must also be in the supervisor's own pid namespace; every
+// sandbox runs in a pid namespace of its own, so a process inside one is
+// refused even when it reaches the socket with the right uid. Anything
+// that cannot be checked is refused.
+func checkControlPeer(c net.Conn) error {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
-		return 0, false
+		return errors.New("control: not a unix socket")
 	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return 0, false
+		return fmt.Errorf("control: peer credentials: %w", err)
 	}
-	uid, ok := -1, false
+	var (
+		cred   *unix.Ucred
+		pidfd  = -1
+		credEr error
+	)
 	_ = raw.Control(func(fd uintptr) {
-		cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-		if err == nil {
-			uid, ok = int(cred.Uid), true
+		cred, credEr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if n, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, soPeerPidfd); err == nil {
+			pidfd = n
 		}
 	})
-	return uid, ok
+	if pidfd >= 0 {
+		defer unix.Close(pidfd)
+	}
+	if credEr != nil {
+		return fmt.Errorf("control: peer credentials: %w", credEr)
+	}
+	if cred.Uid != 0 && int(cred.Uid) != os.Getuid() {
+		return fmt.Errorf("control: client uid %d is not the sandbox's owner (uid %d) or root", cred.Uid, os.Getuid())
+	}
+	if cred.Pid <= 0 {
+		return errors.New("control: client is in a pid namespace the supervisor cannot see (a sandbox?)")
+	}
+	own, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return fmt.Errorf("control: own pid namespace: %w", err)
+	}
+	peer, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", cred.Pid))
+	if err != nil {
+		return fmt.Errorf("control: pid namespace of client pid %d: %w", cred.Pid, err)
+	}
+	// The pidfd still naming a live process proves /proc/PID was the peer
+	// when it was read, not a process that reused its pid.
+	if pidfd >= 0 {
+		if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
+			return fmt.Errorf("control: client pid %d exited during the check: %w", cred.Pid, err)
+		}
+	}
+	if peer != own {
+		return fmt.Errorf("control: client pid %d runs in another pid namespace (%s, the supervisor's is %s): requests from inside a sandbox are refused; run nemoclaw on the host", cred.Pid, peer, own)
+	}
+	return nil
 }
 
 func (p *Proxy) serveControlConn(c net.Conn) {
 	defer c.Close()
-	if uid, ok := peerUID(c); !ok || (uid != 0 && uid != os.Getuid()) {
-		_ = json.NewEncoder(c).Encode(ControlResponse{Error: "control: client user is not the sandbox's owner"})
+	if err := checkControlPeer(c); err != nil {
+		p.log.Warn("egress control: client refused", "err", err)
+		_ = json.NewEncoder(c).Encode(ControlResponse{Error: err.Error()})
 		return
 	}
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"os"
 	"slices"
@@ -24,12 +25,21 @@ type secretSource interface {
 	placeholder(name string) string
 }
 
-// credBinding is a credential bound to one endpoint.
+// credBinding is a credential bound to one endpoint, with the one place in
+// a request where its placeholder may be replaced: a header named by
+// header, the path segment segment, or the whole value of query param.
 type credBinding struct {
 	name        string
 	placeholder string
 	secret      string
 	in          []string
+	header      string // canonical MIME header name
+	segment     int    // 1-based
+	param       string
+	cleartext   bool
+	// forms are the spellings of the secret an upstream may reflect (raw,
+	// path-escaped, query-escaped), scrubbed from response headers.
+	forms []string
 }
 
 // envName reports whether s is an environment variable name: a letter or
@@ -61,11 +71,55 @@ func compileCredential(c *policy.Credential, s secretSource) (*credBinding, erro
 			return nil, fmt.Errorf("%s.in: %q is not header, path or query", c.Name, w)
 		}
 	}
+	cb := &credBinding{name: c.Name, in: in, header: "Authorization", segment: 1, param: c.Param, cleartext: c.Cleartext}
+	if c.Header != "" {
+		if !validHeaderName(c.Header) || hopHeader(c.Header) {
+			return nil, fmt.Errorf("%s.header: %q is not an end-to-end HTTP header name", c.Name, c.Header)
+		}
+		cb.header = textproto.CanonicalMIMEHeaderKey(c.Header)
+	}
+	if c.Segment < 0 {
+		return nil, fmt.Errorf("%s.segment: %d is not a path segment number (1 is the first)", c.Name, c.Segment)
+	}
+	if c.Segment > 0 {
+		cb.segment = c.Segment
+	}
+	if slices.Contains(in, "query") && c.Param == "" {
+		return nil, fmt.Errorf("%s: in: query needs param: NAME, the one query parameter whose value is the placeholder", c.Name)
+	}
 	sec, err := s.secret(c)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Name, err)
 	}
-	return &credBinding{name: c.Name, placeholder: s.placeholder(c.Name), secret: sec, in: in}, nil
+	cb.secret, cb.placeholder = sec, s.placeholder(c.Name)
+	cb.forms = []string{sec}
+	for _, f := range []string{escapePathValue(sec), url.QueryEscape(sec), url.PathEscape(sec)} {
+		if !slices.Contains(cb.forms, f) {
+			cb.forms = append(cb.forms, f)
+		}
+	}
+	return cb, nil
+}
+
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// hopHeader reports whether a header is connection-scoped (never forwarded).
+func hopHeader(s string) bool {
+	k := textproto.CanonicalMIMEHeaderKey(s)
+	for _, h := range []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Host"} {
+		if k == h {
+			return true
+		}
+	}
+	return false
 }
 
 // secret reads a credential's value from the supervisor's environment or a
@@ -97,51 +151,115 @@ func (p *Proxy) placeholder(name string) string {
 	return placeholderPrefix + strings.ToLower(name) + "-" + hex.EncodeToString(m.Sum(nil)[:12])
 }
 
-// substitute replaces bound placeholders in r's headers and path (and query
-// where allowed) with their secrets, and refuses any placeholder that is not
-// bound to the endpoint handling the request. It returns the placeholder's
-// credential name on refusal.
-func substitute(r *http.Request, escPath *string, bound []*credBinding, known []*credBinding) (refused string, err error) {
-	if !requestHasPlaceholder(r, *escPath) {
-		return "", nil
+// checkCredentials decides the placeholders a request carries, before any
+// substitution (the request is not changed; denials and audit lines are
+// built from what the agent sent, never from a secret). Every placeholder
+// must belong to a credential bound to ep, at that credential's declared
+// place, and on a cleartext request only to a credential marked cleartext.
+// known names a stray placeholder in the refusal.
+func checkCredentials(r *http.Request, cp CanonPath, ep *endpoint, known []*credBinding, t target, scheme string) *verdict {
+	if len(known) == 0 || !requestContains(r, cp, placeholderPrefix) {
+		return nil
 	}
-	for _, c := range bound {
-		inHeader, inPath, inQuery := slices.Contains(c.in, "header"), slices.Contains(c.in, "path"), slices.Contains(c.in, "query")
-		if inHeader {
-			for k, vs := range r.Header {
-				for i, v := range vs {
-					if strings.Contains(v, c.placeholder) {
-						r.Header[k][i] = strings.ReplaceAll(v, c.placeholder, c.secret)
-					}
-				}
-			}
-		}
-		if inPath && strings.Contains(*escPath, c.placeholder) {
-			*escPath = strings.ReplaceAll(*escPath, c.placeholder, escapePathValue(c.secret))
-		}
-		if inQuery && strings.Contains(r.URL.RawQuery, c.placeholder) {
-			r.URL.RawQuery = strings.ReplaceAll(r.URL.RawQuery, c.placeholder, url.QueryEscape(c.secret))
-		}
+	var bound []*credBinding
+	if ep != nil {
+		bound = ep.creds
 	}
-	if requestHasPlaceholder(r, *escPath) {
+	where := strayPlaceholder(r, cp, bound)
+	if where != "" {
 		name := "unknown"
 		for _, c := range known {
-			if requestContains(r, *escPath, c.placeholder) {
+			if requestContains(r, cp, c.placeholder) {
 				name = c.name
 				break
 			}
 		}
-		return name, fmt.Errorf("credential placeholder %s was sent where it is not bound", name)
+		return &verdict{action: Deny,
+			reason:  fmt.Sprintf("credential placeholder %s was sent to %s in the %s, where it is not bound", name, t, where),
+			missing: fmt.Sprintf("send %s only to the endpoint whose credentials list it, in the header, path segment or query param named there", name)}
 	}
-	return "", nil
+	if scheme != "https" {
+		for _, c := range bound {
+			if !c.cleartext && requestContains(r, cp, c.placeholder) {
+				return &verdict{action: Deny,
+					reason:  fmt.Sprintf("credential %s would be sent to %s in cleartext (plain http)", c.name, t),
+					missing: fmt.Sprintf("use https (CONNECT with TLS), or set cleartext: true on credential %s if the upstream really is plain http", c.name)}
+			}
+		}
+	}
+	return nil
 }
 
-func requestHasPlaceholder(r *http.Request, escPath string) bool {
-	return requestContains(r, escPath, placeholderPrefix)
+// strayPlaceholder names the part of r ("header X", "path", "query") that
+// holds a placeholder no bound credential may take there, or "".
+func strayPlaceholder(r *http.Request, cp CanonPath, bound []*credBinding) string {
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			if !strings.Contains(v, placeholderPrefix) {
+				continue
+			}
+			for _, c := range bound {
+				if slices.Contains(c.in, "header") && c.header == k {
+					v = strings.ReplaceAll(v, c.placeholder, "")
+				}
+			}
+			if strings.Contains(v, placeholderPrefix) {
+				return "header " + k
+			}
+		}
+	}
+	for i, seg := range cp.Segments {
+		if !strings.Contains(seg, placeholderPrefix) {
+			continue
+		}
+		for _, c := range bound {
+			if slices.Contains(c.in, "path") && c.segment == i+1 {
+				seg = strings.ReplaceAll(seg, c.placeholder, "")
+			}
+		}
+		if strings.Contains(seg, placeholderPrefix) {
+			return "path"
+		}
+	}
+	if strings.Contains(cp.Escaped, placeholderPrefix) && !segmentsContain(cp, placeholderPrefix) {
+		return "path"
+	}
+	if q := r.URL.RawQuery; strings.Contains(q, placeholderPrefix) || strings.Contains(q, "%") {
+		for _, pair := range strings.Split(q, "&") {
+			k, v, _ := strings.Cut(pair, "=")
+			dk, err1 := url.QueryUnescape(k)
+			dv, err2 := url.QueryUnescape(v)
+			if err1 != nil || err2 != nil {
+				dk, dv = k, v
+			}
+			if !strings.Contains(dk+"="+dv, placeholderPrefix) && !strings.Contains(pair, placeholderPrefix) {
+				continue
+			}
+			ok := false
+			for _, c := range bound {
+				if slices.Contains(c.in, "query") && dk == c.param && k == c.param && v == c.placeholder {
+					ok = true
+				}
+			}
+			if !ok {
+				return "query"
+			}
+		}
+	}
+	return ""
 }
 
-func requestContains(r *http.Request, escPath, s string) bool {
-	if strings.Contains(escPath, s) || strings.Contains(r.URL.RawQuery, s) {
+func segmentsContain(cp CanonPath, s string) bool {
+	return slices.ContainsFunc(cp.Segments, func(seg string) bool { return strings.Contains(seg, s) })
+}
+
+// requestContains reports whether s occurs in r's headers, path (escaped
+// or decoded) or query.
+func requestContains(r *http.Request, cp CanonPath, s string) bool {
+	if strings.Contains(cp.Escaped, s) || segmentsContain(cp, s) || strings.Contains(r.URL.RawQuery, s) {
+		return true
+	}
+	if q, err := url.QueryUnescape(r.URL.RawQuery); err == nil && strings.Contains(q, s) {
 		return true
 	}
 	for _, vs := range r.Header {
@@ -152,6 +270,66 @@ func requestContains(r *http.Request, escPath, s string) bool {
 		}
 	}
 	return false
+}
+
+// applyCredentials puts the secrets of ep's credentials into the outgoing
+// request out, each only at its declared place. It runs on the request as
+// it leaves for the upstream (after checkCredentials allowed it), so that
+// nothing built earlier (denials, audit lines) can hold a secret. The
+// transport calls it right after pointing out.URL at the upstream.
+func applyCredentials(out *http.Request, ep *endpoint) {
+	if ep == nil || len(ep.creds) == 0 {
+		return
+	}
+	for _, c := range ep.creds {
+		if slices.Contains(c.in, "header") {
+			for i, v := range out.Header[c.header] {
+				out.Header[c.header][i] = strings.ReplaceAll(v, c.placeholder, c.secret)
+			}
+		}
+		if slices.Contains(c.in, "path") {
+			esc := out.URL.EscapedPath()
+			segs := strings.Split(esc, "/") // segs[0] is "" before the leading /
+			if c.segment < len(segs) && strings.Contains(segs[c.segment], c.placeholder) {
+				segs[c.segment] = strings.ReplaceAll(segs[c.segment], c.placeholder, escapePathValue(c.secret))
+				esc = strings.Join(segs, "/")
+				if p, err := url.PathUnescape(esc); err == nil {
+					out.URL.Path, out.URL.RawPath = p, esc
+				}
+			}
+		}
+		if slices.Contains(c.in, "query") && strings.Contains(out.URL.RawQuery, c.placeholder) {
+			pairs := strings.Split(out.URL.RawQuery, "&")
+			for i, pair := range pairs {
+				if pair == c.param+"="+c.placeholder {
+					pairs[i] = c.param + "=" + url.QueryEscape(c.secret)
+				}
+			}
+			out.URL.RawQuery = strings.Join(pairs, "&")
+		}
+	}
+}
+
+// scrubResponseHeaders replaces every spelling of ep's secrets in response
+// headers (Location, CORS echoes, Set-Cookie, anything an upstream reflects)
+// with the placeholder, so the agent never reads a secret back. Bodies are
+// not scrubbed: see docs/egress.md.
+func scrubResponseHeaders(h http.Header, ep *endpoint) {
+	if ep == nil || len(ep.creds) == 0 {
+		return
+	}
+	for k, vs := range h {
+		for i, v := range vs {
+			for _, c := range ep.creds {
+				for _, f := range c.forms {
+					if strings.Contains(v, f) {
+						v = strings.ReplaceAll(v, f, c.placeholder)
+					}
+				}
+			}
+			h[k][i] = v
+		}
+	}
 }
 
 func escapePathValue(s string) string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -95,7 +96,34 @@ func (p *Proxy) answerDNS(w dns.ResponseWriter, req *dns.Msg) {
 	q := req.Question[0]
 	name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
 	ev := &Event{Class: "DNS Activity", Activity: "query", Host: name, Method: dns.TypeToString[q.Qtype], Gen: p.Generation()}
+	if !p.dnsLimit.Allow() {
+		// Over the sandbox's query rate: refused without a lookup, and
+		// counted under one summary key rather than one line per name.
+		ev.Host, ev.Decision, ev.Reason = "(dns rate limit)", Deny, "the sandbox exceeded its DNS query rate"
+		p.audit.record(ev)
+		m.Rcode = dns.RcodeRefused
+		_ = w.WriteMsg(m)
+		return
+	}
+	if name == inferenceHost {
+		// Answered here, never by the host's resolver: a LAN host of this
+		// name must not receive the agent's prompts.
+		ev.Decision, ev.Rule = Allow, "inference.local (answered by the supervisor)"
+		if q.Qtype == dns.TypeA {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 30}, A: net.IPv4(127, 0, 0, 1)})
+		}
+		p.audit.record(ev)
+		_ = w.WriteMsg(m)
+		return
+	}
 	eps := p.dnsEndpoints(name)
+	if !validHostName(name) {
+		// A label holding an escaped dot ("x\.wild.test") or any other
+		// byte a host name cannot hold would match a wildcard label by
+		// label and then resolve as another name.
+		ev.Host = clip(strconv.Quote(name))
+		eps = nil
+	}
 	if len(eps) == 0 || isMetadataName(name) {
 		ev.Decision, ev.Reason = Deny, "no network policy names this host"
 		p.audit.record(ev)

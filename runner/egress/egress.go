@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/time/rate"
 
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 )
@@ -48,6 +49,9 @@ type Config struct {
 	Logger *slog.Logger
 	// AuditLog receives one JSON line per decision; nil disables the file.
 	AuditLog io.Writer
+	// AuditMaxBytes caps what is written to AuditLog (default
+	// DefaultAuditMaxBytes); later decisions are only counted.
+	AuditMaxBytes int64
 	// UpstreamRoots verifies upstream TLS; nil means the system roots. Tests
 	// add their own CA here; production never does.
 	UpstreamRoots *x509.CertPool
@@ -75,6 +79,13 @@ type Config struct {
 	CA *CA
 }
 
+// The DNS listener's per-sandbox rate: a package manager resolving a few
+// hundred names at once fits in the burst.
+const (
+	dnsRate  = 200
+	dnsBurst = 1000
+)
+
 // Proxy is one sandbox's egress proxy. Create it with New, serve listeners
 // with Serve and ServeDNS, and Close it when the sandbox ends.
 type Proxy struct {
@@ -96,6 +107,10 @@ type Proxy struct {
 	h2    *http2.Server
 
 	nsPid atomic.Int64
+
+	// dnsLimit bounds the DNS queries a sandbox may make (each may cost a
+	// host lookup and an audit line).
+	dnsLimit *rate.Limiter
 
 	upMu   sync.Mutex
 	upIdle map[upKey][]*upstream
@@ -139,6 +154,7 @@ func New(cfg Config) (*Proxy, error) {
 		p.ca = ca
 	}
 	p.nsPid.Store(int64(cfg.NetnsPid))
+	p.dnsLimit = rate.NewLimiter(dnsRate, dnsBurst)
 	g, err := compile(cfg.Policy, p)
 	if err != nil {
 		return nil, fmt.Errorf("egress: policy: %w", err)
@@ -148,7 +164,7 @@ func New(cfg Config) (*Proxy, error) {
 		p.log.Warn("egress policy", "warning", w)
 	}
 	p.gen.Store(g)
-	p.audit = newAuditor(cfg.AuditLog, p.log, cfg.Sandbox)
+	p.audit = newAuditor(cfg.AuditLog, p.log, cfg.Sandbox, cfg.AuditMaxBytes)
 	p.appr = newApprovals(p)
 	if err := p.appr.load(); err != nil {
 		return nil, fmt.Errorf("egress: %w", err)
@@ -173,7 +189,13 @@ func New(cfg Config) (*Proxy, error) {
 		Transport:    p.tr,
 		BufferPool:   bufPool{},
 		ErrorHandler: p.upstreamError,
-		ErrorLog:     slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		ModifyResponse: func(r *http.Response) error {
+			if f, ok := r.Request.Context().Value(fwdKey).(*fwd); ok {
+				scrubResponseHeaders(r.Header, f.ep)
+			}
+			return nil
+		},
+		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
 	p.inner = &http.Server{
 		Handler:           p,
@@ -211,15 +233,16 @@ func SystemCABundle() string {
 }
 
 // Env is the environment a sandboxed program needs to use the proxy:
-// proxy variables in both cases, NO_PROXY for loopback, the CA bundle for
+// proxy variables in both cases, NO_PROXY for loopback (see noProxy), the CA bundle for
 // every common TLS stack, and one variable per credential placeholder.
 func (p *Proxy) Env(proxyURL, bundlePath, caPath string) []string {
 	env := []string{}
 	for _, k := range []string{"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"} {
 		env = append(env, k+"="+proxyURL)
 	}
+	noProxy := p.gen.Load().noProxy()
 	env = append(env,
-		"NO_PROXY=localhost,127.0.0.1,::1", "no_proxy=localhost,127.0.0.1,::1",
+		"NO_PROXY="+noProxy, "no_proxy="+noProxy,
 		"NODE_USE_ENV_PROXY=1",
 		"SSL_CERT_FILE="+bundlePath, "REQUESTS_CA_BUNDLE="+bundlePath,
 		"CURL_CA_BUNDLE="+bundlePath, "GIT_SSL_CAINFO="+bundlePath,

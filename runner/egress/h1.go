@@ -200,6 +200,7 @@ func (p *Proxy) forward(ctx context.Context, c net.Conn, br *bufio.Reader, bw *l
 		path = f.escPath
 	}
 	req.URL = &url.URL{Path: path, RawPath: f.escPath, RawQuery: req.URL.RawQuery}
+	applyCredentials(req, f.ep)
 	req.Host = hostHeader(f)
 	req.Close = false
 	if _, ok := req.Header["User-Agent"]; !ok {
@@ -237,6 +238,7 @@ func (p *Proxy) forward(ctx context.Context, c net.Conn, br *bufio.Reader, bw *l
 			p.rawUpstreamError(bw, req, ci, f, err)
 			return false
 		}
+		scrubResponseHeaders(resp.Header, f.ep)
 		return p.relayResponse(c, br, bw, req, resp, up, ws, clientClose)
 	}
 }
@@ -324,7 +326,7 @@ func (p *Proxy) dialUpstream(ctx context.Context, f *fwd, key upKey) (*upstream,
 
 // rawDeny writes the 403 denial and marks the connection for closing.
 func (p *Proxy) rawDeny(bw *lazyBuf, req *http.Request, ci *connInfo, t target, v *verdict, path string) {
-	writeRaw(bw, http.StatusForbidden, "application/json", p.denial(req, ci, t, v, path), true)
+	writeRaw(bw, v.httpStatus(), "application/json", p.denial(req, ci, t, v, path), true)
 }
 
 func (p *Proxy) rawUpstreamError(bw *lazyBuf, req *http.Request, ci *connInfo, f *fwd, err error) {

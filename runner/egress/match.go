@@ -328,11 +328,10 @@ func matchSegments(pat, segs []string) bool {
 	return len(segs) == 0
 }
 
+// matches reports whether an allow rule covers the request: with a
+// repeated query key, every value must match.
 func (r *rule) matches(method string, p CanonPath, q url.Values) bool {
-	if r.method != "*" && r.method != method {
-		return false
-	}
-	if r.path != nil && !matchSegments(r.path, p.Segments) {
+	if !r.matchesMethodPath(method, p.Segments) {
 		return false
 	}
 	for k, pats := range r.query {
@@ -341,12 +340,43 @@ func (r *rule) matches(method string, p CanonPath, q url.Values) bool {
 			return false
 		}
 		for _, v := range vals {
-			if !slices.ContainsFunc(pats, func(p string) bool { ok, _ := path.Match(p, v); return ok }) {
+			if !slices.ContainsFunc(pats, func(p string) bool { return matchValue(p, v) }) {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+// matchesDeny reports whether a deny rule hits the request: with a
+// repeated query key, one matching value is enough. With an encoded slash
+// (allow_encoded_slash) the path is also tried as an upstream that decodes
+// %2F would read it.
+func (r *rule) matchesDeny(method string, p CanonPath, q url.Values) bool {
+	if !r.matchesMethodPath(method, p.Segments) && (p.SlashSegments == nil || !r.matchesMethodPath(method, p.SlashSegments)) {
+		return false
+	}
+	for k, pats := range r.query {
+		if !slices.ContainsFunc(q[k], func(v string) bool {
+			return slices.ContainsFunc(pats, func(p string) bool { return matchValue(p, v) })
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *rule) matchesMethodPath(method string, segs []string) bool {
+	return (r.method == "*" || r.method == method) && (r.path == nil || matchSegments(r.path, segs))
+}
+
+// matchValue matches a query value against a glob in which '*' matches any
+// run of bytes, '/' included (path.Match's '*' stops at '/'). The value's
+// '/' become NUL for path.Match, which has no separator then; a pattern
+// names '/' the same way.
+func matchValue(pat, v string) bool {
+	ok, _ := path.Match(strings.ReplaceAll(pat, "/", "\x00"), strings.ReplaceAll(v, "/", "\x00"))
+	return ok
 }
 
 // hostPattern matches host names label by label; a "**" label matches one

@@ -171,27 +171,18 @@ func (p *Proxy) evalRequest(ctx context.Context, r *http.Request, ci *connInfo, 
 	if err != nil {
 		return nil, &verdict{action: Deny, reason: err.Error(), missing: "send the path in plain canonical form"}, ""
 	}
-	var q url.Values
-	if r.URL.RawQuery != "" {
-		q, _ = url.ParseQuery(r.URL.RawQuery)
+	ri, qv := requestInfo(r, cp, cands)
+	if qv != nil {
+		return nil, qv, cp.String()
 	}
-	ri := reqInfo{method: r.Method, path: cp, query: q, websocket: isWebSocket(r)}
 	v2 := decideRequest(cands, ri)
 	if v2.action == Deny {
 		return nil, &v2, cp.String()
 	}
-	esc := cp.Escaped
-	if len(g.creds) > 0 {
-		var bound []*credBinding
-		if v2.ep != nil {
-			bound = v2.ep.creds
-		}
-		if name, err := substitute(r, &esc, bound, g.creds); err != nil {
-			return nil, &verdict{action: Deny,
-				reason:  fmt.Sprintf("credential placeholder %s was sent to %s, which is not bound to it", name, t),
-				missing: fmt.Sprintf("send %s only to the endpoint whose credentials list it", name)}, cp.String()
-		}
+	if cv := checkCredentials(r, cp, v2.ep, g.creds, t, scheme); cv != nil {
+		return nil, cv, cp.String()
 	}
+	esc := cp.Escaped
 	act := "request"
 	if ri.websocket {
 		act = "upgrade"
@@ -254,6 +245,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Header.Del("Forwarded")
 	pr.Out.Header.Del("X-Forwarded-For")
 	pr.Out.Header["User-Agent"] = pr.In.Header["User-Agent"]
+	applyCredentials(pr.Out, f.ep)
 }
 
 // dialForward is the transport's dialer: only addresses checked against the
@@ -313,17 +305,17 @@ func (p *Proxy) denyRequest(w http.ResponseWriter, r *http.Request, ci *connInfo
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.Header().Set("Connection", "close")
-	w.WriteHeader(http.StatusForbidden)
+	w.WriteHeader(v.httpStatus())
 	_, _ = w.Write(body)
 }
 
 // denial records a denial and returns the JSON body of its 403.
 func (p *Proxy) denial(r *http.Request, ci *connInfo, t target, v *verdict, path string) []byte {
 	pi := ci.peer.get()
-	d := Denial{Error: "egress denied by sandbox policy", Detail: v.reason, Host: t.host, Port: t.port,
+	d := Denial{Error: v.errorText(), Detail: v.reason, Host: t.host, Port: t.port,
 		Method: r.Method, Path: path, RuleMissing: v.missing, NextSteps: p.nextSteps(v)}
 	ev := &Event{Class: "HTTP Activity", Activity: "request", Decision: Deny, Host: t.host, Port: t.port,
-		Method: r.Method, Path: path, Rule: v.rule, Reason: v.reason, Status: http.StatusForbidden, Gen: p.Generation()}
+		Method: r.Method, Path: path, Rule: v.rule, Reason: v.reason, Status: v.httpStatus(), Gen: p.Generation()}
 	if r.Method == http.MethodConnect {
 		ev.Class, ev.Activity = "Network Activity", "connect"
 	}
@@ -339,6 +331,9 @@ func (p *Proxy) nextSteps(v *verdict) string {
 	sb := p.cfg.Sandbox
 	if sb == "" {
 		sb = "<sandbox>"
+	}
+	if v.steps != "" {
+		return v.steps
 	}
 	s := fmt.Sprintf("add %s to the policy and run `nemoclaw policy set %s FILE` (or `nemoclaw policy add %s PRESET`)", v.missing, sb, sb)
 	if v.noEndpoint {

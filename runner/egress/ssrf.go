@@ -42,10 +42,18 @@ var (
 		netip.MustParsePrefix("240.0.0.0/4"),
 		netip.MustParsePrefix("100.100.100.200/32"), // Alibaba metadata
 	}
-	nat64   = netip.MustParsePrefix("64:ff9b::/96")
-	sixTo4  = netip.MustParsePrefix("2002::/16")
-	ula     = netip.MustParsePrefix("fc00::/7")
-	awsIMDS = netip.MustParseAddr("fd00:ec2::254")
+	nat64 = netip.MustParsePrefix("64:ff9b::/96")
+	// nat64Local is RFC 8215's local-use NAT64 prefix: a site's own
+	// translator, so at least private, and never when the IPv4 address in
+	// its last 32 bits (the /96 form) is.
+	nat64Local = netip.MustParsePrefix("64:ff9b:1::/48")
+	// v4Compat is the deprecated IPv4-compatible form ::a.b.c.d (RFC 4291
+	// 2.5.5.1): no legitimate destination, and some stacks route it as
+	// IPv4. (:: and ::1 are in it and classified as themselves.)
+	v4Compat = netip.MustParsePrefix("::/96")
+	sixTo4   = netip.MustParsePrefix("2002::/16")
+	ula      = netip.MustParsePrefix("fc00::/7")
+	awsIMDS  = netip.MustParseAddr("fd00:ec2::254")
 )
 
 // classify sorts an address into a reachability class. IPv4 embedded in
@@ -60,6 +68,11 @@ func classify(a netip.Addr) ipClass {
 		case sixTo4.Contains(a):
 			b := a.As16()
 			return max(classify(netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]})), classPublic)
+		case nat64Local.Contains(a):
+			b := a.As16()
+			return max(classify(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})), classPrivate)
+		case v4Compat.Contains(a) && !a.IsUnspecified() && !a.IsLoopback():
+			return classNever
 		case a == awsIMDS:
 			return classNever
 		}
@@ -201,11 +214,8 @@ func parseTarget(host string, port int) (target, error) {
 	if a, ok := parseLooseIPv4(h); ok {
 		return target{}, fmt.Errorf("%w: %q is a non-canonical spelling of %s", errTarget, clip(host), a)
 	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
-			return target{}, fmt.Errorf("%w: %q is not a valid host name", errTarget, clip(host))
-		}
+	if !validHostName(h) {
+		return target{}, fmt.Errorf("%w: %q is not a valid host name", errTarget, clip(host))
 	}
 	if isMetadataName(h) {
 		return target{}, fmt.Errorf("%w: %s is a cloud metadata name", errTarget, h)
@@ -214,6 +224,26 @@ func parseTarget(host string, port int) (target, error) {
 }
 
 // splitHostPort splits "host:port", defaulting the port.
+// validHostName reports whether h (lower case, no trailing dot) is a host
+// name of letters, digits, '-' and '_' in non-empty dot-separated labels.
+func validHostName(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if l == "" || len(l) > 63 {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func splitHostPort(hp string, defPort int) (string, int, error) {
 	h, p, err := net.SplitHostPort(hp)
 	if err != nil {

@@ -200,6 +200,19 @@ type Credential struct {
 	// In lists where substitution may happen: header, path, query. Default:
 	// header and path.
 	In []string `yaml:"in,omitempty" json:"in,omitempty"`
+	// Header names the one request header the secret is substituted in when
+	// In has header (default Authorization); a placeholder in any other
+	// header is refused.
+	Header string `yaml:"header,omitempty" json:"header,omitempty"`
+	// Segment is the 1-based path segment the secret is substituted in when
+	// In has path (default 1, as in Telegram's /bot<token>/...).
+	Segment int `yaml:"segment,omitempty" json:"segment,omitempty"`
+	// Param is the query parameter whose whole value is the placeholder
+	// when In has query (required then).
+	Param string `yaml:"param,omitempty" json:"param,omitempty"`
+	// Cleartext lets the secret go to a plain-http upstream; without it a
+	// placeholder on a cleartext request is refused.
+	Cleartext bool `yaml:"cleartext,omitempty" json:"cleartext,omitempty"`
 }
 
 // Rule is one L7 allow rule.
