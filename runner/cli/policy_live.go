@@ -108,12 +108,14 @@ func printPending(app *App, items []egress.Pending, output string) error {
 	}
 	printf(app.Out, "%-5s %-40s %-30s %-8s %s\n", "ID", "DESTINATION", "PROGRAM", "WAITING", "FIRST REQUEST")
 	for _, it := range items {
-		bin := it.Binary
+		// Every field but the counts is agent-controlled: escaped, so that
+		// a program path cannot repaint the operator's screen.
+		bin := egress.Printable(it.Binary)
 		if bin == "" {
 			bin = "?"
 		}
-		printf(app.Out, "%-5s %-40s %-30s %-8d %s %s (%s ago)\n", it.ID, net.JoinHostPort(it.Host, strconv.Itoa(it.Port)), bin, it.Waiting,
-			it.Method, it.Path, time.Since(it.Since).Truncate(time.Second))
+		printf(app.Out, "%-5s %-40s %-30s %-8d %s %s (%s ago)\n", egress.Printable(it.ID), egress.Printable(net.JoinHostPort(it.Host, strconv.Itoa(it.Port))), bin, it.Waiting,
+			egress.Printable(it.Method), egress.Printable(it.Path), time.Since(it.Since).Truncate(time.Second))
 	}
 	return nil
 }
@@ -149,7 +151,7 @@ every later request to that host:port through for the sandbox's life; with
 					verb = "approved and saved"
 				}
 			}
-			printf(app.Out, "%s %s (request #%s)\n", verb, net.JoinHostPort(d.Host, strconv.Itoa(d.Port)), d.ID)
+			printf(app.Out, "%s %s (request #%s)\n", verb, egress.Printable(net.JoinHostPort(d.Host, strconv.Itoa(d.Port))), egress.Printable(d.ID))
 			return nil
 		},
 	}

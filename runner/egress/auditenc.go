@@ -3,6 +3,7 @@ package egress
 import (
 	"strconv"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -76,7 +77,7 @@ func appendJSONString(b []byte, s string) []byte {
 				b = append(b, '\\', 'b')
 			case c == '\f':
 				b = append(b, '\\', 'f')
-			case c < 0x20 || c == '<' || c == '>' || c == '&':
+			case c < 0x20 || c == 0x7f || c == '<' || c == '>' || c == '&':
 				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
 			default:
 				b = append(b, c)
@@ -90,6 +91,10 @@ func appendJSONString(b []byte, s string) []byte {
 			b = append(b, `\ufffd`...)
 		case r == '\u2028' || r == '\u2029':
 			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&15])
+		case r < 0x10000 && !unicode.IsPrint(r):
+			// C1 controls and bidi overrides: a terminal showing the log
+			// would act on them.
+			b = append(b, '\\', 'u', hexDigits[r>>12], hexDigits[r>>8&15], hexDigits[r>>4&15], hexDigits[r&15])
 		default:
 			b = append(b, s[i:i+n]...)
 		}

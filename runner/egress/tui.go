@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // approvalsUI is the state of the approvals terminal UI. It is a plain
@@ -92,19 +94,19 @@ func (m *approvalsUI) view() string {
 		if i == m.cursor {
 			mark = "> "
 		}
-		bin := it.Binary
+		bin := Printable(it.Binary)
 		if bin == "" {
 			bin = "?"
 		}
-		fmt.Fprintf(&b, "%s#%-4s %s  %s  (%d waiting, %s ago)\r\n", mark, it.ID, net.JoinHostPort(it.Host, strconv.Itoa(it.Port)), bin, it.Waiting, time.Since(it.Since).Truncate(time.Second))
+		fmt.Fprintf(&b, "%s#%-4s %s  %s  (%d waiting, %s ago)\r\n", mark, Printable(it.ID), Printable(net.JoinHostPort(it.Host, strconv.Itoa(it.Port))), bin, it.Waiting, time.Since(it.Since).Truncate(time.Second))
 		if i == m.cursor && m.detail {
-			fmt.Fprintf(&b, "      first request: %s %s\r\n      attempts: %d, since %s\r\n", it.Method, it.Path, it.Attempts, it.Since.Format(time.RFC3339))
+			fmt.Fprintf(&b, "      first request: %s %s\r\n      attempts: %d, since %s\r\n", Printable(it.Method), Printable(it.Path), it.Attempts, it.Since.Format(time.RFC3339))
 			b.WriteString("      approving allows every request to this host:port for the sandbox's life (s: also save)\r\n")
 		}
 	}
 	b.WriteString("\r\n[j/k] move  [enter] detail  [a] approve  [s] approve+save  [d] deny  [A] approve all  [q] quit\r\n")
 	if m.status != "" {
-		b.WriteString(m.status + "\r\n")
+		b.WriteString(Printable(m.status) + "\r\n")
 	}
 	return b.String()
 }
@@ -212,4 +214,44 @@ func splitKeys(b []byte) []string {
 		i++
 	}
 	return out
+}
+
+// Printable escapes what a terminal would act on instead of print: C0 and
+// C1 controls (ESC sequences repaint the screen), DEL, invalid UTF-8 and
+// the Unicode format characters that reorder text (bidi overrides). Every
+// agent-controlled string (program path, host, path, method) goes through
+// it before a human sees it.
+func Printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if !printableRune(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\\':
+			b.WriteString(`\\`)
+		case !printableRune(r) && r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case !printableRune(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+		i += n
+	}
+	return b.String()
+}
+
+func printableRune(r rune) bool {
+	return r != utf8.RuneError && (r == ' ' || unicode.IsPrint(r))
 }
