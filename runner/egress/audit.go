@@ -245,6 +245,7 @@ func (a *auditor) summaries() []Summary {
 func (a *auditor) close() {
 	close(a.stop)
 	<-a.done
+	a.flush() // the decisions, under the cap
 	sums := a.summaries()
 	a.mu.Lock()
 	for _, s := range sums {

@@ -253,6 +253,12 @@ func (c *Client) Do(ctx context.Context, req ControlRequest) (*ControlResponse, 
 		_ = conn.SetDeadline(dl)
 	}
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		// A refused client is answered before its request is read; the
+		// refusal is waiting to be read even though the write failed.
+		var resp ControlResponse
+		if json.NewDecoder(conn).Decode(&resp) == nil && resp.Error != "" {
+			return &resp, &ControlError{Msg: resp.Error, Refused: resp.Refused}
+		}
 		return nil, fmt.Errorf("control %s: %w", req.Op, err)
 	}
 	var resp ControlResponse

@@ -224,7 +224,7 @@ func splitKeys(b []byte) []string {
 func Printable(s string) string {
 	clean := true
 	for _, r := range s {
-		if !printableRune(r) {
+		if !printableRune(r) || r == '\\' {
 			clean = false
 			break
 		}
