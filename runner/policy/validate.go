@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -208,6 +209,9 @@ func (v *validator) endpoint(e *Endpoint, ep []string) {
 		}
 		if names[c.Name] {
 			v.errf(at(cp, "name"), "credential %q is bound twice on this endpoint", c.Name)
+		}
+		if slices.Contains(c.In, "query") && c.Param == "" {
+			v.errf(at(cp, "param"), "credential %q has in: query but no param: name the one query parameter whose value is the placeholder", c.Name)
 		}
 		names[c.Name] = true
 	}
