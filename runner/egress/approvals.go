@@ -99,7 +99,7 @@ func (p *Proxy) waitApproval(ctx context.Context, t target, ci *connInfo, method
 			pr.Binary = pi.exe
 		}
 		a.pending[key], a.byID[pr.ID] = pr, pr
-		p.log.Info("egress approval requested", "id", pr.ID, "host", t.host, "port", t.port, "binary", pr.Binary,
+		p.log.Info("egress approval requested", "id", pr.ID, "host", t.host, "port", t.port, "binary", Printable(pr.Binary),
 			"hint", fmt.Sprintf("nemoclaw policy approvals %s", p.cfg.Sandbox))
 	}
 	pr.Attempts++

@@ -162,7 +162,9 @@ func (a *auditor) record(e *Event) {
 	a.mu.Unlock()
 	switch {
 	case warn:
-		a.log.Warn("egress "+e.Decision, "host", e.Host, "port", e.Port, "binary", e.Binary, "reason", e.Reason, "rule", e.Rule)
+		// Printable: a JSON log handler would pass C1 and bidi characters
+		// from an agent-chosen program path or name to the operator raw.
+		a.log.Warn("egress "+e.Decision, "host", Printable(e.Host), "port", e.Port, "binary", Printable(e.Binary), "reason", Printable(e.Reason), "rule", e.Rule)
 	case last:
 		a.log.Warn("egress: more distinct destinations were refused; they are counted in the audit log's summaries, not logged one by one", "logged", maxWarned)
 	}
