@@ -5,11 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/textproto"
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/nemoclaw/nemoclaw/runner/policy"
@@ -310,26 +312,57 @@ func applyCredentials(out *http.Request, ep *endpoint) {
 	}
 }
 
-// scrubResponseHeaders replaces every spelling of ep's secrets in response
-// headers (Location, CORS echoes, Set-Cookie, anything an upstream reflects)
-// with the placeholder, so the agent never reads a secret back. Bodies are
-// not scrubbed: see docs/egress.md.
-func scrubResponseHeaders(h http.Header, ep *endpoint) {
+// maxScrubBody is the largest error-page body that is scrubbed.
+const maxScrubBody = 64 << 10
+
+// scrubResponse replaces every spelling of ep's secrets with the
+// placeholder, so the agent never reads a secret back: in every response
+// header (Location, CORS echoes, Set-Cookie, anything an upstream
+// reflects), and in the body of an error response (status >= 400) of at
+// most maxScrubBody bytes with a declared length and no content coding.
+// Other bodies and trailers are not scrubbed: see docs/egress.md. The
+// transport calls it on each response from an upstream, before relaying.
+func scrubResponse(resp *http.Response, ep *endpoint) {
 	if ep == nil || len(ep.creds) == 0 {
 		return
 	}
-	for k, vs := range h {
+	for k, vs := range resp.Header {
 		for i, v := range vs {
-			for _, c := range ep.creds {
-				for _, f := range c.forms {
-					if strings.Contains(v, f) {
-						v = strings.ReplaceAll(v, f, c.placeholder)
-					}
-				}
-			}
-			h[k][i] = v
+			resp.Header[k][i] = ep.scrub(v)
 		}
 	}
+	if resp.StatusCode < 400 || resp.ContentLength <= 0 || resp.ContentLength > maxScrubBody || resp.Body == nil ||
+		(resp.Request != nil && resp.Request.Method == http.MethodHead) {
+		return
+	}
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
+		return
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, resp.ContentLength))
+	if err != nil {
+		b = nil // the relay reports the short body as it would have
+	}
+	s := ep.scrub(string(b))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{strings.NewReader(s), resp.Body}
+	if len(s) != len(b) {
+		resp.ContentLength = int64(len(s))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(s)))
+	}
+}
+
+// scrub replaces ep's secrets (each spelling) in s with their placeholders.
+func (ep *endpoint) scrub(s string) string {
+	for _, c := range ep.creds {
+		for _, f := range c.forms {
+			if strings.Contains(s, f) {
+				s = strings.ReplaceAll(s, f, c.placeholder)
+			}
+		}
+	}
+	return s
 }
 
 func escapePathValue(s string) string {

@@ -191,7 +191,7 @@ func New(cfg Config) (*Proxy, error) {
 		ErrorHandler: p.upstreamError,
 		ModifyResponse: func(r *http.Response) error {
 			if f, ok := r.Request.Context().Value(fwdKey).(*fwd); ok {
-				scrubResponseHeaders(r.Header, f.ep)
+				scrubResponse(r, f.ep)
 			}
 			return nil
 		},

@@ -238,7 +238,7 @@ func (p *Proxy) forward(ctx context.Context, c net.Conn, br *bufio.Reader, bw *l
 			p.rawUpstreamError(bw, req, ci, f, err)
 			return false
 		}
-		scrubResponseHeaders(resp.Header, f.ep)
+		scrubResponse(resp, f.ep)
 		return p.relayResponse(c, br, bw, req, resp, up, ws, clientClose)
 	}
 }

@@ -123,6 +123,13 @@ func reflectingUpstream(t *testing.T) int {
 		w.Header().Set("Access-Control-Allow-Origin", r.Header.Get("Authorization"))
 		w.Header().Set("X-Key", r.Header.Get("X-Api-Key"))
 		w.Header().Set("X-Path", r.URL.Path)
+		if strings.HasSuffix(r.URL.Path, "/err") {
+			// An error page quoting the request, as many APIs send.
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprintf(w, "bad token in %s (%s)\n", r.URL.EscapedPath(), r.Header.Get("Authorization"))
+			return
+		}
 		_, _ = io.WriteString(w, "ok")
 	}))
 	s.EnableHTTP2 = true
@@ -136,8 +143,9 @@ func reflectingUpstream(t *testing.T) int {
 // substituted only in its declared header, a path credential only in its
 // declared segment; a placeholder anywhere else is refused; a secret that
 // an upstream reflects in a response header reaches the agent as the
-// placeholder. Before the fix any header and any path position took the
-// secret, and responses were not scrubbed.
+// placeholder, and so does one quoted in a small error page. Before the
+// fix any header and any path position took the secret, and responses
+// were not scrubbed.
 func TestCredentialDeclaredPlace(t *testing.T) {
 	t.Parallel()
 	port := reflectingUpstream(t)
@@ -167,6 +175,10 @@ func TestCredentialDeclaredPlace(t *testing.T) {
 		}
 		if !strings.Contains(resp.Header.Get("Access-Control-Allow-Origin"), auth) || resp.Header.Get("X-Key") != key {
 			t.Fatalf("h2=%v: reflected headers should carry the placeholders: %v", h2, resp.Header)
+		}
+		st, body, _ = h.do(t, c, "GET", u("tg.test", port, "/bot"+tg+"/err"), "", map[string]string{"Authorization": "Bearer " + auth})
+		if st != 401 || body != "bad token in /bot"+tg+"/err (Bearer "+auth+")\n" {
+			t.Fatalf("h2=%v: error page not scrubbed: %d %q", h2, st, body)
 		}
 		for _, tc := range []struct {
 			path string
