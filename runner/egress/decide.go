@@ -279,8 +279,7 @@ func (g *generation) noProxy() string {
 	for _, a := range []netip.Addr{v4, v6} {
 		opened := false
 		for _, e := range g.eps {
-			if e.hostIP == a || (a.Is4() && e.hostIP.Is4() && e.hostIP.IsLoopback()) ||
-				slices.ContainsFunc(e.nets, func(p netip.Prefix) bool { return p.Contains(a) }) {
+			if e.hostIP == a || slices.ContainsFunc(e.nets, func(p netip.Prefix) bool { return p.Contains(a) }) {
 				opened = true
 			}
 		}
