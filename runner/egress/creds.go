@@ -113,7 +113,8 @@ func validHeaderName(s string) bool {
 	return s != ""
 }
 
-// hopHeader reports whether a header is connection-scoped (never forwarded).
+// hopHeader reports whether a header is connection-scoped (never
+// forwarded), or Host: a credential there would never reach the upstream.
 func hopHeader(s string) bool {
 	k := textproto.CanonicalMIMEHeaderKey(s)
 	for _, h := range []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Host"} {
@@ -228,22 +229,15 @@ func strayPlaceholder(r *http.Request, cp CanonPath, bound []*credBinding) strin
 	}
 	if q := r.URL.RawQuery; strings.Contains(q, placeholderPrefix) || strings.Contains(q, "%") {
 		for _, pair := range strings.Split(q, "&") {
-			k, v, _ := strings.Cut(pair, "=")
-			dk, err1 := url.QueryUnescape(k)
-			dv, err2 := url.QueryUnescape(v)
-			if err1 != nil || err2 != nil {
-				dk, dv = k, v
-			}
-			if !strings.Contains(dk+"="+dv, placeholderPrefix) && !strings.Contains(pair, placeholderPrefix) {
+			// A placeholder hidden behind %-escapes counts too; only the
+			// literal pair param=placeholder is substituted.
+			dec, err := url.QueryUnescape(pair)
+			if !strings.Contains(pair, placeholderPrefix) && (err != nil || !strings.Contains(dec, placeholderPrefix)) {
 				continue
 			}
-			ok := false
-			for _, c := range bound {
-				if slices.Contains(c.in, "query") && dk == c.param && k == c.param && v == c.placeholder {
-					ok = true
-				}
-			}
-			if !ok {
+			if !slices.ContainsFunc(bound, func(c *credBinding) bool {
+				return slices.Contains(c.in, "query") && pair == c.param+"="+c.placeholder
+			}) {
 				return "query"
 			}
 		}

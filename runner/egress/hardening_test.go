@@ -123,6 +123,7 @@ func reflectingUpstream(t *testing.T) int {
 		w.Header().Set("Access-Control-Allow-Origin", r.Header.Get("Authorization"))
 		w.Header().Set("X-Key", r.Header.Get("X-Api-Key"))
 		w.Header().Set("X-Path", r.URL.Path)
+		w.Header().Set("X-Query-Secret", fmt.Sprint(r.URL.Query().Get("token") == "query-secret"))
 		if strings.HasSuffix(r.URL.Path, "/err") {
 			// An error page quoting the request, as many APIs send.
 			w.Header().Set("Content-Type", "text/plain")
@@ -155,9 +156,10 @@ func TestCredentialDeclaredPlace(t *testing.T) {
 			&policy.Credential{Name: "AUTH", Env: "A", In: []string{"header"}},
 			&policy.Credential{Name: "KEY", Env: "K", In: []string{"header"}, Header: "x-api-key"},
 			&policy.Credential{Name: "TG", Env: "T", In: []string{"path"}},
+			&policy.Credential{Name: "Q", Env: "Q", In: []string{"query"}, Param: "token"},
 		))},
-	}), lookupEnv(map[string]string{"A": hdrSecret, "K": keySecret, "T": pathSecret}))
-	auth, key, tg := placeholderOf(t, h, "AUTH"), placeholderOf(t, h, "KEY"), placeholderOf(t, h, "TG")
+	}), lookupEnv(map[string]string{"A": hdrSecret, "K": keySecret, "T": pathSecret, "Q": "query-secret"}))
+	auth, key, tg, q := placeholderOf(t, h, "AUTH"), placeholderOf(t, h, "KEY"), placeholderOf(t, h, "TG"), placeholderOf(t, h, "Q")
 	for _, h2 := range []bool{false, true} {
 		c := h.client(h2)
 		st, body, resp := h.do(t, c, "GET", u("tg.test", port, "/bot"+tg+"/getMe"), "", map[string]string{"Authorization": "Bearer " + auth, "X-Api-Key": key})
@@ -176,6 +178,9 @@ func TestCredentialDeclaredPlace(t *testing.T) {
 		if !strings.Contains(resp.Header.Get("Access-Control-Allow-Origin"), auth) || resp.Header.Get("X-Key") != key {
 			t.Fatalf("h2=%v: reflected headers should carry the placeholders: %v", h2, resp.Header)
 		}
+		if st, body, resp := h.do(t, c, "GET", u("tg.test", port, "/x?a=1&token="+q), "", nil); st != 200 || resp.Header.Get("X-Query-Secret") != "true" {
+			t.Fatalf("h2=%v: query credential at its param: %d %s", h2, st, body)
+		}
 		st, body, _ = h.do(t, c, "GET", u("tg.test", port, "/bot"+tg+"/err"), "", map[string]string{"Authorization": "Bearer " + auth})
 		if st != 401 || body != "bad token in /bot"+tg+"/err (Bearer "+auth+")\n" {
 			t.Fatalf("h2=%v: error page not scrubbed: %d %q", h2, st, body)
@@ -190,6 +195,9 @@ func TestCredentialDeclaredPlace(t *testing.T) {
 			{"/x", map[string]string{"Authorization": key}}, // KEY is bound to X-Api-Key only
 			{"/x/bot" + tg + "/getMe", nil},                 // TG is bound to segment 1 only
 			{"/bot1/" + tg, nil},
+			{"/x?other=" + q, nil},        // Q is bound to param token only
+			{"/x?token=x" + q, nil},       // ... as its whole value
+			{"/x?token=%6e" + q[1:], nil}, // ... spelled as is
 		} {
 			st, body, _ := h.do(t, c, "GET", u("tg.test", port, tc.path), "", tc.hdr)
 			if st != 403 || !strings.Contains(body, "placeholder") {
