@@ -462,6 +462,14 @@ func TestApprovalsEscaping(t *testing.T) {
 	if b = appendJSONString(b, "a\x7f\u0085\u202eb"); bytes.ContainsAny(b, "\x7f\u0085\u202e") {
 		t.Fatalf("audit string holds controls raw: %q", b)
 	}
+	// The operator's log (a JSON handler passes C1 and bidi characters raw).
+	var logBuf bytes.Buffer
+	a := newAuditor(nil, slog.New(slog.NewJSONHandler(&logBuf, nil)), "s", 0)
+	a.record(&Event{Decision: Deny, Host: "evil.test", Port: 443, Binary: evil})
+	a.close()
+	if strings.Contains(logBuf.String(), "\u202e") || strings.Contains(logBuf.String(), "\x1b") || !strings.Contains(logBuf.String(), "evil.test") {
+		t.Fatalf("operator log holds controls raw: %q", logBuf.String())
+	}
 }
 
 // TestEncodedSlashDeny (issue 13 item 19): with allow_encoded_slash, "%2F"
