@@ -149,8 +149,9 @@ func (p *Proxy) handleRequest(w http.ResponseWriter, r *http.Request, ci *connIn
 }
 
 // evalRequest decides one HTTP request against the current generation. On
-// allow it returns the forwarding plan (credentials substituted, allow
-// audited); on deny the verdict and the canonical path for the denial.
+// allow it returns the forwarding plan (placeholders checked, allow audited;
+// the secrets go in later, on the outgoing request: applyCredentials); on
+// deny the verdict and the canonical path for the denial.
 func (p *Proxy) evalRequest(ctx context.Context, r *http.Request, ci *connInfo, t target, scheme string) (*fwd, *verdict, string) {
 	g := p.gen.Load()
 	cands, v := g.candidates(t, ci.peer.get, p.appr.granted())
