@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 )
 
@@ -75,7 +77,7 @@ func compileCredential(c *policy.Credential, s secretSource) (*credBinding, erro
 	}
 	cb := &credBinding{name: c.Name, in: in, header: "Authorization", segment: 1, param: c.Param, cleartext: c.Cleartext}
 	if c.Header != "" {
-		if !validHeaderName(c.Header) || hopHeader(c.Header) {
+		if !httpguts.ValidHeaderFieldName(c.Header) || hopHeader(c.Header) {
 			return nil, fmt.Errorf("%s.header: %q is not an end-to-end HTTP header name", c.Name, c.Header)
 		}
 		cb.header = textproto.CanonicalMIMEHeaderKey(c.Header)
@@ -101,16 +103,6 @@ func compileCredential(c *policy.Credential, s secretSource) (*credBinding, erro
 		}
 	}
 	return cb, nil
-}
-
-func validHeaderName(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // hopHeader reports whether a header is connection-scoped (never
