@@ -627,3 +627,24 @@ func TestControlRefusesSandboxPidNamespace(t *testing.T) {
 		t.Fatalf("client in a new pid namespace was not refused:\n%s", out)
 	}
 }
+
+// TestCredentialDeclarationErrors: a credential's place must be one the
+// proxy can substitute in and the upstream receives.
+func TestCredentialDeclarationErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		c    *policy.Credential
+		want string
+	}{
+		{&policy.Credential{Name: "Q", Env: "X", In: []string{"query"}}, "param"},
+		{&policy.Credential{Name: "H", Env: "X", In: []string{"header"}, Header: "Proxy-Authorization"}, "end-to-end"},
+		{&policy.Credential{Name: "H", Env: "X", In: []string{"header"}, Header: "X Bad"}, "end-to-end"},
+		{&policy.Credential{Name: "P", Env: "X", In: []string{"path"}, Segment: -1}, "segment"},
+	} {
+		_, err := New(Config{Policy: pol(map[string][]*policy.Endpoint{"a": {ep("api.test", 443, rest, creds(tc.c))}}),
+			LookupEnv: func(string) (string, bool) { return "s", true }})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("%+v: %v, want an error naming %q", tc.c, err, tc.want)
+		}
+	}
+}
