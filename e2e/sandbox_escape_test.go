@@ -428,6 +428,9 @@ var fsPathExpectations = []struct{ name, want, why string }{
 	{"fs_utimensat_read_only", "EROFS", "host directories are bound read-only (Landlock does not check utimes)"},
 	{"fs_setxattr_read_only", "EROFS", "host directories are bound read-only (Landlock does not check setxattr)"},
 	{"fs_read_ssh_key", "EACCES", "Landlock: ~/.ssh is in no rule"},
+	{"fs_write_read_write_host", "OK", "a read_write host path is bound again from the host, writable"},
+	{"fs_write_ro_in_read_write_host", "EROFS", "a read_only path inside a read_write one is bound read-only"},
+	{"fs_replace_ro_in_read_write_host", "EBUSY", "the read_only path's parent up to the read_write bind is pinned"},
 	{"fs_replace_ro_1_level", "EBUSY", "the read_only path is a mount point"},
 	{"fs_replace_ro_2_levels", "EBUSY", "every parent up to the read-write root is pinned by a bind mount"},
 	{"fs_replace_ro_3_levels_top", "EBUSY", "every parent up to the read-write root is pinned by a bind mount"},
@@ -458,7 +461,7 @@ func newFSPathFixture(t *testing.T, agentUID int) fsPathFixture {
 		"cfg/settings":           "setting=1",
 		".nemoclaw/state-secret": "approved",
 	}
-	for _, d := range []string{f.user, filepath.Join(f.user, ".ssh"), filepath.Join(f.user, "cfg"), f.home, f.secret} {
+	for _, d := range []string{f.user, filepath.Join(f.user, ".ssh"), filepath.Join(f.user, "cfg"), filepath.Join(f.user, "proj", "p", "ro"), f.home, f.secret} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -488,13 +491,14 @@ func newFSPathFixture(t *testing.T, agentUID int) fsPathFixture {
 	return f
 }
 
-// policy writes a policy with the default's system paths, cfg read_only
-// and the workspace read-write, plus extra read_only paths.
+// policy writes a policy with the default's system paths, cfg and
+// proj/p/ro read_only, proj and the workspace read-write, plus extra
+// read_only paths.
 func (f fsPathFixture) policy(t *testing.T, readOnly ...string) string {
 	t.Helper()
-	ro := append([]string{"/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/proc", filepath.Join(f.user, "cfg")}, readOnly...)
-	pol := fmt.Sprintf("version: 1\nfilesystem_policy:\n  include_workdir: true\n  read_only: [%s]\n  read_write: [/tmp, /dev/null]\nlandlock:\n  compatibility: hard_requirement\nprocess:\n  run_as_user: sandbox\n  run_as_group: sandbox\n",
-		strings.Join(ro, ", "))
+	ro := append([]string{"/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/proc", filepath.Join(f.user, "cfg"), filepath.Join(f.user, "proj", "p", "ro")}, readOnly...)
+	pol := fmt.Sprintf("version: 1\nfilesystem_policy:\n  include_workdir: true\n  read_only: [%s]\n  read_write: [/tmp, /dev/null, %s]\nlandlock:\n  compatibility: hard_requirement\nprocess:\n  run_as_user: sandbox\n  run_as_group: sandbox\n",
+		strings.Join(ro, ", "), filepath.Join(f.user, "proj"))
 	p := filepath.Join(f.base, fmt.Sprintf("policy-%d.yaml", len(readOnly)))
 	if err := os.WriteFile(p, []byte(pol), 0o644); err != nil {
 		t.Fatal(err)

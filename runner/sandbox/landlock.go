@@ -326,8 +326,9 @@ func accessBinds(fs *policy.FilesystemPolicy) []accessBind {
 			continue
 		}
 		ro := kind == mountHost
-		// The nearest bound ancestor decides, else the mount p lies in.
-		for a := path.Dir(p); len(a) > len(root); a = path.Dir(a) {
+		// The nearest bound ancestor decides (the mount's root too, a
+		// read_write host directory), else the mount p lies in.
+		for a := path.Dir(p); len(a) >= len(root); a = path.Dir(a) {
 			if v, ok := mountRO[a]; ok {
 				ro, root = v, a
 				break

@@ -523,7 +523,8 @@ func main() {
 
 // fsPathAttacks reach for what a policy's host paths expose beyond what
 // Landlock checks: user is a host directory the agent's uid owns, holding a
-// read_only path (cfg), ~/.ssh and $NEMOCLAW_HOME (home) of a sandbox
+// read_only path (cfg), a read_write one (proj, with the read_only
+// proj/p/ro), ~/.ssh and $NEMOCLAW_HOME (home) of a sandbox
 // named name; /sandbox holds read_only paths 1, 2 and 3 levels below its
 // read-write root (/sandbox/a, /sandbox/b/c, /sandbox/d/e/f).
 func fsPathAttacks(user, home, name string) []attack {
@@ -570,6 +571,13 @@ func fsPathAttacks(user, home, name string) []attack {
 			return unix.Setxattr(filepath.Join(user, "cfg", "settings"), "user.nemoclaw-evil", []byte("1"), 0)
 		})},
 		{"fs_read_ssh_key", r(func() error { return openRO(filepath.Join(user, ".ssh", "id_rsa")) })},
+		// A read_write host path (user/proj) stays writable, a read_only
+		// one inside it (proj/p/ro) does not, nor can its parent move.
+		{"fs_write_read_write_host", r(func() error { return create(filepath.Join(user, "proj", "new")) })},
+		{"fs_write_ro_in_read_write_host", r(func() error { return create(filepath.Join(user, "proj", "p", "ro", "x")) })},
+		{"fs_replace_ro_in_read_write_host", r(func() error {
+			return replaceAt(filepath.Join(user, "proj", "p"), filepath.Join(user, "proj", "p", "ro"))
+		})},
 		{"fs_chmod_ro_in_workspace", r(func() error { return unix.Chmod("/sandbox/a", 0o777) })},
 		// A read_only path's parents: renaming any of them would let the
 		// agent put its own tree where the policy's path was.
