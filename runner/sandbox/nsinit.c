@@ -716,11 +716,12 @@ __attribute__((noreturn)) static void refuse_symlink(struct op *o, int a, const 
 	fail_errno(o, path);
 }
 
-// open_policy_path opens a policy path (absolute, clean) with O_PATH (and
-// O_NOFOLLOW when nofollow). Below anchor, an agent-writable tree (anchorOf in
-// landlock.go; "" for none), no symlink is followed: a symlink there,
-// planted by an earlier run, would move a rule or bind to its target, and
-// fails the step naming it. Above the anchor the host's own layout holds.
+// open_policy_path opens a policy path (absolute, clean) with O_PATH.
+// Below anchor, an agent-writable tree (anchorOf in landlock.go; "" for
+// none), no symlink is followed: a symlink there, planted by an earlier
+// run, would move a rule, bind or mask to its target, and fails the step
+// naming it. Without an anchor the host's own layout holds, and nofollow
+// opens a final symlink itself (O_NOFOLLOW).
 static int open_policy_path(struct op *o, const char *anchor, const char *path, int nofollow)
 {
 	if (!*anchor)
@@ -779,7 +780,7 @@ static void op_bind_access(struct op *o)
 	int dst = open_policy_path(o, anchor, p, 1);
 	struct stat st;
 	if (dst < 0 || fstat(dst, &st) < 0) {
-		if (errno != ENOENT)
+		if (errno != ENOENT || kind == BIND_HIDE) // the launcher made what it hides
 			fail_errno(o, p);
 		if (ro && kind == BIND_FLAGS)
 			note("filesystem_policy: read_only %s does not exist in the sandbox: if the agent makes it, it is as writable as its parent", p);

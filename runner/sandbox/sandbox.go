@@ -583,6 +583,11 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 	mem, _ := policyMemory(cfg.Policy) // planResources reports a bad value
 	hostTop := hostTopNeeded(cfg.Policy, filePaths)
+	// $NEMOCLAW_HOME exists before it is hidden: made later, it would
+	// show through a host directory bound now.
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return nil, stepErr("config", err)
+	}
 	hide, err := hiddenState(home, stateMask, hostTop, cfg.Policy.Filesystem)
 	if err != nil {
 		return nil, err
