@@ -608,3 +608,28 @@ func TestSandboxSymlinkedRulePathRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestSandboxHiddenHomeStaysPut: a workspace holds $NEMOCLAW_HOME two
+// levels down (user/.nemoclaw). Hidden, it must also stay where it is:
+// had the agent renamed its parent away, the next run would look for
+// nemoclaw's state where the agent could have planted its own.
+func TestSandboxHiddenHomeStaysPut(t *testing.T) {
+	requireSandboxKernel(t)
+	asEachLauncher(t, func(t *testing.T, uid int) {
+		r := newSandboxRun(t, uid)
+		agent := agentHostUID(uid)
+		f := newFSPathFixture(t, agent)
+		r.home = f.home
+		if err := os.Chown(f.base, agent, agent); err != nil {
+			t.Fatal(err)
+		}
+		out, stderr, code := r.run(t, []string{"--workdir", f.base}, "/bin/sh", "-c",
+			`mv /sandbox/user /sandbox/moved 2>&1; ls -A /sandbox/user/.nemoclaw | wc -l`)
+		if code != 0 || !strings.Contains(out, "Device or resource busy") || !strings.HasSuffix(out, "\n0\n") {
+			t.Fatalf("exit %d; want the rename refused (EBUSY) and $NEMOCLAW_HOME empty:\n%s\n%s", code, out, stderr)
+		}
+		if _, err := os.Stat(filepath.Join(f.home, "state-secret")); err != nil {
+			t.Fatalf("$NEMOCLAW_HOME moved on the host: %v", err)
+		}
+	})
+}

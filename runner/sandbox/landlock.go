@@ -306,6 +306,12 @@ func accessBinds(fs *policy.FilesystemPolicy) []accessBind {
 	if fs.IncludeWorkdir {
 		rw[Workdir] = true
 	}
+	if _, ok := rw[Workdir]; !ok {
+		// In no rule, the workspace is still the host's directory whose
+		// metadata a rootless agent could change: read-only, like the
+		// host's other directories.
+		rw[Workdir] = false
+	}
 	paths := make([]string, 0, len(rw))
 	for p := range rw {
 		paths = append(paths, p)

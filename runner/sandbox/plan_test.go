@@ -352,6 +352,7 @@ func TestAccessBinds(t *testing.T) {
 		}, []accessBind{
 			{Path: "/data", FromHost: true}, ro("/data/a", "/data"),
 			{Path: "/data/a/b", FromHost: true, Anchor: "/data"}, ro("/data/a/b/c", "/data"),
+			ro("/sandbox", ""),
 		}},
 		{"nested both ways in the workspace", policy.FilesystemPolicy{
 			IncludeWorkdir: true, ReadOnly: []string{"/sandbox/a", "/sandbox/a/b/c"}, ReadWrite: []string{"/sandbox/a/b"},
@@ -359,15 +360,18 @@ func TestAccessBinds(t *testing.T) {
 		{"read_only inside read_only inside read_write", policy.FilesystemPolicy{
 			ReadOnly:  []string{"/data/a", "/data/a/b"},
 			ReadWrite: []string{"/data"},
-		}, []accessBind{{Path: "/data", FromHost: true}, ro("/data/a", "/data")}},
+		}, []accessBind{{Path: "/data", FromHost: true}, ro("/data/a", "/data"), ro("/sandbox", "")}},
 		{"read_only in a read_write host path, two levels down", policy.FilesystemPolicy{
 			ReadOnly:  []string{"/home/u/proj/cfg/gateway"},
 			ReadWrite: []string{"/home/u/proj"},
-		}, []accessBind{{Path: "/home/u/proj", FromHost: true}, pin("/home/u/proj/cfg", "/home/u/proj"), ro("/home/u/proj/cfg/gateway", "/home/u/proj")}},
+		}, []accessBind{{Path: "/home/u/proj", FromHost: true}, pin("/home/u/proj/cfg", "/home/u/proj"), ro("/home/u/proj/cfg/gateway", "/home/u/proj"), ro("/sandbox", "")}},
 		{"read_write inside read_only host directory: bound from the host", policy.FilesystemPolicy{
 			ReadOnly:  []string{"/usr"},
 			ReadWrite: []string{"/usr/local/cache"},
-		}, []accessBind{{Path: "/usr/local/cache", FromHost: true}}},
+		}, []accessBind{ro("/sandbox", ""), {Path: "/usr/local/cache", FromHost: true}}},
+		{"a workspace in no rule is bound read-only, a read_write path in it writable again", policy.FilesystemPolicy{
+			ReadOnly: []string{"/usr"}, ReadWrite: []string{"/sandbox/out"},
+		}, []accessBind{ro("/sandbox", ""), {Path: "/sandbox/out", Anchor: "/sandbox"}}},
 		{"the default policy", policy.FilesystemPolicy{
 			IncludeWorkdir: true,
 			ReadOnly:       []string{"/usr", "/bin", "/etc", "/proc", "/dev/urandom"},
@@ -387,7 +391,8 @@ func TestAccessBinds(t *testing.T) {
 
 // TestHiddenState: $NEMOCLAW_HOME is hidden in the workspace that holds
 // it and at its own path wherever a mounted host directory holds it, never
-// where the sandbox has its own directory (/tmp).
+// where the sandbox has its own directory (/tmp); inside an agent-writable
+// tree its parents are pinned first.
 func TestHiddenState(t *testing.T) {
 	fs := &policy.FilesystemPolicy{IncludeWorkdir: true, ReadWrite: []string{"/home/u/proj"}}
 	for _, tc := range []struct {
@@ -404,7 +409,7 @@ func TestHiddenState(t *testing.T) {
 		{"host directory not mounted", "/home/u/.nemoclaw", "", map[string]bool{"usr": true}, nil},
 		{"the host's /tmp is never mounted", "/tmp/x/.nemoclaw", "", nil, nil},
 		{"in the workspace and under a mounted host directory", "/home/u/.nemoclaw", "u/.nemoclaw", map[string]bool{"home": true},
-			[]accessBind{{Path: "/sandbox/u/.nemoclaw", Hide: true, Anchor: "/sandbox"}, {Path: "/home/u/.nemoclaw", Hide: true}}},
+			[]accessBind{{Path: "/sandbox/u", Pin: true, Anchor: "/sandbox"}, {Path: "/sandbox/u/.nemoclaw", Hide: true, Anchor: "/sandbox"}, {Path: "/home/u/.nemoclaw", Hide: true}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := hiddenState(tc.home, tc.wsMask, tc.hostTop, fs)

@@ -193,7 +193,11 @@ func compileRest(sp *spec) []byte {
 	}
 	// Last, over whatever the binds above put there.
 	for _, h := range sp.Hide {
-		p.op(opBindAccess, "mount: $NEMOCLAW_HOME hidden at "+h.Path, h.Path, 1, h.Anchor, bindHide)
+		step := "mount: $NEMOCLAW_HOME hidden at " + h.Path
+		if h.Pin {
+			step = "mount: $NEMOCLAW_HOME's parent " + h.Path + " pinned"
+		}
+		p.op(opBindAccess, step, h.Path, 1, h.Anchor, h.kind())
 	}
 	p.op(opUmount, "mount: detach host root", oldRoot, unix.MNT_DETACH)
 	p.op(opRmdir, "mount: detach host root", oldRoot)

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -362,10 +363,25 @@ func realPath(p string) (string, error) {
 // mounts all of /home, and with it a rootless user's ~/.nemoclaw, whose
 // control socket Landlock does not guard (ABI 7 does not check connect()
 // on pathname sockets) and whose files are the agent's uid's.
+//
+// Inside an agent-writable tree, the mask's parents below the tree's root
+// are pinned first (as accessBinds pins a read_only path's): else the
+// agent renames one away, and with it nemoclaw's state out from under the
+// path the next run looks for it at, where it may have planted its own.
 func hiddenState(home, wsMask string, hostTop map[string]bool, fs *policy.FilesystemPolicy) ([]accessBind, error) {
 	roots := writableRoots(fs)
 	var hide []accessBind
-	add := func(p string) { hide = append(hide, accessBind{Path: p, Hide: true, Anchor: anchorOf(roots, p)}) }
+	add := func(p string) {
+		anchor := anchorOf(roots, p)
+		var chain []string
+		for a := path.Dir(p); anchor != "" && len(a) > len(anchor); a = path.Dir(a) {
+			chain = append(chain, a)
+		}
+		for i := len(chain) - 1; i >= 0; i-- {
+			hide = append(hide, accessBind{Path: chain[i], Pin: true, Anchor: anchor})
+		}
+		hide = append(hide, accessBind{Path: p, Hide: true, Anchor: anchor})
+	}
 	if wsMask != "" {
 		add(Workdir + "/" + wsMask)
 	}
