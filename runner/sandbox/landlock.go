@@ -3,6 +3,7 @@ package sandbox
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -342,14 +343,10 @@ func accessBinds(fs *policy.FilesystemPolicy) []accessBind {
 		}
 		switch {
 		case !rw[p] && !ro:
-			var chain []string
-			for a := path.Dir(p); len(a) > len(root); a = path.Dir(a) {
-				chain = append(chain, a)
-			}
-			for i := len(chain) - 1; i >= 0; i-- {
-				if !pinned[chain[i]] {
-					pinned[chain[i]] = true
-					add(accessBind{Path: chain[i], Pin: true})
+			for _, a := range parentsBelow(p, root) {
+				if !pinned[a] {
+					pinned[a] = true
+					add(accessBind{Path: a, Pin: true})
 				}
 			}
 			add(accessBind{Path: p, ReadOnly: true})
@@ -360,4 +357,15 @@ func accessBinds(fs *policy.FilesystemPolicy) []accessBind {
 		}
 	}
 	return binds
+}
+
+// parentsBelow returns p's ancestors that lie strictly beneath root (one
+// of them), outermost first: the directories to pin so that p stays put.
+func parentsBelow(p, root string) []string {
+	var chain []string
+	for a := path.Dir(p); len(a) > len(root); a = path.Dir(a) {
+		chain = append(chain, a)
+	}
+	slices.Reverse(chain)
+	return chain
 }

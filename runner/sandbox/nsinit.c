@@ -277,7 +277,9 @@ static void send_msg(const char *json, int *fds, int nfds)
 // fail_code reports a failed step; code, when not 0, is the errno behind
 // it, for the launcher to act on (an agent that cannot be exec'd exits
 // 126 or 127, as from a shell).
-__attribute__((noreturn)) static void fail_code(const char *step, const char *cause, int code)
+// A hint, when not NULL, marks the step refused by policy (exit code 3,
+// StepError.Refused) and says what the user can do.
+__attribute__((noreturn)) static void fail_hint(const char *step, const char *cause, int code, const char *hint)
 {
 	char buf[4096];
 	size_t l = 0;
@@ -287,9 +289,18 @@ __attribute__((noreturn)) static void fail_code(const char *step, const char *ca
 	json_str(buf, sizeof buf - 32, &l, cause);
 	if (code)
 		l += snprintf(buf + l, sizeof buf - l, ",\"errno\":%d", code);
+	if (hint) {
+		l += snprintf(buf + l, sizeof buf - l, ",\"refused\":true,\"hint\":");
+		json_str(buf, sizeof buf - 32, &l, hint);
+	}
 	snprintf(buf + l, sizeof buf - l, "}}");
 	send_msg(buf, NULL, 0);
 	_exit(1);
+}
+
+__attribute__((noreturn)) static void fail_code(const char *step, const char *cause, int code)
+{
+	fail_hint(step, cause, code, NULL);
 }
 
 __attribute__((noreturn)) static void fail(const char *step, const char *cause)
@@ -297,22 +308,12 @@ __attribute__((noreturn)) static void fail(const char *step, const char *cause)
 	fail_code(step, cause, 0);
 }
 
-// fail_refused reports a step that policy, not a fault, stopped, with
-// what the user can do (exit code 3, as StepError.Refused).
+// fail_refused reports a step of o that policy, not a fault, stopped.
 __attribute__((noreturn)) static void fail_refused(struct op *o, const char *cause, const char *hint)
 {
-	char buf[4096], step[512];
-	size_t l = 0;
+	char step[512];
 	snprintf(step, sizeof step, "%.*s", (int)o->a[0].n, o->a[0].p);
-	l += snprintf(buf, sizeof buf, "{\"error\":{\"refused\":true,\"step\":");
-	json_str(buf, sizeof buf - 32, &l, step);
-	l += snprintf(buf + l, sizeof buf - l, ",\"message\":");
-	json_str(buf, sizeof buf - 32, &l, cause);
-	l += snprintf(buf + l, sizeof buf - l, ",\"hint\":");
-	json_str(buf, sizeof buf - 32, &l, hint);
-	snprintf(buf + l, sizeof buf - l, "}}");
-	send_msg(buf, NULL, 0);
-	_exit(1);
+	fail_hint(step, cause, 0, hint);
 }
 
 __attribute__((noreturn)) static void fail_errno(struct op *o, const char *what)

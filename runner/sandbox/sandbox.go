@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -373,25 +372,23 @@ func hiddenState(home, wsMask string, hostTop map[string]bool, fs *policy.Filesy
 	var hide []accessBind
 	add := func(p string) {
 		anchor := anchorOf(roots, p)
-		var chain []string
-		for a := path.Dir(p); anchor != "" && len(a) > len(anchor); a = path.Dir(a) {
-			chain = append(chain, a)
-		}
-		for i := len(chain) - 1; i >= 0; i-- {
-			hide = append(hide, accessBind{Path: chain[i], Pin: true, Anchor: anchor})
+		if anchor != "" {
+			for _, a := range parentsBelow(p, anchor) {
+				hide = append(hide, accessBind{Path: a, Pin: true, Anchor: anchor})
+			}
 		}
 		hide = append(hide, accessBind{Path: p, Hide: true, Anchor: anchor})
 	}
 	if wsMask != "" {
 		add(Workdir + "/" + wsMask)
 	}
-	home, err := realPath(home)
+	real, err := realPath(home)
 	if err != nil {
 		return nil, stepErr("config", fmt.Errorf("$NEMOCLAW_HOME %s: %w", home, err))
 	}
-	top, _, _ := strings.Cut(strings.TrimPrefix(home, "/"), "/")
+	top, _, _ := strings.Cut(strings.TrimPrefix(real, "/"), "/")
 	if top != "" && !ownTop[top] && (hostTop == nil || hostTop[top]) {
-		add(home)
+		add(real)
 	}
 	return hide, nil
 }
