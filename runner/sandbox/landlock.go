@@ -178,17 +178,21 @@ func planLandlock(p *policy.Policy, abi int, nc NetworkConfig, files []string) (
 	return plan, notes, nil
 }
 
-// writableRoots are the trees of the sandbox the agent may write in, in
-// this run or in an earlier one on the same host directory: the workspace
-// (always: a kept or --workdir workspace outlives any one policy) and the
-// policy's read_write paths. A symlink the agent planted in one of them
-// must not move a rule, bind or mask that names a path inside it.
+// writableRoots are the trees of the sandbox the agent may have written in
+// before the init makes its rules, in an earlier run on the same host
+// directory: the workspace (always: a kept or --workdir workspace outlives
+// any one policy) and the policy's read_write host paths. A symlink the
+// agent planted in one of them must not move a rule, bind or mask that
+// names a path inside it. /tmp, /run and /dev are made afresh for each
+// sandbox: nothing is planted there before the rules are made.
 func writableRoots(fs *policy.FilesystemPolicy) []string {
 	roots := []string{Workdir}
 	if fs != nil {
 		for _, r := range fs.ReadWrite {
-			if r = path.Clean(r); r != "/" { // refused by policy validation
-				roots = append(roots, r)
+			if r = path.Clean(r); r != "/" { // "/" is refused by policy validation
+				if _, kind := mountOf(r); kind == mountHost {
+					roots = append(roots, r)
+				}
 			}
 		}
 	}

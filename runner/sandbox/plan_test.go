@@ -421,16 +421,19 @@ func TestHiddenState(t *testing.T) {
 }
 
 // TestRuleAnchors: Landlock rules inside the workspace or a read_write
-// path are anchored at the outermost such tree; others are not.
+// host path are anchored at the outermost such tree; others are not.
 func TestRuleAnchors(t *testing.T) {
 	p := testPolicy()
 	p.Filesystem.ReadOnly = append(p.Filesystem.ReadOnly, "/sandbox/cfg", "/data/rw/inner/ro")
-	p.Filesystem.ReadWrite = append(p.Filesystem.ReadWrite, "/data/rw", "/data/rw/inner")
-	plan, _, err := planLandlock(p, 7, NetworkConfig{}, nil)
+	p.Filesystem.ReadWrite = append(p.Filesystem.ReadWrite, "/data/rw", "/data/rw/inner", "/dev", "/tmp")
+	plan, _, err := planLandlock(p, 7, NetworkConfig{}, []string{"/tmp/x"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"/usr": "", "/sandbox": "", "/sandbox/cfg": "/sandbox", "/data/rw": "", "/data/rw/inner": "/data/rw", "/data/rw/inner/ro": "/data/rw"}
+	// /dev and /tmp are made afresh for each sandbox: nothing planted
+	// there (and /dev/ptmx is the sandbox's own symlink).
+	want := map[string]string{"/usr": "", "/sandbox": "", "/sandbox/cfg": "/sandbox", "/data/rw": "", "/data/rw/inner": "/data/rw", "/data/rw/inner/ro": "/data/rw",
+		"/dev/ptmx": "", "/tmp/x": ""}
 	got := map[string]string{}
 	for _, r := range plan.Rules {
 		got[r.Path] = r.Anchor
