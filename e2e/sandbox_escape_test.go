@@ -161,11 +161,11 @@ var escapeExpectations = []struct{ name, want, why string }{
 	{"read_root_dir", "ENOENT", "not mounted: no policy path lies under /root (Landlock would refuse it too)"},
 	{"read_root_ssh", "ENOENT", "not mounted: no policy path lies under /root"},
 	{"read_var_lib", "ENOENT", "not mounted: no policy path lies under /var"},
-	{"write_usr_bin", "EACCES", "Landlock: /usr is read_only"},
-	{"write_etc", "EACCES", "Landlock: /etc is read_only"},
+	{"write_usr_bin", "EROFS", "host directories are bound read-only (Landlock: /usr is read_only, too)"},
+	{"write_etc", "EROFS", "host directories are bound read-only (Landlock: /etc is read_only, too)"},
 	{"write_root_home", "ENOENT", "not mounted: no policy path lies under /root"},
 	{"write_var_tmp", "ENOENT", "not mounted: no policy path lies under /var"},
-	{"mkdir_opt", "EACCES", "Landlock: /opt is read_only"},
+	{"mkdir_opt", "EROFS", "host directories are bound read-only (Landlock: /opt is read_only, too)"},
 	{"write_rootfs", "EROFS", "the sandbox's root tmpfs is mounted read-only"},
 	{"truncate_etc_file", "EACCES", "Landlock truncate right (ABI 3) not granted on /etc"},
 	{"write_proc_sys", "EACCES", "Landlock: /proc is read_only"},
@@ -173,9 +173,9 @@ var escapeExpectations = []struct{ name, want, why string }{
 	{"hardlink_etc_into_sandbox", "EXDEV", "/etc and /sandbox are different mounts"},
 	{"rename_out_of_sandbox", "EXDEV", "/sandbox and /etc are different mounts"},
 	{"symlink_to_shadow", "EACCES", "Landlock and file mode check the symlink's target"},
-	{"symlink_to_usr_write", "EACCES", "Landlock checks the resolved path: /usr is read_only"},
-	{"dotdot_out_of_sandbox", "EACCES", "Landlock checks the resolved path: /usr is read_only"},
-	{"dotdot_openat", "EACCES", "Landlock checks the resolved path: /usr is read_only"},
+	{"symlink_to_usr_write", "EROFS", "the resolved path is on the read-only bind of /usr (Landlock checks it too)"},
+	{"dotdot_out_of_sandbox", "EROFS", "the resolved path is on the read-only bind of /usr (Landlock checks it too)"},
+	{"dotdot_openat", "EROFS", "the resolved path is on the read-only bind of /usr (Landlock checks it too)"},
 	{"read_run_dir", "EACCES", "Landlock: /run (the sandbox's own tmpfs) is in no rule"},
 	{"proc_init_root", "EACCES", "ptrace access check on /proc/1/root: init is not dumpable"},
 	{"ptrace_sibling", "EPERM", "seccomp: ptrace"},
@@ -411,4 +411,225 @@ func TestSandboxNoTTYInjection(t *testing.T) {
 		t.Fatalf("tiocsti: got %q, want EPERM (no controlling terminal)\n%s", got, out.String())
 	}
 	_ = ptm
+}
+
+// ---- filesystem paths: issue 13 items 2, 4, 5 and 6 ----------------------
+
+// fsPathExpectations are the outcomes of the attack helper's fs-paths
+// attacks (fsPathAttacks), as root and rootless alike.
+var fsPathExpectations = []struct{ name, want, why string }{
+	{"fs_state_dir_stat", "ENOENT", "$NEMOCLAW_HOME lies under a mounted host path: an empty read-only tmpfs hides it"},
+	{"fs_control_socket_connect", "ENOENT", "hidden with $NEMOCLAW_HOME (Landlock ABI 7 does not check connect() on pathname sockets)"},
+	{"fs_read_state_file", "ENOENT", "hidden with $NEMOCLAW_HOME"},
+	{"fs_chmod_user_home", "EROFS", "host directories are bound read-only (Landlock does not check chmod)"},
+	{"fs_chmod_ssh", "EROFS", "host directories are bound read-only"},
+	{"fs_chmod_read_only", "EROFS", "host directories are bound read-only"},
+	{"fs_chown_read_only", "EROFS", "host directories are bound read-only (Landlock does not check chown)"},
+	{"fs_utimensat_read_only", "EROFS", "host directories are bound read-only (Landlock does not check utimes)"},
+	{"fs_setxattr_read_only", "EROFS", "host directories are bound read-only (Landlock does not check setxattr)"},
+	{"fs_read_ssh_key", "EACCES", "Landlock: ~/.ssh is in no rule"},
+	{"fs_write_read_write_host", "OK", "a read_write host path is bound again from the host, writable"},
+	{"fs_write_ro_in_read_write_host", "EROFS", "a read_only path inside a read_write one is bound read-only"},
+	{"fs_replace_ro_in_read_write_host", "EBUSY", "the read_only path's parent up to the read_write bind is pinned"},
+	{"fs_replace_ro_1_level", "EBUSY", "the read_only path is a mount point"},
+	{"fs_replace_ro_2_levels", "EBUSY", "every parent up to the read-write root is pinned by a bind mount"},
+	{"fs_replace_ro_3_levels_top", "EBUSY", "every parent up to the read-write root is pinned by a bind mount"},
+	{"fs_replace_ro_3_levels_mid", "EBUSY", "every parent up to the read-write root is pinned by a bind mount"},
+	{"fs_chmod_ro_in_workspace", "EROFS", "a read_only path in the workspace is bound read-only"},
+}
+
+// fsPathFixture is a host directory outside the host's /tmp (the sandbox
+// has its own /tmp, so a policy path there would expose nothing of the
+// host): user stands for the home directory of whoever runs nemoclaw,
+// owned by the agent's uid, with ~/.ssh, a read_only directory cfg and
+// $NEMOCLAW_HOME in it; secret is a directory in no rule.
+type fsPathFixture struct {
+	base, user, home, secret string
+}
+
+func newFSPathFixture(t *testing.T, agentUID int) fsPathFixture {
+	t.Helper()
+	base, err := os.MkdirTemp("/var/tmp", "nemoclaw-e2e-fs-")
+	if err != nil {
+		testutil.SkipOrFail(t, "the filesystem path attacks need a host directory outside /tmp: "+err.Error())
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	f := fsPathFixture{base: base, user: filepath.Join(base, "user"), secret: filepath.Join(base, "secret")}
+	f.home = filepath.Join(f.user, ".nemoclaw")
+	files := map[string]string{
+		".ssh/id_rsa":            "SECRET-KEY",
+		"cfg/settings":           "setting=1",
+		".nemoclaw/state-secret": "approved",
+	}
+	for _, d := range []string{f.user, filepath.Join(f.user, ".ssh"), filepath.Join(f.user, "cfg"), filepath.Join(f.user, "proj", "p", "ro"), f.home, f.secret} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(f.user, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(f.secret, "secret.txt"), []byte("HOST-SECRET"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{base, f.secret} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = filepath.Walk(f.user, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, agentUID, agentUID)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// policy writes a policy with the default's system paths, cfg and
+// proj/p/ro read_only, proj and the workspace read-write, plus extra
+// read_only paths.
+func (f fsPathFixture) policy(t *testing.T, readOnly ...string) string {
+	t.Helper()
+	ro := append([]string{"/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/proc", filepath.Join(f.user, "cfg"), filepath.Join(f.user, "proj", "p", "ro")}, readOnly...)
+	pol := fmt.Sprintf("version: 1\nfilesystem_policy:\n  include_workdir: true\n  read_only: [%s]\n  read_write: [/tmp, /dev/null, %s]\nlandlock:\n  compatibility: hard_requirement\nprocess:\n  run_as_user: sandbox\n  run_as_group: sandbox\n",
+		strings.Join(ro, ", "), filepath.Join(f.user, "proj"))
+	p := filepath.Join(f.base, fmt.Sprintf("policy-%d.yaml", len(readOnly)))
+	if err := os.WriteFile(p, []byte(pol), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// agentHostUID is the host uid the agent's files get: the mapped
+// "sandbox" user as root, the launching user rootless.
+func agentHostUID(launcher int) int {
+	switch {
+	case launcher >= 0:
+		return launcher
+	case os.Geteuid() == 0:
+		return 10001
+	}
+	return os.Getuid()
+}
+
+// TestSandboxEscapeFilesystemPaths: a policy path under a host directory
+// mounts that whole directory. The agent must not reach $NEMOCLAW_HOME
+// there (its own control socket would approve its own egress), must not
+// change the metadata of the host files its uid owns (chmod ~/.ssh 0777),
+// and must not rename any parent of a read_only path inside the
+// read-write workspace to put its own tree in its place.
+func TestSandboxEscapeFilesystemPaths(t *testing.T) {
+	requireSandboxKernel(t)
+	asEachLauncher(t, func(t *testing.T, uid int) {
+		r := newSandboxRun(t, uid)
+		f := newFSPathFixture(t, agentHostUID(uid))
+		r.home = f.home
+		owner := uid // the workspace's owner: as root a user's, idmapped
+		if owner < 0 && os.Geteuid() == 0 {
+			owner = 1000
+		}
+		for _, d := range []string{"a", "b/c", "d/e/f"} {
+			if err := os.MkdirAll(filepath.Join(r.workdir, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if owner >= 0 {
+			for _, p := range []string{"", "a", "b", "b/c", "d", "d/e", "d/e/f"} {
+				if err := os.Chown(filepath.Join(r.workdir, p), owner, owner); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		pol := f.policy(t, "/sandbox/a", "/sandbox/b/c", "/sandbox/d/e/f")
+		out, stderr, code := r.run(t, []string{"--policy", pol, "--name", "fsa"}, "/sandbox/attack", "fs-paths", f.user, f.home, "fsa")
+		if code != 0 {
+			t.Fatalf("attack helper exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+		}
+		got := parseResults(out)
+		for _, e := range fsPathExpectations {
+			if got[e.name] != e.want {
+				t.Errorf("%s: got %q, want %q (%s)", e.name, got[e.name], e.want, e.why)
+			}
+		}
+		if len(got) != len(fsPathExpectations) {
+			t.Errorf("%d results for %d expectations:\n%s", len(got), len(fsPathExpectations), out)
+		}
+		st, err := os.Stat(filepath.Join(f.user, ".ssh"))
+		if err != nil || st.Mode().Perm() != 0o755 {
+			t.Errorf("~/.ssh on the host: %v %v, want drwxr-xr-x", st.Mode(), err)
+		}
+	})
+}
+
+// TestSandboxSymlinkedRulePathRefused: a symlink that an earlier run
+// planted in a persistent workspace, where a read_only path (or one of
+// its parents) should be, would point the path's Landlock rule at its
+// target, a host directory in no rule. The next start refuses, naming the
+// symlink, instead of granting the target.
+func TestSandboxSymlinkedRulePathRefused(t *testing.T) {
+	requireSandboxKernel(t)
+	asEachLauncher(t, func(t *testing.T, uid int) {
+		for _, tc := range []struct{ name, ro, link string }{
+			{"the path itself", "/sandbox/cfg", "cfg"},
+			{"a parent", "/sandbox/conf/gateway", "conf"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := newSandboxRun(t, uid)
+				f := newFSPathFixture(t, agentHostUID(uid))
+				target := f.secret
+				if tc.link == "conf" {
+					// The link is the rule path's parent: its target
+					// holds a "gateway" that leads on to secret.
+					if err := os.Symlink(f.secret, filepath.Join(f.base, "gateway")); err != nil {
+						t.Fatal(err)
+					}
+					target = f.base
+				}
+				if err := os.Symlink(target, filepath.Join(r.workdir, tc.link)); err != nil {
+					t.Fatal(err)
+				}
+				pol := f.policy(t, tc.ro)
+				read := tc.ro + "/secret.txt"
+				out, stderr, code := r.run(t, []string{"--policy", pol}, "/bin/cat", read)
+				if strings.Contains(out, "HOST-SECRET") {
+					t.Fatalf("the agent read %s through the planted symlink", read)
+				}
+				want := "/sandbox/" + tc.link + " is a symlink"
+				if code != 3 || !strings.Contains(stderr, want) || !strings.Contains(stderr, target) || !strings.Contains(stderr, "what to do:") {
+					t.Fatalf("exit %d, want 3 and a refusal naming %q and its target %s with what to do:\n%s%s", code, want, target, out, stderr)
+				}
+			})
+		}
+	})
+}
+
+// TestSandboxHiddenHomeStaysPut: a workspace holds $NEMOCLAW_HOME two
+// levels down (user/.nemoclaw). Hidden, it must also stay where it is:
+// had the agent renamed its parent away, the next run would look for
+// nemoclaw's state where the agent could have planted its own.
+func TestSandboxHiddenHomeStaysPut(t *testing.T) {
+	requireSandboxKernel(t)
+	asEachLauncher(t, func(t *testing.T, uid int) {
+		r := newSandboxRun(t, uid)
+		agent := agentHostUID(uid)
+		f := newFSPathFixture(t, agent)
+		r.home = f.home
+		if err := os.Chown(f.base, agent, agent); err != nil {
+			t.Fatal(err)
+		}
+		out, stderr, code := r.run(t, []string{"--workdir", f.base}, "/bin/sh", "-c",
+			`mv /sandbox/user /sandbox/moved 2>&1; ls -A /sandbox/user/.nemoclaw | wc -l`)
+		if code != 0 || !strings.Contains(out, "Device or resource busy") || !strings.HasSuffix(out, "\n0\n") {
+			t.Fatalf("exit %d; want the rename refused (EBUSY) and $NEMOCLAW_HOME empty:\n%s\n%s", code, out, stderr)
+		}
+		if _, err := os.Stat(filepath.Join(f.home, "state-secret")); err != nil {
+			t.Fatalf("$NEMOCLAW_HOME moved on the host: %v", err)
+		}
+	})
 }

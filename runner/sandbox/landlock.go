@@ -3,7 +3,9 @@ package sandbox
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -25,6 +27,9 @@ type landlockPlan struct {
 type pathRule struct {
 	Path   string `json:"path"`
 	Access uint64 `json:"access"`
+	// Anchor is the agent-writable tree Path lies in (anchorOf): the init
+	// follows no symlink below it.
+	Anchor string `json:"anchor,omitempty"`
 }
 
 // portRule grants Access (connect) to a TCP port.
@@ -166,26 +171,132 @@ func planLandlock(p *policy.Policy, abi int, nc NetworkConfig, files []string) (
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
+	roots := writableRoots(p.Filesystem)
 	for _, p := range paths {
-		plan.Rules = append(plan.Rules, pathRule{Path: p, Access: rights[p]})
+		plan.Rules = append(plan.Rules, pathRule{Path: p, Access: rights[p], Anchor: anchorOf(roots, p)})
 	}
 	return plan, notes, nil
 }
 
-// accessBind re-binds a path onto itself to set its mount's read-only
-// flag: the access a Landlock rule cannot give.
+// writableRoots are the trees of the sandbox the agent may have written in
+// before the init makes its rules, in an earlier run on the same host
+// directory: the workspace (always: a kept or --workdir workspace outlives
+// any one policy) and the policy's read_write host paths. A symlink the
+// agent planted in one of them must not move a rule, bind or mask that
+// names a path inside it. /tmp, /run and /dev are made afresh for each
+// sandbox: nothing is planted there before the rules are made.
+func writableRoots(fs *policy.FilesystemPolicy) []string {
+	roots := []string{Workdir}
+	if fs != nil {
+		for _, r := range fs.ReadWrite {
+			if r = path.Clean(r); r != "/" { // "/" is refused by policy validation
+				if _, kind := mountOf(r); kind == mountHost {
+					roots = append(roots, r)
+				}
+			}
+		}
+	}
+	return roots
+}
+
+// anchorOf returns the outermost of roots that p lies strictly beneath, or
+// "" for none. The init opens the anchor as the host (or the sandbox's own
+// mounts) lay it out, and the rest of p below it with
+// openat2(RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS): a symlink there
+// fails the start (nsinit.c: open_policy_path).
+func anchorOf(roots []string, p string) string {
+	anchor := ""
+	for _, r := range roots {
+		if strings.HasPrefix(p, r+"/") && (anchor == "" || len(r) < len(anchor)) {
+			anchor = r
+		}
+	}
+	return anchor
+}
+
+// accessBind binds a path onto itself (or, FromHost, the host's own path
+// onto it) to set what Landlock cannot: its mount's read-only flag.
 type accessBind struct {
 	Path     string `json:"path"`
 	ReadOnly bool   `json:"read_only"`
+	// Pin binds Path onto itself with its flags as they are: a mount point
+	// cannot be renamed or removed (EBUSY), which holds a read_only path's
+	// parents in place.
+	Pin bool `json:"pin,omitempty"`
+	// FromHost binds the host's Path, with the host's mount flags (plus
+	// nosuid, nodev), over the read-only bind of its host directory: a
+	// read_write host path.
+	FromHost bool `json:"from_host,omitempty"`
+	// Hide mounts an empty read-only tmpfs over Path.
+	Hide bool `json:"hide,omitempty"`
+	// Anchor: see pathRule.
+	Anchor string `json:"anchor,omitempty"`
+}
+
+// Kinds of opBindAccess; keep in step with nsinit.c's BIND_*.
+const (
+	bindFlags    = 0
+	bindPin      = 1
+	bindFromHost = 2
+	bindHide     = 3
+)
+
+// kind is the bind's opBindAccess kind.
+func (b accessBind) kind() int {
+	switch {
+	case b.Hide:
+		return bindHide
+	case b.FromHost:
+		return bindFromHost
+	case b.Pin:
+		return bindPin
+	}
+	return bindFlags
+}
+
+// ownMounts are the sandbox's own writable mounts, each bound or mounted
+// by compileMounts; every other path of the policy is either the host's
+// (bound read-only, nosuid, nodev) or the kernel's (/proc, /dev).
+var ownMounts = []string{Workdir, "/tmp", "/run", "/dev/shm"}
+
+// Kinds of mount compileMounts leaves a path in.
+const (
+	mountOwn    = iota // writable: ownMounts
+	mountHost          // the host's directory, bound read-only
+	mountKernel        // /proc and the rest of /dev, which no bind touches
+)
+
+// mountOf returns the root of the mount compileMounts leaves p in, and its kind.
+func mountOf(p string) (string, int) {
+	for _, m := range ownMounts {
+		if p == m || strings.HasPrefix(p, m+"/") {
+			return m, mountOwn
+		}
+	}
+	top, _, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	if top == "proc" || top == "dev" || top == "" {
+		return "", mountKernel
+	}
+	return "/" + top, mountHost
 }
 
 // accessBinds is what filesystem_policy asks for that Landlock cannot
-// express. Landlock's rights add up along a path, so a read_only path
-// inside a read_write one (NemoClaw's /sandbox/.openclaw in /sandbox) would
-// be writable: its agent could rewrite the configuration meant to confine
-// it (NVIDIA/NemoClaw#514, #3387). Such a path is bound read-only onto
-// itself instead, and a read_write path inside one of those read-write
-// again. Parents come before children; both lists are sandbox paths.
+// express, in the order the init makes them (parents first).
+//
+//   - Landlock's rights add up along a path, so a read_only path inside a
+//     read_write one (NemoClaw's /sandbox/.openclaw in /sandbox) would be
+//     writable: its agent could rewrite the configuration meant to confine
+//     it (NVIDIA/NemoClaw#514, #3387). And Landlock does not check chmod,
+//     chown, utimes or setxattr at all. A read_only path on a writable
+//     mount is therefore bound read-only onto itself.
+//   - Each of its parents up to that mount's root is pinned (bound onto
+//     itself): otherwise the agent renames a parent away and builds its
+//     own tree in its place (mv cfg cfg.orig; mkdir -p cfg/gateway).
+//   - The host's directories are bound read-only (compileMounts), so a
+//     read_write host path is bound again from the host, writable; a
+//     read_write path inside a read_only bind, read-write again.
+//
+// Both lists are sandbox paths.
 func accessBinds(fs *policy.FilesystemPolicy) []accessBind {
 	if fs == nil {
 		return nil
@@ -200,36 +311,65 @@ func accessBinds(fs *policy.FilesystemPolicy) []accessBind {
 	if fs.IncludeWorkdir {
 		rw[Workdir] = true
 	}
+	if _, ok := rw[Workdir]; !ok {
+		// In no rule, the workspace is still the host's directory whose
+		// metadata a rootless agent could change: read-only, like the
+		// host's other directories.
+		rw[Workdir] = false
+	}
 	paths := make([]string, 0, len(rw))
 	for p := range rw {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths) // a parent sorts before its children
+	roots := writableRoots(fs)
 	var binds []accessBind
+	add := func(b accessBind) {
+		b.Anchor = anchorOf(roots, b.Path)
+		binds = append(binds, b)
+	}
 	// mountRO holds the read-only state each bound path leaves its
-	// subtree in.
-	mountRO := map[string]bool{}
+	// subtree in; pinned, the parents already held.
+	mountRO, pinned := map[string]bool{}, map[string]bool{}
 	for _, p := range paths {
-		// ro: the nearest bound ancestor's state (mounts start writable);
-		// writable: Landlock grants write here through an ancestor.
-		ro, bound, writable := false, false, false
-		for a := path.Dir(p); ; a = path.Dir(a) {
-			if v, ok := mountRO[a]; ok && !bound {
-				ro, bound = v, true
-			}
-			writable = writable || rw[a]
-			if a == "/" {
+		root, kind := mountOf(p)
+		if kind == mountKernel {
+			continue
+		}
+		ro := kind == mountHost
+		// The nearest bound ancestor decides (the mount's root too, a
+		// read_write host directory), else the mount p lies in.
+		for a := path.Dir(p); len(a) >= len(root); a = path.Dir(a) {
+			if v, ok := mountRO[a]; ok {
+				ro, root = v, a
 				break
 			}
 		}
 		switch {
-		case !rw[p] && writable && !ro:
-			binds = append(binds, accessBind{Path: p, ReadOnly: true})
+		case !rw[p] && !ro:
+			for _, a := range parentsBelow(p, root) {
+				if !pinned[a] {
+					pinned[a] = true
+					add(accessBind{Path: a, Pin: true})
+				}
+			}
+			add(accessBind{Path: p, ReadOnly: true})
 			mountRO[p] = true
 		case rw[p] && ro:
-			binds = append(binds, accessBind{Path: p})
+			add(accessBind{Path: p, FromHost: kind == mountHost})
 			mountRO[p] = false
 		}
 	}
 	return binds
+}
+
+// parentsBelow returns p's ancestors that lie strictly beneath root (one
+// of them), outermost first: the directories to pin so that p stays put.
+func parentsBelow(p, root string) []string {
+	var chain []string
+	for a := path.Dir(p); len(a) > len(root); a = path.Dir(a) {
+		chain = append(chain, a)
+	}
+	slices.Reverse(chain)
+	return chain
 }

@@ -62,6 +62,7 @@ enum {
 	OP_LANDLOCK_RULESET = 20,
 	OP_LANDLOCK_PATH = 21,
 	OP_LANDLOCK_PORT = 22,
+	OP_MOUNT_ATTR = 23,
 	// Agent section: executed in the forked child, in order.
 	OP_NNP = 30,
 	OP_CAPBSET = 31,
@@ -98,12 +99,21 @@ struct nc_mount_attr {
 };
 #define NC_SYS_open_tree 428
 #define NC_SYS_move_mount 429
+#define NC_SYS_fsopen 430
+#define NC_SYS_fsconfig 431
+#define NC_SYS_fsmount 432
 #define NC_SYS_mount_setattr 442
 #define NC_OPEN_TREE_CLONE 1
 #define NC_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#define NC_MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#define NC_FSCONFIG_SET_STRING 1
+#define NC_FSCONFIG_CMD_CREATE 6
+#define NC_FSOPEN_CLOEXEC 1
+#define NC_FSMOUNT_CLOEXEC 1
 #define NC_MOUNT_ATTR_RDONLY 0x00000001
 #define NC_MOUNT_ATTR_NOSUID 0x00000002
 #define NC_MOUNT_ATTR_NODEV 0x00000004
+#define NC_MOUNT_ATTR_NOEXEC 0x00000008
 #define NC_MOUNT_ATTR_IDMAP 0x00100000
 
 #define OLDROOT "/.oldroot"
@@ -267,7 +277,9 @@ static void send_msg(const char *json, int *fds, int nfds)
 // fail_code reports a failed step; code, when not 0, is the errno behind
 // it, for the launcher to act on (an agent that cannot be exec'd exits
 // 126 or 127, as from a shell).
-__attribute__((noreturn)) static void fail_code(const char *step, const char *cause, int code)
+// A hint, when not NULL, marks the step refused by policy (exit code 3,
+// StepError.Refused) and says what the user can do.
+__attribute__((noreturn)) static void fail_hint(const char *step, const char *cause, int code, const char *hint)
 {
 	char buf[4096];
 	size_t l = 0;
@@ -277,14 +289,31 @@ __attribute__((noreturn)) static void fail_code(const char *step, const char *ca
 	json_str(buf, sizeof buf - 32, &l, cause);
 	if (code)
 		l += snprintf(buf + l, sizeof buf - l, ",\"errno\":%d", code);
+	if (hint) {
+		l += snprintf(buf + l, sizeof buf - l, ",\"refused\":true,\"hint\":");
+		json_str(buf, sizeof buf - 32, &l, hint);
+	}
 	snprintf(buf + l, sizeof buf - l, "}}");
 	send_msg(buf, NULL, 0);
 	_exit(1);
 }
 
+__attribute__((noreturn)) static void fail_code(const char *step, const char *cause, int code)
+{
+	fail_hint(step, cause, code, NULL);
+}
+
 __attribute__((noreturn)) static void fail(const char *step, const char *cause)
 {
 	fail_code(step, cause, 0);
+}
+
+// fail_refused reports a step of o that policy, not a fault, stopped.
+__attribute__((noreturn)) static void fail_refused(struct op *o, const char *cause, const char *hint)
+{
+	char step[512];
+	snprintf(step, sizeof step, "%.*s", (int)o->a[0].n, o->a[0].p);
+	fail_hint(step, cause, 0, hint);
 }
 
 __attribute__((noreturn)) static void fail_errno(struct op *o, const char *what)
@@ -468,6 +497,15 @@ static int copy_fd(int out, int in, off_t size)
 	return 0;
 }
 
+// nc_openat2 is openat2(2), through which every path the init must not
+// let a symlink steer is opened: prefetch's host files, and the policy's
+// paths inside agent-writable trees (open_policy_path).
+static int nc_openat2(int dirfd, const char *path, uint64_t flags, uint64_t resolve)
+{
+	struct open_how how = {.flags = flags, .resolve = resolve};
+	return syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
 // prefetch copies the first of prefetch_paths that is a regular file under
 // the old root, resolving its symlinks as the host would.
 static void prefetch(void)
@@ -476,8 +514,7 @@ static void prefetch(void)
 	if (root < 0)
 		return;
 	for (size_t i = 0; i < sizeof prefetch_paths / sizeof *prefetch_paths; i++) {
-		struct open_how how = {.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
-		int in = syscall(SYS_openat2, root, prefetch_paths[i], &how, sizeof how);
+		int in = nc_openat2(root, prefetch_paths[i], O_RDONLY | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
 		if (in < 0)
 			continue;
 		struct stat st;
@@ -650,38 +687,159 @@ static int idmap_userns(const struct arg *uidmap, const struct arg *gidmap)
 	return fd;
 }
 
-// op_bind_access binds a policy path onto itself, read-only or read-write
-// again, recursively (accessBinds in landlock.go says why). A path that
-// does not exist, or is a symlink (which the bind would follow elsewhere),
-// is left as it is, with a note.
+// refuse_symlink fails the step with the first symlink on path below
+// anchor (open as a), which openat2 refused to follow.
+__attribute__((noreturn)) static void refuse_symlink(struct op *o, int a, const char *anchor, const char *path)
+{
+	char rel[1024], target[1024], cause[3072];
+	snprintf(rel, sizeof rel, "%s", path + strlen(anchor) + 1);
+	for (char *s = rel;; s++) {
+		char c = *s;
+		if (c != '/' && c != 0)
+			continue;
+		*s = 0;
+		struct stat st;
+		if (fstatat(a, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+			ssize_t n = readlinkat(a, rel, target, sizeof target - 1);
+			target[n < 0 ? 0 : n] = 0;
+			snprintf(cause, sizeof cause,
+			         "%.512s/%.512s is a symlink to %.512s, inside %.512s, which the agent can write (in this run or an earlier one): "
+			         "the policy's path %.512s would lead wherever the link points",
+			         anchor, rel, target, anchor, path);
+			fail_refused(o, cause, "remove the symlink if nobody made it on purpose (an earlier run's agent may have planted it), "
+			                       "or name the directory it points to in filesystem_policy instead");
+		}
+		if (c == 0)
+			break;
+		*s = c;
+	}
+	errno = ELOOP;
+	fail_errno(o, path);
+}
+
+// open_policy_path opens a policy path (absolute, clean) with O_PATH.
+// Below anchor, an agent-writable tree (anchorOf in landlock.go; "" for
+// none), no symlink is followed: a symlink there, planted by an earlier
+// run, would move a rule, bind or mask to its target, and fails the step
+// naming it. Without an anchor the host's own layout holds, and nofollow
+// opens a final symlink itself (O_NOFOLLOW).
+static int open_policy_path(struct op *o, const char *anchor, const char *path, int nofollow)
+{
+	if (!*anchor)
+		return open(path, O_PATH | O_CLOEXEC | (nofollow ? O_NOFOLLOW : 0));
+	int a = open(anchor, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (a < 0)
+		return -1;
+	int fd = nc_openat2(a, path + strlen(anchor) + 1, O_PATH | O_CLOEXEC,
+	                    RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+	if (fd < 0 && errno == ELOOP)
+		refuse_symlink(o, a, anchor, path);
+	int e = errno;
+	close(a);
+	errno = e;
+	return fd;
+}
+
+// Kinds of OP_BIND_ACCESS; keep in step with bindFlags... in landlock.go.
+enum { BIND_FLAGS = 0, BIND_PIN = 1, BIND_FROM_HOST = 2, BIND_HIDE = 3 };
+
+// hide_at mounts an empty read-only tmpfs on the directory dst (open).
+static void hide_at(struct op *o, int dst, const char *p)
+{
+	int fs = syscall(NC_SYS_fsopen, "tmpfs", NC_FSOPEN_CLOEXEC);
+	if (fs < 0 || syscall(NC_SYS_fsconfig, fs, NC_FSCONFIG_SET_STRING, "size", "4k", 0) < 0 ||
+	    syscall(NC_SYS_fsconfig, fs, NC_FSCONFIG_SET_STRING, "mode", "0555", 0) < 0 ||
+	    syscall(NC_SYS_fsconfig, fs, NC_FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		fail_errno(o, "tmpfs");
+	int m = syscall(NC_SYS_fsmount, fs, NC_FSMOUNT_CLOEXEC,
+	                NC_MOUNT_ATTR_RDONLY | NC_MOUNT_ATTR_NOSUID | NC_MOUNT_ATTR_NODEV | NC_MOUNT_ATTR_NOEXEC);
+	if (m < 0)
+		fail_errno(o, "tmpfs");
+	if (syscall(NC_SYS_move_mount, m, "", dst, "", NC_MOVE_MOUNT_F_EMPTY_PATH | NC_MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		fail_errno(o, p);
+	close(m);
+	close(fs);
+}
+
+// op_bind_access binds a policy path (accessBinds in landlock.go says
+// which and why): onto itself read-only (recursively) or read-write again
+// (its top mount only: a host mount read-only beneath stays so), onto
+// itself as it is (a pin: a mount point cannot be renamed), or the host's
+// own path over it (a read_write host path, nosuid and nodev); or hides it
+// under an empty read-only tmpfs. Source and target are opened first
+// (open_policy_path) and the mount made through the descriptors, so no
+// symlink can redirect it. A path that does not exist is left as it is
+// (with a note for read_only), as is a symlink outside any agent-writable
+// tree (the host's own: name its target instead).
 static void op_bind_access(struct op *o)
 {
 	need(o, 3);
 	char *p = astr(&o->a[1]);
 	int ro = anum(&o->a[2]);
+	char *anchor = o->nargs > 3 ? astr(&o->a[3]) : "";
+	int kind = o->nargs > 4 ? (int)anum(&o->a[4]) : BIND_FLAGS;
+	int dst = open_policy_path(o, anchor, p, 1);
 	struct stat st;
-	if (lstat(p, &st) < 0) {
-		if (errno != ENOENT)
+	if (dst < 0 || fstat(dst, &st) < 0) {
+		if (errno != ENOENT || kind == BIND_HIDE) // the launcher made what it hides
 			fail_errno(o, p);
-		if (ro)
+		if (ro && kind == BIND_FLAGS)
 			note("filesystem_policy: read_only %s does not exist in the sandbox: if the agent makes it, it is as writable as its parent", p);
 		free(p);
 		return;
 	}
 	if (S_ISLNK(st.st_mode)) {
 		note("filesystem_policy: %s is a symlink: its mount is left as it is (name its target instead)", p);
+		close(dst);
 		free(p);
 		return;
 	}
-	if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0)
+	if (kind == BIND_HIDE) {
+		hide_at(o, dst, p);
+		close(dst);
+		free(p);
+		return;
+	}
+	int src = dst;
+	if (kind == BIND_FROM_HOST) {
+		char hp[4096], ha[4096];
+		snprintf(hp, sizeof hp, OLDROOT "%s", p);
+		snprintf(ha, sizeof ha, *anchor ? OLDROOT "%s" : "", anchor);
+		if ((src = open_policy_path(o, ha, hp, 1)) < 0 || fstat(src, &st) < 0)
+			fail_errno(o, hp);
+		if (S_ISLNK(st.st_mode)) {
+			note("filesystem_policy: %s is a symlink on the host: its mount is left as it is (name its target instead)", p);
+			close(src), close(dst);
+			free(p);
+			return;
+		}
+	}
+	int t = syscall(NC_SYS_open_tree, src, "", NC_OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
+	if (t < 0)
 		fail_errno(o, p);
 	struct nc_mount_attr attr = {0};
-	if (ro)
-		attr.attr_set = NC_MOUNT_ATTR_RDONLY;
-	else
-		attr.attr_clr = NC_MOUNT_ATTR_RDONLY;
-	if (syscall(NC_SYS_mount_setattr, AT_FDCWD, p, AT_RECURSIVE | AT_SYMLINK_NOFOLLOW, &attr, sizeof attr) < 0)
+	unsigned int at = AT_EMPTY_PATH | AT_RECURSIVE;
+	switch (kind) {
+	case BIND_FROM_HOST:
+		attr.attr_set = NC_MOUNT_ATTR_NOSUID | NC_MOUNT_ATTR_NODEV;
+		break;
+	case BIND_FLAGS:
+		if (ro) {
+			attr.attr_set = NC_MOUNT_ATTR_RDONLY | NC_MOUNT_ATTR_NOSUID | NC_MOUNT_ATTR_NODEV;
+		} else {
+			attr.attr_clr = NC_MOUNT_ATTR_RDONLY;
+			at = AT_EMPTY_PATH;
+		}
+		break;
+	}
+	if ((attr.attr_set || attr.attr_clr) && syscall(NC_SYS_mount_setattr, t, "", at, &attr, sizeof attr) < 0)
 		fail_errno(o, ro ? "read-only" : "read-write");
+	if (syscall(NC_SYS_move_mount, t, "", dst, "", NC_MOVE_MOUNT_F_EMPTY_PATH | NC_MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		fail_errno(o, p);
+	close(t);
+	if (src != dst)
+		close(src);
+	close(dst);
 	free(p);
 }
 
@@ -851,6 +1009,17 @@ static void run_setup_op(struct op *o)
 	case OP_BIND_ACCESS:
 		op_bind_access(o);
 		break;
+	case OP_MOUNT_ATTR: {
+		// A host directory bound by the program: its flags, on every
+		// mount beneath it too.
+		need(o, 3);
+		char *p = astr(&o->a[1]);
+		struct nc_mount_attr attr = {.attr_set = anum(&o->a[2])};
+		if (syscall(NC_SYS_mount_setattr, AT_FDCWD, p, AT_RECURSIVE | AT_SYMLINK_NOFOLLOW, &attr, sizeof attr) < 0)
+			fail_errno(o, p);
+		free(p);
+		break;
+	}
 	case OP_STOP_TIMEOUT:
 		need(o, 2);
 		stop_timeout_ms = (int64_t)anum(&o->a[1]);
@@ -871,7 +1040,7 @@ static void run_setup_op(struct op *o)
 	case OP_LANDLOCK_PATH: {
 		need(o, 4);
 		char *p = astr(&o->a[1]);
-		int fd = open(p, O_PATH | O_CLOEXEC);
+		int fd = open_policy_path(o, o->nargs > 4 ? astr(&o->a[4]) : "", p, 0);
 		if (fd < 0) {
 			if (errno == ENOENT) {
 				note("landlock: %s does not exist in the sandbox; its rule grants nothing", p);

@@ -314,10 +314,16 @@ func TestReadOnlyOverlap(t *testing.T) {
 	}
 }
 
-// TestAccessBinds: read_only paths inside read_write ones, which Landlock
-// alone would leave writable, are bound read-only; read_write paths inside
-// those, read-write again; nothing else is bound.
+// TestAccessBinds: read_only paths on a writable mount (inside read_write
+// ones, which Landlock alone would leave writable, and whose metadata
+// Landlock never guards) are bound read-only, each of their parents up to
+// the mount's root pinned; read_write host paths are bound again from the
+// host (the host's directories are mounted read-only); read_write paths
+// inside read_only binds, read-write again; paths in agent-writable trees
+// carry the outermost one as their anchor.
 func TestAccessBinds(t *testing.T) {
+	ro := func(p, anchor string) accessBind { return accessBind{Path: p, ReadOnly: true, Anchor: anchor} }
+	pin := func(p, anchor string) accessBind { return accessBind{Path: p, Pin: true, Anchor: anchor} }
 	for _, tc := range []struct {
 		name string
 		fs   policy.FilesystemPolicy
@@ -327,22 +333,45 @@ func TestAccessBinds(t *testing.T) {
 			IncludeWorkdir: true,
 			ReadOnly:       []string{"/usr", "/lib", "/proc", "/dev/urandom", "/app", "/etc", "/var/log", "/sandbox/.openclaw"},
 			ReadWrite:      []string{"/sandbox", "/tmp", "/dev/null", "/sandbox/.openclaw-data"},
-		}, []accessBind{{Path: "/sandbox/.openclaw", ReadOnly: true}}},
+		}, []accessBind{ro("/sandbox/.openclaw", "/sandbox")}},
 		{"the workdir alone makes it writable", policy.FilesystemPolicy{
 			IncludeWorkdir: true, ReadOnly: []string{"/sandbox/cfg/"},
-		}, []accessBind{{Path: "/sandbox/cfg", ReadOnly: true}}},
-		{"nested both ways", policy.FilesystemPolicy{
+		}, []accessBind{ro("/sandbox/cfg", "/sandbox")}},
+		{"the workspace is writable without a rule, and read_only /sandbox binds it read-only", policy.FilesystemPolicy{
+			ReadOnly: []string{"/sandbox", "/sandbox/x/y"},
+		}, []accessBind{ro("/sandbox", "")}},
+		{"parents pinned, 2 and 3 levels deep, shared ones once", policy.FilesystemPolicy{
+			IncludeWorkdir: true, ReadOnly: []string{"/sandbox/b/c", "/sandbox/d/e/f", "/sandbox/d/e/g"},
+		}, []accessBind{
+			pin("/sandbox/b", "/sandbox"), ro("/sandbox/b/c", "/sandbox"),
+			pin("/sandbox/d", "/sandbox"), pin("/sandbox/d/e", "/sandbox"), ro("/sandbox/d/e/f", "/sandbox"), ro("/sandbox/d/e/g", "/sandbox"),
+		}},
+		{"nested both ways on the host", policy.FilesystemPolicy{
 			ReadOnly:  []string{"/data/a", "/data/a/b/c", "/etc"},
 			ReadWrite: []string{"/data", "/data/a/b"},
-		}, []accessBind{{Path: "/data/a", ReadOnly: true}, {Path: "/data/a/b"}, {Path: "/data/a/b/c", ReadOnly: true}}},
+		}, []accessBind{
+			{Path: "/data", FromHost: true}, ro("/data/a", "/data"),
+			{Path: "/data/a/b", FromHost: true, Anchor: "/data"}, ro("/data/a/b/c", "/data"),
+			ro("/sandbox", ""),
+		}},
+		{"nested both ways in the workspace", policy.FilesystemPolicy{
+			IncludeWorkdir: true, ReadOnly: []string{"/sandbox/a", "/sandbox/a/b/c"}, ReadWrite: []string{"/sandbox/a/b"},
+		}, []accessBind{ro("/sandbox/a", "/sandbox"), {Path: "/sandbox/a/b", Anchor: "/sandbox"}, ro("/sandbox/a/b/c", "/sandbox")}},
 		{"read_only inside read_only inside read_write", policy.FilesystemPolicy{
 			ReadOnly:  []string{"/data/a", "/data/a/b"},
 			ReadWrite: []string{"/data"},
-		}, []accessBind{{Path: "/data/a", ReadOnly: true}}},
-		{"read_write inside read_only: Landlock suffices", policy.FilesystemPolicy{
+		}, []accessBind{{Path: "/data", FromHost: true}, ro("/data/a", "/data"), ro("/sandbox", "")}},
+		{"read_only in a read_write host path, two levels down", policy.FilesystemPolicy{
+			ReadOnly:  []string{"/home/u/proj/cfg/gateway"},
+			ReadWrite: []string{"/home/u/proj"},
+		}, []accessBind{{Path: "/home/u/proj", FromHost: true}, pin("/home/u/proj/cfg", "/home/u/proj"), ro("/home/u/proj/cfg/gateway", "/home/u/proj"), ro("/sandbox", "")}},
+		{"read_write inside read_only host directory: bound from the host", policy.FilesystemPolicy{
 			ReadOnly:  []string{"/usr"},
 			ReadWrite: []string{"/usr/local/cache"},
-		}, nil},
+		}, []accessBind{ro("/sandbox", ""), {Path: "/usr/local/cache", FromHost: true}}},
+		{"a workspace in no rule is bound read-only, a read_write path in it writable again", policy.FilesystemPolicy{
+			ReadOnly: []string{"/usr"}, ReadWrite: []string{"/sandbox/out"},
+		}, []accessBind{ro("/sandbox", ""), {Path: "/sandbox/out", Anchor: "/sandbox"}}},
 		{"the default policy", policy.FilesystemPolicy{
 			IncludeWorkdir: true,
 			ReadOnly:       []string{"/usr", "/bin", "/etc", "/proc", "/dev/urandom"},
@@ -351,12 +380,68 @@ func TestAccessBinds(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := accessBinds(&tc.fs); !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("accessBinds = %+v, want %+v", got, tc.want)
+				t.Errorf("accessBinds =\n%+v\nwant\n%+v", got, tc.want)
 			}
 		})
 	}
 	if got := accessBinds(nil); got != nil {
 		t.Errorf("no filesystem policy: %+v", got)
+	}
+}
+
+// TestHiddenState: $NEMOCLAW_HOME is hidden in the workspace that holds
+// it and at its own path wherever a mounted host directory holds it, never
+// where the sandbox has its own directory (/tmp); inside an agent-writable
+// tree its parents are pinned first.
+func TestHiddenState(t *testing.T) {
+	fs := &policy.FilesystemPolicy{IncludeWorkdir: true, ReadWrite: []string{"/home/u/proj"}}
+	for _, tc := range []struct {
+		name, home, wsMask string
+		hostTop            map[string]bool
+		want               []accessBind
+	}{
+		{"under a mounted host directory", "/home/u/.nemoclaw", "", map[string]bool{"home": true},
+			[]accessBind{{Path: "/home/u/.nemoclaw", Hide: true}}},
+		{"every host directory mounted", "/home/u/.nemoclaw", "", nil,
+			[]accessBind{{Path: "/home/u/.nemoclaw", Hide: true}}},
+		{"inside a read_write path: anchored", "/home/u/proj/.nemoclaw", "", map[string]bool{"home": true},
+			[]accessBind{{Path: "/home/u/proj/.nemoclaw", Hide: true, Anchor: "/home/u/proj"}}},
+		{"host directory not mounted", "/home/u/.nemoclaw", "", map[string]bool{"usr": true}, nil},
+		{"the host's /tmp is never mounted", "/tmp/x/.nemoclaw", "", nil, nil},
+		{"in the workspace and under a mounted host directory", "/home/u/.nemoclaw", "u/.nemoclaw", map[string]bool{"home": true},
+			[]accessBind{{Path: "/sandbox/u", Pin: true, Anchor: "/sandbox"}, {Path: "/sandbox/u/.nemoclaw", Hide: true, Anchor: "/sandbox"}, {Path: "/home/u/.nemoclaw", Hide: true}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := hiddenState(tc.home, tc.wsMask, tc.hostTop, fs)
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("hiddenState = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestRuleAnchors: Landlock rules inside the workspace or a read_write
+// host path are anchored at the outermost such tree; others are not.
+func TestRuleAnchors(t *testing.T) {
+	p := testPolicy()
+	p.Filesystem.ReadOnly = append(p.Filesystem.ReadOnly, "/sandbox/cfg", "/data/rw/inner/ro")
+	p.Filesystem.ReadWrite = append(p.Filesystem.ReadWrite, "/data/rw", "/data/rw/inner", "/dev", "/tmp")
+	plan, _, err := planLandlock(p, 7, NetworkConfig{}, []string{"/tmp/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// /dev and /tmp are made afresh for each sandbox: nothing planted
+	// there (and /dev/ptmx is the sandbox's own symlink).
+	want := map[string]string{"/usr": "", "/sandbox": "", "/sandbox/cfg": "/sandbox", "/data/rw": "", "/data/rw/inner": "/data/rw", "/data/rw/inner/ro": "/data/rw",
+		"/dev/ptmx": "", "/tmp/x": ""}
+	got := map[string]string{}
+	for _, r := range plan.Rules {
+		got[r.Path] = r.Anchor
+	}
+	for path, anchor := range want {
+		if a, ok := got[path]; !ok || a != anchor {
+			t.Errorf("rule %s: anchor %q (present %v), want %q", path, a, ok, anchor)
+		}
 	}
 }
 

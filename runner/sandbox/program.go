@@ -30,6 +30,7 @@ const (
 	opLandlockRuleset  = 20
 	opLandlockPath     = 21
 	opLandlockPort     = 22
+	opMountAttr        = 23
 	opNoNewPrivs       = 30
 	opCapBset          = 31
 	opSecurebits       = 32
@@ -84,6 +85,9 @@ func (p *program) num(v uint64) {
 // oldRoot is where the host's root sits between pivot_root and its detach.
 const oldRoot = "/.oldroot"
 
+// ownTop are the sandbox root's entries that are never the host's.
+var ownTop = map[string]bool{"proc": true, "dev": true, "tmp": true, "run": true, "sandbox": true, oldRoot[1:]: true}
+
 // The init's program, in DESIGN §6's order, runs after nsinit.c's fixed
 // skeleton. It is compiled in two parts that the init receives one after
 // the other: compileMounts, which needs little of the plan and is sent as
@@ -103,10 +107,9 @@ func compileMounts(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 	// nsinit.c's skeleton has already made propagation private, pivoted
 	// into a tmpfs root (the host's at oldRoot), mounted /proc and /dev
 	// and brought lo up: the program adds what the policy decides.
-	skip := map[string]bool{"proc": true, "dev": true, "tmp": true, "run": true, "sandbox": true, oldRoot[1:]: true}
 	for _, e := range hostRoot {
 		name := e.Name()
-		if skip[name] {
+		if ownTop[name] {
 			continue
 		}
 		src, dst := oldRoot+"/"+name, "/"+name
@@ -120,13 +123,20 @@ func compileMounts(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 				return nil, fmt.Errorf("read host root: %w", err)
 			}
 			p.op(opSymlink, "mount: "+dst, target, dst)
+			continue
 		case e.IsDir():
 			p.op(opMkdir, "mount: "+dst, dst, 0o755)
 			mount(dst, src, dst, "", unix.MS_BIND|unix.MS_REC, "")
 		case e.Type().IsRegular():
 			p.op(opMkfile, "mount: "+dst, dst, 0o644)
 			mount(dst, src, dst, "", unix.MS_BIND, "")
+		default:
+			continue
 		}
+		// Read-only, all of it: Landlock does not check chmod, chown,
+		// utimes or setxattr, and a rootless agent owns its user's files
+		// (~/.ssh). accessBinds binds read_write paths again, writable.
+		p.op(opMountAttr, "mount: "+dst+" read-only", dst, uint64(unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV))
 	}
 	tmpOpts := "mode=1777"
 	if sp.TmpSize != "" {
@@ -149,12 +159,6 @@ func compileMounts(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 		}
 		p.op(opBindWorkspace, step, oldRoot+sp.Workspace, Workdir, sp.WorkspaceUID, sp.WorkspaceGID, sp.UID, sp.GID,
 			sp.WorkspaceDev, sp.WorkspaceIno, sp.WorkspaceUIDMap, sp.WorkspaceGIDMap)
-		if sp.StateMask != "" {
-			// nemoclaw's own state, in the workspace: an empty,
-			// read-only directory to the agent.
-			mount("$NEMOCLAW_HOME hidden at "+Workdir+"/"+sp.StateMask, "tmpfs", Workdir+"/"+sp.StateMask, "tmpfs",
-				unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k,mode=0555")
-		}
 	default:
 		// In memory: a directory of the private /tmp's tmpfs, so the two
 		// share one size limit (the memory limit) instead of each having it.
@@ -185,7 +189,15 @@ func compileRest(sp *spec) []byte {
 		if b.ReadOnly {
 			ro = 1
 		}
-		p.op(opBindAccess, "mount: filesystem_policy "+b.Path, b.Path, ro)
+		p.op(opBindAccess, "mount: filesystem_policy "+b.Path, b.Path, ro, b.Anchor, b.kind())
+	}
+	// Last, over whatever the binds above put there.
+	for _, h := range sp.Hide {
+		step := "mount: $NEMOCLAW_HOME hidden at " + h.Path
+		if h.Pin {
+			step = "mount: $NEMOCLAW_HOME's parent " + h.Path + " pinned"
+		}
+		p.op(opBindAccess, step, h.Path, 1, h.Anchor, h.kind())
 	}
 	p.op(opUmount, "mount: detach host root", oldRoot, unix.MNT_DETACH)
 	p.op(opRmdir, "mount: detach host root", oldRoot)
@@ -212,7 +224,7 @@ func compileRest(sp *spec) []byte {
 	if ll.ABI > 0 {
 		p.op(opLandlockRuleset, "landlock: create ruleset", ll.HandledFS, ll.HandledNet, ll.Scoped)
 		for _, r := range ll.Rules {
-			p.op(opLandlockPath, "landlock: add rule "+r.Path, r.Path, r.Access, uint64(fsFileOnly))
+			p.op(opLandlockPath, "landlock: add rule "+r.Path, r.Path, r.Access, uint64(fsFileOnly), r.Anchor)
 		}
 		for _, r := range ll.Ports {
 			p.op(opLandlockPort, fmt.Sprintf("landlock: add port rule %d", r.Port), r.Port, r.Access)

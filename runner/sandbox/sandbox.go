@@ -317,12 +317,9 @@ func privateGroup(uid, gid int, ids *hostDB) bool {
 // (sandboxes/<name>/workspace, what --keep makes).
 func stateOverlap(ws, home string) (string, error) {
 	const stateHint = "choose a workspace outside $NEMOCLAW_HOME, or one of its sandboxes/<name>/workspace directories"
-	home, err := filepath.Abs(home)
+	home, err := realPath(home)
 	if err != nil {
 		return "", stepErr("workspace", err)
-	}
-	if real, err := filepath.EvalSymlinks(home); err == nil {
-		home = real
 	}
 	if rel, err := filepath.Rel(ws, home); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
 		if rel == "." {
@@ -342,6 +339,58 @@ func stateOverlap(ws, home string) (string, error) {
 	return "", &StepError{Step: "workspace", Refused: true,
 		Err:  fmt.Errorf("%s is inside $NEMOCLAW_HOME (%s), nemoclaw's own state (trust configuration, approvals, control sockets), outside any sandbox's workspace", ws, home),
 		Hint: stateHint}
+}
+
+// realPath returns p absolute, its symlinks resolved where it exists.
+func realPath(p string) (string, error) {
+	p, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		p = real
+	}
+	return p, nil
+}
+
+// hiddenState lists where nemoclaw's own state, $NEMOCLAW_HOME (trust
+// configuration, approvals, audit logs, every sandbox's state directory
+// and control socket), would show inside the sandbox, each to be hidden
+// under an empty read-only tmpfs: in the workspace (wsMask, stateOverlap's
+// path relative to it), and at its own path when a host directory the
+// sandbox mounts (hostTop; nil: all) holds it. A policy path under /home
+// mounts all of /home, and with it a rootless user's ~/.nemoclaw, whose
+// control socket Landlock does not guard (ABI 7 does not check connect()
+// on pathname sockets) and whose files are the agent's uid's.
+//
+// Inside an agent-writable tree, the mask's parents below the tree's root
+// are pinned first (as accessBinds pins a read_only path's): else the
+// agent renames one away, and with it nemoclaw's state out from under the
+// path the next run looks for it at, where it may have planted its own.
+func hiddenState(home, wsMask string, hostTop map[string]bool, fs *policy.FilesystemPolicy) ([]accessBind, error) {
+	roots := writableRoots(fs)
+	var hide []accessBind
+	add := func(p string) {
+		anchor := anchorOf(roots, p)
+		if anchor != "" {
+			for _, a := range parentsBelow(p, anchor) {
+				hide = append(hide, accessBind{Path: a, Pin: true, Anchor: anchor})
+			}
+		}
+		hide = append(hide, accessBind{Path: p, Hide: true, Anchor: anchor})
+	}
+	if wsMask != "" {
+		add(Workdir + "/" + wsMask)
+	}
+	real, err := realPath(home)
+	if err != nil {
+		return nil, stepErr("config", fmt.Errorf("$NEMOCLAW_HOME %s: %w", home, err))
+	}
+	top, _, _ := strings.Cut(strings.TrimPrefix(real, "/"), "/")
+	if top != "" && !ownTop[top] && (hostTop == nil || hostTop[top]) {
+		add(real)
+	}
+	return hide, nil
 }
 
 // hostWorkspace checks the host directory ws; it returns the path to bind,
@@ -546,8 +595,18 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		return nil, stepErr("mount: read host root", err)
 	}
 	mem, _ := policyMemory(cfg.Policy) // planResources reports a bad value
+	hostTop := hostTopNeeded(cfg.Policy, filePaths)
+	// $NEMOCLAW_HOME exists before it is hidden: made later, it would
+	// show through a host directory bound now.
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return nil, stepErr("config", err)
+	}
+	hide, err := hiddenState(home, stateMask, hostTop, cfg.Policy.Filesystem)
+	if err != nil {
+		return nil, err
+	}
 	sp := spec{
-		HostTop:       hostTopNeeded(cfg.Policy, filePaths),
+		HostTop:       hostTop,
 		Name:          name,
 		Workspace:     ws,
 		WorkspaceUID:  wsDir.uid,
@@ -564,7 +623,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		TmpSize:       tmpSize(mem),
 		MemfdNoexec:   !rootless,
 		StopTimeoutMs: stopTimeoutMs(cfg.StopTimeout),
-		StateMask:     stateMask,
+		Hide:          hide,
 	}
 	sb.stopTimeout = time.Duration(sp.StopTimeoutMs) * time.Millisecond
 	if ws != "" && !rootless {

@@ -454,3 +454,26 @@ func TestFileFrom(t *testing.T) {
 		})
 	}
 }
+
+// TestRulePathSymlinkRefused: through the exec path's init (the CLI's
+// pre-spawned one is covered in e2e), a symlink where a read_only path of
+// the workspace should be refuses the start, naming the link and its
+// target, instead of pointing the rule at the target.
+func TestRulePathSymlinkRefused(t *testing.T) {
+	needKernel(t)
+	ws := t.TempDir()
+	if err := os.Symlink("/etc", filepath.Join(ws, "cfg")); err != nil {
+		t.Fatal(err)
+	}
+	p := testPolicy()
+	p.Filesystem.ReadOnly = append(p.Filesystem.ReadOnly, "/sandbox/cfg")
+	sb, err := Start(context.Background(), Config{Policy: p, Home: t.TempDir(), Workdir: ws, Command: []string{"/bin/true"}})
+	if err == nil {
+		sb.Close()
+		t.Fatal("started with a symlinked read_only path")
+	}
+	var se *StepError
+	if !errors.As(err, &se) || !se.Refused || se.Hint == "" || !strings.Contains(err.Error(), "/sandbox/cfg is a symlink to /etc") {
+		t.Fatalf("want a refusal naming /sandbox/cfg -> /etc with a hint, got %v (%+v)", err, se)
+	}
+}

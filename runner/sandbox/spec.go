@@ -44,9 +44,9 @@ type spec struct {
 	// TmpSize bounds the private tmpfs mounts ("" = kernel default).
 	TmpSize     string `json:"tmp_size,omitempty"`
 	MemfdNoexec bool   `json:"memfd_noexec"`
-	// StateMask is $NEMOCLAW_HOME's path inside the workspace, hidden from
-	// the agent ("" when the workspace does not hold it): stateOverlap.
-	StateMask string `json:"state_mask,omitempty"`
+	// Hide are where nemoclaw's own state would show inside the sandbox,
+	// each hidden under an empty read-only tmpfs: hiddenState.
+	Hide []accessBind `json:"hide,omitempty"`
 	// AccessBinds set mount read-only flags where Landlock cannot: see
 	// accessBinds.
 	AccessBinds []accessBind `json:"access_binds,omitempty"`

@@ -496,6 +496,12 @@ func main() {
 			return
 		}
 	}
+	if len(os.Args) > 4 && os.Args[1] == "fs-paths" {
+		for _, a := range fsPathAttacks(os.Args[2], os.Args[3], os.Args[4]) {
+			fmt.Printf("%s\t%s\n", a.name, a.run())
+		}
+		return
+	}
 	hostPort, _ := strconv.Atoi(os.Getenv("ATTACK_HOST_PORT"))
 	hostPID, _ := strconv.Atoi(os.Getenv("ATTACK_HOST_PID"))
 	if len(os.Args) > 4 {
@@ -511,4 +517,86 @@ func main() {
 		fmt.Printf("%s\t%s\n", a.name, a.run())
 	}
 	fmt.Fprintf(os.Stderr, "attacks done in %v\n", time.Since(start))
+}
+
+// ---- filesystem paths: issue 13 items 2, 5 and 6 -------------------------
+
+// fsPathAttacks reach for what a policy's host paths expose beyond what
+// Landlock checks: user is a host directory the agent's uid owns, holding a
+// read_only path (cfg), a read_write one (proj, with the read_only
+// proj/p/ro), ~/.ssh and $NEMOCLAW_HOME (home) of a sandbox
+// named name; /sandbox holds read_only paths 1, 2 and 3 levels below its
+// read-write root (/sandbox/a, /sandbox/b/c, /sandbox/d/e/f).
+func fsPathAttacks(user, home, name string) []attack {
+	sock := filepath.Join(home, "sandboxes", name, "control.sock")
+	stamp := unix.Timespec{Sec: 1}
+	return []attack{
+		// $NEMOCLAW_HOME: connect() on a pathname socket and stat() are
+		// not Landlock's; its contents must not be there at all.
+		{"fs_state_dir_stat", r(func() error { _, err := os.Stat(filepath.Join(home, "sandboxes", name)); return unwrap(err) })},
+		{"fs_control_socket_connect", r(func() error {
+			// The supervisor makes its socket off the start's critical
+			// path: wait for it while its directory is there to wait in.
+			var err error
+			for i := 0; i < 100; i++ {
+				if _, serr := os.Stat(filepath.Dir(sock)); serr != nil {
+					return unwrap(serr)
+				}
+				fd, e := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				if e != nil {
+					return e
+				}
+				err = unix.Connect(fd, &unix.SockaddrUnix{Name: sock})
+				unix.Close(fd)
+				if err != unix.ENOENT {
+					return err
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return err
+		})},
+		{"fs_read_state_file", r(func() error { return openRO(filepath.Join(home, "state-secret")) })},
+		// Metadata of host paths the agent's uid owns: Landlock ABI 7
+		// checks none of chmod, chown, utimes, setxattr.
+		{"fs_chmod_user_home", r(func() error { return unix.Chmod(user, 0o777) })},
+		{"fs_chmod_ssh", r(func() error { return unix.Chmod(filepath.Join(user, ".ssh"), 0o777) })},
+		{"fs_chmod_read_only", r(func() error { return unix.Chmod(filepath.Join(user, "cfg", "settings"), 0o666) })},
+		{"fs_chown_read_only", r(func() error {
+			return unix.Lchown(filepath.Join(user, "cfg", "settings"), os.Getuid(), os.Getgid())
+		})},
+		{"fs_utimensat_read_only", r(func() error {
+			return unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(user, "cfg", "settings"), []unix.Timespec{stamp, stamp}, 0)
+		})},
+		{"fs_setxattr_read_only", r(func() error {
+			return unix.Setxattr(filepath.Join(user, "cfg", "settings"), "user.nemoclaw-evil", []byte("1"), 0)
+		})},
+		{"fs_read_ssh_key", r(func() error { return openRO(filepath.Join(user, ".ssh", "id_rsa")) })},
+		// A read_write host path (user/proj) stays writable, a read_only
+		// one inside it (proj/p/ro) does not, nor can its parent move.
+		{"fs_write_read_write_host", r(func() error { return create(filepath.Join(user, "proj", "new")) })},
+		{"fs_write_ro_in_read_write_host", r(func() error { return create(filepath.Join(user, "proj", "p", "ro", "x")) })},
+		{"fs_replace_ro_in_read_write_host", r(func() error {
+			return replaceAt(filepath.Join(user, "proj", "p"), filepath.Join(user, "proj", "p", "ro"))
+		})},
+		{"fs_chmod_ro_in_workspace", r(func() error { return unix.Chmod("/sandbox/a", 0o777) })},
+		// A read_only path's parents: renaming any of them would let the
+		// agent put its own tree where the policy's path was.
+		{"fs_replace_ro_1_level", r(func() error { return replaceAt("/sandbox/a", "/sandbox/a") })},
+		{"fs_replace_ro_2_levels", r(func() error { return replaceAt("/sandbox/b", "/sandbox/b/c") })},
+		{"fs_replace_ro_3_levels_top", r(func() error { return replaceAt("/sandbox/d", "/sandbox/d/e/f") })},
+		{"fs_replace_ro_3_levels_mid", r(func() error { return replaceAt("/sandbox/d/e", "/sandbox/d/e/f") })},
+	}
+}
+
+// replaceAt moves dir (a read_only path or one of its parents) aside and
+// builds a tree of the agent's own at ro: OK means the agent's file now
+// sits where the policy's read_only path was.
+func replaceAt(dir, ro string) error {
+	if err := unix.Rename(dir, dir+".orig"); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(ro, 0o755); err != nil {
+		return unwrap(err)
+	}
+	return unwrap(os.WriteFile(filepath.Join(ro, "x"), []byte("EVIL"), 0o644))
 }
