@@ -56,6 +56,25 @@ func TestInvalidPolicies(t *testing.T) {
 		{"two-documents", 2, 1, "more than one YAML document"},
 		{"empty", 1, 1, "document is empty"},
 		{"query-unknown", 12, 22, `unknown field "pattern"; valid fields here: any, glob`},
+		// Issue 13 item 21: anchors and aliases are refused at the first one.
+		{"aliases-80", 39, 14, "YAML anchors and aliases are not supported (anchor &field); write the value out"},
+		// Issue 13 item 22: what the egress proxy refused, Check refuses.
+		{"tcp-with-access-full", 9, 19, "protocol tcp is a plain tunnel the proxy does not read, so it cannot apply access"},
+		{"tcp-with-path", 7, 19, "cannot apply path"},
+		{"passthrough-with-credentials", 7, 14, "tls passthrough leaves the traffic encrypted, so credentials could not be enforced"},
+		{"sql-protocol", 7, 19, "protocol sql is not supported"},
+		{"upstream-selector", 9, 20, "which nemoclaw does not inspect"},
+		{"metadata-host", 5, 15, "is a cloud metadata name"},
+		{"link-local-host", 5, 15, "never reachable"},
+		{"loose-ipv4-host", 5, 15, "non-canonical IPv4 form"},
+		{"mapped-metadata-allowed-ip", 7, 23, "never reachable"},
+		{"rule-path-any", 8, 41, "does not match pattern '^/'"},
+		{"bad-glob-path", 8, 41, `path "/v1/[a" is a bad glob`},
+		{"bad-endpoint-path", 7, 15, "is a bad glob"},
+		{"query-empty", 12, 20, `query "q" has no pattern`},
+		{"binary-bad-glob", 7, 15, "is a bad glob"},
+		{"untyped-int-key", 7, 9, "keys here must be strings, got the integer 1"},
+		{"untyped-infinity", 6, 14, ".inf is not a finite number"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -159,14 +178,15 @@ network_policies:
         port: 11434
         allowed_ips: [127.0.0.1]
       - host: db.example.com
-        port: 5432
-        protocol: sql
+        port: 443
+        protocol: graphql
+        access: read-only
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	joined := warns.Error()
-	for _, want := range []string{"w.yaml:7:23", "opens a loopback or private range", "w.yaml:10:19", "protocol sql is inspected as plain HTTP"} {
+	for _, want := range []string{"w.yaml:7:23", "opens a loopback or private range", "w.yaml:10:19", "protocol graphql is inspected as plain HTTP"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("warnings %q lack %q", joined, want)
 		}
