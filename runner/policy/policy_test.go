@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -356,4 +357,75 @@ func FuzzParseCPU(f *testing.F) {
 			t.Fatalf("ParseCPU(%q) = %d accepted", s, v)
 		}
 	})
+}
+
+// TestValidateFromNoFile: a policy that comes from no file (merged, or sent
+// over the control socket) is checked by the same schema and rules as a
+// file, and its problems name the field path alone.
+func TestValidateFromNoFile(t *testing.T) {
+	ep := func(mod func(*Endpoint)) *Policy {
+		e := &Endpoint{Host: "db.example.com", Port: 5432}
+		mod(e)
+		return &Policy{Version: 1, NetworkPolicies: map[string]*NetworkPolicy{"db": {Endpoints: []*Endpoint{e}}}}
+	}
+	tests := []struct {
+		name string
+		p    *Policy
+		want string // "" for valid
+	}{
+		{"valid", ep(func(e *Endpoint) { e.Protocol = ProtoTCP }), ""},
+		{"tcp with access full", ep(func(e *Endpoint) { e.Protocol, e.Access = ProtoTCP, AccessFull }),
+			"network_policies.db.endpoints[0].protocol: protocol tcp is a plain tunnel the proxy does not read, so it cannot apply access"},
+		{"schema enum", ep(func(e *Endpoint) { e.TLS = "open" }),
+			"network_policies.db.endpoints[0].tls: value must be one of"},
+		{"schema integer", ep(func(e *Endpoint) { e.Ports = []int{70000} }),
+			"network_policies.db.endpoints[0].ports[0]: maximum: got 70,000, want 65,535"},
+		{"version", &Policy{}, "version: value must be 1"},
+		{"filesystem", &Policy{Version: 1, Filesystem: &FilesystemPolicy{ReadWrite: []string{"/"}}},
+			"filesystem_policy.read_write[0]: '/' can never be read-write"},
+		{"nil", nil, "no policy"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Validate(tt.p)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error starting %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestAliasesRefusedEverywhere: policies, presets and the preset sniffing of
+// `policy validate` refuse anchors and aliases with one problem, even for a
+// billion-laughs document (9 levels of 9 aliases: 387 million nodes if
+// followed), before anything follows an alias.
+func TestAliasesRefusedEverywhere(t *testing.T) {
+	var laughs strings.Builder
+	laughs.WriteString("version: 1\nnetwork_middlewares:\n  m:\n    config:\n      l0: &l0 [lol]\n")
+	for i := 1; i <= 9; i++ {
+		fmt.Fprintf(&laughs, "      l%d: &l%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*l%d, ", i-1), 9), ", "))
+	}
+	fixture, err := os.ReadFile(filepath.Join("testdata", "invalid", "aliases-80.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string]string{"billion laughs": laughs.String(), "aliases-80": string(fixture)} {
+		_, _, err := Check("f.yaml", []byte(data))
+		if ps := strictyaml.AsProblems(err); len(ps) != 1 || !strings.Contains(ps[0].Message, "YAML anchors and aliases are not supported") {
+			t.Errorf("%s: want one anchor problem, got %d: %.300v", name, len(ps), err)
+		}
+	}
+	preset := "preset: &p {name: x, description: y}\nnetwork_policies:\n  a: {endpoints: [{host: a.example.com, port: 443}]}\n"
+	if _, _, err := ParsePreset("p.yaml", []byte(preset)); err == nil || !strings.Contains(err.Error(), "p.yaml:1:9: YAML anchors and aliases are not supported (anchor &p)") {
+		t.Errorf("preset with an anchor: %v", err)
+	}
+	if IsPreset([]byte(preset)) || !IsPreset([]byte("preset: {name: x}\n")) || IsPreset([]byte(laughs.String())) {
+		t.Error("IsPreset reads anchors or misses a plain preset")
+	}
 }
