@@ -16,7 +16,7 @@ import (
 type fixedSecrets struct{}
 
 func (fixedSecrets) secret(*policy.Credential) (string, error) { return "s3cret", nil }
-func (fixedSecrets) placeholder(name string) string           { return "ph-" + name }
+func (fixedSecrets) placeholder(name string) string            { return "ph-" + name }
 
 // agree checks one policy document: `policy validate` (policy.Check)
 // accepts it exactly when the proxy compiles it (issue 13 item 22: they
