@@ -144,3 +144,15 @@ func FuzzParseLock(f *testing.F) {
 		}
 	})
 }
+
+// TestParseLockEmpty: an empty lock file (or one of comments only) is an
+// empty lock, as a missing one is.
+func TestParseLockEmpty(t *testing.T) {
+	t.Parallel()
+	for _, data := range []string{"", "\n", "# no blueprints yet\n"} {
+		l, err := ParseLock("nemoclaw.lock", []byte(data))
+		if err != nil || l.Version != 1 || len(l.Blueprints) != 0 {
+			t.Errorf("%q: %+v, %v", data, l, err)
+		}
+	}
+}
