@@ -62,6 +62,10 @@ func TestInvalidBlueprints(t *testing.T) {
 		{"duplicate-profile-key", 6, 7, `duplicate key "default"`},
 		{"relative-workdir", 5, 14, "must be an absolute host path"},
 		{"bad-gpu", 5, 29, "does not match pattern"},
+		// Issue 13 item 21: anchors and aliases are refused in blueprints too.
+		{"anchor", 6, 10, "YAML anchors and aliases are not supported (anchor &ep); write the value out"},
+		// Issue 13 item 22: blueprint validate refuses what sandbox run would.
+		{"addition-tcp-access-full", 9, 59, "protocol tcp is a plain tunnel the proxy does not read, so it cannot apply access"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -44,6 +44,8 @@ func TestValidateAndPlan(t *testing.T) {
 		{"policy show json", []string{"policy", "show", nemoclawFixture, "-o", "json"}, 0, []string{`"network_policies"`, `"nim_service"`}},
 		{"policy validate preset", []string{"policy", "validate", filepath.Join(nemoclawFixture, "policies", "presets", "telegram.yaml")}, 0, []string{"preset", "is valid"}},
 		{"policy validate invalid", []string{"policy", "validate", filepath.Join("..", "policy", "testdata", "invalid", "tld-wildcard.yaml")}, 1, nil},
+		{"policy validate tcp access full invalid", []string{"policy", "validate", filepath.Join("..", "policy", "testdata", "invalid", "tcp-with-access-full.yaml")}, 1, nil},
+		{"policy validate aliases invalid", []string{"policy", "validate", filepath.Join("..", "policy", "testdata", "invalid", "aliases-80.yaml")}, 1, nil},
 		{"bad output", []string{"blueprint", "plan", "-o", "xml"}, 2, nil},
 		{"unknown flag", []string{"blueprint", "validate", "--bogus"}, 2, nil},
 		{"too many args", []string{"blueprint", "validate", "a", "b"}, 2, nil},

@@ -5,7 +5,6 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 )
@@ -17,14 +16,7 @@ func init() {
 
 // isPreset reports whether a YAML document is a preset (has a top-level
 // "preset" key) rather than a policy.
-func isPreset(data []byte) bool {
-	var top map[string]yaml.Node
-	if err := yaml.Unmarshal(data, &top); err != nil {
-		return false
-	}
-	_, ok := top["preset"]
-	return ok
-}
+func isPreset(data []byte) bool { return policy.IsPreset(data) }
 
 func newPolicyValidateCmd(app *App) *cobra.Command {
 	return &cobra.Command{

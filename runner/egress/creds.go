@@ -77,7 +77,7 @@ func compileCredential(c *policy.Credential, s secretSource) (*credBinding, erro
 	}
 	cb := &credBinding{name: c.Name, in: in, header: "Authorization", segment: 1, param: c.Param, cleartext: c.Cleartext}
 	if c.Header != "" {
-		if !httpguts.ValidHeaderFieldName(c.Header) || hopHeader(c.Header) {
+		if !httpguts.ValidHeaderFieldName(c.Header) || policy.IsHopHeader(c.Header) {
 			return nil, fmt.Errorf("%s.header: %q is not an end-to-end HTTP header name", c.Name, c.Header)
 		}
 		cb.header = textproto.CanonicalMIMEHeaderKey(c.Header)
@@ -103,18 +103,6 @@ func compileCredential(c *policy.Credential, s secretSource) (*credBinding, erro
 		}
 	}
 	return cb, nil
-}
-
-// hopHeader reports whether a header is connection-scoped (never
-// forwarded), or Host: a credential there would never reach the upstream.
-func hopHeader(s string) bool {
-	k := textproto.CanonicalMIMEHeaderKey(s)
-	for _, h := range []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Host"} {
-		if k == h {
-			return true
-		}
-	}
-	return false
 }
 
 // secret reads a credential's value from the supervisor's environment or a

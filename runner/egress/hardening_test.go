@@ -638,7 +638,7 @@ func TestCredentialDeclarationErrors(t *testing.T) {
 	}{
 		{&policy.Credential{Name: "Q", Env: "X", In: []string{"query"}}, "param"},
 		{&policy.Credential{Name: "H", Env: "X", In: []string{"header"}, Header: "Proxy-Authorization"}, "end-to-end"},
-		{&policy.Credential{Name: "H", Env: "X", In: []string{"header"}, Header: "X Bad"}, "end-to-end"},
+		{&policy.Credential{Name: "H", Env: "X", In: []string{"header"}, Header: "X Bad"}, "header"},
 		{&policy.Credential{Name: "P", Env: "X", In: []string{"path"}, Segment: -1}, "segment"},
 	} {
 		_, err := New(Config{Policy: pol(map[string][]*policy.Endpoint{"a": {ep("api.test", 443, rest, creds(tc.c))}}),

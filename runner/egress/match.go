@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
@@ -70,9 +71,30 @@ var accessMethods = map[string][]string{
 	policy.AccessFull:      {"*"},
 }
 
-// compile validates p's network policies and builds a generation. Every
-// error names the field that is wrong and what would be valid.
+// compile validates p with policy.Validate, the one set of rules that
+// `policy validate`, `blueprint validate` and `sandbox run` share, and
+// builds a generation. Every error names the field that is wrong and what
+// would be valid. The checks compileValidated keeps are defensive: one that
+// fires on a policy Validate accepted is a bug, reported as an internal
+// error; only a credential's secret can be missing at run time.
 func compile(p *policy.Policy, secrets secretSource) (*generation, error) {
+	if err := policy.Validate(p); err != nil {
+		return nil, err
+	}
+	g, err := compileValidated(p, secrets)
+	if se := (secretError{}); err != nil && !errors.As(err, &se) {
+		return nil, fmt.Errorf("internal error: the policy passed validation but the proxy cannot compile it (please report this bug): %w", err)
+	}
+	return g, err
+}
+
+// secretError is a credential whose secret could not be read: the policy
+// is valid, the host is not ready for it.
+type secretError struct{ error }
+
+func (e secretError) Unwrap() error { return e.error }
+
+func compileValidated(p *policy.Policy, secrets secretSource) (*generation, error) {
 	g := &generation{pol: p}
 	keys := make([]string, 0, len(p.NetworkPolicies))
 	for k := range p.NetworkPolicies {
@@ -232,7 +254,7 @@ func compileEndpoint(where string, ep *policy.Endpoint, secrets secretSource) (*
 	for j, c := range ep.Credentials {
 		cb, err := compileCredential(c, secrets)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s.credentials[%d]: %w", where, j, err)
+			return nil, nil, secretError{fmt.Errorf("%s.credentials[%d]: %w", where, j, err)}
 		}
 		ce.creds = append(ce.creds, cb)
 	}

@@ -232,7 +232,7 @@ func TestPolicyValidation(t *testing.T) {
 		{"tcp with rules", ep("a.test", 443, allow("GET", "/"), func(e *policy.Endpoint) { e.Protocol = "tcp" }), "tcp"},
 		{"bare star", ep("*", 443), "every host"},
 		{"bad glob", ep("a.test", 443, allow("GET", "/[")), "glob"},
-		{"relative path", ep("a.test", 443, allow("GET", "v1")), "start with /"},
+		{"relative path", ep("a.test", 443, allow("GET", "v1")), "pattern '^/'"},
 		{"link-local allowed_ips", ep("a.test", 443, func(e *policy.Endpoint) { e.AllowedIPs = []string{"169.254.0.0/16"} }), "never reachable"},
 	}
 	for _, tc := range cases {

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/nemoclaw/nemoclaw/runner/internal/strictyaml"
 )
 
 // FuzzParse feeds arbitrary documents to the policy decoder: it must never
@@ -18,10 +20,27 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Add([]byte("version: 1\nnetwork_policies: {a: {endpoints: [{host: x.example.com, port: 1}]}}\n"))
+	// Anchors and aliases (issue 13 item 21): refused wherever they are.
+	f.Add([]byte("version: 1\nnetwork_policies:\n  a: &a {endpoints: [{host: x.example.com, port: 1}]}\n  b: *a\n"))
+	f.Add([]byte("version: 1\nfilesystem_policy: {read_only: &r [/usr], read_write: *r}\n"))
+	f.Add([]byte("version: 1\nnetwork_middlewares: {m: {config: {a: &a [x, x], b: &b [*a, *a], c: [*b, *b]}}}\n"))
+	f.Add([]byte("version: 1\nnetwork_policies:\n  a:\n    endpoints:\n      - &e {host: x.example.com, port: 443, rules: [&r {allow: {method: GET, path: /}}, *r]}\n      - *e\n"))
+	f.Add([]byte("version: 1\nnetwork_policies:\n  a:\n    <<: &m {endpoints: [{host: x.example.com, port: 1}]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, _, err := Check("fuzz.yaml", data)
 		if err != nil {
 			return
+		}
+		// One set of rules (issue 13 item 22): what Check accepts, Validate
+		// (which the egress proxy runs) accepts. The converse does not hold
+		// for the text alone: Check refuses "network_policies:" (null) where
+		// the decoded policy is the same as one without the key.
+		var decoded Policy
+		if _, err := strictyaml.Decode("fuzz.yaml", data, &decoded); err != nil {
+			t.Fatalf("Check accepted what does not decode: %v", err)
+		}
+		if err := Validate(&decoded); err != nil {
+			t.Fatalf("Check accepted and Validate refused: %v\n%s", err, data)
 		}
 		c, err := Canonical(p)
 		if err != nil {

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 
@@ -73,6 +75,85 @@ func Check(file string, data []byte) (*Policy, Problems, error) {
 		return nil, v.warns, err
 	}
 	return &p, v.warns, nil
+}
+
+// Validate checks a policy that comes from no file (one merged from presets
+// or received over a sandbox's control socket) with the rules Check applies
+// to a file: the JSON Schema and the semantic rules, so that a policy Check
+// accepts is one Validate accepts. Its problems name the field path, without
+// a position. The egress proxy compiles only a policy Validate accepts.
+func Validate(p *Policy) error {
+	if p == nil {
+		return &Problem{Message: "no policy"}
+	}
+	g, err := jsonGeneric(p)
+	if err != nil {
+		return err
+	}
+	vs, err := schema.Validate(schema.Policy, g)
+	if err != nil {
+		return fmt.Errorf("schema %s: %w", schema.Policy, err)
+	}
+	var ps Problems
+	for _, v := range vs {
+		ps = append(ps, (*strictyaml.Doc)(nil).Problem(v.Location, "%s (schema %s)", v.Message, schema.Policy))
+	}
+	if err := ps.Err(); err != nil {
+		return err
+	}
+	v := &validator{}
+	v.policy(p, nil)
+	return v.errs.Err()
+}
+
+// jsonGeneric returns p as plain JSON data (integers as int64), the form the
+// schema validator reads.
+func jsonGeneric(p *Policy) (any, error) {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return nil, &Problem{Message: fmt.Sprintf("policy is not plain data: %v", err)}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var g any
+	if err := dec.Decode(&g); err != nil {
+		return nil, fmt.Errorf("decode policy: %w", err)
+	}
+	return intsAsInt64(g), nil
+}
+
+// intsAsInt64 turns JSON numbers into int64 where they are integers, as the
+// YAML decoder does, so "type: integer" holds for both.
+func intsAsInt64(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = intsAsInt64(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = intsAsInt64(e)
+		}
+	case json.Number:
+		if n, err := x.Int64(); err == nil {
+			return n
+		}
+		f, _ := x.Float64()
+		return f
+	}
+	return v
+}
+
+// IsPreset reports whether data is a preset (a document with a top-level
+// preset: key) rather than a policy. It reads data as Check does, so an
+// anchor or a second document is never followed here either.
+func IsPreset(data []byte) bool {
+	doc, err := strictyaml.Parse("", data)
+	if err != nil {
+		return false
+	}
+	_, ok := doc.Locate("preset")
+	return ok
 }
 
 // ParsePreset decodes and validates a preset document.

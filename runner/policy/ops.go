@@ -27,7 +27,7 @@ func Unenforced(p *Policy) []Finding {
 	if len(p.NetworkMiddlewares) > 0 {
 		out = append(out, Finding{[]string{"network_middlewares"}, "network_middlewares is kept but not run: nemoclaw has no middleware engine yet"})
 	}
-	for _, key := range sortedPolicyKeys(p.NetworkPolicies) {
+	for _, key := range sortedKeys(p.NetworkPolicies) {
 		np := p.NetworkPolicies[key]
 		if np == nil {
 			continue
@@ -41,8 +41,8 @@ func Unenforced(p *Policy) []Finding {
 				out = append(out, Finding{append(append([]string{}, ep...), field), what})
 			}
 			switch e.Protocol {
-			case ProtoGraphQL, ProtoSQL, ProtoJSONRPC, ProtoMCP:
-				note("protocol", fmt.Sprintf("protocol %s is inspected as plain HTTP (rest): method and path rules apply, %s-specific selectors do not", e.Protocol, e.Protocol))
+			case ProtoGraphQL, ProtoJSONRPC, ProtoMCP:
+				note("protocol", fmt.Sprintf("protocol %s is inspected as plain HTTP (rest): method, path and query rules apply; %s bodies are not inspected", e.Protocol, e.Protocol))
 			}
 			if e.WebsocketCredentialRewrite {
 				note("websocket_credential_rewrite", "websocket_credential_rewrite is kept but not enforced: placeholders are replaced in headers and paths only")
@@ -58,16 +58,6 @@ func Unenforced(p *Policy) []Finding {
 			}
 			if e.MCP != nil || e.JSONRPC != nil || e.JSONRPCMaxBodyBytes > 0 {
 				note("protocol", "JSON-RPC/MCP body inspection settings are kept but not enforced")
-			}
-			for j, r := range e.Rules {
-				if r != nil && r.Allow != nil && hasUpstreamSelectors(r.Allow) {
-					out = append(out, Finding{append(append([]string{}, ep...), "rules", strconv.Itoa(j)), "command/operation/fields/tool/params selectors are kept but not enforced; the rule matches on method, path and query only"})
-				}
-			}
-			for j, m := range e.DenyRules {
-				if m != nil && hasUpstreamSelectors(m) {
-					out = append(out, Finding{append(append([]string{}, ep...), "deny_rules", strconv.Itoa(j)), "command/operation/fields/tool/params selectors are kept but not enforced; the deny rule matches on method, path and query only"})
-				}
 			}
 		}
 	}
@@ -119,7 +109,7 @@ func Merge(base *Policy, presets ...*Preset) (*Policy, []Collision) {
 		if out.NetworkPolicies == nil {
 			out.NetworkPolicies = map[string]*NetworkPolicy{}
 		}
-		keys := sortedPolicyKeys(pr.NetworkPolicies)
+		keys := sortedKeys(pr.NetworkPolicies)
 		for _, k := range keys {
 			if _, dup := out.NetworkPolicies[k]; dup {
 				cs = append(cs, Collision{Key: k, By: "preset " + strconv.Quote(pr.Meta.Name)})

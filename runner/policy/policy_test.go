@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,6 +57,25 @@ func TestInvalidPolicies(t *testing.T) {
 		{"two-documents", 2, 1, "more than one YAML document"},
 		{"empty", 1, 1, "document is empty"},
 		{"query-unknown", 12, 22, `unknown field "pattern"; valid fields here: any, glob`},
+		// Issue 13 item 21: anchors and aliases are refused at the first one.
+		{"aliases-80", 39, 14, "YAML anchors and aliases are not supported (anchor &field); write the value out"},
+		// Issue 13 item 22: what the egress proxy refused, Check refuses.
+		{"tcp-with-access-full", 9, 19, "protocol tcp is a plain tunnel the proxy does not read, so it cannot apply access"},
+		{"tcp-with-path", 7, 19, "cannot apply path"},
+		{"passthrough-with-credentials", 7, 14, "tls passthrough leaves the traffic encrypted, so credentials could not be enforced"},
+		{"sql-protocol", 7, 19, "protocol sql is not supported"},
+		{"upstream-selector", 9, 20, "which nemoclaw does not inspect"},
+		{"metadata-host", 5, 15, "is a cloud metadata name"},
+		{"link-local-host", 5, 15, "never reachable"},
+		{"loose-ipv4-host", 5, 15, "non-canonical IPv4 form"},
+		{"mapped-metadata-allowed-ip", 7, 23, "never reachable"},
+		{"rule-path-any", 8, 41, "does not match pattern '^/'"},
+		{"bad-glob-path", 8, 41, `path "/v1/[a" is a bad glob`},
+		{"bad-endpoint-path", 7, 15, "is a bad glob"},
+		{"query-empty", 12, 20, `query "q" has no pattern`},
+		{"binary-bad-glob", 7, 15, "is a bad glob"},
+		{"untyped-int-key", 7, 9, "keys here must be strings, got the integer 1"},
+		{"untyped-infinity", 6, 14, ".inf is not a finite number"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -159,14 +179,15 @@ network_policies:
         port: 11434
         allowed_ips: [127.0.0.1]
       - host: db.example.com
-        port: 5432
-        protocol: sql
+        port: 443
+        protocol: graphql
+        access: read-only
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	joined := warns.Error()
-	for _, want := range []string{"w.yaml:7:23", "opens a loopback or private range", "w.yaml:10:19", "protocol sql is inspected as plain HTTP"} {
+	for _, want := range []string{"w.yaml:7:23", "opens a loopback or private range", "w.yaml:10:19", "protocol graphql is inspected as plain HTTP"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("warnings %q lack %q", joined, want)
 		}
@@ -336,4 +357,75 @@ func FuzzParseCPU(f *testing.F) {
 			t.Fatalf("ParseCPU(%q) = %d accepted", s, v)
 		}
 	})
+}
+
+// TestValidateFromNoFile: a policy that comes from no file (merged, or sent
+// over the control socket) is checked by the same schema and rules as a
+// file, and its problems name the field path alone.
+func TestValidateFromNoFile(t *testing.T) {
+	ep := func(mod func(*Endpoint)) *Policy {
+		e := &Endpoint{Host: "db.example.com", Port: 5432}
+		mod(e)
+		return &Policy{Version: 1, NetworkPolicies: map[string]*NetworkPolicy{"db": {Endpoints: []*Endpoint{e}}}}
+	}
+	tests := []struct {
+		name string
+		p    *Policy
+		want string // "" for valid
+	}{
+		{"valid", ep(func(e *Endpoint) { e.Protocol = ProtoTCP }), ""},
+		{"tcp with access full", ep(func(e *Endpoint) { e.Protocol, e.Access = ProtoTCP, AccessFull }),
+			"network_policies.db.endpoints[0].protocol: protocol tcp is a plain tunnel the proxy does not read, so it cannot apply access"},
+		{"schema enum", ep(func(e *Endpoint) { e.TLS = "open" }),
+			"network_policies.db.endpoints[0].tls: value must be one of"},
+		{"schema integer", ep(func(e *Endpoint) { e.Ports = []int{70000} }),
+			"network_policies.db.endpoints[0].ports[0]: maximum: got 70,000, want 65,535"},
+		{"version", &Policy{}, "version: value must be 1"},
+		{"filesystem", &Policy{Version: 1, Filesystem: &FilesystemPolicy{ReadWrite: []string{"/"}}},
+			"filesystem_policy.read_write[0]: '/' can never be read-write"},
+		{"nil", nil, "no policy"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Validate(tt.p)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error starting %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestAliasesRefusedEverywhere: policies, presets and the preset sniffing of
+// `policy validate` refuse anchors and aliases with one problem, even for a
+// billion-laughs document (9 levels of 9 aliases: 387 million nodes if
+// followed), before anything follows an alias.
+func TestAliasesRefusedEverywhere(t *testing.T) {
+	var laughs strings.Builder
+	laughs.WriteString("version: 1\nnetwork_middlewares:\n  m:\n    config:\n      l0: &l0 [lol]\n")
+	for i := 1; i <= 9; i++ {
+		fmt.Fprintf(&laughs, "      l%d: &l%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*l%d, ", i-1), 9), ", "))
+	}
+	fixture, err := os.ReadFile(filepath.Join("testdata", "invalid", "aliases-80.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string]string{"billion laughs": laughs.String(), "aliases-80": string(fixture)} {
+		_, _, err := Check("f.yaml", []byte(data))
+		if ps := strictyaml.AsProblems(err); len(ps) != 1 || !strings.Contains(ps[0].Message, "YAML anchors and aliases are not supported") {
+			t.Errorf("%s: want one anchor problem, got %d: %.300v", name, len(ps), err)
+		}
+	}
+	preset := "preset: &p {name: x, description: y}\nnetwork_policies:\n  a: {endpoints: [{host: a.example.com, port: 443}]}\n"
+	if _, _, err := ParsePreset("p.yaml", []byte(preset)); err == nil || !strings.Contains(err.Error(), "p.yaml:1:9: YAML anchors and aliases are not supported (anchor &p)") {
+		t.Errorf("preset with an anchor: %v", err)
+	}
+	if IsPreset([]byte(preset)) || !IsPreset([]byte("preset: {name: x}\n")) || IsPreset([]byte(laughs.String())) {
+		t.Error("IsPreset reads anchors or misses a plain preset")
+	}
 }

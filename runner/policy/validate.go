@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"net/textproto"
 	"path"
 	"slices"
 	"sort"
@@ -93,7 +94,7 @@ func hasDotDot(s string) bool {
 
 // networkPolicies checks every group, endpoint and rule.
 func (v *validator) networkPolicies(m map[string]*NetworkPolicy, base []string) {
-	for _, key := range sortedPolicyKeys(m) {
+	for _, key := range sortedKeys(m) {
 		np := m[key]
 		kp := at(base, key)
 		if np == nil {
@@ -109,21 +110,14 @@ func (v *validator) networkPolicies(m map[string]*NetworkPolicy, base []string) 
 				v.errf(bp, "binary path must be absolute, e.g. /usr/bin/git")
 			} else if hasDotDot(b.Path) {
 				v.errf(bp, "binary path %q contains '..'", b.Path)
+			} else if _, err := path.Match(b.Path, "/"); err != nil {
+				v.errf(bp, "binary path %q is a bad glob (%v); escape [, ] and \\ with \\", b.Path, err)
 			}
 		}
 		for i, e := range np.Endpoints {
 			v.endpoint(e, at(kp, "endpoints", strconv.Itoa(i)))
 		}
 	}
-}
-
-func sortedPolicyKeys(m map[string]*NetworkPolicy) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // endpoint checks one endpoint.
@@ -137,6 +131,8 @@ func (v *validator) endpoint(e *Endpoint, ep []string) {
 	}
 	if e.Host != "" {
 		if err := CheckHostPattern(e.Host); err != nil {
+			v.errf(at(ep, "host"), "%v", err)
+		} else if err := checkHostReachable(e.Host); err != nil {
 			v.errf(at(ep, "host"), "%v", err)
 		}
 	}
@@ -157,11 +153,25 @@ func (v *validator) endpoint(e *Endpoint, ep []string) {
 	if len(e.Rules) > 0 && e.Access != "" {
 		v.errf(at(ep, "access"), "rules and access are exclusive; keep access %q or the explicit rules, not both", e.Access)
 	}
-	if e.Protocol == ProtoTCP && (len(e.Rules) > 0 || len(e.DenyRules) > 0 || (e.Access != "" && e.Access != AccessFull)) {
-		v.errf(at(ep, "protocol"), "protocol tcp is a plain tunnel and cannot apply HTTP rules; use protocol rest or drop rules/deny_rules/access")
+	// A tunnel is never read, so nothing that needs the requests can apply:
+	// not even access: full, which is a rule over requests (the tunnel
+	// already carries everything).
+	if l7 := needsRequests(e); l7 != "" {
+		switch {
+		case e.Protocol == ProtoTCP:
+			v.errf(at(ep, "protocol"), "protocol tcp is a plain tunnel the proxy does not read, so it cannot apply %s (the tunnel already carries everything on the connection); use protocol rest, or drop %s", l7, l7)
+		case e.TLS == "passthrough" || e.TLS == "skip":
+			v.errf(at(ep, "tls"), "tls %s leaves the traffic encrypted, so %s could not be enforced; use tls: terminate, or drop %s", e.TLS, l7, l7)
+		}
 	}
-	if (e.TLS == "passthrough" || e.TLS == "skip") && (len(e.Rules) > 0 || len(e.DenyRules) > 0 || (e.Access != "" && e.Access != AccessFull)) {
-		v.errf(at(ep, "tls"), "tls %s leaves the traffic encrypted, so L7 rules could not be enforced; use tls: terminate or remove the rules", e.TLS)
+	switch e.Protocol {
+	case ProtoSQL:
+		v.errf(at(ep, "protocol"), "protocol sql is not supported: the nemoclaw proxy does not inspect SQL; use protocol tcp for a plain tunnel")
+	}
+	if e.Path != "" {
+		if err := checkPathGlob(e.Path); err != nil {
+			v.errf(at(ep, "path"), "%v", err)
+		}
 	}
 	for i, r := range e.Rules {
 		rp := at(ep, "rules", strconv.Itoa(i))
@@ -185,15 +195,15 @@ func (v *validator) endpoint(e *Endpoint, ep []string) {
 			v.errf(ip, "%v", err)
 			continue
 		}
-		if a := pfx.Addr(); a.IsLoopback() || a.IsPrivate() {
+		switch ClassifyAddr(pfx.Addr()) {
+		case AddrLoopback, AddrPrivate:
 			v.warnf(ip, "allowed_ips %s opens a loopback or private range to the agent; make sure that is intended", s)
-		}
-		if a := pfx.Addr(); a.IsLinkLocalUnicast() || a.IsUnspecified() || a.IsMulticast() {
-			v.errf(ip, "allowed_ips %s is link-local, unspecified or multicast, which is never reachable (cloud metadata lives there)", s)
+		case AddrNever:
+			v.errf(ip, "allowed_ips %s is link-local, unspecified, multicast or a metadata address, which is never reachable (cloud metadata lives there)", s)
 		}
 	}
-	if e.Host != "" {
-		if a, err := netip.ParseAddr(e.Host); err == nil && (a.IsLoopback() || a.IsPrivate()) && len(e.AllowedIPs) == 0 {
+	if a, err := netip.ParseAddr(NormalizeHost(e.Host)); err == nil && len(e.AllowedIPs) == 0 {
+		if c := ClassifyAddr(a); c == AddrLoopback || c == AddrPrivate {
 			v.warnf(at(ep, "host"), "host %s is a loopback or private address; it is reachable only because this endpoint names it exactly", e.Host)
 		}
 	}
@@ -210,11 +220,21 @@ func (v *validator) endpoint(e *Endpoint, ep []string) {
 		if names[c.Name] {
 			v.errf(at(cp, "name"), "credential %q is bound twice on this endpoint", c.Name)
 		}
+		if c.Header != "" && IsHopHeader(c.Header) {
+			v.errf(at(cp, "header"), "credential %q: %q is not an end-to-end HTTP header name (the proxy consumes hop-by-hop headers; an upstream never receives it): name the header the API reads, e.g. Authorization", c.Name, c.Header)
+		}
 		if slices.Contains(c.In, "query") && c.Param == "" {
 			v.errf(at(cp, "param"), "credential %q has in: query but no param: name the one query parameter whose value is the placeholder", c.Name)
 		}
 		names[c.Name] = true
 	}
+}
+
+// IsHopHeader reports whether an HTTP header is hop-by-hop (or Host): one
+// the proxy consumes or rewrites, so a credential can never be bound to it.
+func IsHopHeader(s string) bool {
+	return slices.Contains([]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Host"}, textproto.CanonicalMIMEHeaderKey(s))
 }
 
 var httpMethods = map[string]bool{
@@ -234,12 +254,103 @@ func (v *validator) matcher(m *Matcher, mp []string, protocol string) {
 			v.errf(mp, "rule has no path; use a glob such as \"/**\" for any path")
 		}
 	}
-	if m.Path != "" && m.Path != "**" && !strings.HasPrefix(m.Path, "/") {
-		v.errf(at(mp, "path"), "path %q must start with '/' (or be \"**\")", m.Path)
+	if m.Path != "" {
+		if err := checkPathGlob(m.Path); err != nil {
+			v.errf(at(mp, "path"), "%v", err)
+		}
 	}
-	if strings.Contains(m.Path, "***") {
-		v.errf(at(mp, "path"), "path %q has '***'; use '*' for one segment or '**' for any", m.Path)
+	for _, k := range sortedKeys(m.Query) {
+		pats := m.Query[k].Patterns()
+		if len(pats) == 0 {
+			v.errf(at(mp, "query", k), "query %q has no pattern; give a glob, {glob: G} or {any: [G, ...]}", k)
+		}
+		for _, g := range pats {
+			if _, err := path.Match(g, ""); err != nil {
+				v.errf(at(mp, "query", k), "query %q: %q is a bad glob (%v); escape [, ] and \\ with \\", k, g, err)
+			}
+		}
 	}
+	// Matching on method and path alone would make an allow rule allow more
+	// than written (and a deny rule deny more), so the selectors are refused.
+	if hasUpstreamSelectors(m) {
+		v.errf(mp, "command/operation_type/operation_name/fields/tool/params select inside SQL, GraphQL and MCP bodies, which nemoclaw does not inspect; use method, path and query, or drop the rule")
+	}
+}
+
+// needsRequests names what on e needs the proxy to read its requests
+// (rules, deny_rules, access, path, credentials), or "" for nothing.
+func needsRequests(e *Endpoint) string {
+	var what []string
+	if len(e.Rules) > 0 {
+		what = append(what, "rules")
+	}
+	if len(e.DenyRules) > 0 {
+		what = append(what, "deny_rules")
+	}
+	if e.Access != "" {
+		what = append(what, "access")
+	}
+	if e.Path != "" {
+		what = append(what, "path")
+	}
+	if len(e.Credentials) > 0 {
+		what = append(what, "credentials")
+	}
+	return strings.Join(what, "/")
+}
+
+// checkPathGlob checks a path glob as the proxy compiles it: it starts with
+// '/', and every segment is a valid glob ('*' within a segment, '**' any).
+func checkPathGlob(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("path %q must start with '/'; write \"/**\" for any path", p)
+	}
+	if strings.Contains(p, "***") {
+		return fmt.Errorf("path %q has '***'; use '*' for one segment or '**' for any", p)
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if _, err := path.Match(seg, ""); err != nil {
+			return fmt.Errorf("path %q is a bad glob (%v); escape [, ] and \\ with \\", p, err)
+		}
+	}
+	return nil
+}
+
+// NormalizeHost is the form of an endpoint's host the proxy matches on:
+// lower case, without IPv6 brackets or a trailing dot.
+func NormalizeHost(h string) string {
+	return strings.ToLower(strings.TrimSuffix(strings.Trim(h, "[]"), "."))
+}
+
+// checkHostReachable refuses a host that could never be reached from a
+// sandbox, whatever the policy says: a cloud metadata name, a
+// never-reachable address, and the inet_aton forms of IPv4 ("2130706433",
+// "127.1") that resolvers would read as an address.
+func checkHostReachable(h string) error {
+	n := NormalizeHost(h)
+	if IsMetadataName(n) {
+		return fmt.Errorf("host %q is a cloud metadata name, which is never reachable from a sandbox", h)
+	}
+	a, err := netip.ParseAddr(n)
+	if err != nil {
+		if _, loose := ParseLooseIPv4(n); loose {
+			return fmt.Errorf("host %q is a non-canonical IPv4 form; write it as a dotted quad", h)
+		}
+		return nil
+	}
+	if ClassifyAddr(a) == AddrNever {
+		return fmt.Errorf("host %s is link-local, unspecified, multicast or a metadata address, which is never reachable", h)
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // CheckHostPattern rejects host patterns that would match too much or cannot
@@ -298,6 +409,7 @@ func ParseIPOrCIDR(s string) (netip.Prefix, error) {
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("allowed_ips %q is not an IP or CIDR (e.g. 10.0.5.20 or 10.0.5.0/24)", s)
 	}
+	a = a.Unmap() // an IPv4-mapped address is the IPv4 address it carries
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/nemoclaw/nemoclaw/runner/internal/strictyaml"
 )
 
 // DefaultLockFile is the lock file's name, in the current directory unless
@@ -66,10 +67,11 @@ func ReadLock(path string) (*Lock, error) {
 // ParseLock decodes lock file data; path is used in messages.
 func ParseLock(path string, data []byte) (*Lock, error) {
 	l := &Lock{}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(l); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("lock %s: %w (valid keys: version, blueprints[].ref, constraint, tag, version, digest, signer)", path, err)
+	// The strict decoder names file:line:col and the valid keys, and refuses
+	// YAML anchors and aliases as for every other nemoclaw file; an empty
+	// lock file is an empty lock.
+	if _, err := strictyaml.Decode(path, data, l); err != nil && !errors.Is(err, strictyaml.ErrEmpty) {
+		return nil, fmt.Errorf("lock: %w", err)
 	}
 	if l.Version == 0 && len(l.Blueprints) == 0 {
 		l.Version = 1

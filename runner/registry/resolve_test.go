@@ -107,7 +107,8 @@ func TestParseLockErrors(t *testing.T) {
 		t.Fatalf("no bad lock fixtures: %v", err)
 	}
 	want := map[string]string{
-		"bad-unknown-key.lock": "field branch not found",
+		"bad-unknown-key.lock": `bad-unknown-key.lock:4:5: blueprints[0].branch: unknown field "branch"`,
+		"bad-anchor.lock":      "bad-anchor.lock:3:5: YAML anchors and aliases are not supported (anchor &bp)",
 		"bad-digest.lock":      "want sha256",
 		"bad-duplicate.lock":   "appears twice",
 		"bad-version.lock":     "want version: 1",
@@ -142,4 +143,16 @@ func FuzzParseLock(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseLockEmpty: an empty lock file (or one of comments only) is an
+// empty lock, as a missing one is.
+func TestParseLockEmpty(t *testing.T) {
+	t.Parallel()
+	for _, data := range []string{"", "\n", "# no blueprints yet\n"} {
+		l, err := ParseLock("nemoclaw.lock", []byte(data))
+		if err != nil || l.Version != 1 || len(l.Blueprints) != 0 {
+			t.Errorf("%q: %+v, %v", data, l, err)
+		}
+	}
 }

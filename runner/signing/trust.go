@@ -1,17 +1,16 @@
 package signing
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
-	"go.yaml.in/yaml/v3"
+
+	"github.com/nemoclaw/nemoclaw/runner/internal/strictyaml"
 )
 
 // TrustPolicy says which keys or keyless identities are trusted to sign
@@ -74,10 +73,10 @@ func LoadTrustPolicy(path string) (*TrustPolicy, error) {
 // resolve relative key and trusted-root paths.
 func ParseTrustPolicy(path string, data []byte) (*TrustPolicy, error) {
 	p := &TrustPolicy{path: path}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(p); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("trust policy %s: %w (valid keys: version, rules[].name, match, keys, identities[].issuer|issuer_regexp|subject|subject_regexp, trusted_root)", path, err)
+	// The strict decoder names file:line:col and the valid keys, and refuses
+	// YAML anchors and aliases as for every other nemoclaw file.
+	if _, err := strictyaml.Decode(path, data, p); err != nil {
+		return nil, fmt.Errorf("trust policy: %w", err)
 	}
 	if p.Version != 1 {
 		return nil, fmt.Errorf("trust policy %s: version %d: want version: 1", path, p.Version)

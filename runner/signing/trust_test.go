@@ -14,7 +14,8 @@ func TestParseTrustPolicy(t *testing.T) {
 		name, file, wantErr string
 	}{
 		{"valid", "valid.yaml", ""},
-		{"unknown key", "unknown-key.yaml", "field trusted_keys not found"},
+		{"unknown key", "unknown-key.yaml", `unknown-key.yaml:5:5: rules[0].trusted_keys: unknown field "trusted_keys"`},
+		{"anchor", "anchor.yaml", "anchor.yaml:4:12: YAML anchors and aliases are not supported (anchor &m)"},
 		{"bad version", "bad-version.yaml", "want version: 1"},
 		{"rule trusts nobody", "no-signers.yaml", "needs keys or identities"},
 		{"identity half set", "identity-half.yaml", "exactly one of issuer"},

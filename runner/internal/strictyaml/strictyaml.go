@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"regexp"
 	"sort"
@@ -33,9 +34,20 @@ type Problem struct {
 	Path string `json:"path,omitempty"`
 	// Message says what is wrong and what would be valid.
 	Message string `json:"message"`
+
+	// err is a sentinel the problem stands for (ErrEmpty), for errors.Is.
+	err error
 }
 
-// Error formats the problem as file:line:col: path: message.
+// ErrEmpty is what the Problem for a document without content unwraps to,
+// for callers to whom a missing or empty file means "nothing configured".
+var ErrEmpty = errors.New("document is empty")
+
+// Unwrap returns the sentinel the problem stands for, if any.
+func (p *Problem) Unwrap() error { return p.err }
+
+// Error formats the problem as file:line:col: path: message (path: message
+// for a problem found in a value that came from no file).
 func (p *Problem) Error() string {
 	var b strings.Builder
 	b.WriteString(p.File)
@@ -45,7 +57,9 @@ func (p *Problem) Error() string {
 			fmt.Fprintf(&b, ":%d", p.Column)
 		}
 	}
-	b.WriteString(": ")
+	if b.Len() > 0 {
+		b.WriteString(": ")
+	}
 	if p.Path != "" {
 		b.WriteString(p.Path)
 		b.WriteString(": ")
@@ -112,6 +126,35 @@ type Doc struct {
 // Decode parses data strictly into out (a pointer to a struct). file names
 // the source in errors.
 func Decode(file string, data []byte, out any) (*Doc, error) {
+	doc, err := Parse(file, data)
+	if err != nil {
+		return nil, err
+	}
+	var ps Problems
+	w := walker{file: file, problems: &ps}
+	w.walk(doc.Root, reflect.TypeOf(out).Elem(), "")
+	if len(ps) > 0 {
+		return doc, ps.Err()
+	}
+	if err := doc.Root.Decode(out); err != nil {
+		return doc, syntaxProblem(file, err)
+	}
+	return doc, nil
+}
+
+// Parse reads data as exactly one YAML document into a node tree, refusing
+// what Decode refuses before any type is looked at: oversized input, more
+// than one document, and anchors and aliases.
+//
+// Anchors and aliases are refused, not budgeted: an alias makes a node
+// reachable many times over, so a few hundred bytes can stand for billions
+// of nodes ("billion laughs") for every reader that follows them (the
+// strict walker, yaml.v3's decoder, the schema check, the validator). No
+// policy, preset, blueprint, trust policy or lock file needs them; writing
+// the value out keeps every document as large as what it means. yaml.v3's
+// parse into a node tree does not expand aliases, so the refusal comes
+// before any expansion.
+func Parse(file string, data []byte) (*Doc, error) {
 	if len(data) > MaxSize {
 		return nil, &Problem{File: file, Message: fmt.Sprintf("file is %d bytes; the limit is %d", len(data), MaxSize)}
 	}
@@ -119,7 +162,7 @@ func Decode(file string, data []byte, out any) (*Doc, error) {
 	var root yaml.Node
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, &Problem{File: file, Line: 1, Column: 1, Message: "document is empty"}
+			return nil, &Problem{File: file, Line: 1, Column: 1, Message: "document is empty", err: ErrEmpty}
 		}
 		return nil, syntaxProblem(file, err)
 	}
@@ -129,17 +172,34 @@ func Decode(file string, data []byte, out any) (*Doc, error) {
 	} else if !errors.Is(err, io.EOF) {
 		return nil, syntaxProblem(file, err)
 	}
-	doc := &Doc{File: file, Root: &root}
-	var ps Problems
-	w := walker{file: file, problems: &ps}
-	w.walk(&root, reflect.TypeOf(out).Elem(), "")
-	if len(ps) > 0 {
-		return doc, ps.Err()
+	if n := firstAnchor(&root); n != nil {
+		return nil, anchorProblem(file, n)
 	}
-	if err := root.Decode(out); err != nil {
-		return doc, syntaxProblem(file, err)
+	return &Doc{File: file, Root: &root}, nil
+}
+
+// firstAnchor returns the first node, in document order, that defines an
+// anchor or is an alias. It never follows an alias, so its work is linear in
+// the size of the text.
+func firstAnchor(n *yaml.Node) *yaml.Node {
+	if n.Anchor != "" || n.Kind == yaml.AliasNode {
+		return n
 	}
-	return doc, nil
+	for _, c := range n.Content {
+		if a := firstAnchor(c); a != nil {
+			return a
+		}
+	}
+	return nil
+}
+
+// anchorProblem locates the refusal of an anchor or alias node.
+func anchorProblem(file string, n *yaml.Node) *Problem {
+	what := "anchor &" + n.Anchor
+	if n.Kind == yaml.AliasNode {
+		what = "alias *" + n.Value
+	}
+	return &Problem{File: file, Line: n.Line, Column: n.Column, Message: fmt.Sprintf("YAML anchors and aliases are not supported (%s); write the value out", what)}
 }
 
 // lineRe finds yaml.v3's position in its messages; compiled on first use,
@@ -187,7 +247,8 @@ func (w walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		}
 		return
 	case yaml.AliasNode:
-		w.walk(n.Alias, t, path)
+		// Parse refuses aliases; never follow one (each would multiply the work).
+		*w.problems = append(*w.problems, anchorProblem(w.file, n))
 		return
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -200,6 +261,8 @@ func (w walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		return // the type validates itself
 	}
 	switch t.Kind() {
+	case reflect.Interface:
+		w.untyped(n, path)
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			w.add(n, path, "expected a mapping (key: value pairs), got %s", describe(n))
@@ -269,6 +332,37 @@ func (w walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") {
 			w.add(n, path, "expected a number, got %s", describe(n))
 		}
+	}
+}
+
+// untyped checks a value kept as written (e.g. a middleware's config): it
+// must be plain JSON data, since policies are copied and sent as JSON. A
+// non-string key or an infinite or NaN number would otherwise decode and
+// fail only later, far from the file.
+func (w walker) untyped(n *yaml.Node, path string) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode || k.Tag != "!!str" {
+				w.add(k, path, "keys here must be strings, got %s; quote the key", describe(k))
+				continue
+			}
+			w.untyped(v, join(path, k.Value))
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			w.untyped(item, fmt.Sprintf("%s[%d]", path, i))
+		}
+	case yaml.ScalarNode:
+		if n.Tag == "!!float" {
+			var f float64
+			if err := n.Decode(&f); err == nil && (math.IsInf(f, 0) || math.IsNaN(f)) {
+				w.add(n, path, "%s is not a finite number; write a finite number or quote it", n.Value)
+			}
+		}
+	case yaml.AliasNode:
+		*w.problems = append(*w.problems, anchorProblem(w.file, n))
 	}
 }
 
@@ -384,9 +478,14 @@ func (d *Doc) KeyOf(path ...string) *yaml.Node {
 	return n
 }
 
-// Problem builds a Problem located at path in d.
+// Problem builds a Problem located at path in d; a nil d (a value that came
+// from no file) gives a problem with the path alone.
 func (d *Doc) Problem(path []string, format string, a ...any) *Problem {
-	p := &Problem{File: d.File, Path: DisplayPath(path), Message: fmt.Sprintf(format, a...)}
+	p := &Problem{Path: DisplayPath(path), Message: fmt.Sprintf(format, a...)}
+	if d == nil {
+		return p
+	}
+	p.File = d.File
 	if n, _ := d.Locate(path...); n != nil {
 		p.Line, p.Column = n.Line, n.Column
 	}
