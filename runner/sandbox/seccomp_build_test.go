@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"go/format"
@@ -160,25 +161,56 @@ func buildSeccomp(arch seccomp.ScmpArch) ([]byte, error) {
 	if err := rule("execveat", eperm, cond(4, seccomp.CompareMaskedEqual, unix.AT_EMPTY_PATH, unix.AT_EMPTY_PATH)); err != nil {
 		return nil, err
 	}
+	// socket(int, int, int): the kernel reads 32 bits of each argument,
+	// seccomp compares 64; every compare below looks at the low 32 bits
+	// only (masked), so AF_VSOCK|1<<32 is AF_VSOCK to the filter too.
+	low32 := func(arg uint, v uint64) seccomp.ScmpCondition {
+		return cond(arg, seccomp.CompareMaskedEqual, 0xffffffff, v)
+	}
 	for _, fam := range deniedFamilies {
-		if err := rule("socket", eperm, cond(0, seccomp.CompareEqual, fam)); err != nil {
+		if err := rule("socket", eperm, low32(0, fam)); err != nil {
 			return nil, err
 		}
 	}
-	// Netlink: only NETLINK_ROUTE (ip, getifaddrs) is allowed.
-	if err := rule("socket", eperm, cond(0, seccomp.CompareEqual, unix.AF_NETLINK), cond(2, seccomp.CompareNotEqual, unix.NETLINK_ROUTE)); err != nil {
+	// Netlink: only NETLINK_ROUTE (ip, getifaddrs) is allowed. The
+	// protocol is compared on all 64 bits: NETLINK_ROUTE with upper bits
+	// set is refused too (nothing passes them), which fails closed.
+	if err := rule("socket", eperm, low32(0, unix.AF_NETLINK), cond(2, seccomp.CompareNotEqual, unix.NETLINK_ROUTE)); err != nil {
 		return nil, err
 	}
-	if err := rule("socket", eperm, cond(2, seccomp.CompareEqual, ipprotoMPTCP)); err != nil {
+	if err := rule("socket", eperm, low32(2, ipprotoMPTCP)); err != nil {
 		return nil, err
 	}
 	for _, fam := range []uint64{unix.AF_INET, unix.AF_INET6} {
-		if err := rule("socket", eperm, cond(0, seccomp.CompareEqual, fam), cond(1, seccomp.CompareMaskedEqual, 0xf, unix.SOCK_RAW)); err != nil {
+		if err := rule("socket", eperm, low32(0, fam), cond(1, seccomp.CompareMaskedEqual, 0xf, unix.SOCK_RAW)); err != nil {
 			return nil, err
 		}
-		if err := rule("socket", eperm, cond(0, seccomp.CompareEqual, fam), cond(1, seccomp.CompareMaskedEqual, 0xf, unix.SOCK_PACKET)); err != nil {
+		if err := rule("socket", eperm, low32(0, fam), cond(1, seccomp.CompareMaskedEqual, 0xf, unix.SOCK_PACKET)); err != nil {
 			return nil, err
 		}
+	}
+	// ioctl(int fd, unsigned int request, ...): the request's low 32 bits.
+	for _, req := range deniedTTYIoctls {
+		if err := rule("ioctl", eperm, low32(1, req)); err != nil {
+			return nil, err
+		}
+	}
+	// personality(unsigned int): refused unless its low 32 bits are one of
+	// allowedPersonalities. libseccomp takes one compare per argument in
+	// a rule and has no "masked not equal", so the refused values are
+	// written as the masked-equality rules that cover every other value.
+	for _, c := range complementCubes(allowedPersonalities) {
+		if err := rule("personality", eperm, cond(0, seccomp.CompareMaskedEqual, uint64(c.mask), uint64(c.value))); err != nil {
+			return nil, err
+		}
+	}
+	// prlimit64(pid_t pid, ...) on another process: rootless, the agent
+	// shares its uid with the sandbox's init and could change the init's
+	// limits. pid 0 (the caller itself: glibc's getrlimit and setrlimit,
+	// Go's runtime) stays allowed; 0 with upper bits set is refused, which
+	// fails closed.
+	if err := rule("prlimit64", eperm, cond(0, seccomp.CompareNotEqual, 0)); err != nil {
+		return nil, err
 	}
 	// libseccomp 2.5 (Debian 12) has no in-memory export: go through a memfd.
 	mfd, err := unix.MemfdCreate("nemoclaw-seccomp", unix.MFD_CLOEXEC)
@@ -197,5 +229,91 @@ func buildSeccomp(arch seccomp.ScmpArch) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: export: %w", err)
 	}
-	return bpf, nil
+	last, err := seccomp.GetSyscallFromNameByArch(lastReviewedSyscall, arch)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: lastReviewedSyscall %s: %w", lastReviewedSyscall, err)
+	}
+	return append(enosysAbove(arch, uint32(last)), bpf...), nil
+}
+
+// enosysAbove is a hand-written prefix to libseccomp's program, which
+// cannot express it: on the filter's own architecture, a syscall number
+// above last (and below the x32 bit, whose numbers libseccomp's program
+// kills) answers ENOSYS. Everything else goes on to libseccomp's program
+// unchanged, its architecture and x32 checks included; classic BPF jumps
+// are relative, so the program needs no relocation.
+func enosysAbove(arch seccomp.ScmpArch, last uint32) []byte {
+	const x32Bit = 0x40000000 // __X32_SYSCALL_BIT
+	const (
+		ldAbsW = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
+		jeqK   = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
+		jgtK   = unix.BPF_JMP | unix.BPF_JGT | unix.BPF_K
+		jgeK   = unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K
+		retK   = unix.BPF_RET | unix.BPF_K
+	)
+	// Offsets in struct seccomp_data.
+	const offNr, offArch = 0, 4
+	prog := []unix.SockFilter{
+		{Code: ldAbsW, K: offArch},
+		{Code: jeqK, Jt: 0, Jf: 4, K: auditArch[arch]}, // another arch: to libseccomp
+		{Code: ldAbsW, K: offNr},
+		{Code: jgtK, Jt: 0, Jf: 2, K: last},  // known: to libseccomp
+		{Code: jgeK, Jt: 1, Jf: 0, K: x32Bit}, // x32: to libseccomp
+		{Code: retK, K: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
+	}
+	// Byte order: both architectures here are little-endian, as the
+	// program libseccomp exports for them is.
+	out := make([]byte, 0, 8*len(prog))
+	for _, in := range prog {
+		out = binary.LittleEndian.AppendUint16(out, in.Code)
+		out = append(out, in.Jt, in.Jf)
+		out = binary.LittleEndian.AppendUint32(out, in.K)
+	}
+	return out
+}
+
+// auditArch is each architecture's AUDIT_ARCH_* value, what the kernel
+// puts in seccomp_data.arch.
+var auditArch = map[seccomp.ScmpArch]uint32{
+	seccomp.ArchAMD64: unix.AUDIT_ARCH_X86_64,
+	seccomp.ArchARM64: unix.AUDIT_ARCH_AARCH64,
+}
+
+// cube is the set of 32-bit values v with v&mask == value.
+type cube struct{ mask, value uint32 }
+
+// complementCubes returns cubes that together hold exactly the 32-bit
+// values not in allowed: walking the bits from the top, every prefix that
+// some allowed value has, followed by a bit that no allowed value with
+// that prefix has, is one cube. At most 32 per allowed value.
+func complementCubes(allowed []uint32) []cube {
+	var out []cube
+	var walk func(depth int, prefix uint32, set []uint32)
+	walk = func(depth int, prefix uint32, set []uint32) {
+		if depth == 32 {
+			return
+		}
+		bit := uint32(1) << (31 - depth)
+		mask := ^(bit - 1) // the top depth+1 bits
+		var zero, one []uint32
+		for _, v := range set {
+			if v&bit != 0 {
+				one = append(one, v)
+			} else {
+				zero = append(zero, v)
+			}
+		}
+		for _, b := range []struct {
+			v   uint32
+			set []uint32
+		}{{0, zero}, {bit, one}} {
+			if len(b.set) == 0 {
+				out = append(out, cube{mask: mask, value: prefix | b.v})
+				continue
+			}
+			walk(depth+1, prefix|b.v, b.set)
+		}
+	}
+	walk(0, 0, allowed)
+	return out
 }
