@@ -257,7 +257,7 @@ func enosysAbove(arch seccomp.ScmpArch, last uint32) []byte {
 		{Code: ldAbsW, K: offArch},
 		{Code: jeqK, Jt: 0, Jf: 4, K: auditArch[arch]}, // another arch: to libseccomp
 		{Code: ldAbsW, K: offNr},
-		{Code: jgtK, Jt: 0, Jf: 2, K: last},  // known: to libseccomp
+		{Code: jgtK, Jt: 0, Jf: 2, K: last},   // known: to libseccomp
 		{Code: jgeK, Jt: 1, Jf: 0, K: x32Bit}, // x32: to libseccomp
 		{Code: retK, K: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
 	}
