@@ -641,7 +641,9 @@ func ttyAttack(path string) {
 	var out strings.Builder
 	for fd := 0; fd < 3; fd++ {
 		p := fmt.Sprintf("tty_fd%d_", fd)
-		ioctl := func(req uint64, arg uintptr) string { return result(errno(rawErr6(unix.SYS_IOCTL, uintptr(fd), uintptr(req), arg))) }
+		ioctl := func(req uint64, arg uintptr) string {
+			return result(errno(rawErr6(unix.SYS_IOCTL, uintptr(fd), uintptr(req), arg)))
+		}
 		var tio unix.Termios
 		fmt.Fprintf(&out, "%stcgets\t%s\n", p, ioctl(unix.TCGETS, uintptr(unsafe.Pointer(&tio))))
 		fmt.Fprintf(&out, "%stiocexcl\t%s\n", p, ioctl(unix.TIOCEXCL, 0))
