@@ -68,10 +68,11 @@ var deniedTTYIoctls = []uint64{unix.TIOCSTI, unix.TIOCLINUX, unix.TIOCSETD, unix
 
 // allowedPersonalities are the personality(2) values an agent may pass:
 // PER_LINUX (0, the default) and 0xffffffff (the query), compared on the
-// low 32 bits as the kernel reads them. The others switch off address-space
-// randomisation, make reads imply exec, map page zero or fake another
-// kernel or machine (PER_LINUX32 and UNAME26, which Docker allows, only
-// serve 32-bit and pre-2011 programs, which a sandbox cannot run anyway).
+// low 32 bits as the kernel reads them (prefixProgram). The others switch
+// off address-space randomisation, make reads imply exec, map page zero or
+// fake another kernel or machine (PER_LINUX32 and UNAME26, which Docker
+// allows, only serve 32-bit and pre-2011 programs, which a sandbox cannot
+// run anyway).
 var allowedPersonalities = []uint32{0, 0xffffffff}
 
 const ipprotoMPTCP = 262 // IPPROTO_MPTCP; Landlock's TCP rules do not cover it
