@@ -391,10 +391,10 @@ func TestSandboxLandlockTCPOptIn(t *testing.T) {
 	}
 }
 
-// TestSandboxNoTTYInjection gives the agent the caller's terminal as stdin
-// without a pty of its own (--no-tty): TIOCSTI must not push keystrokes into
-// the caller's terminal, because the agent runs in a new session without a
-// controlling terminal.
+// TestSandboxNoTTYInjection runs the agent with the caller's terminal as
+// stdin and no pty of its own (--no-tty): TIOCSTI must not push keystrokes
+// into the caller's terminal. The agent holds a pipe, not the terminal
+// (termRelay), and seccomp refuses TIOCSTI on any descriptor.
 func TestSandboxNoTTYInjection(t *testing.T) {
 	requireSandboxKernel(t)
 	r := newSandboxRun(t, -1)
@@ -409,7 +409,7 @@ func TestSandboxNoTTYInjection(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	if got := parseResults(out.String())["tiocsti"]; got != "EPERM" {
-		t.Fatalf("tiocsti: got %q, want EPERM (no controlling terminal)\n%s", got, out.String())
+		t.Fatalf("tiocsti: got %q, want EPERM (seccomp refuses TIOCSTI)\n%s", got, out.String())
 	}
 	_ = ptm
 }
