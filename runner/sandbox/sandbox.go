@@ -998,6 +998,10 @@ func (sb *Sandbox) waitLoop() {
 		}
 	}
 	sb.log.Debug("agent exited", "since_start", time.Since(sb.started))
+	if sb.relay != nil {
+		// What the caller types from now on is its shell's.
+		sb.relay.stopInput()
+	}
 	sb.reaped = make(chan struct{})
 	reap := func() (syscall.WaitStatus, error) {
 		defer close(sb.reaped)
@@ -1014,9 +1018,6 @@ func (sb *Sandbox) waitLoop() {
 		go func() { _, _ = reap() }()
 	} else {
 		ws, werr = reap()
-	}
-	if sb.relay != nil {
-		sb.relay.stopInput()
 	}
 	if sb.ptyDone != nil {
 		<-sb.ptyDone
