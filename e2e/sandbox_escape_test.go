@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -390,10 +391,10 @@ func TestSandboxLandlockTCPOptIn(t *testing.T) {
 	}
 }
 
-// TestSandboxNoTTYInjection gives the agent the caller's terminal as stdin
-// without a pty of its own (--no-tty): TIOCSTI must not push keystrokes into
-// the caller's terminal, because the agent runs in a new session without a
-// controlling terminal.
+// TestSandboxNoTTYInjection runs the agent with the caller's terminal as
+// stdin and no pty of its own (--no-tty): TIOCSTI must not push keystrokes
+// into the caller's terminal. The agent holds a pipe, not the terminal
+// (termRelay), and seccomp refuses TIOCSTI on any descriptor.
 func TestSandboxNoTTYInjection(t *testing.T) {
 	requireSandboxKernel(t)
 	r := newSandboxRun(t, -1)
@@ -408,7 +409,7 @@ func TestSandboxNoTTYInjection(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	if got := parseResults(out.String())["tiocsti"]; got != "EPERM" {
-		t.Fatalf("tiocsti: got %q, want EPERM (no controlling terminal)\n%s", got, out.String())
+		t.Fatalf("tiocsti: got %q, want EPERM (seccomp refuses TIOCSTI)\n%s", got, out.String())
 	}
 	_ = ptm
 }
@@ -632,4 +633,49 @@ func TestSandboxHiddenHomeStaysPut(t *testing.T) {
 			t.Fatalf("$NEMOCLAW_HOME moved on the host: %v", err)
 		}
 	})
+}
+
+// seccompExpectations are the attacks on the seccomp filter's argument
+// compares (upper bits of an int argument, which the kernel ignores), the
+// syscalls newer than its review, and the refused calls of issue 13's items
+// 1 and 10; they run in the same suite, root and rootless.
+var seccompExpectations = []struct{ name, want, why string }{
+	{"socket_vsock_high_bits", "EPERM", "seccomp: AF_VSOCK, compared on the low 32 bits"},
+	{"socket_af_packet_high_bits", "EPERM", "seccomp: AF_PACKET, compared on the low 32 bits"},
+	{"socket_bluetooth_high_bits", "EPERM", "seccomp: AF_BLUETOOTH, compared on the low 32 bits"},
+	{"socket_af_key_high_bits", "EPERM", "seccomp: AF_KEY, compared on the low 32 bits"},
+	{"socket_netlink_audit_high_bits", "EPERM", "seccomp: AF_NETLINK compared on the low 32 bits, protocol not NETLINK_ROUTE"},
+	{"socket_netlink_sock_diag_high_bits", "EPERM", "seccomp: AF_NETLINK compared on the low 32 bits, protocol not NETLINK_ROUTE"},
+	{"socket_netlink_route_protocol_high_bits", "EPERM", "seccomp: a netlink protocol with upper bits set is refused (fails closed)"},
+	{"socket_mptcp_high_bits", "EPERM", "seccomp: IPPROTO_MPTCP, compared on the low 32 bits"},
+	{"socket_mptcp6_high_bits", "EPERM", "seccomp: IPPROTO_MPTCP, compared on the low 32 bits"},
+	{"socket_raw_icmp_high_bits", "EPERM", "seccomp: AF_INET on the low 32 bits, SOCK_RAW"},
+	{"socket_raw_icmp6_high_bits", "EPERM", "seccomp: AF_INET6 on the low 32 bits, SOCK_RAW"},
+	{"socket_inet_sock_packet_high_bits", "EPERM", "seccomp: AF_INET on the low 32 bits, SOCK_PACKET"},
+	{"socket_tcp_high_bits", "OK", "TCP stays allowed: the compares mask the upper bits rather than refuse them"},
+	{"socket_udp6", "OK", "UDP over IPv6 stays allowed"},
+	{"ioctl_tiocsti_high_bits", "EPERM", "seccomp: TIOCSTI, request compared on the low 32 bits"},
+	{"ioctl_tiocsetd", "EPERM", "seccomp: TIOCSETD (line discipline changes)"},
+	{"personality_query", "OK", "personality(0xffffffff) only reads"},
+	{"personality_addr_no_randomize", "EPERM", "seccomp: personality other than PER_LINUX or the query"},
+	{"personality_read_implies_exec_high_bits", "EPERM", "seccomp: personality, compared on the low 32 bits"},
+	{"modify_ldt", "EPERM", "seccomp: modify_ldt"},
+	{"fanotify_init", "EPERM", "seccomp: fanotify_init"},
+	{"pidfd_getfd_sibling", "EPERM", "seccomp: pidfd_getfd, ptrace's access to another process's descriptors"},
+	{"prlimit_sandbox_init", "EPERM", "seccomp: prlimit64 on another pid (rootless, the init shares the agent's uid)"},
+	{"prlimit_self", "OK", "prlimit64 on pid 0 (getrlimit, setrlimit) stays allowed"},
+	{"syscall_statmount", "ENOSYS", "seccomp: newer than the filter's review (lastReviewedSyscall)"},
+	{"syscall_listmount", "ENOSYS", "seccomp: newer than the filter's review (lastReviewedSyscall)"},
+	{"syscall_lsm_list_modules", "ENOSYS", "seccomp: newer than the filter's review (lastReviewedSyscall)"},
+	{"syscall_open_tree_attr", "ENOSYS", "seccomp: newer than the filter's review (lastReviewedSyscall)"},
+	{"syscalls_457_to_599", "ENOSYS", "seccomp: every number above the filter's review answers ENOSYS"},
+}
+
+func init() {
+	for _, e := range seccompExpectations {
+		if e.name == "modify_ldt" && runtime.GOARCH != "amd64" {
+			e.want, e.why = "ENOSYS", "x86 only"
+		}
+		escapeExpectations = append(escapeExpectations, e)
+	}
 }

@@ -17,7 +17,8 @@ import (
 )
 
 // TestSandboxToolsWork is the positive side: allowed reads and writes work
-// and python3, node, git and a shell run normally inside the default policy.
+// and python3, node, git, curl and a shell run normally inside the default
+// policy (and its seccomp filter).
 func TestSandboxToolsWork(t *testing.T) {
 	requireSandboxKernel(t)
 	r := newSandboxRun(t, -1)
@@ -28,6 +29,7 @@ head -c 8 /dev/urandom | wc -c
 grep -c . /etc/hostname >/dev/null && echo etc-readable
 python3 -c 'import json,os; print(json.dumps({"py": os.getcwd()}))'
 node -e 'console.log("node", process.cwd())'
+curl -sS file:///sandbox/file | sed 's/^/curl-/'
 cd /sandbox && git init -q repo && cd repo && echo hi > a && git add a &&
   git -c user.email=a@b -c user.name=agent commit -qm init && git log --oneline | wc -l
 echo "$(hostname) $(id -un) $HOME"
@@ -37,7 +39,7 @@ ps -e -o pid= | wc -l | tr -d ' '
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
 	}
-	for _, want := range []string{"data\n", "tmp\n", "8\n", "etc-readable\n", `{"py": "/sandbox"}`, "node /sandbox\n", "1\ntools sandbox /sandbox\n"} {
+	for _, want := range []string{"data\n", "tmp\n", "8\n", "etc-readable\n", `{"py": "/sandbox"}`, "node /sandbox\n", "curl-data\n", "1\ntools sandbox /sandbox\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s\nstderr:\n%s", want, out, stderr)
 		}
@@ -531,5 +533,179 @@ func (p *ptyReader) expect(t *testing.T, s string) {
 		case <-timeout:
 			t.Fatalf("no %q on the terminal:\n%s", s, all)
 		}
+	}
+}
+
+// termState is what an agent could change of a terminal and leave so.
+type termState struct {
+	termios unix.Termios
+	ws      unix.Winsize
+	ldisc   int
+	excl    int
+	inq     int // bytes waiting to be read: input pushed with TIOCSTI
+}
+
+func readTermState(f *os.File) (termState, error) {
+	var s termState
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return s, err
+	}
+	var cerr error
+	err = rc.Control(func(ufd uintptr) { cerr = s.read(int(ufd)) })
+	if err == nil {
+		err = cerr
+	}
+	return s, err
+}
+
+func (s *termState) read(fd int) error {
+	tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return fmt.Errorf("TCGETS: %w", err)
+	}
+	ws, err := unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ)
+	if err != nil {
+		return fmt.Errorf("TIOCGWINSZ: %w", err)
+	}
+	s.termios, s.ws = *tio, *ws
+	if s.ldisc, err = unix.IoctlGetInt(fd, unix.TIOCGETD); err != nil {
+		return fmt.Errorf("TIOCGETD: %w", err)
+	}
+	if s.excl, err = unix.IoctlGetInt(fd, unix.TIOCGEXCL); err != nil {
+		return fmt.Errorf("TIOCGEXCL: %w", err)
+	}
+	if s.inq, err = unix.IoctlGetInt(fd, unix.TIOCINQ); err != nil {
+		return fmt.Errorf("TIOCINQ: %w", err)
+	}
+	return nil
+}
+
+// TestSandboxCallerTerminalUntouched hands the agent a terminal the test
+// holds, which is nobody's controlling terminal, on its standard streams
+// without --tty (all three with --no-tty; stdin only, with stdout piped;
+// stdout and stderr only): the agent must hold no descriptor of it, so it
+// can neither take it exclusively, nor change its line discipline, modes
+// or size, nor make it its controlling terminal and push input into it,
+// and the terminal must be as it was after the run.
+func TestSandboxCallerTerminalUntouched(t *testing.T) {
+	requireSandboxKernel(t)
+	// What the agent must see on a relayed stream (a pipe): no terminal;
+	// TIOCSETD and TIOCSTI are refused by seccomp before that.
+	wantOnPipe := map[string]string{
+		"tcgets": "ENOTTY", "tiocexcl": "ENOTTY", "tiocsetd": "EPERM", "tcsets": "ENOTTY",
+		"tiocswinsz": "ENOTTY", "tiocsctty": "ENOTTY", "tiocsti": "EPERM",
+	}
+	asEachLauncher(t, func(t *testing.T, uid int) {
+		r := newSandboxRun(t, uid)
+		for _, tc := range []struct {
+			name  string
+			flags []string
+			onPTY [3]bool // which of stdin, stdout, stderr the terminal is
+		}{
+			{"all three, --no-tty", []string{"--no-tty"}, [3]bool{true, true, true}},
+			{"stdin, stdout piped", nil, [3]bool{true, false, false}},
+			{"stdout and stderr", nil, [3]bool{false, true, true}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				ptm, pts := openTestPTY(t, 24, 80)
+				defer pts.Close()
+				out := newPTYReader(ptm)
+				before, err := readTermState(pts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				results := "tty-results"
+				_ = os.Remove(filepath.Join(r.workdir, results))
+				args := append([]string{"sandbox", "run", "--workdir", r.workdir}, tc.flags...)
+				cmd := exec.Command(Bin("nemoclaw"), append(args, "--", "/sandbox/attack", "tty", "/sandbox/"+results)...)
+				cmd.Env = []string{"NEMOCLAW_HOME=" + r.home}
+				var piped bytes.Buffer
+				streams := []*io.Writer{nil, &cmd.Stdout, &cmd.Stderr}
+				for i, on := range tc.onPTY {
+					switch {
+					case i == 0 && on:
+						cmd.Stdin = pts
+					case on:
+						*streams[i] = pts
+					case i > 0:
+						*streams[i] = &piped
+					}
+				}
+				// A new session with no controlling terminal: the
+				// test's terminal is nobody's, which is what lets
+				// TIOCSCTTY take it.
+				cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+				if uid >= 0 {
+					cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}
+				}
+				stuck := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
+				defer stuck.Stop()
+				if err := cmd.Run(); err != nil {
+					t.Fatalf("run: %v\npiped: %s\nterminal: %q", err, piped.String(), out.text())
+				}
+				b, err := os.ReadFile(filepath.Join(r.workdir, results))
+				if err != nil {
+					t.Fatalf("no results: %v\npiped: %s\nterminal: %q", err, piped.String(), out.text())
+				}
+				got := parseResults(string(b))
+				for fd, on := range tc.onPTY {
+					if !on {
+						continue
+					}
+					for what, want := range wantOnPipe {
+						name := fmt.Sprintf("tty_fd%d_%s", fd, what)
+						if got[name] != want {
+							t.Errorf("%s: got %q, want %q (the agent must hold a pipe, not the caller's terminal)", name, got[name], want)
+						}
+					}
+				}
+				if after, err := readTermState(pts); err != nil {
+					t.Errorf("the caller's terminal is broken after the run: %v", err)
+				} else if after != before {
+					t.Errorf("the caller's terminal changed under the agent:\nbefore %+v\nafter  %+v", before, after)
+				}
+			})
+		}
+	})
+}
+
+// TestSandboxRelayedTerminal: without --tty the caller's terminal still
+// works through the relay: a line typed reaches the agent, its output the
+// terminal, ^D ends its input, and once it has exited the relay reads
+// nothing more (what is typed then stays for the caller's shell).
+func TestSandboxRelayedTerminal(t *testing.T) {
+	requireSandboxKernel(t)
+	r := newSandboxRun(t, -1)
+	ptm, pts := openTestPTY(t, 24, 80)
+	defer pts.Close()
+	cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--workdir", r.workdir, "--",
+		"/bin/sh", "-c", "test -t 0 || echo no-tty; read x; echo got-$x; cat; echo cat-done; exit 3")
+	cmd.Env = []string{"NEMOCLAW_HOME=" + r.home}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	out := newPTYReader(ptm)
+	out.expect(t, "no-tty")
+	out.send(t, "hello\n")
+	out.expect(t, "got-hello")
+	out.send(t, "line\n\x04") // ^D at the start of a line: end of file
+	out.expect(t, "cat-done")
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+		t.Fatalf("want exit 3, got %v\n%s", err, out.text())
+	}
+	out.send(t, "for-the-shell\n")
+	var inq int
+	deadline := time.Now().Add(10 * time.Second)
+	for inq == 0 && time.Now().Before(deadline) {
+		ptyCtl(t, pts, func(fd int) (err error) { inq, err = unix.IoctlGetInt(fd, unix.TIOCINQ); return err })
+		time.Sleep(10 * time.Millisecond)
+	}
+	if inq != len("for-the-shell\n") {
+		t.Fatalf("%d bytes wait on the terminal after the run, want the %d typed then\n%s", inq, len("for-the-shell\n"), out.text())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -145,4 +146,201 @@ func (l *lastByte) Write(p []byte) (int, error) {
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(rawFd(f), unix.TCGETS)
 	return err == nil || errors.Is(err, unix.EIO)
+}
+
+// termRelay stands between the agent and the caller's terminal when the
+// agent has no pseudo-terminal of its own (Config.TTY off): every standard
+// stream that is a terminal becomes a pipe, which the launcher copies from
+// or to that terminal. The agent never holds a descriptor of the caller's
+// terminal, so it cannot take it exclusively (TIOCEXCL), change its line
+// discipline, modes or size (all of which outlast the run), or make it its
+// controlling terminal and push input into it (TIOCSCTTY + TIOCSTI). Pipes
+// rather than a pseudo-terminal, as docker and ssh do without -t: the agent
+// asked for no terminal and gets none, output goes out byte for byte (no
+// CRLF, no echo of piped input), and a caller that wants one passes --tty.
+type termRelay struct {
+	// agent is what the init gets in place of each stream (nil: the
+	// stream as given); closed here once the init has its copies.
+	agent [3]*os.File
+	// in is the caller's terminal on stdin, copied into inW.
+	in, inW *os.File
+	// stopR and stopW wake the input relay when the agent is gone, so
+	// that it stops reading the caller's terminal (what is typed then is
+	// the shell's, not the sandbox's). -1: none.
+	stopR, stopW int
+	stopOnce     sync.Once
+	outs         []outCopy
+	started      bool
+}
+
+// outCopy copies the agent's output from r to the caller's terminal.
+type outCopy struct{ r, term *os.File }
+
+// relayTerminals returns cfg with each standard stream that is a terminal
+// replaced by a pipe, and keeps the relay in sb (none when no stream is a
+// terminal).
+func (sb *Sandbox) relayTerminals(cfg Config) (Config, error) {
+	in, _ := cfg.Stdin.(*os.File)
+	out, _ := cfg.Stdout.(*os.File)
+	errf, _ := cfg.Stderr.(*os.File)
+	tin, tout, terr := in != nil && isTerminal(in), out != nil && isTerminal(out), errf != nil && isTerminal(errf)
+	if !tin && !tout && !terr {
+		return cfg, nil
+	}
+	r := &termRelay{stopR: -1, stopW: -1}
+	sb.relay = r
+	if tin {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return cfg, err
+		}
+		p := make([]int, 2)
+		if err := unix.Pipe2(p, unix.O_CLOEXEC); err != nil {
+			pr.Close()
+			pw.Close()
+			return cfg, err
+		}
+		r.agent[0], r.in, r.inW, r.stopR, r.stopW = pr, in, pw, p[0], p[1]
+		cfg.Stdin = pr
+	}
+	outPipe := func(term *os.File) (*os.File, error) {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		r.outs = append(r.outs, outCopy{r: pr, term: term})
+		return pw, nil
+	}
+	if tout {
+		pw, err := outPipe(out)
+		if err != nil {
+			return cfg, err
+		}
+		r.agent[1], cfg.Stdout = pw, pw
+	}
+	if terr {
+		if tout && sameFile(out, errf) {
+			// One pipe for both, as one terminal for both: the
+			// agent's stdout and stderr keep their order.
+			r.agent[2], cfg.Stderr = r.agent[1], r.agent[1]
+		} else {
+			pw, err := outPipe(errf)
+			if err != nil {
+				return cfg, err
+			}
+			r.agent[2], cfg.Stderr = pw, pw
+		}
+	}
+	return cfg, nil
+}
+
+// sameFile reports whether a and b are the same file (a terminal open
+// twice is one).
+func sameFile(a, b *os.File) bool {
+	var sa, sb unix.Stat_t
+	return unix.Fstat(rawFd(a), &sa) == nil && unix.Fstat(rawFd(b), &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino && sa.Rdev == sb.Rdev
+}
+
+// start closes the agent's ends (the init has its own copies now) and
+// starts the copies; the channel closes when the output is all out.
+func (r *termRelay) start() chan struct{} {
+	r.started = true
+	r.closeAgentEnds()
+	if r.in != nil {
+		go r.input()
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, o := range r.outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer o.r.Close()
+			// Until every writer in the sandbox is gone (the end of
+			// file), or the terminal fails (hung up): closing the pipe
+			// then fails the agent's next write, as the terminal would.
+			_, _ = io.Copy(o.term, o.r)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	return done
+}
+
+func (r *termRelay) closeAgentEnds() {
+	for i, f := range r.agent {
+		if f != nil && (i == 0 || f != r.agent[i-1]) {
+			f.Close()
+		}
+		r.agent[i] = nil
+	}
+}
+
+// input copies what is typed on the caller's terminal into the agent's
+// stdin until the terminal's end of file (^D, a hangup), the agent's
+// input closing, or stopInput. It reads only what poll says is there, so
+// that once stopped it leaves the terminal's input to whoever reads next.
+func (r *termRelay) input() {
+	defer r.inW.Close()
+	defer unix.Close(r.stopR)
+	tfd := rawFd(r.in)
+	buf := make([]byte, 32<<10)
+	for {
+		fds := []unix.PollFd{{Fd: int32(tfd), Events: unix.POLLIN}, {Fd: int32(r.stopR), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, -1); err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return
+		}
+		if fds[1].Revents != 0 || fds[0].Revents&unix.POLLNVAL != 0 {
+			return
+		}
+		if fds[0].Revents == 0 {
+			continue
+		}
+		n, err := unix.Read(tfd, buf)
+		if n > 0 {
+			if _, werr := r.inW.Write(buf[:n]); werr != nil {
+				return // the agent closed its input
+			}
+			continue
+		}
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		return // end of file (^D), or the terminal hung up
+	}
+}
+
+// stopInput stops the input relay (the agent has exited).
+func (r *termRelay) stopInput() {
+	r.stopOnce.Do(func() {
+		if r.stopW >= 0 {
+			unix.Close(r.stopW) // the relay's poll sees the hangup
+		}
+	})
+}
+
+// close releases what a relay that never started holds, and stops a
+// started one's input.
+func (r *termRelay) close() {
+	r.stopInput()
+	if r.started {
+		return
+	}
+	r.closeAgentEnds()
+	for _, f := range []*os.File{r.inW} {
+		if f != nil {
+			f.Close()
+		}
+	}
+	if r.stopR >= 0 {
+		unix.Close(r.stopR)
+	}
+	for _, o := range r.outs {
+		o.r.Close()
+	}
 }

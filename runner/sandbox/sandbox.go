@@ -145,6 +145,8 @@ type Sandbox struct {
 	ptm     *os.File
 	ptyDone chan struct{}
 	hungUp  sync.Once // hangUpPTY's work, done once: either relay may find the terminal gone
+	// relay copies the caller's terminals without a TTY (termRelay).
+	relay *termRelay
 
 	proxyLn net.Listener
 	dnsPC   net.PacketConn
@@ -633,6 +635,12 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, stepErr("mount: read host root", err)
 	}
+	if !cfg.TTY {
+		// The agent never gets the caller's terminal itself.
+		if cfg, err = sb.relayTerminals(cfg); err != nil {
+			return nil, stepErr("tty", err)
+		}
+	}
 	st, err := sb.newStarter(cfg, rootless, uid, gid)
 	if err != nil {
 		return nil, err
@@ -844,6 +852,9 @@ func (st *starter) finish(ctx context.Context, mounts, rest []byte) error {
 			_, _ = io.Copy(w, sb.ptm) // ends with EIO when the last slave closes
 		}()
 	}
+	if sb.relay != nil {
+		sb.ptyDone = sb.relay.start()
+	}
 	sb.log.Debug("sandbox running", "init_pid", sb.pid, "init", st.how, "setup", time.Since(st.t0))
 	go sb.waitLoop()
 	return nil
@@ -1046,6 +1057,10 @@ func (sb *Sandbox) waitLoop() {
 		}
 	}
 	sb.log.Debug("agent exited", "since_start", time.Since(sb.started))
+	if sb.relay != nil {
+		// What the caller types from now on is its shell's.
+		sb.relay.stopInput()
+	}
 	sb.reaped = make(chan struct{})
 	reap := func() (syscall.WaitStatus, error) {
 		defer close(sb.reaped)
@@ -1196,6 +1211,9 @@ func (sb *Sandbox) cleanup() error {
 	}
 	if sb.ptm != nil {
 		sb.ptm.Close()
+	}
+	if sb.relay != nil {
+		sb.relay.close()
 	}
 	if sb.cgroupDir != "" {
 		if err := os.Remove(sb.cgroupDir); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -31,7 +31,23 @@ var deniedSyscalls = []string{
 	"open_by_handle_at", "name_to_handle_at",
 	// legacy or privileged interfaces
 	"lookup_dcookie", "quotactl", "quotactl_fd", "nfsservctl", "vhangup", "uselib",
+	// x86 segment descriptors (16-bit and Wine code; a source of kernel bugs)
+	"modify_ldt",
+	// filesystem-wide event monitoring (unprivileged since 5.13)
+	"fanotify_init",
+	// another process's descriptors: the same access as ptrace
+	"pidfd_getfd",
 }
+
+// lastReviewedSyscall is the newest system call the lists here were
+// reviewed against: Linux 6.7's futex_requeue, the last one libseccomp
+// 2.5.4 knows (number 456 on every architecture: from 424 on the numbers
+// are shared). Every number above it answers ENOSYS, as runc does: a
+// syscall added later (statmount, listmount, lsm_*, open_tree_attr, ...)
+// is refused until someone reviews it, and libc takes ENOSYS for "not on
+// this kernel" and falls back. Raise it only after reviewing the syscalls
+// in between and adding the dangerous ones above.
+const lastReviewedSyscall = "futex_requeue"
 
 // nsCloneFlags are the namespace-creating flags of clone and unshare.
 var nsCloneFlags = []uint64{
@@ -41,6 +57,23 @@ var nsCloneFlags = []uint64{
 
 // Socket families denied outright.
 var deniedFamilies = []uint64{unix.AF_PACKET, unix.AF_VSOCK, unix.AF_BLUETOOTH, unix.AF_KEY}
+
+// deniedTTYIoctls are terminal ioctls no agent needs and that act on a
+// terminal beyond the caller's own input: TIOCSTI pushes bytes into its
+// input queue (keystrokes for whoever reads next), TIOCLINUX pastes and
+// reads the console, TIOCSETD changes the line discipline (N_NULL leaves a
+// terminal dead after the run), TIOCCONS redirects the console. Job
+// control, termios and window-size ioctls stay allowed: shells need them.
+var deniedTTYIoctls = []uint64{unix.TIOCSTI, unix.TIOCLINUX, unix.TIOCSETD, unix.TIOCCONS}
+
+// allowedPersonalities are the personality(2) values an agent may pass:
+// PER_LINUX (0, the default) and 0xffffffff (the query), compared on the
+// low 32 bits as the kernel reads them (prefixProgram). The others switch
+// off address-space randomisation, make reads imply exec, map page zero or
+// fake another kernel or machine (PER_LINUX32 and UNAME26, which Docker
+// allows, only serve 32-bit and pre-2011 programs, which a sandbox cannot
+// run anyway).
+var allowedPersonalities = []uint32{0, 0xffffffff}
 
 const ipprotoMPTCP = 262 // IPPROTO_MPTCP; Landlock's TCP rules do not cover it
 

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"go/format"
@@ -160,25 +161,47 @@ func buildSeccomp(arch seccomp.ScmpArch) ([]byte, error) {
 	if err := rule("execveat", eperm, cond(4, seccomp.CompareMaskedEqual, unix.AT_EMPTY_PATH, unix.AT_EMPTY_PATH)); err != nil {
 		return nil, err
 	}
+	// socket(int, int, int): the kernel reads 32 bits of each argument,
+	// seccomp compares 64; every compare below looks at the low 32 bits
+	// only (masked), so AF_VSOCK|1<<32 is AF_VSOCK to the filter too.
+	low32 := func(arg uint, v uint64) seccomp.ScmpCondition {
+		return cond(arg, seccomp.CompareMaskedEqual, 0xffffffff, v)
+	}
 	for _, fam := range deniedFamilies {
-		if err := rule("socket", eperm, cond(0, seccomp.CompareEqual, fam)); err != nil {
+		if err := rule("socket", eperm, low32(0, fam)); err != nil {
 			return nil, err
 		}
 	}
-	// Netlink: only NETLINK_ROUTE (ip, getifaddrs) is allowed.
-	if err := rule("socket", eperm, cond(0, seccomp.CompareEqual, unix.AF_NETLINK), cond(2, seccomp.CompareNotEqual, unix.NETLINK_ROUTE)); err != nil {
+	// Netlink: only NETLINK_ROUTE (ip, getifaddrs) is allowed. The
+	// protocol is compared on all 64 bits: NETLINK_ROUTE with upper bits
+	// set is refused too (nothing passes them), which fails closed.
+	if err := rule("socket", eperm, low32(0, unix.AF_NETLINK), cond(2, seccomp.CompareNotEqual, unix.NETLINK_ROUTE)); err != nil {
 		return nil, err
 	}
-	if err := rule("socket", eperm, cond(2, seccomp.CompareEqual, ipprotoMPTCP)); err != nil {
+	if err := rule("socket", eperm, low32(2, ipprotoMPTCP)); err != nil {
 		return nil, err
 	}
 	for _, fam := range []uint64{unix.AF_INET, unix.AF_INET6} {
-		if err := rule("socket", eperm, cond(0, seccomp.CompareEqual, fam), cond(1, seccomp.CompareMaskedEqual, 0xf, unix.SOCK_RAW)); err != nil {
+		if err := rule("socket", eperm, low32(0, fam), cond(1, seccomp.CompareMaskedEqual, 0xf, unix.SOCK_RAW)); err != nil {
 			return nil, err
 		}
-		if err := rule("socket", eperm, cond(0, seccomp.CompareEqual, fam), cond(1, seccomp.CompareMaskedEqual, 0xf, unix.SOCK_PACKET)); err != nil {
+		if err := rule("socket", eperm, low32(0, fam), cond(1, seccomp.CompareMaskedEqual, 0xf, unix.SOCK_PACKET)); err != nil {
 			return nil, err
 		}
+	}
+	// ioctl(int fd, unsigned int request, ...): the request's low 32 bits.
+	for _, req := range deniedTTYIoctls {
+		if err := rule("ioctl", eperm, low32(1, req)); err != nil {
+			return nil, err
+		}
+	}
+	// prlimit64(pid_t pid, ...) on another process: rootless, the agent
+	// shares its uid with the sandbox's init and could change the init's
+	// limits. pid 0 (the caller itself: glibc's getrlimit and setrlimit,
+	// Go's runtime) stays allowed; 0 with upper bits set is refused, which
+	// fails closed.
+	if err := rule("prlimit64", eperm, cond(0, seccomp.CompareNotEqual, 0)); err != nil {
+		return nil, err
 	}
 	// libseccomp 2.5 (Debian 12) has no in-memory export: go through a memfd.
 	mfd, err := unix.MemfdCreate("nemoclaw-seccomp", unix.MFD_CLOEXEC)
@@ -197,5 +220,94 @@ func buildSeccomp(arch seccomp.ScmpArch) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: export: %w", err)
 	}
-	return bpf, nil
+	last, err := seccomp.GetSyscallFromNameByArch(lastReviewedSyscall, arch)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: lastReviewedSyscall %s: %w", lastReviewedSyscall, err)
+	}
+	pers, err := seccomp.GetSyscallFromNameByArch("personality", arch)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: personality: %w", err)
+	}
+	return append(prefixProgram(arch, uint32(last), uint32(pers)), bpf...), nil
+}
+
+// prefixProgram is written by hand and runs before libseccomp's program,
+// for two rules libseccomp cannot express, or only at length:
+//
+//   - On the filter's own architecture, a syscall number above last (and
+//     below the x32 bit, whose numbers libseccomp's program kills)
+//     answers ENOSYS.
+//   - personality is refused unless its argument's low 32 bits are one of
+//     allowedPersonalities: libseccomp takes one compare per argument in a
+//     rule and has no masked not-equal, and covering the refused values
+//     with masked-equality rules took 32 of them, which made every
+//     sandbox's filter load slower by a third.
+//
+// Everything else goes on to libseccomp's program unchanged, its
+// architecture check and x32 kill included; classic BPF jumps are relative
+// and forward, so that program needs no relocation.
+func prefixProgram(arch seccomp.ScmpArch, last, personality uint32) []byte {
+	const x32Bit = 0x40000000 // __X32_SYSCALL_BIT
+	const (
+		ldAbsW = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
+		jeqK   = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
+		jgtK   = unix.BPF_JMP | unix.BPF_JGT | unix.BPF_K
+		jgeK   = unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K
+		retK   = unix.BPF_RET | unix.BPF_K
+	)
+	// Offsets in struct seccomp_data; args[0]'s low half comes first on
+	// a little-endian architecture, as both here are.
+	const offNr, offArch, offArg0Low = 0, 4, 16
+	// A jump target: the next instruction, libseccomp's program, or the
+	// personality check.
+	const (
+		next = iota
+		lib
+		pers
+	)
+	type insn struct {
+		f      unix.SockFilter
+		jt, jf int
+	}
+	prog := []insn{
+		{f: unix.SockFilter{Code: ldAbsW, K: offArch}},
+		{f: unix.SockFilter{Code: jeqK, K: auditArch[arch]}, jf: lib},
+		{f: unix.SockFilter{Code: ldAbsW, K: offNr}},
+		{f: unix.SockFilter{Code: jgtK, K: last}, jf: pers},
+		{f: unix.SockFilter{Code: jgeK, K: x32Bit}, jt: lib},
+		{f: unix.SockFilter{Code: retK, K: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)}},
+	}
+	persAt := len(prog)
+	prog = append(prog,
+		insn{f: unix.SockFilter{Code: jeqK, K: personality}, jf: lib},
+		insn{f: unix.SockFilter{Code: ldAbsW, K: offArg0Low}})
+	for _, v := range allowedPersonalities {
+		prog = append(prog, insn{f: unix.SockFilter{Code: jeqK, K: v}, jt: lib})
+	}
+	prog = append(prog, insn{f: unix.SockFilter{Code: retK, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)}})
+	skip := func(from, to int) uint8 {
+		switch to {
+		case lib:
+			return uint8(len(prog) - from - 1)
+		case pers:
+			return uint8(persAt - from - 1)
+		}
+		return 0
+	}
+	// Byte order: both architectures here are little-endian, as the
+	// program libseccomp exports for them is.
+	out := make([]byte, 0, 8*len(prog))
+	for i, in := range prog {
+		out = binary.LittleEndian.AppendUint16(out, in.f.Code)
+		out = append(out, skip(i, in.jt), skip(i, in.jf))
+		out = binary.LittleEndian.AppendUint32(out, in.f.K)
+	}
+	return out
+}
+
+// auditArch is each architecture's AUDIT_ARCH_* value, what the kernel
+// puts in seccomp_data.arch.
+var auditArch = map[seccomp.ScmpArch]uint32{
+	seccomp.ArchAMD64: unix.AUDIT_ARCH_X86_64,
+	seccomp.ArchARM64: unix.AUDIT_ARCH_AARCH64,
 }

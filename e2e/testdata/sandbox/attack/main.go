@@ -371,6 +371,121 @@ func attacks(hostPort, hostPID int, abstract, secretName string) []attack {
 	}
 }
 
+// hiBit is set in the upper half of an int argument: the kernel reads the
+// low 32 bits of an int, a seccomp filter sees all 64.
+const hiBit = uint64(1) << 32
+
+// rawSocket calls socket(2) with 64-bit arguments as given.
+func rawSocket(dom, typ, proto uint64) error {
+	fd, _, e := unix.RawSyscall6(unix.SYS_SOCKET, uintptr(dom), uintptr(typ|unix.SOCK_CLOEXEC), uintptr(proto), 0, 0, 0)
+	if e == 0 {
+		unix.Close(int(fd))
+	}
+	return errno(e)
+}
+
+func rawErr6(nr uintptr, a ...uintptr) syscall.Errno {
+	var v [6]uintptr
+	copy(v[:], a)
+	_, _, e := unix.RawSyscall6(nr, v[0], v[1], v[2], v[3], v[4], v[5])
+	return e
+}
+
+// seccompAttacks: every socket rule again with upper bits set in its int
+// arguments, the syscalls newer than the filter's review, the refused
+// personalities, ioctls and calls, and prlimit on the sandbox's init.
+func seccompAttacks() []attack {
+	return []attack{
+		{"socket_vsock_high_bits", r(func() error { return rawSocket(unix.AF_VSOCK|hiBit, unix.SOCK_STREAM, 0) })},
+		{"socket_af_packet_high_bits", r(func() error { return rawSocket(unix.AF_PACKET|hiBit, unix.SOCK_RAW, 0x0300) })},
+		{"socket_bluetooth_high_bits", r(func() error { return rawSocket(unix.AF_BLUETOOTH|hiBit, unix.SOCK_STREAM, 0) })},
+		{"socket_af_key_high_bits", r(func() error { return rawSocket(unix.AF_KEY|hiBit, unix.SOCK_RAW, 2) })},
+		{"socket_netlink_audit_high_bits", r(func() error { return rawSocket(unix.AF_NETLINK|hiBit, unix.SOCK_RAW, unix.NETLINK_AUDIT) })},
+		{"socket_netlink_sock_diag_high_bits", r(func() error {
+			return rawSocket(unix.AF_NETLINK|0xffffffff00000000, unix.SOCK_RAW, unix.NETLINK_SOCK_DIAG)
+		})},
+		{"socket_netlink_route_protocol_high_bits", r(func() error { return rawSocket(unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE|hiBit) })},
+		{"socket_mptcp_high_bits", r(func() error { return rawSocket(unix.AF_INET, unix.SOCK_STREAM, 262|hiBit) })},
+		{"socket_mptcp6_high_bits", r(func() error { return rawSocket(unix.AF_INET6|hiBit, unix.SOCK_STREAM|hiBit, 262|hiBit) })},
+		{"socket_raw_icmp_high_bits", r(func() error { return rawSocket(unix.AF_INET|hiBit, unix.SOCK_RAW|hiBit, unix.IPPROTO_ICMP) })},
+		{"socket_raw_icmp6_high_bits", r(func() error { return rawSocket(unix.AF_INET6|hiBit, unix.SOCK_RAW, unix.IPPROTO_ICMPV6) })},
+		{"socket_inet_sock_packet_high_bits", r(func() error { return rawSocket(unix.AF_INET|hiBit, unix.SOCK_PACKET, 0) })},
+		{"socket_tcp_high_bits", r(func() error { return rawSocket(unix.AF_INET|hiBit, unix.SOCK_STREAM, 0) })},
+		{"socket_udp6", r(func() error { return rawSocket(unix.AF_INET6, unix.SOCK_DGRAM, 0) })},
+		{"ioctl_tiocsti_high_bits", r(func() error {
+			c := byte('!')
+			return errno(rawErr6(unix.SYS_IOCTL, 0, uintptr(unix.TIOCSTI|hiBit), uintptr(unsafe.Pointer(&c))))
+		})},
+		{"ioctl_tiocsetd", r(func() error {
+			ld := 27 // N_NULL
+			return errno(rawErr6(unix.SYS_IOCTL, 0, unix.TIOCSETD, uintptr(unsafe.Pointer(&ld))))
+		})},
+		{"personality_query", r(func() error { return errno(rawErr6(unix.SYS_PERSONALITY, 0xffffffff)) })},
+		{"personality_addr_no_randomize", r(func() error { return errno(rawErr6(unix.SYS_PERSONALITY, 0x0040000)) })},
+		{"personality_read_implies_exec_high_bits", r(func() error { return errno(rawErr6(unix.SYS_PERSONALITY, uintptr(0x0400000|hiBit))) })},
+		{"modify_ldt", r(func() error {
+			if sysModifyLDT == 0 {
+				return unix.ENOSYS // x86 only
+			}
+			var buf [16]byte
+			return errno(rawErr6(sysModifyLDT, 0, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf))))
+		})},
+		{"fanotify_init", r(func() error {
+			// FAN_REPORT_FID: the mode unprivileged users may open.
+			fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_REPORT_FID|unix.FAN_CLOEXEC, unix.O_RDONLY)
+			if err == nil {
+				unix.Close(fd)
+			}
+			return err
+		})},
+		{"pidfd_getfd_sibling", r(func() error {
+			pid, stop := sibling()
+			defer stop()
+			pfd, err := unix.PidfdOpen(pid, 0)
+			if err != nil {
+				return fmt.Errorf("pidfd_open: %w", err)
+			}
+			defer unix.Close(pfd)
+			fd, err := unix.PidfdGetfd(pfd, 0, 0)
+			if err == nil {
+				unix.Close(fd)
+			}
+			return err
+		})},
+		{"prlimit_sandbox_init", r(func() error {
+			// Lower the init's core limit (to 0: harmless if it succeeds).
+			return unix.Prlimit(1, unix.RLIMIT_CORE, &unix.Rlimit{}, nil)
+		})},
+		{"prlimit_self", r(func() error {
+			var old unix.Rlimit
+			if err := unix.Prlimit(0, unix.RLIMIT_NOFILE, nil, &old); err != nil {
+				return err
+			}
+			return unix.Prlimit(0, unix.RLIMIT_NOFILE, &old, nil)
+		})},
+		// Newer than the filter's review: statmount, listmount, the lsm_*
+		// calls, mseal, the *xattrat calls, open_tree_attr,
+		// file_getattr/setattr, and whatever comes next (zero arguments:
+		// harmless whatever they do).
+		{"syscall_statmount", r(func() error { return errno(rawErr6(457)) })},
+		{"syscall_listmount", r(func() error { return errno(rawErr6(458)) })},
+		{"syscall_lsm_list_modules", r(func() error { return errno(rawErr6(461)) })},
+		{"syscall_open_tree_attr", r(func() error { return errno(rawErr6(467)) })},
+		{"syscalls_457_to_599", func() string {
+			var bad []string
+			for nr := uintptr(457); nr < 600; nr++ {
+				if e := rawErr6(nr); e != unix.ENOSYS {
+					bad = append(bad, fmt.Sprintf("%d:%s", nr, result(errno(e))))
+				}
+			}
+			if len(bad) > 0 {
+				return "ALLOWED:" + strings.Join(bad, ",")
+			}
+			return "ENOSYS"
+		}},
+	}
+}
+
 func unwrap(err error) error {
 	var pe *os.PathError
 	if errors.As(err, &pe) {
@@ -434,6 +549,10 @@ func main() {
 	if statusField("Seccomp") != "2" || statusField("NoNewPrivs") != "1" {
 		fmt.Fprintln(os.Stderr, "attack: refusing to run outside a sandbox (no seccomp filter, or no no_new_privs): its attacks are real")
 		os.Exit(2)
+	}
+	if len(os.Args) > 2 && os.Args[1] == "tty" {
+		ttyAttack(os.Args[2])
+		return
 	}
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
@@ -513,7 +632,7 @@ func main() {
 		abstract, secret = os.Args[3], os.Args[4]
 	}
 	start := time.Now()
-	for _, a := range attacks(hostPort, hostPID, abstract, secret) {
+	for _, a := range append(attacks(hostPort, hostPID, abstract, secret), seccompAttacks()...) {
 		fmt.Printf("%s\t%s\n", a.name, a.run())
 	}
 	fmt.Fprintf(os.Stderr, "attacks done in %v\n", time.Since(start))
@@ -599,4 +718,35 @@ func replaceAt(dir, ro string) error {
 		return unwrap(err)
 	}
 	return unwrap(os.WriteFile(filepath.Join(ro, "x"), []byte("EVIL"), 0o644))
+}
+
+// ttyAttack tries, on each of its standard streams, what an agent could do
+// to the caller's terminal were it handed one: take it exclusively, switch
+// its line discipline to N_NULL, change its modes and size, make it its
+// controlling terminal and push input into it. The results go to the file
+// at path, "tty_fdN_what<TAB>result" lines, not to the streams under test.
+func ttyAttack(path string) {
+	var out strings.Builder
+	for fd := 0; fd < 3; fd++ {
+		p := fmt.Sprintf("tty_fd%d_", fd)
+		ioctl := func(req uint64, arg uintptr) string {
+			return result(errno(rawErr6(unix.SYS_IOCTL, uintptr(fd), uintptr(req), arg)))
+		}
+		var tio unix.Termios
+		fmt.Fprintf(&out, "%stcgets\t%s\n", p, ioctl(unix.TCGETS, uintptr(unsafe.Pointer(&tio))))
+		fmt.Fprintf(&out, "%stiocexcl\t%s\n", p, ioctl(unix.TIOCEXCL, 0))
+		ld := 27 // N_NULL: the terminal reads and writes nothing after
+		fmt.Fprintf(&out, "%stiocsetd\t%s\n", p, ioctl(unix.TIOCSETD, uintptr(unsafe.Pointer(&ld))))
+		tio.Lflag &^= unix.ECHO | unix.ICANON
+		fmt.Fprintf(&out, "%stcsets\t%s\n", p, ioctl(unix.TCSETS, uintptr(unsafe.Pointer(&tio))))
+		ws := unix.Winsize{Row: 1, Col: 1}
+		fmt.Fprintf(&out, "%stiocswinsz\t%s\n", p, ioctl(unix.TIOCSWINSZ, uintptr(unsafe.Pointer(&ws))))
+		fmt.Fprintf(&out, "%stiocsctty\t%s\n", p, ioctl(unix.TIOCSCTTY, 0))
+		c := byte('!')
+		fmt.Fprintf(&out, "%stiocsti\t%s\n", p, ioctl(unix.TIOCSTI, uintptr(unsafe.Pointer(&c))))
+	}
+	if err := os.WriteFile(path, []byte(out.String()), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "attack: tty:", err)
+		os.Exit(1)
+	}
 }
