@@ -116,6 +116,13 @@ func newSandboxRun(t *testing.T, asUser int) *sandboxRun {
 			t.Fatal(err)
 		}
 	}
+	if asUser < 0 && os.Geteuid() == 0 {
+		// A root launcher refuses a root-owned workspace: a user's, as
+		// `sudo nemoclaw sandbox run --workdir ~/project` meets it.
+		if err := os.Chown(r.workdir, rootLauncherWorkdirOwner, rootLauncherWorkdirOwner); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if asUser >= 0 {
 		for _, p := range []string{r.workdir, r.home, filepath.Join(r.workdir, "attack")} {
 			if err := os.Chown(p, asUser, asUser); err != nil {
@@ -411,4 +418,39 @@ func TestSandboxNoTTYInjection(t *testing.T) {
 		t.Fatalf("tiocsti: got %q, want EPERM (no controlling terminal)\n%s", got, out.String())
 	}
 	_ = ptm
+}
+
+// ---- hard-fsb (issue 13 items 3, 8, 9, 10) ----
+
+// TestSandboxTmpfsBounded fills the sandbox's own tmpfs mounts under
+// --memory 64Mi, as root and rootless: tmpfs pages and inodes are kernel
+// memory no rlimit counts, and an unsized /dev/shm took 512 MiB. Each
+// tmpfs is sized from the memory limit (/tmp the whole of it, /dev/shm
+// half) with one inode per 4 KiB of it, so the writer gets ENOSPC, within
+// the limit, before a cgroup's OOM killer would have to step in.
+func TestSandboxTmpfsBounded(t *testing.T) {
+	requireSandboxKernel(t)
+	asEachLauncher(t, func(t *testing.T, uid int) {
+		r := newSandboxRun(t, uid)
+		for _, tc := range []struct {
+			dir           string
+			maxMiB, files int
+		}{
+			{"/dev/shm", 32, 16384 / 2},
+			{"/tmp", 64, 16384},
+		} {
+			out, stderr, code := r.run(t, []string{"--memory", "64Mi"}, "/sandbox/attack", "tmpfs", tc.dir)
+			got := parseResults(out)
+			w, f := strings.Fields(got["tmpfs_write"]), strings.Fields(got["tmpfs_files"])
+			if code != 0 || len(w) != 2 || len(f) != 2 {
+				t.Fatalf("%s: exit %d, out %q, stderr %q", tc.dir, code, out, stderr)
+			}
+			if mib, _ := strconv.Atoi(strings.TrimSuffix(w[1], "MiB")); w[0] != "ENOSPC" || mib > tc.maxMiB {
+				t.Errorf("%s: writing 512 MiB under --memory 64Mi: %s after %s, want ENOSPC within %d MiB", tc.dir, w[0], w[1], tc.maxMiB)
+			}
+			if n, _ := strconv.Atoi(f[1]); f[0] != "ENOSPC" || n > tc.files {
+				t.Errorf("%s: creating 300,000 empty files under --memory 64Mi: %s after %s, want ENOSPC within %d", tc.dir, f[0], f[1], tc.files)
+			}
+		}
+	})
 }

@@ -128,13 +128,19 @@ func compileMounts(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 			mount(dst, src, dst, "", unix.MS_BIND, "")
 		}
 	}
-	tmpOpts := "mode=1777"
-	if sp.TmpSize != "" {
-		tmpOpts += ",size=" + sp.TmpSize
+	withOpts := func(mode, limits string) string {
+		if limits == "" {
+			return mode
+		}
+		return mode + "," + limits
 	}
-	for _, d := range [][2]string{{"/tmp", tmpOpts}, {"/run", "mode=0755,size=16m"}} {
+	for _, d := range [][2]string{{"/tmp", withOpts("mode=1777", sp.Tmpfs.Tmp)}, {"/run", withOpts("mode=0755", sp.Tmpfs.Run)}} {
 		p.op(opMkdir, "mount: "+d[0], d[0], 0o755)
 		mount(d[0], "tmpfs", d[0], "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, d[1])
+	}
+	if sp.Tmpfs.Shm != "" {
+		// The skeleton mounted /dev/shm before the limit was known.
+		mount("/dev/shm size", "tmpfs", "/dev/shm", "tmpfs", unix.MS_REMOUNT|unix.MS_NOSUID|unix.MS_NODEV, withOpts("mode=1777", sp.Tmpfs.Shm))
 	}
 	p.op(opMkdir, "mount: "+Workdir, Workdir, 0o755)
 	switch {

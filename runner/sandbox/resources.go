@@ -207,3 +207,41 @@ func makeCgroup(parent, leaf string, mem uint64, pids, cpuMilli int) (string, er
 	}
 	return dir, nil
 }
+
+// tmpfsLimits are the mount options that bound the sandbox's own tmpfs
+// mounts: tmpfs pages and inodes are kernel memory that no rlimit counts,
+// so without them an agent could fill RAM through /dev/shm or /tmp past
+// its memory limit (and, with a delegated cgroup, be OOM-killed instead of
+// told ENOSPC). Empty strings leave the kernel's defaults (no limit asked).
+type tmpfsLimits struct {
+	// Tmp is /tmp's (which also holds an in-memory workspace): the whole
+	// memory limit.
+	Tmp string `json:"tmp,omitempty"`
+	// Shm is /dev/shm's: half of it, so that a full /dev/shm still
+	// leaves the agent memory to run in under a cgroup limit.
+	Shm string `json:"shm,omitempty"`
+	// Run is /run's: small, it holds only nemoclaw's placed files.
+	Run string `json:"run"`
+}
+
+// tmpfsInodeBytes is the memory budget one tmpfs inode stands for: an
+// empty file costs about 1 KiB of unreclaimable slab (inode and dentry)
+// and no page, so capping inodes at one per 4 KiB of the limit keeps
+// files-without-data to a quarter of it.
+const tmpfsInodeBytes = 4096
+
+// minTmpfsInodes keeps a tiny memory limit's tmpfs usable.
+const minTmpfsInodes = 1024
+
+// planTmpfs sizes the sandbox's tmpfs mounts from the memory limit mem
+// (bytes, 0 for none).
+func planTmpfs(mem uint64) tmpfsLimits {
+	const runSize, runInodes = 16 << 20, 4096
+	if mem == 0 {
+		return tmpfsLimits{Run: fmt.Sprintf("size=%d,nr_inodes=%d", runSize, runInodes)}
+	}
+	opts := func(size uint64) string {
+		return fmt.Sprintf("size=%d,nr_inodes=%d", size, max(size/tmpfsInodeBytes, minTmpfsInodes))
+	}
+	return tmpfsLimits{Tmp: opts(mem), Shm: opts(mem / 2), Run: opts(min(mem, runSize))}
+}

@@ -269,8 +269,8 @@ type hostDir struct {
 
 // idmapLines returns the uid_map and gid_map of the workspace's idmapped
 // mount, which makes the agent (uid:gid) the directory's owner, or "" for
-// none (the agent owns it already). Never host root (the caller gives a
-// root-owned directory to the agent instead). The directory's group is the
+// none (the agent owns it already). Never host root (the caller refuses a
+// root-owned directory: refuseRootOwned). The directory's group is the
 // agent's only when it is its owner's private group: a shared group (0,
 // staff, docker...) maps to nogroup, or the agent could make setgid files
 // of that group on the host; what the agent makes gets the agent's gid then.
@@ -346,8 +346,8 @@ func stateOverlap(ws, home string) (string, error) {
 
 // hostWorkspace checks the host directory ws; it returns the path to bind,
 // the directory's owner and identity. As root the init mounts it idmapped
-// from its owner to the agent (a root-owned one's top is given away
-// instead, through the descriptor: giveTop).
+// from its owner to the agent (a root-owned one is refused:
+// refuseRootOwned).
 func hostWorkspace(ws string) (hostDir, error) {
 	ws, err := filepath.Abs(ws)
 	if err != nil {
@@ -358,10 +358,9 @@ func hostWorkspace(ws string) (hostDir, error) {
 	if real, err := filepath.EvalSymlinks(ws); err == nil {
 		ws = real
 	}
-	// Identified through a descriptor, which the caller closes: a
-	// root-owned directory is chowned through it (giveTop), so that a
-	// path swapped since cannot redirect the chown; and the init binds
-	// this inode or nothing.
+	// Identified through a descriptor, which the caller closes: the init
+	// binds this inode or nothing, and the placeholders of protected
+	// names are made through it (protectPlan).
 	fd, err := unix.Open(ws, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOTDIR) {
@@ -387,12 +386,22 @@ func (d *hostDir) stat() error {
 	return nil
 }
 
-// giveTop gives the directory itself (not its contents) to uid:gid.
-func (d *hostDir) giveTop(uid, gid int) error {
-	if err := unix.Fchownat(d.fd, "", uid, gid, unix.AT_EMPTY_PATH); err != nil {
-		return fmt.Errorf("chown %s to %d:%d: %w", d.path, uid, gid, err)
+// refuseRootOwned refuses a root-owned workspace for a root launcher. It
+// cannot be mounted idmapped from its owner (host root would be the agent:
+// it could make setuid-root files on the host), and giving it to the agent
+// (what nemoclaw once did: its top chowned to the agent's uid) changes
+// hands on the host and lets the agent rename, replace and delete root's
+// files in it. So nothing is changed, and the user is told what to do.
+func refuseRootOwned(ws string, p *policy.Policy) error {
+	if ro := readOnlyOverlap(ws, p); ro != "" {
+		return &StepError{Step: "workspace", Refused: true,
+			Err:  fmt.Errorf("%s is owned by root and overlaps %s, which filesystem_policy.read_only keeps read-only: as the workspace it would be the agent's", ws, ro),
+			Hint: "choose a workspace outside the policy's read_only paths, or one owned by an unprivileged user"}
 	}
-	return d.stat()
+	return &StepError{Step: "workspace", Refused: true,
+		Err: fmt.Errorf("%s is owned by root: the agent would act as root in it (idmapped), or own root's directory and rename, replace or delete root's files in it", ws),
+		Hint: "give the directory to the user whose work it is (chown -R USER " + ws + "), and nemoclaw mounts it with the agent acting as that user; " +
+			"or run without --workdir (an in-memory workspace; --keep puts it under $NEMOCLAW_HOME)"}
 }
 
 func (d *hostDir) close() {
@@ -491,22 +500,9 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 			return nil, err
 		}
 		if !rootless && wsDir.uid == 0 {
-			// As root the workspace is mounted idmapped from its owner
-			// to the agent, but never from host root: the agent would
-			// write files as root, setuid-root ones included. A
-			// root-owned directory's top is given to the agent instead
-			// (its contents keep their owners), unless the policy keeps
-			// it read-only.
-			if ro := readOnlyOverlap(ws, cfg.Policy); ro != "" {
-				return nil, &StepError{Step: "workspace", Refused: true,
-					Err: fmt.Errorf("%s is owned by root and overlaps %s, which filesystem_policy.read_only keeps read-only: as the workspace it would be the agent's",
-						ws, ro),
-					Hint: "choose a workspace outside the policy's read_only paths, or one owned by an unprivileged user"}
+			if err := refuseRootOwned(ws, cfg.Policy); err != nil {
+				return nil, err
 			}
-			if err := wsDir.giveTop(uid, gid); err != nil {
-				return nil, stepErr("workspace", err)
-			}
-			sb.log.Warn(fmt.Sprintf("workspace %s is root's: its top directory now belongs to the agent (%d:%d), its contents keep their owners; a directory of an unprivileged user is mounted with the agent acting as that user instead", ws, uid, gid))
 		}
 	}
 
@@ -561,7 +557,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		UID:           uid,
 		GID:           gid,
 		TTY:           cfg.TTY,
-		TmpSize:       tmpSize(mem),
+		Tmpfs:         planTmpfs(mem),
 		MemfdNoexec:   !rootless,
 		StopTimeoutMs: stopTimeoutMs(cfg.StopTimeout),
 		StateMask:     stateMask,
@@ -639,14 +635,6 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 	ok = true
 	return sb, nil
-}
-
-// tmpSize is the private /tmp's size option for a memory limit ("" for none).
-func tmpSize(mem uint64) string {
-	if mem == 0 {
-		return ""
-	}
-	return strconv.FormatUint(mem, 10)
 }
 
 // starter starts the init and hands it the program, in two parts when it

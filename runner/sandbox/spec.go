@@ -41,9 +41,9 @@ type spec struct {
 	UID    int  `json:"uid"`
 	GID    int  `json:"gid"`
 	TTY    bool `json:"tty"`
-	// TmpSize bounds the private tmpfs mounts ("" = kernel default).
-	TmpSize     string `json:"tmp_size,omitempty"`
-	MemfdNoexec bool   `json:"memfd_noexec"`
+	// Tmpfs bounds the private tmpfs mounts (planTmpfs).
+	Tmpfs       tmpfsLimits `json:"tmpfs"`
+	MemfdNoexec bool        `json:"memfd_noexec"`
 	// StateMask is $NEMOCLAW_HOME's path inside the workspace, hidden from
 	// the agent ("" when the workspace does not hold it): stateOverlap.
 	StateMask string `json:"state_mask,omitempty"`

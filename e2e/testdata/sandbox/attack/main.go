@@ -494,6 +494,10 @@ func main() {
 			fmt.Printf("connect_own_loopback_server\t%s\n", result(connectTCP("127.0.0.1:8080")))
 			fmt.Printf("connect_proxy_port\t%s\n", result(connectTCP("127.0.0.1:3128")))
 			return
+		// hard-fsb (issue 13 items 3, 8, 9, 10): workspace, tmpfs and stream attacks.
+		case "tmpfs": // fill the tmpfs at os.Args[2] with data, then with empty files
+			tmpfsFill(os.Args[2])
+			return
 		}
 	}
 	hostPort, _ := strconv.Atoi(os.Getenv("ATTACK_HOST_PORT"))
@@ -511,4 +515,42 @@ func main() {
 		fmt.Printf("%s\t%s\n", a.name, a.run())
 	}
 	fmt.Fprintf(os.Stderr, "attacks done in %v\n", time.Since(start))
+}
+
+// ---- hard-fsb (issue 13 items 3, 8, 9, 10) ----
+
+// tmpfsFill writes up to 512 MiB into dir, then creates up to 300,000
+// empty files there, and prints how each ended: tmpfs pages and inodes are
+// kernel memory the memory limit must bound.
+func tmpfsFill(dir string) {
+	f, err := os.Create(filepath.Join(dir, "fill"))
+	if err != nil {
+		fmt.Printf("tmpfs_write\t%s\t0MiB\n", result(unwrap(err)))
+		return
+	}
+	buf := bytes.Repeat([]byte{1}, 1<<20)
+	mib := 0
+	for err == nil && mib < 512 {
+		if _, err = f.Write(buf); err == nil {
+			mib++
+		}
+	}
+	f.Close()
+	os.Remove(f.Name())
+	fmt.Printf("tmpfs_write\t%s\t%dMiB\n", result(unwrap(err)), mib)
+	files := filepath.Join(dir, "files")
+	if err := os.Mkdir(files, 0o755); err != nil {
+		fmt.Printf("tmpfs_files\t%s\t0\n", result(unwrap(err)))
+		return
+	}
+	n := 0
+	for ; n < 300000; n++ {
+		fd, err := unix.Open(files+"/"+strconv.Itoa(n), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			fmt.Printf("tmpfs_files\t%s\t%d\n", result(err), n)
+			return
+		}
+		unix.Close(fd)
+	}
+	fmt.Printf("tmpfs_files\tOK\t%d\n", n)
 }
