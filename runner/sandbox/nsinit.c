@@ -719,8 +719,8 @@ static void op_bind_workspace(struct op *o)
 	int ns = -1;
 	if (idmap) {
 		// Never host root: through the mount the agent would write
-		// files as root, setuid-root ones included. The launcher gives
-		// a root-owned directory to the agent instead.
+		// files as root, setuid-root ones included. The launcher
+		// refuses a root-owned directory.
 		if (ou == 0) {
 			errno = EPERM;
 			fail_errno(o, "refusing to map host root to the agent");

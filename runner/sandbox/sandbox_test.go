@@ -109,8 +109,8 @@ func TestStartErrors(t *testing.T) {
 					d.ino++
 					return d, err
 				}
-				// Not root's: giving a root-owned directory's top to
-				// the agent reads its identity again.
+				// Not root's: a root launcher refuses a root-owned
+				// workspace before the mount.
 				if os.Geteuid() == 0 {
 					if err := os.Chown(tc.cfg.Workdir, 10001, 10001); err != nil {
 						t.Fatal(err)
@@ -150,6 +150,12 @@ func TestRunBasics(t *testing.T) {
 	ws := t.TempDir()
 	if err := os.WriteFile(filepath.Join(ws, "in.txt"), []byte("from host\n"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		// A root launcher refuses a root-owned workspace: a user's.
+		if err := os.Chown(ws, 1000, 1000); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tests := []struct {
 		name     string
