@@ -57,6 +57,7 @@ enum {
 	OP_DUMPABLE0 = 15,
 	OP_STOP_TIMEOUT = 18,
 	OP_BIND_ACCESS = 19,
+	OP_PROTECT = 28,
 	OP_CHOWN = 16,
 	OP_BIND_WORKSPACE = 17,
 	OP_LANDLOCK_RULESET = 20,
@@ -101,6 +102,7 @@ struct nc_mount_attr {
 #define NC_SYS_mount_setattr 442
 #define NC_OPEN_TREE_CLONE 1
 #define NC_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#define NC_MOVE_MOUNT_T_EMPTY_PATH 0x00000040
 #define NC_MOUNT_ATTR_RDONLY 0x00000001
 #define NC_MOUNT_ATTR_NOSUID 0x00000002
 #define NC_MOUNT_ATTR_NODEV 0x00000004
@@ -745,6 +747,39 @@ static void op_bind_workspace(struct op *o)
 	free(src), free(dst);
 }
 
+// op_protect binds a path that host tools run code from (a name of
+// HostExecutableNames in the workspace) read-only onto itself, recursively:
+// a mount point the agent can neither write, rename nor delete. The path
+// is opened without following any symlink or leaving its mount (the
+// launcher refused symlinks; one planted since fails the step), and bound
+// through that descriptor, so the mount lands on the very inode checked.
+static void op_protect(struct op *o)
+{
+	need(o, 2);
+	char *p = astr(&o->a[1]);
+	struct open_how how = {.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+			       .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+	char *slash = strrchr(p, '/');
+	*slash = 0;
+	int parent = open(*p ? p : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	*slash = '/';
+	if (parent < 0)
+		fail_errno(o, p);
+	int fd = syscall(SYS_openat2, parent, slash + 1, &how, sizeof how);
+	if (fd < 0)
+		fail_errno(o, p);
+	int t = syscall(NC_SYS_open_tree, fd, "", NC_OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
+	if (t < 0)
+		fail_errno(o, p);
+	struct nc_mount_attr attr = {.attr_set = NC_MOUNT_ATTR_RDONLY | NC_MOUNT_ATTR_NOSUID | NC_MOUNT_ATTR_NODEV};
+	if (syscall(NC_SYS_mount_setattr, t, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+		fail_errno(o, "read-only");
+	if (syscall(NC_SYS_move_mount, t, "", fd, "", NC_MOVE_MOUNT_F_EMPTY_PATH | NC_MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		fail_errno(o, p);
+	close(t), close(fd), close(parent);
+	free(p);
+}
+
 static void run_setup_op(struct op *o)
 {
 	switch (o->code) {
@@ -850,6 +885,9 @@ static void run_setup_op(struct op *o)
 		break;
 	case OP_BIND_ACCESS:
 		op_bind_access(o);
+		break;
+	case OP_PROTECT:
+		op_protect(o);
 		break;
 	case OP_STOP_TIMEOUT:
 		need(o, 2);

@@ -25,6 +25,7 @@ const (
 	opDumpable0        = 15
 	opStopTimeout      = 18
 	opBindAccess       = 19
+	opProtect          = 28
 	opChown            = 16
 	opBindWorkspace    = 17
 	opLandlockRuleset  = 20
@@ -192,6 +193,10 @@ func compileRest(sp *spec) []byte {
 			ro = 1
 		}
 		p.op(opBindAccess, "mount: filesystem_policy "+b.Path, b.Path, ro)
+	}
+	// After the access binds, which may make a tree read-write again.
+	for _, path := range sp.Protect {
+		p.op(opProtect, "workspace: keep "+path+" read-only (filesystem_policy.allow_host_executable_writes)", path)
 	}
 	p.op(opUmount, "mount: detach host root", oldRoot, unix.MNT_DETACH)
 	p.op(opRmdir, "mount: detach host root", oldRoot)

@@ -155,6 +155,9 @@ type Sandbox struct {
 
 	started   time.Time
 	cgroupDir string
+	// protect holds the placeholders made in the host workspace for the
+	// run, removed by cleanup (protectWorkspace).
+	protect *hostProtection
 
 	done     chan struct{}
 	code     int
@@ -505,6 +508,9 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 			}
 		}
 	}
+	if sb.protect, err = protectWorkspace(wsDir, cfg.Policy, rootless, home); err != nil {
+		return nil, err
+	}
 
 	// Files, and a passwd/group entry for a mapped user.
 	files := cfg.Files
@@ -561,6 +567,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		MemfdNoexec:   !rootless,
 		StopTimeoutMs: stopTimeoutMs(cfg.StopTimeout),
 		StateMask:     stateMask,
+		Protect:       sb.protect.paths,
 	}
 	sb.stopTimeout = time.Duration(sp.StopTimeoutMs) * time.Millisecond
 	if ws != "" && !rootless {
@@ -1125,6 +1132,9 @@ func (sb *Sandbox) cleanup() error {
 	}
 	if sb.ptm != nil {
 		sb.ptm.Close()
+	}
+	if kept := sb.protect.removePlaceholders(); len(kept) > 0 {
+		sb.log.Warn("placeholders left in the workspace: someone on the host put something in them during the run", "names", kept)
 	}
 	if sb.cgroupDir != "" {
 		if err := os.Remove(sb.cgroupDir); err != nil && !errors.Is(err, os.ErrNotExist) {

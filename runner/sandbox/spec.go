@@ -47,6 +47,9 @@ type spec struct {
 	// StateMask is $NEMOCLAW_HOME's path inside the workspace, hidden from
 	// the agent ("" when the workspace does not hold it): stateOverlap.
 	StateMask string `json:"state_mask,omitempty"`
+	// Protect are the sandbox paths bound read-only onto themselves after
+	// AccessBinds: the files host tools run code from (protectWorkspace).
+	Protect []string `json:"protect,omitempty"`
 	// AccessBinds set mount read-only flags where Landlock cannot: see
 	// accessBinds.
 	AccessBinds []accessBind `json:"access_binds,omitempty"`
