@@ -238,6 +238,16 @@ var escapeExpectations = []struct{ name, want, why string }{
 	{"memfd_create_allowed", "OK", "memfd_create stays allowed (CUDA, V8)"},
 	{"memfd_execveat", "EPERM", "seccomp: execveat with AT_EMPTY_PATH"},
 	{"memfd_execve_proc_fd", "EACCES", "vm.memfd_noexec=2 in the sandbox's pid namespace"},
+	// hard-fsb (issue 13 item 3): the workspace has none of the files host
+	// tools run code from; each is an empty placeholder bound read-only.
+	{"hostexec_git_config_create", "EROFS", ".git is a read-only bind (a placeholder): git config core.fsmonitor cannot be planted"},
+	{"hostexec_git_hooks_create", "EROFS", ".git is a read-only bind: no hooks"},
+	{"hostexec_git_rename_away", "EBUSY", ".git is a mount point: it cannot be renamed away and recreated"},
+	{"hostexec_git_rmdir", "EBUSY", ".git is a mount point"},
+	{"hostexec_git_replace_by_dir", "EBUSY", ".git is a mount point: nothing can be renamed over it"},
+	{"hostexec_envrc_create", "EISDIR", ".envrc is an empty read-only placeholder directory: no file can be made there"},
+	{"hostexec_vscode_tasks", "EROFS", ".vscode is a read-only bind"},
+	{"hostexec_idea_chmod", "EROFS", ".idea is a read-only bind: not even its mode changes"},
 }
 
 // rootlessDifferences are the outcomes that legitimately differ when an

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -343,6 +344,94 @@ try touch /sandbox/ok`
 		}
 		if b, err := os.ReadFile(cfg); err != nil || !strings.Contains(string(b), "s3cret") {
 			t.Fatalf("the configuration changed on the host: %q %v", b, err)
+		}
+	})
+}
+
+// TestWorkdirHostExecutablesReadOnly is issue 13's host code execution:
+// the agent set core.fsmonitor in the workspace's .git/config and the
+// owner's next `git status` on the host ran it. By default the files host
+// tools run code from are read-only inside (as root, idmapped, and
+// rootless): config, hooks, renaming .git away, an .envrc; git's reading
+// commands work, its writing ones fail on the read-only .git. The absent
+// names' placeholders are gone from the host after the run. With
+// filesystem_policy.allow_host_executable_writes the agent may write them.
+func TestWorkdirHostExecutablesReadOnly(t *testing.T) {
+	requireSandboxKernel(t)
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatalf("git is required (make deps installs it): %v", err)
+	}
+	asEachLauncher(t, func(t *testing.T, uid int) {
+		r := newSandboxRun(t, uid)
+		git := func(args ...string) string {
+			cmd := exec.Command("git", append([]string{"-c", "safe.directory=*", "-C", r.workdir}, args...)...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("git %v: %v\n%s", args, err, out)
+			}
+			return string(out)
+		}
+		git("init", "-q")
+		git("add", "attack")
+		git("-c", "user.email=o@x", "-c", "user.name=owner", "commit", "-qm", "first")
+		owner := uid
+		if owner < 0 && os.Geteuid() == 0 {
+			owner = rootLauncherWorkdirOwner
+		}
+		if owner >= 0 {
+			if err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", owner, owner), r.workdir).Run(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		config, err := os.ReadFile(filepath.Join(r.workdir, ".git", "config"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		script := `cd /sandbox
+try() { out=$("$@" 2>&1); echo "$1: ${out:-OK}"; }
+try git config core.fsmonitor 'touch /sandbox/pwned'
+try sh -c 'echo evil > .git/hooks/post-checkout'
+try mv .git .git.orig
+try sh -c 'echo evil > .envrc'
+try git status --porcelain --untracked-files=no
+try git log --format=%s
+try git -c user.email=a@b -c user.name=agent commit -q --allow-empty -m agent`
+		out, stderr, code := r.run(t, nil, "/bin/sh", "-c", script)
+		want := []string{
+			"git: error: could not lock config file .git/config: Read-only file system",
+			"sh: sh: 1: cannot create .git/hooks/post-checkout: Read-only file system",
+			"mv: mv: cannot move '.git' to '.git.orig': Device or resource busy",
+			"sh: sh: 1: cannot create .envrc: Is a directory",
+			"git: OK",
+			"git: first",
+			"git: fatal: Unable to create '/sandbox/.git/index.lock': Read-only file system",
+		}
+		if got := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || !slices.Equal(got, want) {
+			t.Fatalf("exit %d, got:\n%s\nwant:\n%s\nstderr: %s", code, out, strings.Join(want, "\n"), stderr)
+		}
+		if b, _ := os.ReadFile(filepath.Join(r.workdir, ".git", "config")); string(b) != string(config) {
+			t.Errorf(".git/config changed on the host:\n%s", b)
+		}
+		ents, err := os.ReadDir(r.workdir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if e.Name() != ".git" && e.Name() != "attack" && e.Name() != "suid-attack" {
+				t.Errorf("%s left in the workspace on the host after the run", e.Name())
+			}
+		}
+
+		// The policy switch: the agent may write them (and commit).
+		pol := filepath.Join(filepath.Dir(r.home), "allow.yaml") // readable by the launcher
+		if err := os.WriteFile(pol, []byte("version: 1\nfilesystem_policy:\n  include_workdir: true\n  allow_host_executable_writes: true\n"+
+			"  read_only: [/usr, /bin, /sbin, /lib, /lib64, /etc, /proc]\n  read_write: [/tmp, /dev/null]\nprocess:\n  run_as_user: sandbox\n  run_as_group: sandbox\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, stderr, code = r.run(t, []string{"--policy", pol}, "/bin/sh", "-c",
+			`cd /sandbox && ls -A | grep -c '^\.' && git config core.fsmonitor false && git -c user.email=a@b -c user.name=agent commit -q --allow-empty -m agent && echo committed`)
+		if code != 0 || out != "1\ncommitted\n" {
+			t.Fatalf("with allow_host_executable_writes: exit %d, out %q (want only .git among the dot files, and a commit), stderr %s", code, out, stderr)
 		}
 	})
 }

@@ -368,6 +368,22 @@ func attacks(hostPort, hostPID int, abstract, secretName string) []attack {
 		})},
 		{"memfd_execveat", r(func() error { return memfdExec(true) })},
 		{"memfd_execve_proc_fd", r(func() error { return memfdExec(false) })},
+		// hard-fsb (issue 13 item 3): files host tools run code from, in a
+		// workspace that has none of them (they are placeholders).
+		{"hostexec_git_config_create", r(func() error { return create("/sandbox/.git/config") })},
+		{"hostexec_git_hooks_create", r(func() error { return unix.Mkdir("/sandbox/.git/hooks", 0o755) })},
+		{"hostexec_git_rename_away", r(func() error { return unix.Rename("/sandbox/.git", "/sandbox/.git.orig") })},
+		{"hostexec_git_rmdir", r(func() error { return unix.Rmdir("/sandbox/.git") })},
+		{"hostexec_git_replace_by_dir", r(func() error {
+			if err := unix.Mkdir("/sandbox/evil-git", 0o755); err != nil {
+				return err
+			}
+			defer unix.Rmdir("/sandbox/evil-git")
+			return unix.Rename("/sandbox/evil-git", "/sandbox/.git")
+		})},
+		{"hostexec_envrc_create", r(func() error { return create("/sandbox/.envrc") })},
+		{"hostexec_vscode_tasks", r(func() error { return create("/sandbox/.vscode/tasks.json") })},
+		{"hostexec_idea_chmod", r(func() error { return unix.Chmod("/sandbox/.idea", 0o777) })},
 	}
 }
 
