@@ -464,3 +464,48 @@ func TestSandboxTmpfsBounded(t *testing.T) {
 		}
 	})
 }
+
+// TestSandboxLogFileNotTruncatable gives the agent a caller's log opened
+// for appending (`>> log`) as stdout, as root and rootless: handed over
+// as it was, the agent could ftruncate it (or pwrite, fallocate, and
+// rootless fchmod it). It gets a pipe that nemoclaw copies into the file,
+// so ftruncate fails with EINVAL and the log keeps what it had, followed by
+// everything the agent wrote.
+func TestSandboxLogFileNotTruncatable(t *testing.T) {
+	requireSandboxKernel(t)
+	asEachLauncher(t, func(t *testing.T, uid int) {
+		r := newSandboxRun(t, uid)
+		logPath := filepath.Join(filepath.Dir(r.home), "caller.log")
+		if err := os.WriteFile(logPath, []byte("the caller's earlier lines\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if uid >= 0 {
+			if err := os.Chown(logPath, uid, uid); err != nil {
+				t.Fatal(err)
+			}
+		}
+		log, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer log.Close()
+		cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--workdir", r.workdir, "--", "/sandbox/attack", "ftruncate-stdout")
+		cmd.Env = []string{"NEMOCLAW_HOME=" + r.home, "PATH=" + os.Getenv("PATH")}
+		cmd.Stdout = log
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if uid >= 0 {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+		}
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("run: %v\n%s", err, stderr.String())
+		}
+		b, err := os.ReadFile(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "the caller's earlier lines\nstdout_ftruncate\tEINVAL\n"; string(b) != want {
+			t.Fatalf("the caller's log holds %q, want %q (stderr %s)", b, want, stderr.String())
+		}
+	})
+}

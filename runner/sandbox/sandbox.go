@@ -158,6 +158,9 @@ type Sandbox struct {
 	// protect holds the placeholders made in the host workspace for the
 	// run, removed by cleanup (protectWorkspace).
 	protect *hostProtection
+	// relay copies the caller's streams that the agent must not hold
+	// (relayStreams).
+	relay *streamRelay
 
 	done     chan struct{}
 	code     int
@@ -577,6 +580,11 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, stepErr("mount: read host root", err)
 	}
+	if !cfg.TTY {
+		if sb.relay, err = relayStreams(&cfg); err != nil {
+			return nil, stepErr("launch: streams", err)
+		}
+	}
 	st, err := sb.newStarter(cfg, rootless, uid, gid)
 	if err != nil {
 		return nil, err
@@ -637,7 +645,9 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		st.abort()
 		return nil, err
 	}
-	if err := st.finish(ctx, mounts, compileRest(&sp)); err != nil {
+	err = st.finish(ctx, mounts, compileRest(&sp))
+	sb.relay.started() // the init holds the agent's ends, or is gone
+	if err != nil {
 		return nil, err
 	}
 	ok = true
@@ -1002,6 +1012,7 @@ func (sb *Sandbox) waitLoop() {
 	if sb.ptyDone != nil {
 		<-sb.ptyDone
 	}
+	sb.relay.wait() // all the agent wrote is in the caller's files
 	switch {
 	case st != nil:
 		sb.code = st.Code
@@ -1133,6 +1144,7 @@ func (sb *Sandbox) cleanup() error {
 	if sb.ptm != nil {
 		sb.ptm.Close()
 	}
+	sb.relay.close()
 	if kept := sb.protect.removePlaceholders(); len(kept) > 0 {
 		sb.log.Warn("placeholders left in the workspace: someone on the host put something in them during the run", "names", kept)
 	}

@@ -514,6 +514,9 @@ func main() {
 		case "tmpfs": // fill the tmpfs at os.Args[2] with data, then with empty files
 			tmpfsFill(os.Args[2])
 			return
+		case "ftruncate-stdout": // cut the caller's log that stdout may be
+			fmt.Printf("stdout_ftruncate\t%s\n", result(unix.Ftruncate(1, 0)))
+			return
 		}
 	}
 	hostPort, _ := strconv.Atoi(os.Getenv("ATTACK_HOST_PORT"))
