@@ -450,6 +450,12 @@ static int write_all(int fd, const char *p, size_t n)
 // launcher's data. The copy is used only if it is of the very file the
 // program names, unchanged (device, inode, size and mtime), and it goes
 // when the host's root is detached.
+// HOST_FILE_OPEN opens a host file the init copies (a File.From, the CA
+// bundle): a FIFO or device node found there instead (something left by
+// an agent, in a directory a policy lets it write) must neither block the
+// init (a FIFO without a writer) nor become its terminal; fstat then
+// refuses anything but a regular file.
+#define HOST_FILE_OPEN (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
 static const char *prefetch_paths[] = {
 	"etc/ssl/certs/ca-certificates.crt", "etc/pki/tls/certs/ca-bundle.crt", "etc/ssl/ca-bundle.pem", "etc/ssl/cert.pem",
 };
@@ -478,7 +484,7 @@ static void prefetch(void)
 	if (root < 0)
 		return;
 	for (size_t i = 0; i < sizeof prefetch_paths / sizeof *prefetch_paths; i++) {
-		struct open_how how = {.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+		struct open_how how = {.flags = HOST_FILE_OPEN, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
 		int in = syscall(SYS_openat2, root, prefetch_paths[i], &how, sizeof how);
 		if (in < 0)
 			continue;
@@ -540,7 +546,7 @@ static void op_bindfile(struct op *o)
 	int fd = -1;
 	if (o->nargs > 3 && o->a[3].n > 0 && prefetched) {
 		char *from = astr(&o->a[3]);
-		int in = open(from, O_RDONLY | O_CLOEXEC);
+		int in = open(from, HOST_FILE_OPEN);
 		if (in >= 0 && take_prefetched(in)) {
 			snprintf(src, sizeof src, "%s", PREFETCH);
 			fd = open(src, O_WRONLY | O_APPEND | O_CLOEXEC);
@@ -561,14 +567,14 @@ static void op_bindfile(struct op *o)
 	if (o->nargs > 3 && o->a[3].n > 0 && strcmp(src, PREFETCH) != 0) {
 		// A host file first (under the old root), copied in the kernel.
 		char *from = astr(&o->a[3]);
-		int in = open(from, O_RDONLY | O_CLOEXEC);
+		int in = open(from, HOST_FILE_OPEN);
 		struct stat fst;
 		if (in >= 0 && fstat(in, &fst) == 0 && S_ISREG(fst.st_mode)) {
 			if (copy_fd(fd, in, fst.st_size) < 0)
 				fail_errno(o, from);
 		} else {
 			note("files: %s: not readable (%s); %s holds only what nemoclaw adds", from + strlen(OLDROOT),
-			     strerror(errno), dst);
+			     in >= 0 ? "not a regular file" : strerror(errno), dst);
 		}
 		if (in >= 0)
 			close(in);

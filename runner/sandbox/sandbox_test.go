@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nemoclaw/nemoclaw/internal/testutil"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
@@ -456,6 +459,34 @@ func TestFileFrom(t *testing.T) {
 			sb.Close()
 			if want := tc.lines + "\nadded\n"; out.String() != want {
 				t.Errorf("got %q, want %q", out.String(), want)
+			}
+		})
+	}
+}
+
+// TestFileFromNotRegular: a File.From that is a FIFO (with no writer) or a
+// device node, as an agent could leave one in a directory a policy lets it
+// write, neither blocks the init's open nor is read: the placed file holds
+// only nemoclaw's data, and the log says why.
+func TestFileFromNotRegular(t *testing.T) {
+	needKernel(t)
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []string{fifo, "/dev/zero"} {
+		t.Run(filepath.Base(from), func(t *testing.T) {
+			var logb bytes.Buffer
+			code, out, errb := run(t, Config{
+				Logger:  slog.New(slog.NewTextHandler(&logb, nil)),
+				Files:   []File{{Path: "/run/nemoclaw/extra.pem", From: from, Data: []byte("ours\n")}},
+				Command: []string{"cat", "/run/nemoclaw/extra.pem"},
+			})
+			if code != 0 || out != "ours\n" {
+				t.Fatalf("exit %d, out %q, want only nemoclaw's data; stderr %s", code, out, errb)
+			}
+			if !strings.Contains(logb.String(), "not a regular file") {
+				t.Errorf("the log does not say why %s was not read:\n%s", from, logb.String())
 			}
 		})
 	}
