@@ -64,7 +64,7 @@ stat -c '%u:%g' /sandbox /sandbox/notes /sandbox/root-file
 echo edited >> /sandbox/notes && echo made > /sandbox/made && echo wrote
 echo x >> /sandbox/root-file 2>/dev/null || echo root-file-refused
 chmod u+s,g+s /sandbox/notes /sandbox/made 2>/dev/null
-cd /sandbox && git init -q && git add -A && git -c user.email=a@b -c user.name=agent commit -qm first && echo committed`
+mkdir /sandbox/repo && cp /sandbox/notes /sandbox/repo/ && cd /sandbox/repo && git init -q && git add -A && git -c user.email=a@b -c user.name=agent commit -qm first && echo committed`
 			cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--workdir", w, "--", "/bin/sh", "-c", script)
 			cmd.Env = []string{"NEMOCLAW_HOME=" + filepath.Join(base, "home"), "PATH=" + os.Getenv("PATH")}
 			out, stderr, code := runCmd(t, cmd)
@@ -256,6 +256,12 @@ func TestWorkdirHidesNemoclawHome(t *testing.T) {
 	asEachLauncher(t, func(t *testing.T, uid int) {
 		r := newSandboxRun(t, uid)
 		base := filepath.Dir(r.home)
+		if uid < 0 && os.Geteuid() == 0 {
+			// A root launcher refuses a root-owned workspace.
+			if err := os.Chown(base, rootLauncherWorkdirOwner, rootLauncherWorkdirOwner); err != nil {
+				t.Fatal(err)
+			}
+		}
 		out, stderr, code := r.run(t, []string{"--workdir", base, "--name", "hid"}, "/bin/sh", "-c",
 			`ls -A /sandbox/home | wc -l; touch /sandbox/home/x 2>&1; ls /sandbox/home/sandboxes/hid 2>&1; ls /sandbox/work/attack; curl -s -o /dev/null http://denied.example/`)
 		lines := strings.Split(out, "\n")

@@ -92,6 +92,9 @@ func protectWorkspace(d hostDir, p *policy.Policy, rootless bool, home string) (
 			case err == nil:
 			case errors.Is(err, unix.ENOENT):
 				ph, err := makePlaceholder(d, n, rootless)
+				if err != nil && agentCannotCreate(d, rootless, err) {
+					continue // nothing to protect
+				}
 				if err == nil {
 					_, err = fmt.Fprintf(hp.lock, "%s %d %d\n", ph.name, ph.dev, ph.ino)
 				}
@@ -134,6 +137,17 @@ func symlinkRefusal(path string) error {
 	return &StepError{Step: "workspace: protect", Refused: true,
 		Err:  fmt.Errorf("%s is a symlink: host tools run code from it, and nemoclaw keeps it read-only to the agent by binding it, which would follow the link", path),
 		Hint: "replace the link with what it points to, or set filesystem_policy.allow_host_executable_writes: true to let the agent write the files host tools run code from"}
+}
+
+// agentCannotCreate reports whether err, from making a placeholder in d,
+// means that the agent cannot create the name either: a read-only
+// filesystem, or (rootless: the agent is the caller) a directory the
+// caller may not write and does not own (an owner could chmod it).
+func agentCannotCreate(d hostDir, rootless bool, err error) bool {
+	if errors.Is(err, unix.EROFS) {
+		return true
+	}
+	return rootless && d.uid != os.Geteuid() && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM))
 }
 
 // makePlaceholder makes an empty directory (mode 0555) named name in d,
