@@ -58,7 +58,7 @@ type hostProtection struct {
 	// lock is the workspace's record under $NEMOCLAW_HOME/workspaces, held
 	// shared for the run (nil when the workspace is not protected): it
 	// lists the placeholders runs made, and the last run out (the one
-	// that gets it exclusively) removes them. A run that removed them
+	// that gets it exclusively, without waiting) removes them. A run that removed them
 	// while another still ran would take that one's protection away: an
 	// rmdir on the host detaches the mounts on it in every namespace.
 	lock *os.File
@@ -80,9 +80,6 @@ func protectWorkspace(d hostDir, p *policy.Policy, rootless bool, home string) (
 		if err := hp.lockWorkspace(d, home); err != nil {
 			return hp, stepErr("workspace: protect", err)
 		}
-		// Exclusive while placeholders are made and recorded; shared
-		// for the rest of the run.
-		defer func() { _ = unix.Flock(int(hp.lock.Fd()), unix.LOCK_SH) }()
 		for _, n := range HostExecutableNames {
 			var st unix.Stat_t
 			err := unix.Fstatat(d.fd, n, &st, unix.AT_SYMLINK_NOFOLLOW)
@@ -92,10 +89,13 @@ func protectWorkspace(d hostDir, p *policy.Policy, rootless bool, home string) (
 			case err == nil:
 			case errors.Is(err, unix.ENOENT):
 				ph, err := makePlaceholder(d, n, rootless)
-				if err != nil && agentCannotCreate(d, rootless, err) {
+				switch {
+				case errors.Is(err, unix.EEXIST):
+					err = nil // another run made it just now
+				case err != nil && agentCannotCreate(d, rootless, err):
 					continue // nothing to protect
-				}
-				if err == nil {
+				case err == nil:
+					// One short O_APPEND write: whole, among other runs'.
 					_, err = fmt.Fprintf(hp.lock, "%s %d %d\n", ph.name, ph.dev, ph.ino)
 				}
 				if err != nil {
@@ -174,7 +174,9 @@ func makePlaceholder(d hostDir, name string, rootless bool) (placeholder, error)
 }
 
 // lockWorkspace opens the workspace's record (made on first use) and
-// takes it exclusively, and keeps a descriptor of the workspace.
+// takes it shared, and keeps a descriptor of the workspace. Only a run's
+// end takes it exclusively, without waiting, so this waits at most for
+// another run's removal of the placeholders (also within one process).
 func (hp *hostProtection) lockWorkspace(d hostDir, home string) error {
 	dir := filepath.Join(home, "workspaces")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -185,7 +187,7 @@ func (hp *hostProtection) lockWorkspace(d hostDir, home string) error {
 	if err != nil {
 		return err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
 		f.Close()
 		return fmt.Errorf("lock %s: %w", name, err)
 	}
