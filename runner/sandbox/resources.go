@@ -150,7 +150,7 @@ func planResources(r *policy.Resources, cg CgroupInfo, name string) (*resourcePl
 		// mappings) but not the PROT_NONE reservations of Go and V8,
 		// which RLIMIT_AS would; it is per process.
 		rp.rlimits = append(rp.rlimits, rlimitSpec{Resource: unix.RLIMIT_DATA, Name: "RLIMIT_DATA", Value: mem})
-		rp.summary = append(rp.summary, fmt.Sprintf("memory=%d bytes via RLIMIT_DATA (per process; private tmpfs sized to match)", mem))
+		rp.summary = append(rp.summary, fmt.Sprintf("memory=%d bytes via RLIMIT_DATA (per process; /tmp, /dev/shm and /run sized from it)", mem))
 	}
 	if r.Pids > 0 {
 		rp.rlimits = append(rp.rlimits, rlimitSpec{Resource: unix.RLIMIT_NPROC, Name: "RLIMIT_NPROC", Value: uint64(r.Pids)})
