@@ -71,6 +71,12 @@ func newEgressEnv(t *testing.T) *egressEnv {
 		}
 		_ = os.Chmod(d, 0o777)
 	}
+	if os.Geteuid() == 0 {
+		// A root launcher refuses a root-owned workspace: a user's.
+		if err := os.Chown(e.workdir, rootLauncherWorkdirOwner, rootLauncherWorkdirOwner); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, f := range []string{"clients.sh", "fetch.js", "urllib_get.py", "dnsq.py"} {
 		b, err := os.ReadFile(filepath.Join("testdata", "egress", f))
 		if err != nil {

@@ -117,6 +117,13 @@ func newSandboxRun(t *testing.T, asUser int) *sandboxRun {
 			t.Fatal(err)
 		}
 	}
+	if asUser < 0 && os.Geteuid() == 0 {
+		// A root launcher refuses a root-owned workspace: a user's, as
+		// `sudo nemoclaw sandbox run --workdir ~/project` meets it.
+		if err := os.Chown(r.workdir, rootLauncherWorkdirOwner, rootLauncherWorkdirOwner); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if asUser >= 0 {
 		for _, p := range []string{r.workdir, r.home, filepath.Join(r.workdir, "attack")} {
 			if err := os.Chown(p, asUser, asUser); err != nil {
@@ -232,6 +239,16 @@ var escapeExpectations = []struct{ name, want, why string }{
 	{"memfd_create_allowed", "OK", "memfd_create stays allowed (CUDA, V8)"},
 	{"memfd_execveat", "EPERM", "seccomp: execveat with AT_EMPTY_PATH"},
 	{"memfd_execve_proc_fd", "EACCES", "vm.memfd_noexec=2 in the sandbox's pid namespace"},
+	// hard-fsb (issue 13 item 3): the workspace has none of the files host
+	// tools run code from; each is an empty placeholder bound read-only.
+	{"hostexec_git_config_create", "EROFS", ".git is a read-only bind (a placeholder): git config core.fsmonitor cannot be planted"},
+	{"hostexec_git_hooks_create", "EROFS", ".git is a read-only bind: no hooks"},
+	{"hostexec_git_rename_away", "EBUSY", ".git is a mount point: it cannot be renamed away and recreated"},
+	{"hostexec_git_rmdir", "EBUSY", ".git is a mount point"},
+	{"hostexec_git_replace_by_dir", "EBUSY", ".git is a mount point: nothing can be renamed over it"},
+	{"hostexec_envrc_create", "EISDIR", ".envrc is an empty read-only placeholder directory: no file can be made there"},
+	{"hostexec_vscode_tasks", "EROFS", ".vscode is a read-only bind"},
+	{"hostexec_idea_chmod", "EROFS", ".idea is a read-only bind: not even its mode changes"},
 }
 
 // rootlessDifferences are the outcomes that legitimately differ when an
@@ -678,4 +695,84 @@ func init() {
 		}
 		escapeExpectations = append(escapeExpectations, e)
 	}
+}
+
+// ---- hard-fsb (issue 13 items 3, 8, 9, 10) ----
+
+// TestSandboxTmpfsBounded fills the sandbox's own tmpfs mounts under
+// --memory 64Mi, as root and rootless: tmpfs pages and inodes are kernel
+// memory no rlimit counts, and an unsized /dev/shm took 512 MiB. Each
+// tmpfs is sized from the memory limit (/tmp the whole of it, /dev/shm
+// half) with one inode per 4 KiB of it, so the writer gets ENOSPC, within
+// the limit, before a cgroup's OOM killer would have to step in.
+func TestSandboxTmpfsBounded(t *testing.T) {
+	requireSandboxKernel(t)
+	asEachLauncher(t, func(t *testing.T, uid int) {
+		r := newSandboxRun(t, uid)
+		for _, tc := range []struct {
+			dir           string
+			maxMiB, files int
+		}{
+			{"/dev/shm", 32, 16384 / 2},
+			{"/tmp", 64, 16384},
+		} {
+			out, stderr, code := r.run(t, []string{"--memory", "64Mi"}, "/sandbox/attack", "tmpfs", tc.dir)
+			got := parseResults(out)
+			w, f := strings.Fields(got["tmpfs_write"]), strings.Fields(got["tmpfs_files"])
+			if code != 0 || len(w) != 2 || len(f) != 2 {
+				t.Fatalf("%s: exit %d, out %q, stderr %q", tc.dir, code, out, stderr)
+			}
+			if mib, _ := strconv.Atoi(strings.TrimSuffix(w[1], "MiB")); w[0] != "ENOSPC" || mib > tc.maxMiB {
+				t.Errorf("%s: writing 512 MiB under --memory 64Mi: %s after %s, want ENOSPC within %d MiB", tc.dir, w[0], w[1], tc.maxMiB)
+			}
+			if n, _ := strconv.Atoi(f[1]); f[0] != "ENOSPC" || n > tc.files {
+				t.Errorf("%s: creating 300,000 empty files under --memory 64Mi: %s after %s, want ENOSPC within %d", tc.dir, f[0], f[1], tc.files)
+			}
+		}
+	})
+}
+
+// TestSandboxLogFileNotTruncatable gives the agent a caller's log opened
+// for appending (`>> log`) as stdout, as root and rootless: handed over
+// as it was, the agent could ftruncate it (or pwrite, fallocate, and
+// rootless fchmod it). It gets a pipe that nemoclaw copies into the file,
+// so ftruncate fails with EINVAL and the log keeps what it had, followed by
+// everything the agent wrote.
+func TestSandboxLogFileNotTruncatable(t *testing.T) {
+	requireSandboxKernel(t)
+	asEachLauncher(t, func(t *testing.T, uid int) {
+		r := newSandboxRun(t, uid)
+		logPath := filepath.Join(filepath.Dir(r.home), "caller.log")
+		if err := os.WriteFile(logPath, []byte("the caller's earlier lines\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if uid >= 0 {
+			if err := os.Chown(logPath, uid, uid); err != nil {
+				t.Fatal(err)
+			}
+		}
+		log, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer log.Close()
+		cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--workdir", r.workdir, "--", "/sandbox/attack", "ftruncate-stdout")
+		cmd.Env = []string{"NEMOCLAW_HOME=" + r.home, "PATH=" + os.Getenv("PATH")}
+		cmd.Stdout = log
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if uid >= 0 {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+		}
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("run: %v\n%s", err, stderr.String())
+		}
+		b, err := os.ReadFile(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "the caller's earlier lines\nstdout_ftruncate\tEINVAL\n"; string(b) != want {
+			t.Fatalf("the caller's log holds %q, want %q (stderr %s)", b, want, stderr.String())
+		}
+	})
 }

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,7 +64,7 @@ stat -c '%u:%g' /sandbox /sandbox/notes /sandbox/root-file
 echo edited >> /sandbox/notes && echo made > /sandbox/made && echo wrote
 echo x >> /sandbox/root-file 2>/dev/null || echo root-file-refused
 chmod u+s,g+s /sandbox/notes /sandbox/made 2>/dev/null
-cd /sandbox && git init -q && git add -A && git -c user.email=a@b -c user.name=agent commit -qm first && echo committed`
+mkdir /sandbox/repo && cp /sandbox/notes /sandbox/repo/ && cd /sandbox/repo && git init -q && git add -A && git -c user.email=a@b -c user.name=agent commit -qm first && echo committed`
 			cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--workdir", w, "--", "/bin/sh", "-c", script)
 			cmd.Env = []string{"NEMOCLAW_HOME=" + filepath.Join(base, "home"), "PATH=" + os.Getenv("PATH")}
 			out, stderr, code := runCmd(t, cmd)
@@ -144,45 +146,52 @@ func hasPrivateGroup(t *testing.T, uid int) bool {
 	return field("/etc/group", func(f []string) bool { return f[2] == u[3] && f[0] == u[0] }) != nil
 }
 
+// rootLauncherWorkdirOwner owns the workspaces the e2e suite gives a root
+// launcher: a root-owned one is refused (TestWorkdirRootOwned).
+const rootLauncherWorkdirOwner = 1000
+
 // TestWorkdirRootOwned: host root is never mapped to the agent (it would
-// write files as root, setuid-root ones included). A root-owned directory's
-// top is given to the agent instead, with a warning; its contents keep their
-// owners and stay read-only to the agent.
+// write files as root, setuid-root ones included), and a root-owned
+// directory is not given to the agent either (its top changed hands on
+// the host, and the agent could rename, replace and delete root's files
+// in it): a root launcher refuses it (exit 3), says what to do, and leaves
+// the directory and its contents exactly as they were.
 func TestWorkdirRootOwned(t *testing.T) {
 	requireSandboxKernel(t)
 	if os.Geteuid() != 0 {
 		testutil.SkipOrFail(t, "only a root launcher meets root-owned workspaces")
 	}
 	w := t.TempDir() // root's
+	if err := os.Chmod(w, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(w, "root-file"), []byte("root's\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	snapshot := func() string {
+		var b strings.Builder
+		for _, p := range []string{w, filepath.Join(w, "root-file")} {
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			fmt.Fprintf(&b, "%s %d:%d %v %d\n", p, st.Uid, st.Gid, fi.Mode(), st.Ino)
+		}
+		ents, _ := os.ReadDir(w)
+		fmt.Fprintf(&b, "%d entries\n", len(ents))
+		return b.String()
+	}
+	before := snapshot()
 	cmd := exec.Command(Bin("nemoclaw"), "sandbox", "run", "--no-tty", "--workdir", w, "--", "/bin/sh", "-c",
-		`awk '$5 == "/sandbox" { print $6 }' /proc/self/mountinfo; echo made > /sandbox/made && echo wrote; echo x >> /sandbox/root-file 2>/dev/null || echo root-file-refused; chmod u+s,g+s /sandbox/made /sandbox/root-file 2>/dev/null; true`)
+		`mv /sandbox/root-file /sandbox/x; echo evil > /sandbox/root-file`)
 	cmd.Env = []string{"NEMOCLAW_HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}
-	out, stderr, code := runCmd(t, cmd)
-	if code != 0 {
-		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	_, stderr, code := runCmd(t, cmd)
+	if code != 3 || !strings.Contains(stderr, w+" is owned by root") || !strings.Contains(stderr, "what to do: give the directory to the user whose work it is") {
+		t.Fatalf("exit %d, stderr %q; want exit 3, a refusal naming %s and what to do", code, stderr, w)
 	}
-	opts, rest, _ := strings.Cut(out, "\n")
-	if strings.Contains(opts, "idmapped") || rest != "wrote\nroot-file-refused\n" {
-		t.Fatalf("mount %q, output %q; want no idmapping, the top writable and root's file refused", opts, rest)
-	}
-	if !strings.Contains(stderr, "workspace "+w+" is root's: its top directory now belongs to the agent (10001:10001)") {
-		t.Errorf("no warning that the directory's top was given to the agent: %q", stderr)
-	}
-	for p, want := range map[string]uint32{w: 10001, filepath.Join(w, "made"): 10001, filepath.Join(w, "root-file"): 0} {
-		fi, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		if st.Uid != want {
-			t.Errorf("%s is uid %d on the host, want %d", p, st.Uid, want)
-		}
-		if st.Uid == 0 && st.Mode&(syscall.S_ISUID|syscall.S_ISGID) != 0 {
-			t.Errorf("%s is root's and setuid or setgid on the host", p)
-		}
+	if after := snapshot(); after != before {
+		t.Fatalf("the refused workspace changed on the host:\n%s->\n%s", before, after)
 	}
 }
 
@@ -247,6 +256,12 @@ func TestWorkdirHidesNemoclawHome(t *testing.T) {
 	asEachLauncher(t, func(t *testing.T, uid int) {
 		r := newSandboxRun(t, uid)
 		base := filepath.Dir(r.home)
+		if uid < 0 && os.Geteuid() == 0 {
+			// A root launcher refuses a root-owned workspace.
+			if err := os.Chown(base, rootLauncherWorkdirOwner, rootLauncherWorkdirOwner); err != nil {
+				t.Fatal(err)
+			}
+		}
 		out, stderr, code := r.run(t, []string{"--workdir", base, "--name", "hid"}, "/bin/sh", "-c",
 			`ls -A /sandbox/home | wc -l; touch /sandbox/home/x 2>&1; ls /sandbox/home/sandboxes/hid 2>&1; ls /sandbox/work/attack; curl -s -o /dev/null http://denied.example/`)
 		lines := strings.Split(out, "\n")
@@ -335,6 +350,94 @@ try touch /sandbox/ok`
 		}
 		if b, err := os.ReadFile(cfg); err != nil || !strings.Contains(string(b), "s3cret") {
 			t.Fatalf("the configuration changed on the host: %q %v", b, err)
+		}
+	})
+}
+
+// TestWorkdirHostExecutablesReadOnly is issue 13's host code execution:
+// the agent set core.fsmonitor in the workspace's .git/config and the
+// owner's next `git status` on the host ran it. By default the files host
+// tools run code from are read-only inside (as root, idmapped, and
+// rootless): config, hooks, renaming .git away, an .envrc; git's reading
+// commands work, its writing ones fail on the read-only .git. The absent
+// names' placeholders are gone from the host after the run. With
+// filesystem_policy.allow_host_executable_writes the agent may write them.
+func TestWorkdirHostExecutablesReadOnly(t *testing.T) {
+	requireSandboxKernel(t)
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatalf("git is required (make deps installs it): %v", err)
+	}
+	asEachLauncher(t, func(t *testing.T, uid int) {
+		r := newSandboxRun(t, uid)
+		git := func(args ...string) string {
+			cmd := exec.Command("git", append([]string{"-c", "safe.directory=*", "-C", r.workdir}, args...)...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("git %v: %v\n%s", args, err, out)
+			}
+			return string(out)
+		}
+		git("init", "-q")
+		git("add", "attack")
+		git("-c", "user.email=o@x", "-c", "user.name=owner", "commit", "-qm", "first")
+		owner := uid
+		if owner < 0 && os.Geteuid() == 0 {
+			owner = rootLauncherWorkdirOwner
+		}
+		if owner >= 0 {
+			if err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", owner, owner), r.workdir).Run(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		config, err := os.ReadFile(filepath.Join(r.workdir, ".git", "config"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		script := `cd /sandbox
+try() { out=$("$@" 2>&1); echo "$1: ${out:-OK}"; }
+try git config core.fsmonitor 'touch /sandbox/pwned'
+try sh -c 'echo evil > .git/hooks/post-checkout'
+try mv .git .git.orig
+try sh -c 'echo evil > .envrc'
+try git status --porcelain --untracked-files=no
+try git log --format=%s
+try git -c user.email=a@b -c user.name=agent commit -q --allow-empty -m agent`
+		out, stderr, code := r.run(t, nil, "/bin/sh", "-c", script)
+		want := []string{
+			"git: error: could not lock config file .git/config: Read-only file system",
+			"sh: sh: 1: cannot create .git/hooks/post-checkout: Read-only file system",
+			"mv: mv: cannot move '.git' to '.git.orig': Device or resource busy",
+			"sh: sh: 1: cannot create .envrc: Is a directory",
+			"git: OK",
+			"git: first",
+			"git: fatal: Unable to create '/sandbox/.git/index.lock': Read-only file system",
+		}
+		if got := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || !slices.Equal(got, want) {
+			t.Fatalf("exit %d, got:\n%s\nwant:\n%s\nstderr: %s", code, out, strings.Join(want, "\n"), stderr)
+		}
+		if b, _ := os.ReadFile(filepath.Join(r.workdir, ".git", "config")); string(b) != string(config) {
+			t.Errorf(".git/config changed on the host:\n%s", b)
+		}
+		ents, err := os.ReadDir(r.workdir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if e.Name() != ".git" && e.Name() != "attack" && e.Name() != "suid-attack" {
+				t.Errorf("%s left in the workspace on the host after the run", e.Name())
+			}
+		}
+
+		// The policy switch: the agent may write them (and commit).
+		pol := filepath.Join(filepath.Dir(r.home), "allow.yaml") // readable by the launcher
+		if err := os.WriteFile(pol, []byte("version: 1\nfilesystem_policy:\n  include_workdir: true\n  allow_host_executable_writes: true\n"+
+			"  read_only: [/usr, /bin, /sbin, /lib, /lib64, /etc, /proc]\n  read_write: [/tmp, /dev/null]\nprocess:\n  run_as_user: sandbox\n  run_as_group: sandbox\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, stderr, code = r.run(t, []string{"--policy", pol}, "/bin/sh", "-c",
+			`cd /sandbox && ls -A | grep -c '^\.' && git config core.fsmonitor false && git -c user.email=a@b -c user.name=agent commit -q --allow-empty -m agent && echo committed`)
+		if code != 0 || out != "1\ncommitted\n" {
+			t.Fatalf("with allow_host_executable_writes: exit %d, out %q (want only .git among the dot files, and a commit), stderr %s", code, out, stderr)
 		}
 	})
 }

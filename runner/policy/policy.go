@@ -37,6 +37,13 @@ type FilesystemPolicy struct {
 	ReadOnly []string `yaml:"read_only,omitempty" json:"read_only,omitempty"`
 	// ReadWrite paths get every filesystem right the Landlock ABI has.
 	ReadWrite []string `yaml:"read_write,omitempty" json:"read_write,omitempty"`
+	// AllowHostExecutableWrites lets the agent write the files of a host
+	// workspace that tools on the host run code from without being asked
+	// to (.git, .envrc, .vscode/...: the sandbox package's
+	// HostExecutableNames). By default they are read-only inside, and made
+	// as empty read-only placeholders where absent, so that the owner's
+	// next `git status` or `cd` cannot run what the agent wrote there.
+	AllowHostExecutableWrites bool `yaml:"allow_host_executable_writes,omitempty" json:"allow_host_executable_writes,omitempty"`
 }
 
 // Landlock compatibility modes.

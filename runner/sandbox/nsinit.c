@@ -57,6 +57,7 @@ enum {
 	OP_DUMPABLE0 = 15,
 	OP_STOP_TIMEOUT = 18,
 	OP_BIND_ACCESS = 19,
+	OP_PROTECT = 28,
 	OP_CHOWN = 16,
 	OP_BIND_WORKSPACE = 17,
 	OP_LANDLOCK_RULESET = 20,
@@ -477,6 +478,12 @@ static int write_all(int fd, const char *p, size_t n)
 // launcher's data. The copy is used only if it is of the very file the
 // program names, unchanged (device, inode, size and mtime), and it goes
 // when the host's root is detached.
+// HOST_FILE_OPEN opens a host file the init copies (a File.From, the CA
+// bundle): a FIFO or device node found there instead (something left by
+// an agent, in a directory a policy lets it write) must neither block the
+// init (a FIFO without a writer) nor become its terminal; fstat then
+// refuses anything but a regular file.
+#define HOST_FILE_OPEN (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
 static const char *prefetch_paths[] = {
 	"etc/ssl/certs/ca-certificates.crt", "etc/pki/tls/certs/ca-bundle.crt", "etc/ssl/ca-bundle.pem", "etc/ssl/cert.pem",
 };
@@ -514,7 +521,7 @@ static void prefetch(void)
 	if (root < 0)
 		return;
 	for (size_t i = 0; i < sizeof prefetch_paths / sizeof *prefetch_paths; i++) {
-		int in = nc_openat2(root, prefetch_paths[i], O_RDONLY | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+		int in = nc_openat2(root, prefetch_paths[i], HOST_FILE_OPEN, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
 		if (in < 0)
 			continue;
 		struct stat st;
@@ -575,7 +582,7 @@ static void op_bindfile(struct op *o)
 	int fd = -1;
 	if (o->nargs > 3 && o->a[3].n > 0 && prefetched) {
 		char *from = astr(&o->a[3]);
-		int in = open(from, O_RDONLY | O_CLOEXEC);
+		int in = open(from, HOST_FILE_OPEN);
 		if (in >= 0 && take_prefetched(in)) {
 			snprintf(src, sizeof src, "%s", PREFETCH);
 			fd = open(src, O_WRONLY | O_APPEND | O_CLOEXEC);
@@ -596,14 +603,14 @@ static void op_bindfile(struct op *o)
 	if (o->nargs > 3 && o->a[3].n > 0 && strcmp(src, PREFETCH) != 0) {
 		// A host file first (under the old root), copied in the kernel.
 		char *from = astr(&o->a[3]);
-		int in = open(from, O_RDONLY | O_CLOEXEC);
+		int in = open(from, HOST_FILE_OPEN);
 		struct stat fst;
 		if (in >= 0 && fstat(in, &fst) == 0 && S_ISREG(fst.st_mode)) {
 			if (copy_fd(fd, in, fst.st_size) < 0)
 				fail_errno(o, from);
 		} else {
 			note("files: %s: not readable (%s); %s holds only what nemoclaw adds", from + strlen(OLDROOT),
-			     strerror(errno), dst);
+			     in >= 0 ? "not a regular file" : strerror(errno), dst);
 		}
 		if (in >= 0)
 			close(in);
@@ -877,8 +884,8 @@ static void op_bind_workspace(struct op *o)
 	int ns = -1;
 	if (idmap) {
 		// Never host root: through the mount the agent would write
-		// files as root, setuid-root ones included. The launcher gives
-		// a root-owned directory to the agent instead.
+		// files as root, setuid-root ones included. The launcher
+		// refuses a root-owned directory.
 		if (ou == 0) {
 			errno = EPERM;
 			fail_errno(o, "refusing to map host root to the agent");
@@ -901,6 +908,39 @@ static void op_bind_workspace(struct op *o)
 	if (ns >= 0)
 		close(ns);
 	free(src), free(dst);
+}
+
+// op_protect binds a path that host tools run code from (a name of
+// HostExecutableNames in the workspace) read-only onto itself, recursively:
+// a mount point the agent can neither write, rename nor delete. The path
+// is opened without following any symlink or leaving its mount (the
+// launcher refused symlinks; one planted since fails the step), and bound
+// through that descriptor, so the mount lands on the very inode checked.
+static void op_protect(struct op *o)
+{
+	need(o, 2);
+	char *p = astr(&o->a[1]);
+	struct open_how how = {.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+			       .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+	char *slash = strrchr(p, '/');
+	*slash = 0;
+	int parent = open(*p ? p : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	*slash = '/';
+	if (parent < 0)
+		fail_errno(o, p);
+	int fd = syscall(SYS_openat2, parent, slash + 1, &how, sizeof how);
+	if (fd < 0)
+		fail_errno(o, p);
+	int t = syscall(NC_SYS_open_tree, fd, "", NC_OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
+	if (t < 0)
+		fail_errno(o, p);
+	struct nc_mount_attr attr = {.attr_set = NC_MOUNT_ATTR_RDONLY | NC_MOUNT_ATTR_NOSUID | NC_MOUNT_ATTR_NODEV};
+	if (syscall(NC_SYS_mount_setattr, t, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+		fail_errno(o, "read-only");
+	if (syscall(NC_SYS_move_mount, t, "", fd, "", NC_MOVE_MOUNT_F_EMPTY_PATH | NC_MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		fail_errno(o, p);
+	close(t), close(fd), close(parent);
+	free(p);
 }
 
 static void run_setup_op(struct op *o)
@@ -1020,6 +1060,9 @@ static void run_setup_op(struct op *o)
 		free(p);
 		break;
 	}
+	case OP_PROTECT:
+		op_protect(o);
+		break;
 	case OP_STOP_TIMEOUT:
 		need(o, 2);
 		stop_timeout_ms = (int64_t)anum(&o->a[1]);

@@ -25,6 +25,7 @@ const (
 	opDumpable0        = 15
 	opStopTimeout      = 18
 	opBindAccess       = 19
+	opProtect          = 28
 	opChown            = 16
 	opBindWorkspace    = 17
 	opLandlockRuleset  = 20
@@ -138,13 +139,19 @@ func compileMounts(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 		// (~/.ssh). accessBinds binds read_write paths again, writable.
 		p.op(opMountAttr, "mount: "+dst+" read-only", dst, uint64(unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV))
 	}
-	tmpOpts := "mode=1777"
-	if sp.TmpSize != "" {
-		tmpOpts += ",size=" + sp.TmpSize
+	withOpts := func(mode, limits string) string {
+		if limits == "" {
+			return mode
+		}
+		return mode + "," + limits
 	}
-	for _, d := range [][2]string{{"/tmp", tmpOpts}, {"/run", "mode=0755,size=16m"}} {
+	for _, d := range [][2]string{{"/tmp", withOpts("mode=1777", sp.Tmpfs.Tmp)}, {"/run", withOpts("mode=0755", sp.Tmpfs.Run)}} {
 		p.op(opMkdir, "mount: "+d[0], d[0], 0o755)
 		mount(d[0], "tmpfs", d[0], "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, d[1])
+	}
+	if sp.Tmpfs.Shm != "" {
+		// The skeleton mounted /dev/shm before the limit was known.
+		mount("/dev/shm size", "tmpfs", "/dev/shm", "tmpfs", unix.MS_REMOUNT|unix.MS_NOSUID|unix.MS_NODEV, withOpts("mode=1777", sp.Tmpfs.Shm))
 	}
 	p.op(opMkdir, "mount: "+Workdir, Workdir, 0o755)
 	switch {
@@ -198,6 +205,10 @@ func compileRest(sp *spec) []byte {
 			step = "mount: $NEMOCLAW_HOME's parent " + h.Path + " pinned"
 		}
 		p.op(opBindAccess, step, h.Path, 1, h.Anchor, h.kind())
+	}
+	// After the access binds, which may make a tree read-write again.
+	for _, path := range sp.Protect {
+		p.op(opProtect, "workspace: keep "+path+" read-only (filesystem_policy.allow_host_executable_writes)", path)
 	}
 	p.op(opUmount, "mount: detach host root", oldRoot, unix.MNT_DETACH)
 	p.op(opRmdir, "mount: detach host root", oldRoot)

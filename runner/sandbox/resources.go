@@ -150,7 +150,7 @@ func planResources(r *policy.Resources, cg CgroupInfo, name string) (*resourcePl
 		// mappings) but not the PROT_NONE reservations of Go and V8,
 		// which RLIMIT_AS would; it is per process.
 		rp.rlimits = append(rp.rlimits, rlimitSpec{Resource: unix.RLIMIT_DATA, Name: "RLIMIT_DATA", Value: mem})
-		rp.summary = append(rp.summary, fmt.Sprintf("memory=%d bytes via RLIMIT_DATA (per process; private tmpfs sized to match)", mem))
+		rp.summary = append(rp.summary, fmt.Sprintf("memory=%d bytes via RLIMIT_DATA (per process; /tmp, /dev/shm and /run sized from it)", mem))
 	}
 	if r.Pids > 0 {
 		rp.rlimits = append(rp.rlimits, rlimitSpec{Resource: unix.RLIMIT_NPROC, Name: "RLIMIT_NPROC", Value: uint64(r.Pids)})
@@ -206,4 +206,42 @@ func makeCgroup(parent, leaf string, mem uint64, pids, cpuMilli int) (string, er
 		}
 	}
 	return dir, nil
+}
+
+// tmpfsLimits are the mount options that bound the sandbox's own tmpfs
+// mounts: tmpfs pages and inodes are kernel memory that no rlimit counts,
+// so without them an agent could fill RAM through /dev/shm or /tmp past
+// its memory limit (and, with a delegated cgroup, be OOM-killed instead of
+// told ENOSPC). Empty strings leave the kernel's defaults (no limit asked).
+type tmpfsLimits struct {
+	// Tmp is /tmp's (which also holds an in-memory workspace): the whole
+	// memory limit.
+	Tmp string `json:"tmp,omitempty"`
+	// Shm is /dev/shm's: half of it, so that a full /dev/shm still
+	// leaves the agent memory to run in under a cgroup limit.
+	Shm string `json:"shm,omitempty"`
+	// Run is /run's: small, it holds only nemoclaw's placed files.
+	Run string `json:"run"`
+}
+
+// tmpfsInodeBytes is the memory budget one tmpfs inode stands for: an
+// empty file costs about 1 KiB of unreclaimable slab (inode and dentry)
+// and no page, so capping inodes at one per 4 KiB of the limit keeps
+// files-without-data to a quarter of it.
+const tmpfsInodeBytes = 4096
+
+// minTmpfsInodes keeps a tiny memory limit's tmpfs usable.
+const minTmpfsInodes = 1024
+
+// planTmpfs sizes the sandbox's tmpfs mounts from the memory limit mem
+// (bytes, 0 for none).
+func planTmpfs(mem uint64) tmpfsLimits {
+	const runSize, runInodes = 16 << 20, 4096
+	if mem == 0 {
+		return tmpfsLimits{Run: fmt.Sprintf("size=%d,nr_inodes=%d", runSize, runInodes)}
+	}
+	opts := func(size uint64) string {
+		return fmt.Sprintf("size=%d,nr_inodes=%d", size, max(size/tmpfsInodeBytes, minTmpfsInodes))
+	}
+	return tmpfsLimits{Tmp: opts(mem), Shm: opts(mem / 2), Run: opts(min(mem, runSize))}
 }

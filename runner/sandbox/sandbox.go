@@ -157,6 +157,12 @@ type Sandbox struct {
 
 	started   time.Time
 	cgroupDir string
+	// protect holds the placeholders made in the host workspace for the
+	// run, removed by cleanup (protectWorkspace).
+	protect *hostProtection
+	// streams copies the caller's streams that the agent must not hold
+	// (relayStreams).
+	streams *streamRelay
 
 	done     chan struct{}
 	code     int
@@ -271,8 +277,8 @@ type hostDir struct {
 
 // idmapLines returns the uid_map and gid_map of the workspace's idmapped
 // mount, which makes the agent (uid:gid) the directory's owner, or "" for
-// none (the agent owns it already). Never host root (the caller gives a
-// root-owned directory to the agent instead). The directory's group is the
+// none (the agent owns it already). Never host root (the caller refuses a
+// root-owned directory: refuseRootOwned). The directory's group is the
 // agent's only when it is its owner's private group: a shared group (0,
 // staff, docker...) maps to nogroup, or the agent could make setgid files
 // of that group on the host; what the agent makes gets the agent's gid then.
@@ -397,8 +403,8 @@ func hiddenState(home, wsMask string, hostTop map[string]bool, fs *policy.Filesy
 
 // hostWorkspace checks the host directory ws; it returns the path to bind,
 // the directory's owner and identity. As root the init mounts it idmapped
-// from its owner to the agent (a root-owned one's top is given away
-// instead, through the descriptor: giveTop).
+// from its owner to the agent (a root-owned one is refused:
+// refuseRootOwned).
 func hostWorkspace(ws string) (hostDir, error) {
 	ws, err := filepath.Abs(ws)
 	if err != nil {
@@ -409,10 +415,9 @@ func hostWorkspace(ws string) (hostDir, error) {
 	if real, err := filepath.EvalSymlinks(ws); err == nil {
 		ws = real
 	}
-	// Identified through a descriptor, which the caller closes: a
-	// root-owned directory is chowned through it (giveTop), so that a
-	// path swapped since cannot redirect the chown; and the init binds
-	// this inode or nothing.
+	// Identified through a descriptor, which the caller closes: the init
+	// binds this inode or nothing, and the placeholders of protected
+	// names are made through it (protectPlan).
 	fd, err := unix.Open(ws, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOTDIR) {
@@ -438,12 +443,22 @@ func (d *hostDir) stat() error {
 	return nil
 }
 
-// giveTop gives the directory itself (not its contents) to uid:gid.
-func (d *hostDir) giveTop(uid, gid int) error {
-	if err := unix.Fchownat(d.fd, "", uid, gid, unix.AT_EMPTY_PATH); err != nil {
-		return fmt.Errorf("chown %s to %d:%d: %w", d.path, uid, gid, err)
+// refuseRootOwned refuses a root-owned workspace for a root launcher. It
+// cannot be mounted idmapped from its owner (host root would be the agent:
+// it could make setuid-root files on the host), and giving it to the agent
+// (what nemoclaw once did: its top chowned to the agent's uid) changes
+// hands on the host and lets the agent rename, replace and delete root's
+// files in it. So nothing is changed, and the user is told what to do.
+func refuseRootOwned(ws string, p *policy.Policy) error {
+	if ro := readOnlyOverlap(ws, p); ro != "" {
+		return &StepError{Step: "workspace", Refused: true,
+			Err:  fmt.Errorf("%s is owned by root and overlaps %s, which filesystem_policy.read_only keeps read-only: as the workspace it would be the agent's", ws, ro),
+			Hint: "choose a workspace outside the policy's read_only paths, or one owned by an unprivileged user"}
 	}
-	return d.stat()
+	return &StepError{Step: "workspace", Refused: true,
+		Err: fmt.Errorf("%s is owned by root: the agent would act as root in it (idmapped), or own root's directory and rename, replace or delete root's files in it", ws),
+		Hint: "give the directory to the user whose work it is (chown -R USER " + ws + "), and nemoclaw mounts it with the agent acting as that user; " +
+			"or run without --workdir (an in-memory workspace; --keep puts it under $NEMOCLAW_HOME)"}
 }
 
 func (d *hostDir) close() {
@@ -542,23 +557,13 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 			return nil, err
 		}
 		if !rootless && wsDir.uid == 0 {
-			// As root the workspace is mounted idmapped from its owner
-			// to the agent, but never from host root: the agent would
-			// write files as root, setuid-root ones included. A
-			// root-owned directory's top is given to the agent instead
-			// (its contents keep their owners), unless the policy keeps
-			// it read-only.
-			if ro := readOnlyOverlap(ws, cfg.Policy); ro != "" {
-				return nil, &StepError{Step: "workspace", Refused: true,
-					Err: fmt.Errorf("%s is owned by root and overlaps %s, which filesystem_policy.read_only keeps read-only: as the workspace it would be the agent's",
-						ws, ro),
-					Hint: "choose a workspace outside the policy's read_only paths, or one owned by an unprivileged user"}
+			if err := refuseRootOwned(ws, cfg.Policy); err != nil {
+				return nil, err
 			}
-			if err := wsDir.giveTop(uid, gid); err != nil {
-				return nil, stepErr("workspace", err)
-			}
-			sb.log.Warn(fmt.Sprintf("workspace %s is root's: its top directory now belongs to the agent (%d:%d), its contents keep their owners; a directory of an unprivileged user is mounted with the agent acting as that user instead", ws, uid, gid))
 		}
+	}
+	if sb.protect, err = protectWorkspace(wsDir, cfg.Policy, rootless, home); err != nil {
+		return nil, err
 	}
 
 	// Files, and a passwd/group entry for a mapped user.
@@ -622,10 +627,11 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		UID:           uid,
 		GID:           gid,
 		TTY:           cfg.TTY,
-		TmpSize:       tmpSize(mem),
+		Tmpfs:         planTmpfs(mem),
 		MemfdNoexec:   !rootless,
 		StopTimeoutMs: stopTimeoutMs(cfg.StopTimeout),
 		Hide:          hide,
+		Protect:       sb.protect.paths,
 	}
 	sb.stopTimeout = time.Duration(sp.StopTimeoutMs) * time.Millisecond
 	if ws != "" && !rootless {
@@ -636,9 +642,13 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		return nil, stepErr("mount: read host root", err)
 	}
 	if !cfg.TTY {
-		// The agent never gets the caller's terminal itself.
+		// The agent never gets the caller's terminal itself, nor a file
+		// it could truncate: both reach it as pipes this process copies.
 		if cfg, err = sb.relayTerminals(cfg); err != nil {
 			return nil, stepErr("tty", err)
+		}
+		if sb.streams, err = relayStreams(&cfg); err != nil {
+			return nil, stepErr("launch: streams", err)
 		}
 	}
 	st, err := sb.newStarter(cfg, rootless, uid, gid)
@@ -701,19 +711,13 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		st.abort()
 		return nil, err
 	}
-	if err := st.finish(ctx, mounts, compileRest(&sp)); err != nil {
+	err = st.finish(ctx, mounts, compileRest(&sp))
+	sb.streams.started() // the init holds the agent's ends, or is gone
+	if err != nil {
 		return nil, err
 	}
 	ok = true
 	return sb, nil
-}
-
-// tmpSize is the private /tmp's size option for a memory limit ("" for none).
-func tmpSize(mem uint64) string {
-	if mem == 0 {
-		return ""
-	}
-	return strconv.FormatUint(mem, 10)
 }
 
 // starter starts the init and hands it the program, in two parts when it
@@ -1081,6 +1085,7 @@ func (sb *Sandbox) waitLoop() {
 	if sb.ptyDone != nil {
 		<-sb.ptyDone
 	}
+	sb.streams.wait() // all the agent wrote is in the caller's files
 	switch {
 	case st != nil:
 		sb.code = st.Code
@@ -1214,6 +1219,10 @@ func (sb *Sandbox) cleanup() error {
 	}
 	if sb.relay != nil {
 		sb.relay.close()
+	}
+	sb.streams.close()
+	if kept := sb.protect.removePlaceholders(); len(kept) > 0 {
+		sb.log.Warn("placeholders left in the workspace: someone on the host put something in them during the run", "names", kept)
 	}
 	if sb.cgroupDir != "" {
 		if err := os.Remove(sb.cgroupDir); err != nil && !errors.Is(err, os.ErrNotExist) {

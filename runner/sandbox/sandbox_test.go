@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nemoclaw/nemoclaw/internal/testutil"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
@@ -109,8 +112,8 @@ func TestStartErrors(t *testing.T) {
 					d.ino++
 					return d, err
 				}
-				// Not root's: giving a root-owned directory's top to
-				// the agent reads its identity again.
+				// Not root's: a root launcher refuses a root-owned
+				// workspace before the mount.
 				if os.Geteuid() == 0 {
 					if err := os.Chown(tc.cfg.Workdir, 10001, 10001); err != nil {
 						t.Fatal(err)
@@ -150,6 +153,12 @@ func TestRunBasics(t *testing.T) {
 	ws := t.TempDir()
 	if err := os.WriteFile(filepath.Join(ws, "in.txt"), []byte("from host\n"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		// A root launcher refuses a root-owned workspace: a user's.
+		if err := os.Chown(ws, 1000, 1000); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tests := []struct {
 		name     string
@@ -475,5 +484,33 @@ func TestRulePathSymlinkRefused(t *testing.T) {
 	var se *StepError
 	if !errors.As(err, &se) || !se.Refused || se.Hint == "" || !strings.Contains(err.Error(), "/sandbox/cfg is a symlink to /etc") {
 		t.Fatalf("want a refusal naming /sandbox/cfg -> /etc with a hint, got %v (%+v)", err, se)
+	}
+}
+
+// TestFileFromNotRegular: a File.From that is a FIFO (with no writer) or a
+// device node, as an agent could leave one in a directory a policy lets it
+// write, neither blocks the init's open nor is read: the placed file holds
+// only nemoclaw's data, and the log says why.
+func TestFileFromNotRegular(t *testing.T) {
+	needKernel(t)
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []string{fifo, "/dev/zero"} {
+		t.Run(filepath.Base(from), func(t *testing.T) {
+			var logb bytes.Buffer
+			code, out, errb := run(t, Config{
+				Logger:  slog.New(slog.NewTextHandler(&logb, nil)),
+				Files:   []File{{Path: "/run/nemoclaw/extra.pem", From: from, Data: []byte("ours\n")}},
+				Command: []string{"cat", "/run/nemoclaw/extra.pem"},
+			})
+			if code != 0 || out != "ours\n" {
+				t.Fatalf("exit %d, out %q, want only nemoclaw's data; stderr %s", code, out, errb)
+			}
+			if !strings.Contains(logb.String(), "not a regular file") {
+				t.Errorf("the log does not say why %s was not read:\n%s", from, logb.String())
+			}
+		})
 	}
 }

@@ -41,12 +41,15 @@ type spec struct {
 	UID    int  `json:"uid"`
 	GID    int  `json:"gid"`
 	TTY    bool `json:"tty"`
-	// TmpSize bounds the private tmpfs mounts ("" = kernel default).
-	TmpSize     string `json:"tmp_size,omitempty"`
-	MemfdNoexec bool   `json:"memfd_noexec"`
+	// Tmpfs bounds the private tmpfs mounts (planTmpfs).
+	Tmpfs       tmpfsLimits `json:"tmpfs"`
+	MemfdNoexec bool        `json:"memfd_noexec"`
 	// Hide are where nemoclaw's own state would show inside the sandbox,
 	// each hidden under an empty read-only tmpfs: hiddenState.
 	Hide []accessBind `json:"hide,omitempty"`
+	// Protect are the sandbox paths bound read-only onto themselves after
+	// AccessBinds: the files host tools run code from (protectWorkspace).
+	Protect []string `json:"protect,omitempty"`
 	// AccessBinds set mount read-only flags where Landlock cannot: see
 	// accessBinds.
 	AccessBinds []accessBind `json:"access_binds,omitempty"`

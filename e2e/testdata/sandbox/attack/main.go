@@ -368,6 +368,22 @@ func attacks(hostPort, hostPID int, abstract, secretName string) []attack {
 		})},
 		{"memfd_execveat", r(func() error { return memfdExec(true) })},
 		{"memfd_execve_proc_fd", r(func() error { return memfdExec(false) })},
+		// hard-fsb (issue 13 item 3): files host tools run code from, in a
+		// workspace that has none of them (they are placeholders).
+		{"hostexec_git_config_create", r(func() error { return create("/sandbox/.git/config") })},
+		{"hostexec_git_hooks_create", r(func() error { return unix.Mkdir("/sandbox/.git/hooks", 0o755) })},
+		{"hostexec_git_rename_away", r(func() error { return unix.Rename("/sandbox/.git", "/sandbox/.git.orig") })},
+		{"hostexec_git_rmdir", r(func() error { return unix.Rmdir("/sandbox/.git") })},
+		{"hostexec_git_replace_by_dir", r(func() error {
+			if err := unix.Mkdir("/sandbox/evil-git", 0o755); err != nil {
+				return err
+			}
+			defer unix.Rmdir("/sandbox/evil-git")
+			return unix.Rename("/sandbox/evil-git", "/sandbox/.git")
+		})},
+		{"hostexec_envrc_create", r(func() error { return create("/sandbox/.envrc") })},
+		{"hostexec_vscode_tasks", r(func() error { return create("/sandbox/.vscode/tasks.json") })},
+		{"hostexec_idea_chmod", r(func() error { return unix.Chmod("/sandbox/.idea", 0o777) })},
 	}
 }
 
@@ -613,6 +629,13 @@ func main() {
 			fmt.Printf("connect_own_loopback_server\t%s\n", result(connectTCP("127.0.0.1:8080")))
 			fmt.Printf("connect_proxy_port\t%s\n", result(connectTCP("127.0.0.1:3128")))
 			return
+		// hard-fsb (issue 13 items 3, 8, 9, 10): workspace, tmpfs and stream attacks.
+		case "tmpfs": // fill the tmpfs at os.Args[2] with data, then with empty files
+			tmpfsFill(os.Args[2])
+			return
+		case "ftruncate-stdout": // cut the caller's log that stdout may be
+			fmt.Printf("stdout_ftruncate\t%s\n", result(unix.Ftruncate(1, 0)))
+			return
 		}
 	}
 	if len(os.Args) > 4 && os.Args[1] == "fs-paths" {
@@ -749,4 +772,42 @@ func ttyAttack(path string) {
 		fmt.Fprintln(os.Stderr, "attack: tty:", err)
 		os.Exit(1)
 	}
+}
+
+// ---- hard-fsb (issue 13 items 3, 8, 9, 10) ----
+
+// tmpfsFill writes up to 512 MiB into dir, then creates up to 300,000
+// empty files there, and prints how each ended: tmpfs pages and inodes are
+// kernel memory the memory limit must bound.
+func tmpfsFill(dir string) {
+	f, err := os.Create(filepath.Join(dir, "fill"))
+	if err != nil {
+		fmt.Printf("tmpfs_write\t%s\t0MiB\n", result(unwrap(err)))
+		return
+	}
+	buf := bytes.Repeat([]byte{1}, 1<<20)
+	mib := 0
+	for err == nil && mib < 512 {
+		if _, err = f.Write(buf); err == nil {
+			mib++
+		}
+	}
+	f.Close()
+	os.Remove(f.Name())
+	fmt.Printf("tmpfs_write\t%s\t%dMiB\n", result(unwrap(err)), mib)
+	files := filepath.Join(dir, "files")
+	if err := os.Mkdir(files, 0o755); err != nil {
+		fmt.Printf("tmpfs_files\t%s\t0\n", result(unwrap(err)))
+		return
+	}
+	n := 0
+	for ; n < 300000; n++ {
+		fd, err := unix.Open(files+"/"+strconv.Itoa(n), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			fmt.Printf("tmpfs_files\t%s\t%d\n", result(err), n)
+			return
+		}
+		unix.Close(fd)
+	}
+	fmt.Printf("tmpfs_files\tOK\t%d\n", n)
 }
