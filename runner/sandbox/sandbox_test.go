@@ -474,6 +474,11 @@ func TestRulePathSymlinkRefused(t *testing.T) {
 	if err := os.Symlink("/etc", filepath.Join(ws, "cfg")); err != nil {
 		t.Fatal(err)
 	}
+	if os.Getuid() == 0 { // a root-owned workspace is refused before the rules
+		if err := os.Chown(ws, 1000, 1000); err != nil {
+			t.Fatal(err)
+		}
+	}
 	p := testPolicy()
 	p.Filesystem.ReadOnly = append(p.Filesystem.ReadOnly, "/sandbox/cfg")
 	sb, err := Start(context.Background(), Config{Policy: p, Home: t.TempDir(), Workdir: ws, Command: []string{"/bin/true"}})
