@@ -58,7 +58,7 @@ var defaultLimits = httpLimits{
 	maxConns:           2048,
 	maxIdleConns:       1024,
 	upIdle:             1024,
-	upIdlePerHost:      256,
+	upIdlePerHost:      1024,
 	upIdleTimeout:      90 * time.Second,
 }
 
@@ -444,6 +444,9 @@ func (ts *transports) get(class string) *http.Transport {
 		ExpectContinueTimeout:  time.Second,
 		ResponseHeaderTimeout:  0, // model calls can think for minutes
 		MaxResponseHeaderBytes: p.lim.maxRespHeaderBytes,
+		// Pass bodies as they are: no Accept-Encoding added, nothing
+		// decompressed.
+		DisableCompression: true,
 	}
 	ts.m[class] = tr
 	return tr

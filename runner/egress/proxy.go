@@ -335,7 +335,11 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		target = f.t.String()
 	}
 	p.log.Debug("egress upstream", "target", target, "err", err)
-	p.gatewayError(w, fmt.Sprintf("upstream %s: %v", target, err))
+	msg := fmt.Sprintf("upstream %s: %v", target, err)
+	if strings.Contains(err.Error(), "server response headers exceeded") {
+		msg = fmt.Sprintf("upstream %s sent response headers over %d bytes, the proxy's limit; the response was dropped", target, p.lim.maxRespHeaderBytes)
+	}
+	p.gatewayError(w, msg)
 }
 
 func (p *Proxy) gatewayError(w http.ResponseWriter, msg string) {
