@@ -354,6 +354,24 @@ func TestIdleClientConnCap(t *testing.T) {
 			t.Fatalf("connection %d: %v", i, err)
 		}
 		ks = append(ks, k)
+		// The server marks a connection idle after the response is out;
+		// wait for it so that the idle order is the order of the requests.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			idle := true
+			h.p.mu.Lock()
+			for sc, cc := range h.p.conns {
+				if sc.RemoteAddr().String() == c.LocalAddr().String() {
+					idle = !cc.idleSince.IsZero()
+				}
+			}
+			h.p.mu.Unlock()
+			if idle {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("connection %d never became idle", i)
+			}
+		}
 	}
 	for i, k := range ks[:3] {
 		_ = k.c.SetReadDeadline(time.Now().Add(20 * time.Second))
