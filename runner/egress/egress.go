@@ -102,6 +102,9 @@ type Proxy struct {
 
 	nsPid atomic.Int64
 
+	// peerSem bounds concurrent peer lookups (see peerCache).
+	peerSem chan struct{}
+
 	mu sync.Mutex
 	// conns holds every client connection accepted on the proxy listener,
 	// served or hijacked (tunnels), until it closes; idle counts those
@@ -129,7 +132,7 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.LookupEnv == nil {
 		cfg.LookupEnv = os.LookupEnv
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Logger, resolver: cfg.Resolver, conns: map[net.Conn]*clientConn{}}
+	p := &Proxy{cfg: cfg, log: cfg.Logger, resolver: cfg.Resolver, conns: map[net.Conn]*clientConn{}, peerSem: make(chan struct{}, 2)}
 	if p.resolver == nil {
 		p.resolver = net.DefaultResolver
 	}
@@ -412,10 +415,17 @@ type peerCache struct {
 	nsPid int
 	addr  netip.AddrPort
 	info  *peerInfo
+	// sem bounds the lookups running at once across the proxy's
+	// connections (each one is bounded by peerScanBudget).
+	sem chan struct{}
 }
 
 func (c *peerCache) get() *peerInfo {
 	c.once.Do(func() {
+		if c.sem != nil {
+			c.sem <- struct{}{}
+			defer func() { <-c.sem }()
+		}
 		pi, err := lookupPeer(c.nsPid, c.addr)
 		if err == nil {
 			c.info = pi

@@ -99,7 +99,7 @@ func (p *Proxy) newServer(inner bool) *http.Server {
 func (p *Proxy) accept(ctx context.Context, c net.Conn) context.Context {
 	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	ci := &connInfo{client: ap, peer: &peerCache{nsPid: int(p.nsPid.Load()), addr: ap}}
+	ci := &connInfo{client: ap, peer: &peerCache{nsPid: int(p.nsPid.Load()), addr: ap, sem: p.peerSem}}
 	cc := &clientConn{c: c, ci: ci}
 	ci.cc = cc
 	var evict net.Conn
