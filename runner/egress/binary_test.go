@@ -1,9 +1,9 @@
 package egress
 
 import (
+	"bufio"
 	"fmt"
 	"io"
-	"bufio"
 	"net"
 	"net/netip"
 	"os"
