@@ -69,6 +69,9 @@ type clientConn struct {
 	// idleSince is set while the connection (or the HTTP/1.1 tunnel it
 	// carries) waits between requests; guarded by Proxy.mu.
 	idleSince time.Time
+	// hijacked: taken from the server (a WebSocket upgrade or a CONNECT);
+	// guarded by Proxy.mu.
+	hijacked bool
 }
 
 // newServer builds the HTTP/1.1 server for the proxy listener or, with
@@ -154,6 +157,12 @@ func (p *Proxy) connState(c net.Conn, s http.ConnState) {
 		p.setIdle(ci.cc, false)
 	case http.StateIdle:
 		p.setIdle(ci.cc, true)
+	case http.StateHijacked:
+		if ci.tunnel == nil {
+			p.mu.Lock()
+			ci.cc.hijacked = true
+			p.mu.Unlock()
+		}
 	case http.StateClosed:
 		if ci.pending.Swap(false) {
 			p.auditRefused(ci, 0, "the request head was malformed, over the size limit, or not complete in time; the proxy answered 400/431/408 or closed the connection")
@@ -214,6 +223,16 @@ func (p *Proxy) forgetLocked(cc *clientConn) {
 		cc.idleSince = time.Time{}
 	}
 	delete(p.conns, cc.c)
+}
+
+// untrackHijacked forgets a connection the handler's reverse proxy took
+// over (a WebSocket upgrade), once the handler is done with it.
+func (p *Proxy) untrackHijacked(cc *clientConn) {
+	p.mu.Lock()
+	if cc.hijacked {
+		p.forgetLocked(cc)
+	}
+	p.mu.Unlock()
 }
 
 func (p *Proxy) untrack(c net.Conn) {

@@ -549,3 +549,34 @@ func TestAuditRefusals(t *testing.T) {
 		})
 	})
 }
+
+// TestAbsoluteFormWebSocketUntracked: a WebSocket upgrade over an
+// absolute-form request leaves the proxy's connection table when it ends.
+func TestAbsoluteFormWebSocketUntracked(t *testing.T) {
+	t.Parallel()
+	_, port := newPlainUpstream(t)
+	h := newHarness(t, pol(map[string][]*policy.Endpoint{"ws": {ep("ws.test", port, loopOK)}}), nil)
+	c, err := net.Dial("tcp", h.proxyURL.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET http://ws.test:%d/ws HTTP/1.1\r\nHost: ws.test:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", port, port)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	c.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		h.p.mu.Lock()
+		n := len(h.p.conns)
+		h.p.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still tracked after the WebSocket closed", n)
+		}
+	}
+}

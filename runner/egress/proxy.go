@@ -59,6 +59,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.handleRequest(w, r, ci, t, "http")
+		p.untrackHijacked(ci.cc)
 	case r.URL.IsAbs():
 		p.badRequest(w, r, ci, fmt.Sprintf("scheme %q cannot be forwarded; use CONNECT for https and wss", clip(r.URL.Scheme)))
 	default:
