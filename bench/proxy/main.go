@@ -153,6 +153,9 @@ type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	note     string
+	// cpuPerReq is the proxy process's CPU time (user + system) per
+	// request, a measure that a busy machine disturbs less than req/s.
+	cpuPerReq time.Duration
 }
 
 func orchestrate() error {
@@ -217,9 +220,12 @@ func orchestrate() error {
 	if err != nil {
 		return err
 	}
+	pids := map[int]int{ourPort: proxy.Process.Pid, tinyPort: kids[len(kids)-1].Process.Pid}
 	squidPort, squidErr := startSquid(scratch, tlsPort, &kids)
 	if squidErr != nil {
 		fmt.Printf("squid: not measured: %v\n", squidErr)
+	} else {
+		pids[squidPort] = kids[len(kids)-1].Process.Pid
 	}
 	if err := waitPort(ourPort); err != nil {
 		return err
@@ -240,9 +246,13 @@ func orchestrate() error {
 		if p.port == 0 {
 			continue
 		}
+		cpu0 := cpuTime(pids[p.port])
 		r, err := wrkRun(p.name, target, p.port, *conns, scratch)
 		if err != nil {
 			return err
+		}
+		if n := r.rps * dur.Seconds(); n > 0 {
+			r.cpuPerReq = time.Duration(float64(cpuTime(pids[p.port])-cpu0) / n)
 		}
 		plain = append(plain, r)
 	}
@@ -322,6 +332,9 @@ func orchestrate() error {
 		fmt.Printf("  plain HTTP req/s: nemoclaw / squid = %.2fx (goal >= 1.5x)\n", ours.rps/sq.rps)
 	}
 	fmt.Printf("  plain HTTP req/s: nemoclaw / direct = %.2fx\n", ours.rps/direct.rps)
+	if sq := find(plain, "squid"); sq.cpuPerReq > 0 && ours.cpuPerReq > 0 {
+		fmt.Printf("  plain HTTP CPU per request: squid / nemoclaw = %.2fx (requests per CPU-second, the ratio a busy machine disturbs least)\n", float64(sq.cpuPerReq)/float64(ours.cpuPerReq))
+	}
 	fmt.Printf("  p50 added latency at c%d: %s; at c1: %s (goal < 0.5ms)\n", *conns, ours.p50-direct.p50, single[1].p50-single[0].p50)
 	fmt.Printf("  intercepted HTTPS req/s: nemoclaw / tinyproxy tunnel = %.2fx, / direct = %.2fx\n", tlsRes[1].rps/tlsRes[2].rps, tlsRes[1].rps/tlsRes[0].rps)
 	return nil
@@ -337,10 +350,34 @@ func find(rs []result, name string) result {
 }
 
 func printTable(rs []result) {
-	fmt.Printf("  %-52s %12s %10s %10s\n", "", "req/s", "p50", "p99")
+	fmt.Printf("  %-52s %12s %10s %10s %12s\n", "", "req/s", "p50", "p99", "CPU/req")
 	for _, r := range rs {
-		fmt.Printf("  %-52s %12.0f %10s %10s %s\n", r.name, r.rps, fmtDur(r.p50), fmtDur(r.p99), r.note)
+		cpu := "-"
+		if r.cpuPerReq > 0 {
+			cpu = fmt.Sprintf("%.1fus", float64(r.cpuPerReq)/float64(time.Microsecond))
+		}
+		fmt.Printf("  %-52s %12.0f %10s %10s %12s %s\n", r.name, r.rps, fmtDur(r.p50), fmtDur(r.p99), cpu, r.note)
 	}
+}
+
+// cpuTime is the user + system CPU time pid has used (all its threads),
+// from /proc/PID/stat in clock ticks of 10 ms (USER_HZ is 100 on Linux).
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+k) * 10 * time.Millisecond
 }
 
 func fmtDur(d time.Duration) string {

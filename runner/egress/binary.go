@@ -2,10 +2,13 @@ package egress
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -20,10 +23,36 @@ type peerInfo struct {
 	chain []string // exe first, then ancestors' executables
 }
 
+// peerScanBudget bounds the descriptors one lookup examines. A sandbox
+// can hold hundreds of thousands of descriptors (a full scan cost a second
+// of supervisor CPU per lookup); past the budget the lookup fails, and
+// binary-scoped endpoints then refuse (unknown binary).
+const peerScanBudget = 16384
+
+// maxSocketLines bounds the lines of /proc/PID/net/tcp one lookup reads.
+const maxSocketLines = 1 << 17
+
+// maxPeerProcs bounds the processes one lookup considers.
+const maxPeerProcs = 4096
+
+// peerScan is one lookup's budget and what it spent.
+type peerScan struct {
+	budget   int
+	examined int
+}
+
 // lookupPeer finds the process owning the TCP socket whose local address is
 // client (the agent's side of the connection to the proxy). nsPid is a
 // process in the sandbox's network and pid namespaces (0: this process).
 func lookupPeer(nsPid int, client netip.AddrPort) (*peerInfo, error) {
+	return (&peerScan{budget: peerScanBudget}).lookup(nsPid, client)
+}
+
+// lookup scans the candidate processes' descriptor tables, those with the
+// fewest descriptors first: the programs that open connections hold tens of
+// descriptors, and a process hoarding descriptors is reached last, within
+// the budget.
+func (sc *peerScan) lookup(nsPid int, client netip.AddrPort) (*peerInfo, error) {
 	base := "/proc/self"
 	if nsPid > 0 {
 		base = "/proc/" + strconv.Itoa(nsPid)
@@ -41,10 +70,15 @@ func lookupPeer(nsPid int, client netip.AddrPort) (*peerInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peer lookup: %w", err)
 	}
+	type cand struct{ pid, fds int }
+	var cands []cand
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(d.Name())
 		if err != nil {
 			continue
+		}
+		if len(cands) == maxPeerProcs {
+			break
 		}
 		pdir := "/proc/" + d.Name()
 		if nsLink != "" {
@@ -52,17 +86,70 @@ func lookupPeer(nsPid int, client netip.AddrPort) (*peerInfo, error) {
 				continue
 			}
 		}
-		fds, err := os.ReadDir(pdir + "/fd")
-		if err != nil {
-			continue
+		cands = append(cands, cand{pid, fdCount(pdir)})
+	}
+	slices.SortStableFunc(cands, func(a, b cand) int { return a.fds - b.fds })
+	for _, c := range cands {
+		found, err := sc.scanFDs("/proc/"+strconv.Itoa(c.pid)+"/fd", want)
+		if found {
+			return describePid(c.pid, nsLink), nil
 		}
-		for _, fd := range fds {
-			if l, _ := os.Readlink(pdir + "/fd/" + fd.Name()); l == want {
-				return describePid(pid, nsLink), nil
-			}
+		if err != nil {
+			return nil, err
 		}
 	}
 	return nil, fmt.Errorf("peer lookup: no process owns socket inode %s", inode)
+}
+
+// scanFDs reports whether a descriptor in dir is want, spending the budget.
+func (sc *peerScan) scanFDs(dir, want string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, nil // gone, or not ours to read
+	}
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(256)
+		for _, n := range names {
+			if sc.examined >= sc.budget {
+				return false, fmt.Errorf("peer lookup: gave up after %d descriptors (a process in the sandbox holds more); binary-scoped endpoints refuse this connection", sc.examined)
+			}
+			sc.examined++
+			if l, _ := os.Readlink(dir + "/" + n); l == want {
+				return true, nil
+			}
+		}
+		if err != nil {
+			return false, nil
+		}
+	}
+}
+
+// fdCount is how many descriptors a process holds: since Linux 6.2 the
+// size of /proc/PID/fd, counted by the kernel without listing them; on
+// older kernels (size 0) the FDSize line of its status (the table's size,
+// inherited across fork, so a weaker order).
+func fdCount(pdir string) int {
+	if fi, err := os.Stat(pdir + "/fd"); err == nil && fi.Size() > 0 {
+		return int(fi.Size())
+	}
+	b, err := os.ReadFile(pdir + "/status")
+	if err != nil {
+		return math.MaxInt32
+	}
+	i := bytes.Index(b, []byte("\nFDSize:"))
+	if i < 0 {
+		return math.MaxInt32
+	}
+	rest := b[i+len("\nFDSize:"):]
+	if j := bytes.IndexByte(rest, '\n'); j >= 0 {
+		rest = rest[:j]
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(rest)))
+	if err != nil {
+		return math.MaxInt32
+	}
+	return n
 }
 
 // describePid reads the executable of pid and its ancestors inside the
@@ -119,7 +206,14 @@ func socketInode(base string, addr netip.AddrPort) (string, error) {
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	for sc.Scan() {
+	key := []byte(" " + want + " ")
+	for n := 0; sc.Scan(); n++ {
+		if n > maxSocketLines {
+			return "", fmt.Errorf("peer lookup: gave up after %d sockets in %s (the sandbox holds more)", maxSocketLines, file)
+		}
+		if !bytes.Contains(sc.Bytes(), key) {
+			continue
+		}
 		fs := strings.Fields(sc.Text())
 		// TIME_WAIT leftovers of an earlier connection on the same port
 		// have inode 0.

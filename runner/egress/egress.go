@@ -15,7 +15,6 @@ package egress
 
 import (
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -29,7 +28,6 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -77,6 +75,9 @@ type Config struct {
 	// CA is the interception CA (from NewCA or StartCA, which New does not
 	// wait for); nil: New creates one.
 	CA *CA
+
+	// limits overrides defaultLimits (tests shrink them).
+	limits *httpLimits
 }
 
 // The DNS listener's per-sandbox rate: a package manager resolving a few
@@ -98,11 +99,15 @@ type Proxy struct {
 	phKey    [32]byte
 	resolver Resolver
 	dialer   *net.Dialer
-	tr       *http.Transport
+	lim      httpLimits
+	trs      transports
 	rp       *httputil.ReverseProxy
 	audit    *auditor
 	appr     *approvals
 
+	// srv serves the proxy listener; inner serves HTTP/1.1 inside
+	// intercepted tunnels; h2 serves h2 inside them.
+	srv   *http.Server
 	inner *http.Server
 	h2    *http2.Server
 
@@ -112,11 +117,15 @@ type Proxy struct {
 	// host lookup and an audit line).
 	dnsLimit *rate.Limiter
 
-	upMu   sync.Mutex
-	upIdle map[upKey][]*upstream
+	// peerSem bounds concurrent peer lookups (see peerCache).
+	peerSem chan struct{}
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	mu sync.Mutex
+	// conns holds every client connection accepted on the proxy listener,
+	// served or hijacked (tunnels), until it closes; idle counts those
+	// waiting between requests.
+	conns map[net.Conn]*clientConn
+	idle  int
 	// closed: by Close or Finish, nothing more is accepted; socketsClosed:
 	// by Close, the listeners and connections are closed too.
 	closed, socketsClosed bool
@@ -138,7 +147,7 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.LookupEnv == nil {
 		cfg.LookupEnv = os.LookupEnv
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Logger, resolver: cfg.Resolver, conns: map[net.Conn]struct{}{}, upIdle: map[upKey][]*upstream{}}
+	p := &Proxy{cfg: cfg, log: cfg.Logger, resolver: cfg.Resolver, conns: map[net.Conn]*clientConn{}, peerSem: make(chan struct{}, 2)}
 	if p.resolver == nil {
 		p.resolver = net.DefaultResolver
 	}
@@ -173,37 +182,21 @@ func New(cfg Config) (*Proxy, error) {
 	// No MPTCP: Landlock's TCP rules do not cover it, and there is no need.
 	p.dialer = &net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}
 	p.dialer.SetMultipathTCP(false)
-	p.tr = &http.Transport{
-		DialContext:           p.dialForward,
-		TLSClientConfig:       &tls.Config{RootCAs: cfg.UpstreamRoots, MinVersion: tls.VersionTLS12},
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   15 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: 0, // model calls can think for minutes
+	p.lim = defaultLimits
+	if cfg.limits != nil {
+		p.lim = *cfg.limits
 	}
+	p.trs = transports{p: p, m: map[string]*http.Transport{}}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:      rewrite,
-		Transport:    p.tr,
-		BufferPool:   bufPool{},
-		ErrorHandler: p.upstreamError,
-		ModifyResponse: func(r *http.Response) error {
-			if f, ok := r.Request.Context().Value(fwdKey).(*fwd); ok {
-				scrubResponse(r, f.ep)
-			}
-			return nil
-		},
-		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		Rewrite:        rewrite,
+		Transport:      &p.trs,
+		BufferPool:     bufPool{},
+		ModifyResponse: modifyResponse,
+		ErrorHandler:   p.upstreamError,
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
-	p.inner = &http.Server{
-		Handler:           p,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       5 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
-	}
-	p.h2 = &http2.Server{IdleTimeout: 5 * time.Minute}
+	p.srv, p.inner = p.newServer(false), p.newServer(true)
+	p.h2 = &http2.Server{IdleTimeout: p.lim.idleTimeout, MaxConcurrentStreams: 100}
 	return p, nil
 }
 
@@ -300,6 +293,7 @@ func (p *Proxy) Reload(np *policy.Policy) error {
 		p.log.Warn("egress policy", "warning", w)
 	}
 	p.gen.Store(g)
+	p.trs.retain(g)
 	p.log.Info("egress policy reloaded", "generation", g.id, "groups", len(np.NetworkPolicies))
 	return nil
 }
@@ -341,28 +335,14 @@ func (p *Proxy) Serve(l net.Listener) error {
 	if !p.addCloser(l) {
 		return nil
 	}
-	var delay time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return fmt.Errorf("egress: accept: %w", err)
-		}
-		delay = 0
-		if !p.track(c) {
-			c.Close()
-			return nil
-		}
-		go p.serveConn(c)
+	err := p.srv.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("egress: serve: %w", err)
+	}
+	return nil
 }
 
 // Close stops serving, closes every connection, and writes the audit
@@ -380,15 +360,14 @@ func (p *Proxy) Close() error {
 	closers := p.closers
 	p.closers = nil
 	p.mu.Unlock()
-	err := p.inner.Close()
+	err := errors.Join(p.srv.Close(), p.inner.Close())
 	for c := range conns {
 		_ = c.Close()
 	}
 	for _, c := range closers {
 		_ = c.Close()
 	}
-	p.tr.CloseIdleConnections()
-	p.closeUpstreams()
+	p.trs.closeIdle()
 	if !finished {
 		p.appr.close()
 		p.audit.close()
@@ -415,23 +394,6 @@ func (p *Proxy) Finish() error {
 	return nil
 }
 
-// track registers a hijacked connection so Close can end it.
-func (p *Proxy) track(c net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return false
-	}
-	p.conns[c] = struct{}{}
-	return true
-}
-
-func (p *Proxy) untrack(c net.Conn) {
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
-}
-
 // addCloser registers c for Close to close; it closes c and returns false
 // when the proxy is closed (or finished) already.
 func (p *Proxy) addCloser(c io.Closer) bool {
@@ -456,6 +418,12 @@ type connInfo struct {
 	tunnel *target
 	scheme string
 	peer   *peerCache
+	// cc is the accepted connection this one rides on (itself, or the
+	// CONNECT that opened the tunnel).
+	cc *clientConn
+	// pending: a request head was started on this connection and has not
+	// reached the handler (so a refusal by the server is audited).
+	pending atomic.Bool
 }
 
 // peerCache resolves the client's program once per connection, lazily.
@@ -464,10 +432,17 @@ type peerCache struct {
 	nsPid int
 	addr  netip.AddrPort
 	info  *peerInfo
+	// sem bounds the lookups running at once across the proxy's
+	// connections (each one is bounded by peerScanBudget).
+	sem chan struct{}
 }
 
 func (c *peerCache) get() *peerInfo {
 	c.once.Do(func() {
+		if c.sem != nil {
+			c.sem <- struct{}{}
+			defer func() { <-c.sem }()
+		}
 		pi, err := lookupPeer(c.nsPid, c.addr)
 		if err == nil {
 			c.info = pi

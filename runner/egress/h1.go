@@ -7,391 +7,328 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
+	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
-	"net/textproto"
-	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
-// The proxy's own HTTP/1.1 loop. One goroutine per client connection reads
-// a request with the standard parser (which refuses ambiguous framing),
-// decides it, and forwards it on a connection to the upstream that stays
-// with this client connection while it targets the same host. Compared with
-// net/http's server + reverse proxy + transport, this saves the background
-// reader, the transport's two goroutines and their hand-offs per request.
+// HTTP/1.1 is served by net/http: one http.Server on the proxy listener
+// (CONNECT and absolute-form requests) and one for the HTTP/1.1 requests
+// inside intercepted tunnels; allowed requests go through
+// httputil.ReverseProxy and a pooled http.Transport, as h2 requests do. The
+// server and the transport own framing (Expect: 100-continue, chunking,
+// keep-alive, retries of requests that are safe to replay); the proxy owns
+// the decision, the credentials and the audit line, in ServeHTTP and
+// evalRequest for both protocols.
 
-const (
-	idleTimeout    = 5 * time.Minute
-	maxHeaderBytes = 1 << 20
-)
-
-// upKey identifies interchangeable upstream connections: same scheme and
-// target, dialled under the same endpoint's address checks.
-type upKey struct {
-	scheme, t string
-	ep        *endpoint
+// httpLimits bounds what a sandbox can make the supervisor hold.
+type httpLimits struct {
+	// maxHeaderBytes bounds a request head (net/http allows 4 KiB more).
+	maxHeaderBytes int
+	// maxRespHeaderBytes bounds an upstream response head.
+	maxRespHeaderBytes int64
+	// readHeaderTimeout bounds the time to send a request head.
+	readHeaderTimeout time.Duration
+	// idleTimeout closes a client connection idle between requests.
+	idleTimeout time.Duration
+	// maxConns bounds client connections (served and tunnels); past it a
+	// new connection first evicts the longest-idle one, else is closed.
+	maxConns int
+	// maxIdleConns bounds client connections idle between requests; past
+	// it the longest-idle one is closed.
+	maxIdleConns int
+	// upstream pool (per dial class): idle connections in all, per host,
+	// and how long one stays idle.
+	upIdle, upIdlePerHost int
+	upIdleTimeout         time.Duration
 }
 
-// upstream is a connection to an upstream, pooled between requests.
-type upstream struct {
-	key  upKey
-	idle time.Time
-	ep   *endpoint
-	conn net.Conn
-	// br is held only while a response is read or bytes are buffered.
-	br *bufio.Reader
+var defaultLimits = httpLimits{
+	maxHeaderBytes:     32 << 10,
+	maxRespHeaderBytes: 64 << 10,
+	readHeaderTimeout:  10 * time.Second,
+	idleTimeout:        2 * time.Minute,
+	maxConns:           2048,
+	maxIdleConns:       1024,
+	upIdle:             1024,
+	upIdlePerHost:      1024,
+	upIdleTimeout:      90 * time.Second,
 }
 
-func (u *upstream) close() {
-	if u != nil && u.conn != nil {
-		u.conn.Close()
-		if u.br != nil && u.br.Buffered() == 0 {
-			putReader(u.br)
-		}
-		u.br = nil
+// clientConn is one connection accepted on the proxy listener.
+type clientConn struct {
+	c  net.Conn
+	ci *connInfo
+	// idleSince is set while the connection (or the HTTP/1.1 tunnel it
+	// carries) waits between requests; guarded by Proxy.mu.
+	idleSince time.Time
+	// hijacked: taken from the server (a WebSocket upgrade or a CONNECT);
+	// guarded by Proxy.mu.
+	hijacked bool
+}
+
+// newServer builds the HTTP/1.1 server for the proxy listener or, with
+// inner, for the connections inside intercepted tunnels.
+func (p *Proxy) newServer(inner bool) *http.Server {
+	s := &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: p.lim.readHeaderTimeout,
+		IdleTimeout:       p.lim.idleTimeout,
+		MaxHeaderBytes:    p.lim.maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		ConnState:         p.connState,
+		// Only HTTP/1.1 here: h2 is negotiated by ALPN in serveTunnel.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
+	if inner {
+		s.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey, c.(*tunnelConn).ci)
+		}
+	} else {
+		s.ConnContext = p.accept
+	}
+	return s
 }
 
-// serveConn serves one connection accepted on the proxy listener.
-func (p *Proxy) serveConn(c net.Conn) {
-	defer p.untrack(c)
-	defer c.Close()
+// accept registers a connection from the proxy listener, enforcing the
+// connection cap, and attaches its connInfo.
+func (p *Proxy) accept(ctx context.Context, c net.Conn) context.Context {
 	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	ci := &connInfo{client: ap, peer: &peerCache{nsPid: int(p.nsPid.Load()), addr: ap}}
-	p.h1loop(c, c, ci, nil, "")
-}
-
-// h1loop serves HTTP/1.1 requests on c until it closes. tunnel is nil on
-// the proxy listener (CONNECT and absolute-form requests), or the target of
-// an inspected tunnel (origin-form requests for that target only).
-func (p *Proxy) h1loop(c net.Conn, src io.Reader, ci *connInfo, tunnel *target, scheme string) {
-	// The request head is read under a size limit (the standard parser has
-	// none of its own); bodies are not limited.
-	lim := &io.LimitedReader{R: src}
-	br := bufio.NewReaderSize(lim, 4096)
-	for {
-		// One deadline per request: an idle keep-alive connection, a slow
-		// header and a stalled body all end after idleTimeout.
-		_ = c.SetReadDeadline(time.Now().Add(idleTimeout))
-		lim.N = maxHeaderBytes + int64(br.Buffered())
-		req, err := http.ReadRequest(br)
-		lim.N = math.MaxInt64
-		if err != nil {
-			if br.Buffered() > 0 || !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isTimeout(err) {
-				writeRaw(newLazyBuf(c), http.StatusBadRequest, "application/json", []byte(`{"error":"bad request","detail":"malformed HTTP request"}`+"\n"), true)
-			}
-			return
-		}
-		bw := newLazyBuf(c)
-		keep := p.h1request(c, br, bw, req, ci, tunnel, scheme)
-		_ = bw.Flush()
-		if !keep {
-			return
-		}
-	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// h1request handles one request; it reports whether the connection stays
-// open for another.
-func (p *Proxy) h1request(c net.Conn, br *bufio.Reader, bw *lazyBuf, req *http.Request, ci *connInfo, tunnel *target, scheme string) bool {
-	{
-		ctx := context.WithValue(context.Background(), connKey, ci)
-		var (
-			t   target
-			sch = scheme
-		)
-		switch {
-		case tunnel != nil:
-			t = *tunnel
-			if !hostMatchesTunnel(req.Host, t) {
-				p.rawDeny(bw, req, ci, t, &verdict{action: Deny,
-					reason:  fmt.Sprintf("Host header %q does not match the CONNECT target %s", clip(req.Host), t),
-					missing: "send requests for the host the tunnel was opened to"}, "")
-				return false
-			}
-		case req.Method == http.MethodConnect:
-			p.rawConnect(ctx, c, br, bw, req, ci)
-			return false
-		case req.URL.IsAbs() && req.URL.Scheme == "http" && req.URL.Host != "":
-			host, port, err := splitHostPort(req.URL.Host, 80)
-			if err != nil {
-				writeRaw(bw, http.StatusBadRequest, "application/json", []byte(`{"error":"bad proxy request","detail":"bad request target"}`+"\n"), true)
-				return false
-			}
-			t, err = parseTarget(host, port)
-			if err != nil {
-				p.rawDeny(bw, req, ci, target{host: clip(host), port: port}, &verdict{action: Deny, reason: err.Error(),
-					missing: "use the host's DNS name or its canonical dotted-quad address"}, "")
-				return false
-			}
-			sch = "http"
-		case req.URL.IsAbs():
-			writeRaw(bw, http.StatusBadRequest, "application/json", []byte(fmt.Sprintf(`{"error":"bad proxy request","detail":"scheme %q cannot be forwarded; use CONNECT for https and wss"}`+"\n", req.URL.Scheme)), true)
-			return false
-		default:
-			writeRaw(bw, http.StatusBadRequest, "application/json", []byte(`{"error":"bad proxy request","detail":"this is nemoclaw's egress proxy: send proxy requests (set HTTP_PROXY/HTTPS_PROXY), not origin requests"}`+"\n"), true)
-			return false
-		}
-		f, v, path := p.evalRequest(ctx, req, ci, t, sch)
-		if v != nil {
-			p.rawDeny(bw, req, ci, t, v, path)
-			return false
-		}
-		return p.forward(ctx, c, br, bw, req, f, ci)
-	}
-}
-
-func hostMatchesTunnel(h string, t target) bool {
-	hh, hp, err := splitHostPort(h, t.port)
-	if err != nil || hp != t.port {
-		return false
-	}
-	if strings.EqualFold(strings.TrimSuffix(hh, "."), t.host) {
-		return true
-	}
-	ht, err := parseTarget(hh, hp)
-	return err == nil && ht.host == t.host
-}
-
-// hopHeaders are connection-scoped and never forwarded.
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-func stripHop(h http.Header, keepUpgrade bool) {
-	for _, f := range h["Connection"] {
-		for _, k := range strings.Split(f, ",") {
-			if k = textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(k)); k != "" && !(keepUpgrade && k == "Upgrade") {
-				h.Del(k)
-			}
-		}
-	}
-	for _, k := range hopHeaders {
-		if keepUpgrade && (k == "Upgrade" || k == "Connection") {
-			continue
-		}
-		h.Del(k)
-	}
-}
-
-// forward sends req upstream on the sticky connection (dialling a checked
-// address when needed) and copies the response back. It returns the
-// upstream to keep and whether the client connection stays open.
-func (p *Proxy) forward(ctx context.Context, c net.Conn, br *bufio.Reader, bw *lazyBuf, req *http.Request, f *fwd, ci *connInfo) bool {
-	ws := isWebSocket(req)
-	key := upKey{scheme: f.scheme, t: f.t.String(), ep: f.ep}
-	up := p.getUpstream(key)
-	clientClose := req.Close
-	stripHop(req.Header, ws)
-	if ws {
-		req.Header.Set("Connection", "Upgrade")
-	}
-	path, err := url.PathUnescape(f.escPath)
-	if err != nil {
-		path = f.escPath
-	}
-	req.URL = &url.URL{Path: path, RawPath: f.escPath, RawQuery: req.URL.RawQuery}
-	applyCredentials(req, f.ep)
-	req.Host = hostHeader(f)
-	req.Close = false
-	if _, ok := req.Header["User-Agent"]; !ok {
-		req.Header["User-Agent"] = []string{""} // Request.Write would add Go's
-	}
-	for attempt := 0; ; attempt++ {
-		fresh := up == nil
-		if fresh {
-			var err error
-			if up, err = p.dialUpstream(ctx, f, key); err != nil {
-				p.rawUpstreamError(bw, req, ci, f, err)
-				return false
-			}
-		}
-		ubw := newLazyBuf(up.conn)
-		err := req.Write(ubw)
-		if ferr := ubw.Flush(); err == nil {
-			err = ferr
-		}
-		if up.br == nil {
-			up.br = getReader(up.conn)
-		}
-		var resp *http.Response
-		if err == nil {
-			resp, err = http.ReadResponse(up.br, req)
-		}
-		if err != nil {
-			up.close()
-			up = nil
-			// A kept-alive upstream may have closed between requests; retry
-			// once on a fresh connection when nothing of the body was sent.
-			if !fresh && attempt == 0 && (req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0) {
-				continue
-			}
-			p.rawUpstreamError(bw, req, ci, f, err)
-			return false
-		}
-		scrubResponse(resp, f.ep)
-		return p.relayResponse(c, br, bw, req, resp, up, ws, clientClose)
-	}
-}
-
-func (p *Proxy) relayResponse(c net.Conn, br *bufio.Reader, bw *lazyBuf, req *http.Request, resp *http.Response, up *upstream, ws, clientClose bool) bool {
-	if ws && resp.StatusCode == http.StatusSwitchingProtocols {
-		resp.Body = nil
-		if err := resp.Write(bw); err != nil || bw.Flush() != nil {
-			up.close()
-			return false
-		}
-		uc := net.Conn(&peekConn{Conn: up.conn, r: up.br})
-		cc := net.Conn(&peekConn{Conn: c, r: br})
-		_ = c.SetReadDeadline(time.Time{})
-		p.spliceConns(cc, uc)
-		return false
-	}
-	upClose := resp.Close
-	stripHop(resp.Header, false)
-	resp.Close = clientClose
-	var w io.Writer = bw
-	if resp.ContentLength < 0 {
-		w = flushWriter{bw} // streamed (SSE, chunked): pass chunks through at once
-	}
-	err := resp.Write(w)
-	if err == nil {
-		err = bw.Flush()
-	}
-	resp.Body.Close()
-	if upClose || err != nil {
-		up.close()
-	} else {
-		p.putUpstream(up)
-	}
-	return err == nil && !clientClose && !resp.Close
-}
-
-type flushWriter struct{ bw *lazyBuf }
-
-// Write implements io.Writer.
-func (f flushWriter) Write(b []byte) (int, error) {
-	n, err := f.bw.Write(b)
-	if err == nil {
-		err = f.bw.Flush()
-	}
-	return n, err
-}
-
-func hostHeader(f *fwd) string {
-	if (f.scheme == "https" && f.t.port == 443) || (f.scheme == "http" && f.t.port == 80) {
-		if f.t.ip.Is6() {
-			return "[" + f.t.host + "]"
-		}
-		return f.t.host
-	}
-	return f.t.String()
-}
-
-// dialUpstream connects to a checked address of f's target and, for https,
-// verifies the upstream's certificate against the configured roots.
-func (p *Proxy) dialUpstream(ctx context.Context, f *fwd, key upKey) (*upstream, error) {
-	conn, err := p.dialChecked(ctx, f.t, f.ep)
-	if err != nil {
-		return nil, err
-	}
-	if f.scheme == "https" {
-		cfg := &tls.Config{RootCAs: p.cfg.UpstreamRoots, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
-		if !f.t.ip.IsValid() {
-			cfg.ServerName = f.t.host
+	ci := &connInfo{client: ap, peer: &peerCache{nsPid: int(p.nsPid.Load()), addr: ap, sem: p.peerSem}}
+	cc := &clientConn{c: c, ci: ci}
+	ci.cc = cc
+	var evict net.Conn
+	p.mu.Lock()
+	switch {
+	case p.closed:
+		evict = c // by Finish or Close: closed unanswered
+	case len(p.conns) >= p.lim.maxConns:
+		if old := p.oldestIdleLocked(); old != nil {
+			evict = old.c
+			p.forgetLocked(old)
+			p.conns[c] = cc
 		} else {
-			cfg.ServerName = f.t.ip.String()
+			evict = c
 		}
-		tc := tls.Client(conn, cfg)
-		hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		err := tc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("tls to %s: %w", f.t, err)
-		}
-		conn = tc
+	default:
+		p.conns[c] = cc
 	}
-	return &upstream{key: key, conn: conn}, nil
+	p.mu.Unlock()
+	if evict != nil {
+		if evict == c {
+			p.log.Warn("egress connection refused", "client", ap, "reason",
+				fmt.Sprintf("%d client connections are open (the proxy's cap) and none is idle", p.lim.maxConns))
+		}
+		_ = evict.Close()
+	}
+	return context.WithValue(ctx, connKey, ci)
 }
 
-// rawDeny writes the 403 denial and marks the connection for closing.
-func (p *Proxy) rawDeny(bw *lazyBuf, req *http.Request, ci *connInfo, t target, v *verdict, path string) {
-	writeRaw(bw, v.httpStatus(), "application/json", p.denial(req, ci, t, v, path), true)
-}
-
-func (p *Proxy) rawUpstreamError(bw *lazyBuf, req *http.Request, ci *connInfo, f *fwd, err error) {
-	var se *ssrfError
-	if errors.As(err, &se) {
-		cp, _ := Canonicalize(f.escPath, true)
-		v := &verdict{action: Deny, reason: se.Error(),
-			missing: fmt.Sprintf("allowed_ips covering the address on %s (loopback and private ranges must be named)", se.rule)}
-		writeRaw(bw, http.StatusForbidden, "application/json", p.denial(req, ci, f.t, v, cp.String()), true)
+// connState tracks idleness (for the idle cap) and request heads that the
+// server refused before the handler saw them (for the audit log).
+func (p *Proxy) connState(c net.Conn, s http.ConnState) {
+	var ci *connInfo
+	if tc, ok := c.(*tunnelConn); ok {
+		ci = tc.ci
+		if s == http.StateClosed || s == http.StateHijacked {
+			tc.closed()
+		}
+	} else {
+		p.mu.Lock()
+		if cc := p.conns[c]; cc != nil {
+			ci = cc.ci
+		}
+		p.mu.Unlock()
+	}
+	if ci == nil {
 		return
 	}
-	p.log.Debug("egress upstream", "target", f.t.String(), "err", err)
-	body := fmt.Sprintf(`{"error":"upstream unreachable","detail":%s}`+"\n", strconv.Quote(fmt.Sprintf("upstream %s: %v", f.t, err)))
-	writeRaw(bw, http.StatusBadGateway, "application/json", []byte(body), true)
-}
-
-// writeRaw writes a complete small response.
-func writeRaw(bw *lazyBuf, status int, ctype string, body []byte, closeConn bool) {
-	fmt.Fprintf(bw, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n", status, http.StatusText(status), ctype, len(body))
-	if closeConn {
-		bw.WriteString("Connection: close\r\n")
+	switch s {
+	case http.StateActive:
+		ci.pending.Store(true)
+		p.setIdle(ci.cc, false)
+	case http.StateIdle:
+		p.setIdle(ci.cc, true)
+	case http.StateHijacked:
+		if ci.tunnel == nil {
+			p.mu.Lock()
+			ci.cc.hijacked = true
+			p.mu.Unlock()
+		}
+	case http.StateClosed:
+		if ci.pending.Swap(false) {
+			p.auditRefused(ci, 0, "the request head was malformed, over the size limit, or not complete in time; the proxy answered 400/431/408 or closed the connection")
+		}
+		if ci.tunnel == nil {
+			p.untrack(c)
+		} else {
+			p.setIdle(ci.cc, false)
+		}
 	}
-	bw.WriteString("\r\n")
-	bw.Write(body)
-	_ = bw.Flush()
 }
 
-// rawConnect decides a CONNECT and then tunnels or inspects.
-func (p *Proxy) rawConnect(ctx context.Context, c net.Conn, br *bufio.Reader, bw *lazyBuf, req *http.Request, ci *connInfo) {
-	host, port, err := splitHostPort(req.Host, 0)
+// setIdle marks cc idle or busy and closes the longest-idle connection
+// when there are more idle ones than the cap.
+func (p *Proxy) setIdle(cc *clientConn, idle bool) {
+	if cc == nil {
+		return
+	}
+	var evict net.Conn
+	p.mu.Lock()
+	if _, ok := p.conns[cc.c]; ok {
+		switch {
+		case idle && cc.idleSince.IsZero():
+			cc.idleSince = time.Now()
+			p.idle++
+		case !idle && !cc.idleSince.IsZero():
+			cc.idleSince = time.Time{}
+			p.idle--
+		}
+		if p.idle > p.lim.maxIdleConns {
+			if old := p.oldestIdleLocked(); old != nil {
+				evict = old.c
+				p.forgetLocked(old)
+			}
+		}
+	}
+	p.mu.Unlock()
+	if evict != nil {
+		_ = evict.Close()
+	}
+}
+
+// oldestIdleLocked finds the connection idle the longest (O(n), only when
+// a cap is reached).
+func (p *Proxy) oldestIdleLocked() *clientConn {
+	var old *clientConn
+	for _, cc := range p.conns {
+		if !cc.idleSince.IsZero() && (old == nil || cc.idleSince.Before(old.idleSince)) {
+			old = cc
+		}
+	}
+	return old
+}
+
+func (p *Proxy) forgetLocked(cc *clientConn) {
+	if !cc.idleSince.IsZero() {
+		p.idle--
+		cc.idleSince = time.Time{}
+	}
+	delete(p.conns, cc.c)
+}
+
+// untrackHijacked forgets a connection the handler's reverse proxy took
+// over (a WebSocket upgrade), once the handler is done with it.
+func (p *Proxy) untrackHijacked(cc *clientConn) {
+	p.mu.Lock()
+	if cc.hijacked {
+		p.forgetLocked(cc)
+	}
+	p.mu.Unlock()
+}
+
+func (p *Proxy) untrack(c net.Conn) {
+	p.mu.Lock()
+	if cc := p.conns[c]; cc != nil {
+		p.forgetLocked(cc)
+	}
+	p.mu.Unlock()
+}
+
+// auditRefused records a request the proxy refused before deciding it:
+// a malformed or incomplete request, or an h2 stream error.
+func (p *Proxy) auditRefused(ci *connInfo, status int, reason string) {
+	ev := &Event{Class: "HTTP Activity", Activity: "request", Decision: Deny, Reason: reason, Status: status, Gen: p.Generation()}
+	if ci.tunnel != nil {
+		ev.Host, ev.Port = ci.tunnel.host, ci.tunnel.port
+	}
+	p.audit.record(ev)
+}
+
+// tunnelConn is the client side of an intercepted tunnel (TLS terminated
+// or plain), served by Proxy.inner.
+type tunnelConn struct {
+	net.Conn
+	ci   *connInfo
+	once sync.Once
+	done chan struct{}
+}
+
+func (t *tunnelConn) closed() { t.once.Do(func() { close(t.done) }) }
+
+// oneConnListener hands one connection to http.Server.Serve and then
+// blocks until that connection is closed or hijacked, so that Serve
+// returns when the tunnel ends.
+type oneConnListener struct {
+	c      *tunnelConn
+	handed bool
+}
+
+// Accept implements net.Listener.
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	if !l.handed {
+		l.handed = true
+		return l.c, nil
+	}
+	<-l.c.done
+	return nil, io.EOF
+}
+
+// Close implements net.Listener.
+func (l *oneConnListener) Close() error { l.c.closed(); return nil }
+
+// Addr implements net.Listener.
+func (l *oneConnListener) Addr() net.Addr { return l.c.LocalAddr() }
+
+// serveTunnelH1 serves HTTP/1.1 on an intercepted tunnel until it closes.
+func (p *Proxy) serveTunnelH1(c net.Conn, ci *connInfo) {
+	tc := &tunnelConn{Conn: c, ci: ci, done: make(chan struct{})}
+	l := &oneConnListener{c: tc}
+	_ = p.inner.Serve(l)
+	if !l.handed { // the proxy is closing
+		c.Close()
+	}
+}
+
+// serveConnect decides a CONNECT, then tunnels the bytes or inspects them.
+// Every outcome leaves an audit line.
+func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, ci *connInfo) {
+	host, port, err := splitHostPort(r.Host, 0)
 	if err != nil || port == 0 {
-		writeRaw(bw, http.StatusBadRequest, "application/json", []byte(fmt.Sprintf(`{"error":"bad proxy request","detail":%s}`+"\n", strconv.Quote("CONNECT needs host:port, got "+clip(req.Host)))), true)
+		p.badRequest(w, r, ci, "CONNECT needs host:port, got "+clip(r.Host))
 		return
 	}
 	t, err := parseTarget(host, port)
 	if err != nil {
-		p.rawDeny(bw, req, ci, target{host: clip(host), port: port}, &verdict{action: Deny, reason: err.Error(),
+		p.denyRequest(w, r, ci, target{host: clip(host), port: port}, &verdict{action: Deny, reason: err.Error(),
 			missing: "use the host's DNS name or its canonical dotted-quad address"}, "")
 		return
 	}
 	g := p.gen.Load()
 	cands, v := g.candidates(t, ci.peer.get, p.appr.granted())
 	if v != nil && v.noEndpoint {
-		if p.waitApproval(ctx, t, ci, req.Method, "") {
+		if p.waitApproval(r.Context(), t, ci, r.Method, "") {
 			g = p.gen.Load()
 			cands, v = g.candidates(t, ci.peer.get, p.appr.granted())
 		}
 	}
 	if v != nil {
-		p.rawDeny(bw, req, ci, t, v, "")
+		p.denyRequest(w, r, ci, t, v, "")
 		return
-	}
-	established := func() bool {
-		_, _ = bw.WriteString("HTTP/1.1 200 Connection established\r\n\r\n")
-		return bw.Flush() == nil
-	}
-	cc := net.Conn(c)
-	if br.Buffered() > 0 {
-		cc = &peekConn{Conn: c, r: br}
 	}
 	if needsInspection(cands) {
 		p.record(&Event{Class: "Network Activity", Activity: "connect", Decision: Allow, Host: t.host, Port: t.port,
 			Rule: "inspect " + cands[0].ruleName(), Gen: g.id}, ci, cands)
-		if established() {
-			p.serveTunnel(cc, ci, t)
+		if c := p.established(w, ci); c != nil {
+			p.serveTunnel(c, ci, t)
 		}
 		return
 	}
@@ -401,7 +338,7 @@ func (p *Proxy) rawConnect(ctx context.Context, c net.Conn, br *bufio.Reader, bw
 		used *endpoint
 	)
 	for _, e := range cands {
-		if upc, last = p.dialChecked(ctx, t, e); last == nil {
+		if upc, last = p.dialChecked(r.Context(), t, e); last == nil {
 			used = e
 			break
 		}
@@ -409,71 +346,176 @@ func (p *Proxy) rawConnect(ctx context.Context, c net.Conn, br *bufio.Reader, bw
 	if upc == nil {
 		var se *ssrfError
 		if errors.As(last, &se) {
-			p.rawDeny(bw, req, ci, t, &verdict{action: Deny, reason: se.Error(),
+			p.denyRequest(w, r, ci, t, &verdict{action: Deny, reason: se.Error(),
 				missing: fmt.Sprintf("allowed_ips covering the address on %s (loopback and private ranges must be named)", se.rule)}, "")
 			return
 		}
-		writeRaw(bw, http.StatusBadGateway, "application/json", []byte(fmt.Sprintf(`{"error":"upstream unreachable","detail":%s}`+"\n", strconv.Quote(fmt.Sprintf("connect %s: %v", t, last)))), true)
+		msg := fmt.Sprintf("connect %s: %v", t, last)
+		p.record(&Event{Class: "Network Activity", Activity: "connect", Decision: Allow, Host: t.host, Port: t.port,
+			Rule: cands[0].ruleName(), Reason: "upstream unreachable: " + msg, Status: http.StatusBadGateway, Gen: g.id}, ci, cands)
+		p.gatewayError(w, msg)
 		return
 	}
 	p.record(&Event{Class: "Network Activity", Activity: "connect", Decision: Allow, Host: t.host, Port: t.port,
 		Rule: used.ruleName(), Gen: g.id}, ci, cands)
-	if !established() {
+	c := p.established(w, ci)
+	if c == nil {
 		upc.Close()
 		return
 	}
-	_ = c.SetReadDeadline(time.Time{})
-	p.spliceConns(cc, upc)
+	p.spliceConns(c, upc)
 }
 
-const (
-	upIdleMax     = 512
-	upIdleTimeout = 90 * time.Second
-)
+// established takes the client connection from the server and answers the
+// CONNECT; nil when the client is gone. The caller owns the connection.
+func (p *Proxy) established(w http.ResponseWriter, ci *connInfo) net.Conn {
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		p.log.Debug("egress connect hijack", "err", err)
+		return nil
+	}
+	_ = c.SetDeadline(time.Time{})
+	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		c.Close()
+		p.untrack(ci.cc.c)
+		return nil
+	}
+	if brw.Reader.Buffered() > 0 {
+		return &trackedConn{Conn: &peekConn{Conn: c, r: brw.Reader}, p: p, key: ci.cc.c}
+	}
+	return &trackedConn{Conn: c, p: p, key: ci.cc.c}
+}
 
-// getUpstream takes the most recently used idle connection for key.
-func (p *Proxy) getUpstream(key upKey) *upstream {
-	p.upMu.Lock()
-	defer p.upMu.Unlock()
-	list := p.upIdle[key]
-	for len(list) > 0 {
-		u := list[len(list)-1]
-		list = list[:len(list)-1]
-		if time.Since(u.idle) < upIdleTimeout {
-			p.upIdle[key] = list
-			return u
+// trackedConn is a hijacked client connection that leaves the proxy's
+// connection table when it is closed.
+type trackedConn struct {
+	net.Conn
+	p    *Proxy
+	key  net.Conn
+	once sync.Once
+}
+
+// Close implements net.Conn.
+func (t *trackedConn) Close() error {
+	err := t.Conn.Close()
+	t.once.Do(func() { t.p.untrack(t.key) })
+	return err
+}
+
+// CloseWrite half-closes the underlying TCP connection.
+func (t *trackedConn) CloseWrite() error {
+	if cw, ok := t.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return t.Conn.Close()
+}
+
+// CloseWrite lets spliceConns half-close a peeked connection.
+func (c *peekConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// transports holds one http.Transport per dial class: the endpoint fields
+// that decide which addresses may be dialled. A pooled upstream connection
+// is reused only for requests whose endpoint would have dialled it, and the
+// pools outlive policy generations (a reload that keeps an endpoint's
+// address rules keeps its connections).
+type transports struct {
+	p  *Proxy
+	mu sync.Mutex
+	m  map[string]*http.Transport
+}
+
+// dialClass keys the transports: everything ipAllowed reads.
+func dialClass(e *endpoint) string {
+	if len(e.nets) == 0 && !e.hostIP.IsValid() && !e.exact {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(strconv.FormatBool(e.exact))
+	b.WriteByte('|')
+	b.WriteString(e.hostIP.String())
+	for _, n := range e.nets {
+		b.WriteByte('|')
+		b.WriteString(n.String())
+	}
+	return b.String()
+}
+
+func (ts *transports) get(class string) *http.Transport {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if tr := ts.m[class]; tr != nil {
+		return tr
+	}
+	p := ts.p
+	tr := &http.Transport{
+		DialContext:            p.dialForward,
+		TLSClientConfig:        &tls.Config{RootCAs: p.cfg.UpstreamRoots, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           p.lim.upIdle,
+		MaxIdleConnsPerHost:    p.lim.upIdlePerHost,
+		IdleConnTimeout:        p.lim.upIdleTimeout,
+		TLSHandshakeTimeout:    15 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		ResponseHeaderTimeout:  0, // model calls can think for minutes
+		MaxResponseHeaderBytes: p.lim.maxRespHeaderBytes,
+		// Pass bodies as they are: no Accept-Encoding added, nothing
+		// decompressed.
+		DisableCompression: true,
+	}
+	ts.m[class] = tr
+	return tr
+}
+
+// RoundTrip implements http.RoundTripper for the reverse proxy.
+func (ts *transports) RoundTrip(r *http.Request) (*http.Response, error) {
+	f, ok := r.Context().Value(fwdKey).(*fwd)
+	if !ok || f.ep == nil {
+		return nil, errors.New("round trip: no policy decision attached")
+	}
+	return ts.get(dialClass(f.ep)).RoundTrip(r)
+}
+
+// retain drops the transports no endpoint of g uses any more, closing
+// their idle connections (busy ones close when their response ends and
+// the idle timeout passes).
+func (ts *transports) retain(g *generation) {
+	keep := map[string]bool{"": true}
+	for _, e := range g.eps {
+		keep[dialClass(e)] = true
+	}
+	ts.mu.Lock()
+	var drop []*http.Transport
+	for k, tr := range ts.m {
+		if !keep[k] {
+			drop = append(drop, tr)
+			delete(ts.m, k)
 		}
-		u.close()
 	}
-	delete(p.upIdle, key)
-	return nil
+	ts.mu.Unlock()
+	for _, tr := range drop {
+		tr.CloseIdleConnections()
+	}
 }
 
-// putUpstream returns a connection whose response was fully read.
-func (p *Proxy) putUpstream(u *upstream) {
-	u.idle = time.Now()
-	if u.br != nil && u.br.Buffered() == 0 {
-		putReader(u.br) // idle connections hold no buffers
-		u.br = nil
+func (ts *transports) closeIdle() {
+	ts.mu.Lock()
+	trs := slices.Collect(maps.Values(ts.m))
+	ts.mu.Unlock()
+	for _, tr := range trs {
+		tr.CloseIdleConnections()
 	}
-	p.upMu.Lock()
-	defer p.upMu.Unlock()
-	if p.upIdle == nil || len(p.upIdle[u.key]) >= upIdleMax {
-		u.close()
-		return
-	}
-	p.upIdle[u.key] = append(p.upIdle[u.key], u)
 }
 
-// closeUpstreams closes every idle upstream connection.
-func (p *Proxy) closeUpstreams() {
-	p.upMu.Lock()
-	idle := p.upIdle
-	p.upIdle = nil
-	p.upMu.Unlock()
-	for _, l := range idle {
-		for _, u := range l {
-			u.close()
-		}
-	}
+// peekConn is a conn whose first bytes were already read into r.
+type peekConn struct {
+	net.Conn
+	r *bufio.Reader
 }
+
+// Read implements io.Reader.
+func (c *peekConn) Read(b []byte) (int, error) { return c.r.Read(b) }

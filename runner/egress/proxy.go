@@ -20,38 +20,71 @@ import (
 	"golang.org/x/net/http2"
 )
 
-// ServeHTTP is the proxy's request entry point, both for requests on the
-// proxy listener (CONNECT, absolute-form) and for requests read from an
-// intercepted tunnel.
+// ServeHTTP is the proxy's request entry point, for HTTP/1.1 requests on
+// the proxy listener (CONNECT, absolute-form) and for HTTP/1.1 and h2
+// requests read from an intercepted tunnel.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ci, _ := r.Context().Value(connKey).(*connInfo)
 	if ci == nil {
 		http.Error(w, "no connection context", http.StatusInternalServerError)
 		return
 	}
+	ci.pending.Store(false)
 	if ci.tunnel != nil {
 		// The tunnel's target decides where we connect; a Host header that
 		// names another host would make the policy judge one host and the
 		// upstream serve another.
-		hh, hp, err := splitHostPort(r.Host, ci.tunnel.port)
-		if err != nil || !strings.EqualFold(strings.TrimSuffix(strings.Trim(hh, "[]"), "."), ci.tunnel.host) || hp != ci.tunnel.port {
-			if ht, err2 := parseTarget(hh, hp); err2 != nil || ht.host != ci.tunnel.host || hp != ci.tunnel.port {
-				p.denyRequest(w, r, ci, *ci.tunnel, &verdict{action: Deny,
-					reason:  fmt.Sprintf("Host header %q does not match the CONNECT target %s", clip(r.Host), ci.tunnel),
-					missing: "send requests for the host the tunnel was opened to"}, "")
-				return
-			}
+		if !hostMatchesTunnel(r.Host, *ci.tunnel) {
+			p.denyRequest(w, r, ci, *ci.tunnel, &verdict{action: Deny,
+				reason:  fmt.Sprintf("Host header %q does not match the CONNECT target %s", clip(r.Host), ci.tunnel),
+				missing: "send requests for the host the tunnel was opened to"}, "")
+			return
 		}
 		p.handleRequest(w, r, ci, *ci.tunnel, ci.scheme)
 		return
 	}
-	// Requests on the proxy listener are served by h1loop; only h2
-	// requests from inspected tunnels arrive here.
-	p.badRequest(w, "this is nemoclaw's egress proxy: send proxy requests (set HTTP_PROXY/HTTPS_PROXY)")
+	switch {
+	case r.Method == http.MethodConnect:
+		p.serveConnect(w, r, ci)
+	case r.URL.IsAbs() && r.URL.Scheme == "http" && r.URL.Host != "":
+		host, port, err := splitHostPort(r.URL.Host, 80)
+		if err != nil {
+			p.badRequest(w, r, ci, "bad request target "+clip(r.URL.Host))
+			return
+		}
+		t, err := parseTarget(host, port)
+		if err != nil {
+			p.denyRequest(w, r, ci, target{host: clip(host), port: port}, &verdict{action: Deny, reason: err.Error(),
+				missing: "use the host's DNS name or its canonical dotted-quad address"}, "")
+			return
+		}
+		p.handleRequest(w, r, ci, t, "http")
+		p.untrackHijacked(ci.cc)
+	case r.URL.IsAbs():
+		p.badRequest(w, r, ci, fmt.Sprintf("scheme %q cannot be forwarded; use CONNECT for https and wss", clip(r.URL.Scheme)))
+	default:
+		p.badRequest(w, r, ci, "this is nemoclaw's egress proxy: send proxy requests (set HTTP_PROXY/HTTPS_PROXY), not origin requests")
+	}
 }
 
-func (p *Proxy) badRequest(w http.ResponseWriter, msg string) {
+func hostMatchesTunnel(h string, t target) bool {
+	hh, hp, err := splitHostPort(h, t.port)
+	if err != nil || hp != t.port {
+		return false
+	}
+	if strings.EqualFold(strings.TrimSuffix(strings.Trim(hh, "[]"), "."), t.host) {
+		return true
+	}
+	ht, err := parseTarget(hh, hp)
+	return err == nil && ht.host == t.host
+}
+
+// badRequest answers 400 with a JSON body, closes the connection and
+// records the refusal.
+func (p *Proxy) badRequest(w http.ResponseWriter, r *http.Request, ci *connInfo, msg string) {
+	p.auditRefused(ci, http.StatusBadRequest, msg)
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Connection", "close")
 	w.WriteHeader(http.StatusBadRequest)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": "bad proxy request", "detail": msg})
 }
@@ -76,15 +109,6 @@ func (p *Proxy) spliceConns(a, b net.Conn) {
 	b.Close()
 }
 
-// peekConn is a conn whose first bytes were already read into r.
-type peekConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-// Read implements io.Reader.
-func (c *peekConn) Read(b []byte) (int, error) { return c.r.Read(b) }
-
 // serveTunnel reads the first byte of an inspected tunnel: a TLS handshake
 // is terminated with a leaf from the sandbox CA (h2 offered via ALPN),
 // anything else is served as plain HTTP.
@@ -97,9 +121,10 @@ func (p *Proxy) serveTunnel(c net.Conn, outer *connInfo, t target) {
 		return
 	}
 	pc := &peekConn{Conn: c, r: br}
-	ci := &connInfo{client: outer.client, tunnel: &t, scheme: "http", peer: outer.peer}
+	ci := &connInfo{client: outer.client, tunnel: &t, scheme: "http", peer: outer.peer, cc: outer.cc}
 	if first[0] != 0x16 {
-		p.h1loop(pc, pc, ci, &t, "http")
+		_ = c.SetReadDeadline(time.Time{})
+		p.serveTunnelH1(pc, ci)
 		return
 	}
 	tc := tls.Server(pc, &tls.Config{
@@ -122,11 +147,17 @@ func (p *Proxy) serveTunnel(c net.Conn, outer *connInfo, t target) {
 	ci.scheme = "https"
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
 		ctx := context.WithValue(context.Background(), connKey, ci)
-		p.h2.ServeConn(tc, &http2.ServeConnOpts{Context: ctx, Handler: p, BaseConfig: p.inner})
+		// A copy per tunnel, so that stream and connection errors (which
+		// never reach the handler) are audited against this tunnel.
+		h2 := *p.h2
+		h2.CountError = func(errType string) {
+			p.auditRefused(ci, 0, "h2 stream or connection error ("+errType+"); the proxy reset it")
+		}
+		h2.ServeConn(tc, &http2.ServeConnOpts{Context: ctx, Handler: p, BaseConfig: p.inner})
 		tc.Close()
 		return
 	}
-	p.h1loop(tc, tc, ci, &t, "https")
+	p.serveTunnelH1(tc, ci)
 }
 
 // fwd is what the reverse proxy needs to forward one allowed request.
@@ -137,8 +168,8 @@ type fwd struct {
 	escPath string
 }
 
-// handleRequest evaluates one HTTP request and forwards it when allowed
-// (the net/http path, used for h2 clients on intercepted tunnels).
+// handleRequest evaluates one HTTP request (HTTP/1.1 or h2) and forwards
+// it when allowed.
 func (p *Proxy) handleRequest(w http.ResponseWriter, r *http.Request, ci *connInfo, t target, scheme string) {
 	f, v, path := p.evalRequest(r.Context(), r, ci, t, scheme)
 	if v != nil {
@@ -146,6 +177,24 @@ func (p *Proxy) handleRequest(w http.ResponseWriter, r *http.Request, ci *connIn
 		return
 	}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), fwdKey, f)))
+	// Trailers are never inspected, so none are passed on: the server
+	// sends those left in the header map under TrailerPrefix when this
+	// handler returns (modifyResponse keeps them from being announced).
+	for k := range w.Header() {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			delete(w.Header(), k)
+		}
+	}
+}
+
+// modifyResponse drops the upstream's trailers (see handleRequest) and
+// scrubs the bound secrets from what comes back (scrubResponse).
+func modifyResponse(res *http.Response) error {
+	res.Trailer = nil
+	if f, ok := res.Request.Context().Value(fwdKey).(*fwd); ok {
+		scrubResponse(res, f.ep)
+	}
+	return nil
 }
 
 // evalRequest decides one HTTP request against the current generation. On
@@ -246,6 +295,8 @@ func rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Header.Del("Forwarded")
 	pr.Out.Header.Del("X-Forwarded-For")
 	pr.Out.Header["User-Agent"] = pr.In.Header["User-Agent"]
+	// Request trailers are never inspected: none are sent upstream.
+	pr.Out.Trailer = nil
 	applyCredentials(pr.Out, f.ep)
 }
 
@@ -271,6 +322,10 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		return
 	}
 	if errors.Is(err, context.Canceled) {
+		if f != nil && ci != nil {
+			p.audit.record(&Event{Class: "HTTP Activity", Activity: "request", Decision: Allow, Host: f.t.host, Port: f.t.port,
+				Method: r.Method, Reason: "the client cancelled the request (closed or reset) before the response", Gen: p.Generation()})
+		}
 		return
 	}
 	target := ""
@@ -278,7 +333,11 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		target = f.t.String()
 	}
 	p.log.Debug("egress upstream", "target", target, "err", err)
-	p.gatewayError(w, fmt.Sprintf("upstream %s: %v", target, err))
+	msg := fmt.Sprintf("upstream %s: %v", target, err)
+	if strings.Contains(err.Error(), "server response headers exceeded") {
+		msg = fmt.Sprintf("upstream %s sent response headers over %d bytes, the proxy's limit; the response was dropped", target, p.lim.maxRespHeaderBytes)
+	}
+	p.gatewayError(w, msg)
 }
 
 func (p *Proxy) gatewayError(w http.ResponseWriter, msg string) {

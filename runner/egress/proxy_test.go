@@ -473,7 +473,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 }
 
-// TestHeaderLimit sends an endless request head: the proxy must answer 400
+// TestHeaderLimit sends an endless request head: the proxy must answer 431
 // and close instead of buffering it.
 func TestHeaderLimit(t *testing.T) {
 	t.Parallel()
@@ -494,7 +494,7 @@ func TestHeaderLimit(t *testing.T) {
 	}()
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil || resp.StatusCode != 400 {
+	if err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("oversized head: %v %v", resp, err)
 	}
 }
