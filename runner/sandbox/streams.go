@@ -18,6 +18,9 @@ import (
 // character devices (/dev/null; a terminal is the TTY code's business)
 // are handed over as they are: nothing of them outlives the run.
 type streamRelay struct {
+	// mu guards agentEnds: started runs from Start and again from the
+	// goroutine that waits for the agent.
+	mu        sync.Mutex
 	agentEnds []*os.File // the pipe ends the agent gets; closed once it has them
 	out       sync.WaitGroup
 }
@@ -95,6 +98,8 @@ func (sr *streamRelay) started() {
 	if sr == nil {
 		return
 	}
+	sr.mu.Lock()
+	defer sr.mu.Unlock()
 	for _, f := range sr.agentEnds {
 		f.Close()
 	}
