@@ -138,26 +138,16 @@ func (c *Client) download(ctx context.Context, repo *remote.Repository, ref Refe
 // referrers API, or the sha256-<hex> tag fallback on registries without
 // it) and fetches each one, checked against its digest.
 func (c *Client) fetchSignatures(ctx context.Context, repo *remote.Repository, subject string, desc ocispec.Descriptor) ([]sigArtifact, error) {
-	// No artifactType filter: some registries (go-containerregistry's, and
-	// older ones) report the config media type instead of the manifest's
-	// artifactType, so the manifest itself is checked below.
-	var refs []ocispec.Descriptor
-	err := repo.Referrers(ctx, desc, "", func(rs []ocispec.Descriptor) error {
-		refs = append(refs, rs...)
-		return nil
-	})
-	if err != nil && !errors.Is(err, errdef.ErrNotFound) {
+	refs, err := signatureCandidates(ctx, repo, desc)
+	if err != nil {
 		return nil, fmt.Errorf("list signatures of %s: %w", subject, err)
 	}
 	var sigs []sigArtifact
 	if len(refs) > maxReferrers {
-		c.log.Warn("too many referrers; checking only the first ones", "subject", subject, "referrers", len(refs), "checked", maxReferrers)
+		c.log.Warn("too many signature referrers; checking only the first ones", "subject", subject, "referrers", len(refs), "checked", maxReferrers)
 		refs = refs[:maxReferrers]
 	}
 	for _, r := range refs {
-		if r.ArtifactType != signing.BundleMediaType && r.ArtifactType != ocispec.MediaTypeEmptyJSON {
-			continue
-		}
 		r.MediaType = ocispec.MediaTypeImageManifest
 		mb, err := c.fetchBlob(ctx, repo.Manifests().Fetch, subject, "signature manifest", r, maxManifestBytes)
 		if err != nil {
@@ -175,6 +165,53 @@ func (c *Client) fetchSignatures(ctx context.Context, repo *remote.Repository, s
 		sigs = append(sigs, sigArtifact{desc: r, manifestBytes: mb, bundleDesc: bdesc, bundle: b})
 	}
 	return sigs, nil
+}
+
+// bundleContentAnnotation is set on signature manifests by nemoclaw and
+// cosign ("message-signature", "dsse-envelope").
+const bundleContentAnnotation = "dev.sigstore.bundle.content"
+
+// signatureCandidates lists the referrers of desc that may be Sigstore
+// bundles, most likely first, so that the cap on how many are read never
+// hides a signature behind SBOMs, attestations or other artifacts. The
+// registry filters by artifactType where it can (referrers API) and oras-go
+// filters the rest client-side. Registries that report a referrer's config
+// media type instead of its artifactType (go-containerregistry's, older
+// ones) list bundles as "application/vnd.oci.empty.v1+json": only when the
+// typed listing is empty are those read, the ones with a bundle annotation
+// first.
+func signatureCandidates(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	list := func(artifactType string) ([]ocispec.Descriptor, error) {
+		var refs []ocispec.Descriptor
+		err := repo.Referrers(ctx, desc, artifactType, func(rs []ocispec.Descriptor) error {
+			refs = append(refs, rs...)
+			return nil
+		})
+		if err != nil && !errors.Is(err, errdef.ErrNotFound) {
+			return nil, err
+		}
+		return refs, nil
+	}
+	typed, err := list(signing.BundleMediaType)
+	if err != nil || len(typed) > 0 {
+		return typed, err
+	}
+	all, err := list("")
+	if err != nil {
+		return nil, err
+	}
+	var annotated, untyped []ocispec.Descriptor
+	for _, r := range all {
+		switch {
+		case r.ArtifactType != "" && r.ArtifactType != ocispec.MediaTypeEmptyJSON:
+			// Typed as something else.
+		case r.Annotations[bundleContentAnnotation] != "":
+			annotated = append(annotated, r)
+		default:
+			untyped = append(untyped, r)
+		}
+	}
+	return append(annotated, untyped...), nil
 }
 
 // short abbreviates a digest for progress lines.

@@ -84,8 +84,8 @@ func (c *Client) Sign(ctx context.Context, o SignOptions) (*Signed, error) {
 		Layers:       []ocispec.Descriptor{bdesc},
 		Subject:      &mdesc,
 		Annotations: map[string]string{
-			ocispec.AnnotationCreated:     time.Now().UTC().Format(time.RFC3339),
-			"dev.sigstore.bundle.content": "message-signature",
+			ocispec.AnnotationCreated: time.Now().UTC().Format(time.RFC3339),
+			bundleContentAnnotation:   "message-signature",
 		},
 	}
 	smb, err := json.Marshal(sm)
