@@ -259,13 +259,24 @@ func (k *cache) commit(ctx context.Context, repoName string, a *artifact, sigs [
 }
 
 // unpacked returns Home/cache/blueprints/<hex> holding a's layer. An
-// existing directory is re-packed and compared with the layer digest; one
-// that differs (edited, truncated) is replaced.
-func (k *cache) unpacked(a *artifact) (string, error) {
+// existing directory is re-packed and compared with the tree the layer
+// holds (Pack's digest of it, which for a layer Pack made is the layer
+// digest, and for a foreign tar is not); one that differs (edited,
+// truncated) is replaced. A layer that is not a blueprint tree is a
+// refusal.
+func (k *cache) unpacked(subject string, a *artifact) (string, error) {
+	entries, err := readLayer(a.layer, a.layerDesc)
+	if err != nil {
+		return "", &RefusedError{Subject: subject, Reason: "its layer is not a blueprint directory", DecidedBy: "layer check", Err: err, Hint: packHint}
+	}
+	want, err := treeDigest(entries)
+	if err != nil {
+		return "", fmt.Errorf("cache: %s: %w", a.manifestDesc.Digest, err)
+	}
 	base := filepath.Join(k.dir, "blueprints")
 	dir := filepath.Join(base, a.manifestDesc.Digest.Encoded())
 	if _, err := os.Stat(dir); err == nil {
-		if b, err := Pack(dir); err == nil && digest.FromBytes(b) == a.layerDesc.Digest {
+		if b, err := Pack(dir); err == nil && digest.FromBytes(b) == want {
 			return dir, nil
 		}
 		k.log.Warn("unpacked blueprint differs from its verified layer; unpacking it again", "dir", dir)
@@ -277,7 +288,7 @@ func (k *cache) unpacked(a *artifact) (string, error) {
 		return "", fmt.Errorf("cache: %w", err)
 	}
 	tmp := filepath.Join(base, fmt.Sprintf(".unpack-%s-%d", a.manifestDesc.Digest.Encoded()[:12], time.Now().UnixNano()))
-	if err := Unpack(a.layer, tmp); err != nil {
+	if err := writeEntries(entries, tmp); err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", fmt.Errorf("cache: %s: %w", a.manifestDesc.Digest, err)
 	}

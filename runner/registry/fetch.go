@@ -313,7 +313,7 @@ func (c *Client) finish(ctx context.Context, k *cache, o FetchOptions, lock *Loc
 		}
 		commitErr <- k.commit(ctx, ref.Repo(), a, sigs)
 	}()
-	dir, err := k.unpacked(a)
+	dir, err := k.unpacked(subject, a)
 	if cerr := <-commitErr; cerr != nil {
 		return nil, cerr
 	}

@@ -1,10 +1,19 @@
 package registry
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -114,6 +123,166 @@ func TestSignatureBehindManyReferrers(t *testing.T) {
 			}
 			if f.Signer != "key "+signing.Fingerprint(kp.Public()) {
 				t.Errorf("signer %q", f.Signer)
+			}
+		})
+	}
+}
+
+// foreignTar packs dir the way other tools do: names under prefix ("./"
+// for `tar -C dir -cf x.tar .`, "bp/" for `oras push REF bp/`), real
+// times and modes, directory entries first, optionally gzip-compressed.
+func foreignTar(t *testing.T, dir, prefix string, gz bool) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	var w io.Writer = &buf
+	var zw *gzip.Writer
+	if gz {
+		zw = gzip.NewWriter(&buf)
+		w = zw
+	}
+	tw := tar.NewWriter(w)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		h, err := tar.FileInfoHeader(info, "")
+		if err != nil {
+			return err
+		}
+		h.Name = path.Join(prefix, filepath.ToSlash(rel))
+		if prefix == "./" && rel == "." {
+			h.Name = "./"
+		} else if prefix == "./" {
+			h.Name = "./" + filepath.ToSlash(rel)
+		}
+		if d.IsDir() && !strings.HasSuffix(h.Name, "/") {
+			h.Name += "/"
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		_, err = tw.Write(data)
+		return err
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil && zw != nil {
+		err = zw.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// pushLayer pushes a blueprint manifest around layer (as another tool
+// would) tagged tag, and returns its digest.
+func pushLayer(t *testing.T, c *Client, repoRef, tag, version string, layer []byte, ldesc ocispec.Descriptor) string {
+	t.Helper()
+	ctx := context.Background()
+	ref, _ := ParseReference(repoRef)
+	repo, err := c.repository(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ldesc.Digest, ldesc.Size = digest.FromBytes(layer), int64(len(layer))
+	for _, b := range []struct {
+		desc ocispec.Descriptor
+		data []byte
+	}{{ocispec.DescriptorEmptyJSON, ocispec.DescriptorEmptyJSON.Data}, {ldesc, layer}} {
+		if err := c.pushBlob(ctx, repo, ref, b.desc, b.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, ArtifactType: ArtifactType,
+		Config: ocispec.DescriptorEmptyJSON, Layers: []ocispec.Descriptor{ldesc}, Annotations: map[string]string{AnnotationVersion: version}}
+	mb, _ := json.Marshal(m)
+	mdesc := ocispec.Descriptor{MediaType: m.MediaType, ArtifactType: ArtifactType, Digest: digest.FromBytes(mb), Size: int64(len(mb))}
+	if err := repo.Manifests().PushReference(ctx, mdesc, bytes.NewReader(mb), tag); err != nil {
+		t.Fatal(err)
+	}
+	return mdesc.Digest.String()
+}
+
+// TestForeignLayers pulls blueprints packed by other tools: the safe ones
+// unpack to the same tree as nemoclaw's own packing, and a pinned pull of
+// one does not warn that the unpacked copy differs; the rest are refusals
+// (exit 3) that say how to pack.
+func TestForeignLayers(t *testing.T) {
+	t.Parallel()
+	srv := newRegistry(t)
+	repo := srv.host() + "/team/bp"
+	src := blueprintDir(t, "1.0.0", "")
+	ownTree, err := Pack(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oras := map[string]string{orasUnpackAnnotation: "true", ocispec.AnnotationTitle: "bp"}
+	tests := []struct {
+		name      string
+		layer     []byte
+		desc      ocispec.Descriptor
+		wantError string // "" accepts
+	}{
+		{"tar with ./ entries", foreignTar(t, src, "./", false), ocispec.Descriptor{MediaType: LayerMediaType}, ""},
+		{"OCI tar", foreignTar(t, src, "", false), ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer}, ""},
+		{"tar+gzip with ./ entries", foreignTar(t, src, "./", true), ocispec.Descriptor{MediaType: LayerMediaTypeGzip}, ""},
+		{"oras push DIR", foreignTar(t, src, "bp", true), ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Annotations: oras}, ""},
+		{"gzip under the tar media type", foreignTar(t, src, "", true), ocispec.Descriptor{MediaType: LayerMediaType}, "gzip-compressed but its media type"},
+		{"zstd", foreignTar(t, src, "", false), ocispec.Descriptor{MediaType: "application/vnd.oci.image.layer.v1.tar+zstd"}, "neither tar nor tar+gzip"},
+		{"oras entry outside its directory", foreignTar(t, src, "other", true), ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Annotations: oras}, "outside the directory"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tag := fmt.Sprintf("foreign-%d", i)
+			d := pushLayer(t, newClient(t), repo, tag, "1.0.0", tc.layer, tc.desc)
+			var logs bytes.Buffer
+			c, err := New(Config{Home: t.TempDir(), Credentials: emptyCreds(t), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lock := filepath.Join(t.TempDir(), DefaultLockFile)
+			insecure := Verification{InsecureSkipVerify: true}
+			f, err := c.Fetch(context.Background(), FetchOptions{Ref: repo + ":" + tag, LockPath: lock, Verification: insecure})
+			if tc.wantError != "" {
+				if err == nil || !IsRefusal(err) || !strings.Contains(err.Error(), tc.wantError) || !strings.Contains(err.Error(), "nemoclaw blueprint push DIR REF") {
+					t.Fatalf("got %v, want a refusal with %q and the packing hint", err, tc.wantError)
+				}
+				if _, err := os.Stat(lock); err == nil {
+					t.Error("a refused pull wrote the lock")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Pack(f.Dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, ownTree) || f.Digest != d {
+				t.Errorf("unpacked tree differs from the source directory's")
+			}
+			again, err := c.Fetch(context.Background(), FetchOptions{Ref: repo + ":" + tag, LockPath: lock, Verification: insecure})
+			if err != nil || !again.FromCache {
+				t.Fatalf("pinned pull: %+v, %v", again, err)
+			}
+			if strings.Contains(logs.String(), "differs") {
+				t.Errorf("pinned pull of a valid foreign layer warned:\n%s", logs.String())
 			}
 		})
 	}
