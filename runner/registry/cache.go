@@ -14,12 +14,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-version"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/oci"
 	"oras.land/oras-go/v2/errdef"
 
+	"github.com/nemoclaw/nemoclaw/runner/blueprint"
 	"github.com/nemoclaw/nemoclaw/runner/signing"
 )
 
@@ -277,7 +279,7 @@ func (k *cache) unpacked(subject string, a *artifact) (string, error) {
 	dir := filepath.Join(base, a.manifestDesc.Digest.Encoded())
 	if _, err := os.Stat(dir); err == nil {
 		if b, err := Pack(dir); err == nil && digest.FromBytes(b) == want {
-			return dir, nil
+			return dir, validateUnpacked(subject, dir, a)
 		}
 		k.log.Warn("unpacked blueprint differs from its verified layer; unpacking it again", "dir", dir)
 		if err := os.RemoveAll(dir); err != nil {
@@ -292,11 +294,35 @@ func (k *cache) unpacked(subject string, a *artifact) (string, error) {
 		_ = os.RemoveAll(tmp)
 		return "", fmt.Errorf("cache: %s: %w", a.manifestDesc.Digest, err)
 	}
+	if err := validateUnpacked(subject, tmp, a); err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", err
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", fmt.Errorf("cache: %w", err)
 	}
 	return dir, nil
+}
+
+// validateUnpacked checks an unpacked blueprint the way push does: its
+// blueprint.yaml loads and validates, and its version is the manifest's
+// version annotation (which tags, constraints and the lock go by).
+func validateUnpacked(subject, dir string, a *artifact) error {
+	ann := a.manifest.Annotations[AnnotationVersion]
+	bp, err := blueprint.Load(dir)
+	if err != nil {
+		return &RefusedError{Subject: subject, Reason: "its blueprint does not load", DecidedBy: blueprint.FileName + " in the layer", Err: err,
+			Hint: "ask the publisher to fix it; 'nemoclaw blueprint push' checks a blueprint before it pushes"}
+	}
+	bv, err := version.NewVersion(bp.Version)
+	av, aerr := version.NewVersion(ann)
+	if err != nil || aerr != nil || !bv.Equal(av) {
+		return &RefusedError{Subject: subject, Reason: fmt.Sprintf("%s says version %q but the manifest's %s annotation says %q", blueprint.FileName, bp.Version, AnnotationVersion, ann),
+			DecidedBy: blueprint.FileName + " in the layer",
+			Hint:      "the version tags and the lock go by the annotation; ask the publisher to push it again with 'nemoclaw blueprint push', which sets it from " + blueprint.FileName}
+	}
+	return nil
 }
 
 // CachedBlueprint is one blueprint in the cache.

@@ -303,22 +303,16 @@ func (c *Client) finish(ctx context.Context, k *cache, o FetchOptions, lock *Loc
 		}
 		signer = s.String()
 	}
-	// Everything is verified: store in the cache and unpack, concurrently
-	// (both are mostly filesystem latency).
-	commitErr := make(chan error, 1)
-	go func() {
-		if fromCache {
-			commitErr <- nil
-			return
-		}
-		commitErr <- k.commit(ctx, ref.Repo(), a, sigs)
-	}()
+	// The signature holds: unpack and validate the blueprint as push
+	// would, and only then store it in the cache and change the lock.
 	dir, err := k.unpacked(subject, a)
-	if cerr := <-commitErr; cerr != nil {
-		return nil, cerr
-	}
 	if err != nil {
 		return nil, err
+	}
+	if !fromCache {
+		if err := k.commit(ctx, ref.Repo(), a, sigs); err != nil {
+			return nil, err
+		}
 	}
 	res := &Fetched{Dir: dir, Ref: ref.Repo(), Tag: tag, Version: ver, Digest: a.manifestDesc.Digest.String(), Signer: signer, FromCache: fromCache}
 	if fromCache {

@@ -287,3 +287,46 @@ func TestForeignLayers(t *testing.T) {
 		})
 	}
 }
+
+// TestPullValidatesBlueprint: what push checks, pull checks after
+// unpacking and before the cache or the lock change.
+func TestPullValidatesBlueprint(t *testing.T) {
+	t.Parallel()
+	srv := newRegistry(t)
+	repo := srv.host() + "/team/bp"
+	badYAML := blueprintDir(t, "1.0.0", "")
+	if err := os.WriteFile(filepath.Join(badYAML, "blueprint.yaml"), []byte("version: \"1.0.0\"\ncomponents: [unclosed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, annotation, dir, want string
+	}{
+		{"annotation above blueprint.yaml", "3.0.0", blueprintDir(t, "2.0.0", ""), `says version "2.0.0" but the manifest's`},
+		{"invalid blueprint.yaml", "1.0.0", badYAML, "its blueprint does not load"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tree, err := Pack(tc.dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tag := fmt.Sprintf("case%d", i)
+			pushLayer(t, newClient(t), repo, tag, tc.annotation, tree, ocispec.Descriptor{MediaType: LayerMediaType})
+			c := newClient(t)
+			lock := filepath.Join(t.TempDir(), DefaultLockFile)
+			_, err = c.Fetch(context.Background(), FetchOptions{Ref: repo + ":" + tag, LockPath: lock, Verification: Verification{InsecureSkipVerify: true}})
+			if err == nil || !IsRefusal(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want a refusal with %q", err, tc.want)
+			}
+			for _, p := range []string{lock, filepath.Join(c.CacheDir(), "oci", "index.json")} {
+				if _, err := os.Stat(p); err == nil {
+					t.Errorf("a refused pull wrote %s", p)
+				}
+			}
+			if ents, _ := os.ReadDir(filepath.Join(c.CacheDir(), "blueprints")); len(ents) != 0 {
+				t.Errorf("a refused pull left %d unpacked blueprint(s)", len(ents))
+			}
+		})
+	}
+}
