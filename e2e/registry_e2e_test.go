@@ -351,7 +351,9 @@ func TestRegistryNewUserStory(t *testing.T) {
 
 	// Tag moved after locking: the publisher re-pushes 1.2.3 with other
 	// content (signed), and a user with the old lock and no cache refuses.
-	moved := pub.must("blueprint", "push", blueprintVersion(t, "1.2.3", "moved"), repo)
+	movedDir := blueprintVersion(t, "1.2.3", "moved")
+	pub.refused("already holds "+got.Digest, "blueprint", "push", movedDir, repo)
+	moved := pub.must("blueprint", "push", movedDir, repo, "--force")
 	pub.must("blueprint", "sign", strings.TrimSpace(moved), "--key", keyPrefix+".key")
 	carol := newUser(t)
 	carol.login(r)

@@ -167,14 +167,14 @@ func (c *Client) Fetch(ctx context.Context, o FetchOptions) (*Fetched, error) {
 					Hint:      "if the publisher re-tagged on purpose, run 'nemoclaw blueprint update " + ref.Repo() + "' to accept the new digest (it must verify), otherwise treat the registry as compromised",
 				}
 			case err != nil && !errors.Is(err, errdef.ErrNotFound):
-				return nil, c.unreachable(ref, cacheErr, err)
+				return nil, c.unreachable("pull", ref, cacheErr, err)
 			}
 		}
 	} else {
 		if ref.Tag == "" {
 			want, tag, verLabel, err = c.resolve(ctx, repo, ref, constraint)
 			if err != nil {
-				return nil, c.unreachable(ref, nil, err)
+				return nil, c.unreachable("pull", ref, nil, err)
 			}
 			c.progressf("resolved %s%s to %s", ref, verLabel, want)
 		}
@@ -185,25 +185,29 @@ func (c *Client) Fetch(ctx context.Context, o FetchOptions) (*Fetched, error) {
 		if IsRefusal(err) {
 			return nil, err
 		}
-		return nil, c.unreachable(ref, cacheErr, err)
+		return nil, c.unreachable("pull", ref, cacheErr, err)
 	}
 	return c.finish(ctx, k, o, lock, entry, ref, tag, constraint, req, a, sigs, false)
 }
 
-// unreachable explains a registry error, with the cache state when a
-// cached copy was tried first.
-func (c *Client) unreachable(ref Reference, cacheErr, err error) error {
+// unreachable explains a registry error for verb, with the cache state
+// when a cached copy was tried first.
+func (c *Client) unreachable(verb string, ref Reference, cacheErr, err error) error {
 	if IsRefusal(err) {
 		return err
 	}
 	if IsRefusal(cacheErr) {
-		c.log.Warn("registry unreachable while re-checking signatures", "err", err)
+		c.log.Warn("registry failed while re-checking signatures", "err", err)
 		return cacheErr
 	}
 	if cacheErr != nil {
-		return fmt.Errorf("pull %s: the locked digest is not usable from the cache (%v) and the registry failed: %w (is the registry at %s running and reachable?)", ref, cacheErr, err, ref.Registry)
+		return fmt.Errorf("%s %s: the locked digest is not usable from the cache (%v) and the registry failed: %w", verb, ref, cacheErr, explain(ref, err))
 	}
-	return fmt.Errorf("pull %s: %w (is the registry at %s running and reachable? a blueprint pinned in nemoclaw.lock and already cached needs no network)", ref, err, ref.Registry)
+	err = registryError(verb, ref, err)
+	if verb == "pull" && isConnError(err) {
+		return fmt.Errorf("%w; a blueprint pinned in nemoclaw.lock and already cached needs no network", err)
+	}
+	return err
 }
 
 // satisfies reports whether the lock entry answers the request without

@@ -330,3 +330,97 @@ func TestPullValidatesBlueprint(t *testing.T) {
 		})
 	}
 }
+
+// TestPushRefusesMovingVersionTag: a published version's tag is not moved
+// to other content without Force; the refusal names the digest it holds.
+func TestPushRefusesMovingVersionTag(t *testing.T) {
+	t.Parallel()
+	srv := newRegistry(t)
+	repo := srv.host() + "/team/bp"
+	c := newClient(t)
+	ctx := context.Background()
+	first := push(t, c, blueprintDir(t, "1.0.0", ""), repo+":latest", nil)
+	// The same content again is no move.
+	push(t, c, blueprintDir(t, "1.0.0", ""), repo, nil)
+	other := blueprintDir(t, "1.0.0", "other content")
+	_, err := c.Push(ctx, PushOptions{Dir: other, Ref: repo})
+	if err == nil || !IsRefusal(err) || !strings.Contains(err.Error(), "already holds "+first.Digest) || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("got %v, want a refusal naming %s and --force", err, first.Digest)
+	}
+	ref, _ := ParseReference(repo)
+	r, _ := c.repository(ref)
+	if d, err := r.Resolve(ctx, "1.0.0"); err != nil || d.Digest.String() != first.Digest {
+		t.Fatalf("tag 1.0.0 moved to %v (%v)", d.Digest, err)
+	}
+	// A user tag that is no version ("latest") moves freely with a new version.
+	push(t, c, blueprintDir(t, "1.1.0", ""), repo+":latest", nil)
+	moved, err := c.Push(ctx, PushOptions{Dir: other, Ref: repo, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := r.Resolve(ctx, "1.0.0"); err != nil || d.Digest.String() != moved.Digest {
+		t.Fatalf("--force did not move the tag: %v (%v)", d.Digest, err)
+	}
+}
+
+// TestRegistryErrorTexts: each error says its true cause; only a failed
+// connection asks whether the registry runs, and none prints a Go map.
+func TestRegistryErrorTexts(t *testing.T) {
+	t.Parallel()
+	p := publish(t, "1.0.0")
+	dead := newRegistry(t)
+	dead.Close()
+	locked := newRegistry(t)
+	locked.user, locked.pass = "alice", "s3cret"
+	push(t, newClient(t), blueprintDir(t, "1.0.0", ""), p.srv.host()+"/team/unsigned", nil)
+	down := newRegistry(t)
+	down.setDown(true)
+	oneOff := Verification{OneOff: &signing.RequirementSpec{Keys: []string{p.pub}}}
+	ctx := context.Background()
+	pull := func(ref, constraint string) func(*Client) error {
+		return func(c *Client) error {
+			_, err := c.Fetch(ctx, FetchOptions{Ref: ref, Constraint: constraint, Verification: oneOff})
+			return err
+		}
+	}
+	verify := func(ref string) func(*Client) error {
+		return func(c *Client) error {
+			_, err := c.Verify(ctx, VerifyOptions{Ref: ref, Verification: oneOff})
+			return err
+		}
+	}
+	tests := []struct {
+		name      string
+		run       func(*Client) error
+		want      string
+		reachable bool
+	}{
+		{"connection refused", pull(dead.host()+"/team/bp:1.0.0", ""), "connection refused", true},
+		{"no tag satisfies", pull(p.repo, "~> 7.0"), `no tag satisfies "~> 7.0"`, false},
+		{"malformed constraint", pull(p.repo, "~>> 1"), "version constraint", false},
+		{"401", pull(locked.host()+"/team/bp:1.0.0", ""), "nemoclaw registry login " + locked.host(), false},
+		{"404 tag", pull(p.repo+":9.9.9", ""), p.repo + ":9.9.9 is not in the registry", false},
+		{"404 repository", pull(p.srv.host()+"/team/nothing:1.0.0", ""), "/team/nothing:1.0.0 is not in the registry", false},
+		{"404 repository by constraint", pull(p.srv.host()+"/team/nothing", "~> 1"), "does not exist in the registry", false},
+		{"503", pull(down.host()+"/team/bp:1.0.0", ""), "503 Service Unavailable", false},
+		{"verify 404", verify(p.repo + ":9.9.9"), "verify " + p.repo + ":9.9.9: ", false},
+		{"verify unsigned", verify(p.srv.host() + "/team/unsigned:1.0.0"), "verify ", false},
+		{"verify connection refused", verify(dead.host() + "/team/bp:1.0.0"), "verify " + dead.host(), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := tc.run(newClient(t))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) || strings.Contains(msg, "map[") || strings.Contains(msg, "reachable?") != tc.reachable {
+				t.Errorf("got %q, want %q, reachability question %v, no Go map", msg, tc.want, tc.reachable)
+			}
+			if strings.HasPrefix(tc.name, "verify") && !strings.HasPrefix(msg, "verify ") {
+				t.Errorf("verify error %q does not start with verify", msg)
+			}
+		})
+	}
+}

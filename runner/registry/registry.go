@@ -150,7 +150,7 @@ func (c *Client) Login(ctx context.Context, host, user, password string) error {
 		return fmt.Errorf("login %s: %w", host, err)
 	}
 	if err := credentials.Login(ctx, c.ownCreds, reg, auth.Credential{Username: user, Password: password}); err != nil {
-		return fmt.Errorf("login %s: %w", host, err)
+		return fmt.Errorf("login %s: %w", host, explain(Reference{Registry: host}, err))
 	}
 	if err := os.Chmod(c.AuthFile(), 0o600); err != nil {
 		return fmt.Errorf("login %s: %w", host, err)

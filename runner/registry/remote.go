@@ -76,9 +76,6 @@ func (c *Client) download(ctx context.Context, repo *remote.Repository, ref Refe
 	}
 	mdesc, rc, err := repo.Manifests().FetchReference(ctx, reference)
 	if err != nil {
-		if errors.Is(err, errdef.ErrNotFound) {
-			return nil, nil, fmt.Errorf("fetch %s: manifest not found in the registry: %w", subject, err)
-		}
 		return nil, nil, integrity(subject, "manifest", fmt.Errorf("fetch %s: %w", subject, err))
 	}
 	defer rc.Close()

@@ -50,12 +50,12 @@ func (c *Client) Sign(ctx context.Context, o SignOptions) (*Signed, error) {
 	}
 	d, _, _, err := c.resolve(ctx, repo, ref, "")
 	if err != nil {
-		return nil, fmt.Errorf("sign %s: %w", ref, err)
+		return nil, registryError("sign", ref, err)
 	}
 	subject := ref.Repo() + "@" + d.String()
 	mdesc, rc, err := repo.Manifests().FetchReference(ctx, d.String())
 	if err != nil {
-		return nil, fmt.Errorf("sign %s: %w", subject, err)
+		return nil, registryError("sign", ref, err)
 	}
 	mb, err := readAllVerified(rc, d, mdesc.Size)
 	if err != nil {
@@ -102,7 +102,7 @@ func (c *Client) Sign(ctx context.Context, o SignOptions) (*Signed, error) {
 	}
 	sdesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: signing.BundleMediaType, Digest: digest.FromBytes(smb), Size: int64(len(smb)), Annotations: sm.Annotations}
 	if err := repo.Manifests().Push(ctx, sdesc, bytes.NewReader(smb)); err != nil {
-		return nil, fmt.Errorf("sign %s: push signature: %w", subject, err)
+		return nil, registryError("sign", ref, fmt.Errorf("push signature: %w", err))
 	}
 	signer := signing.Signer{KeyFingerprint: signing.Fingerprint(o.Key.Public())}
 	c.progressf("signed %s with %s; signature %s", subject, signer, sdesc.Digest)
@@ -154,11 +154,11 @@ func (c *Client) Verify(ctx context.Context, o VerifyOptions) (*Verified, error)
 	}
 	d, _, _, err := c.resolve(ctx, repo, ref, o.Constraint)
 	if err != nil {
-		return nil, c.unreachable(ref, nil, err)
+		return nil, c.unreachable("verify", ref, nil, err)
 	}
 	a, sigs, err := c.download(ctx, repo, ref, d)
 	if err != nil {
-		return nil, c.unreachable(ref, nil, err)
+		return nil, c.unreachable("verify", ref, nil, err)
 	}
 	var bundles [][]byte
 	for _, s := range sigs {

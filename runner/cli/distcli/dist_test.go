@@ -60,6 +60,8 @@ func TestDistributionExitCodes(t *testing.T) {
 		{"insecure with key", []string{"blueprint", "pull", repo + ":0.1.0", "--key", key + ".pub", "--insecure-skip-verify"}, 2, "cannot be combined"},
 		{"keyless half", []string{"blueprint", "verify", repo + ":0.1.0", "--certificate-identity", "a@b"}, 2, "--certificate-oidc-issuer"},
 		{"sign without key", []string{"blueprint", "sign", repo + ":0.1.0"}, 2, "--key"},
+		{"sign with the public key", []string{"blueprint", "sign", repo + ":0.1.0", "--key", key + ".pub"}, 2, "this is a public key; signing needs the private key"},
+		{"verify a missing tag", []string{"blueprint", "verify", repo + ":9.9.9", "--key", key + ".pub"}, 1, "verify " + repo + ":9.9.9: " + repo + ":9.9.9 is not in the registry"},
 		{"update a tag", []string{"blueprint", "update", repo + ":0.1.0", "--lock", lock}, 2, "not a tag or digest"},
 	}
 	for _, s := range steps {
