@@ -239,7 +239,7 @@ func TestTamperRefused(t *testing.T) {
 		{"signature over a different digest", func(t *testing.T, p *published, c *Client, lockPath string) FetchOptions {
 			unsigned := push(t, newClient(t), blueprintDir(t, "3.0.0", "unsigned"), p.repo, nil)
 			other, _ := manifestOf(t, c, p.repo, p.versions["1.0.0"].Digest)
-			bundle, err := signing.Sign(context.Background(), p.kp, other)
+			bundle, err := signing.Sign(context.Background(), p.kp, p.repo, other)
 			if err != nil {
 				t.Fatal(err)
 			}

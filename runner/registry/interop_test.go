@@ -424,3 +424,56 @@ func TestRegistryErrorTexts(t *testing.T) {
 		})
 	}
 }
+
+// TestSignaturesInBothForms: Sign writes cosign's form (DSSE, in-toto
+// statement naming the manifest digest, with cosign's annotations), and a
+// blueprint signed in nemoclaw's first form (message signature over the
+// manifest bytes) still verifies.
+func TestSignaturesInBothForms(t *testing.T) {
+	t.Parallel()
+	p := publish(t, "1.0.0")
+	c, lock := p.consumer(t)
+	ctx := context.Background()
+	// The published one carries Sign's bundle: check its shape.
+	ref, _ := ParseReference(p.repo)
+	repo, _ := c.repository(ref)
+	_, subject := manifestOf(t, c, p.repo, p.versions["1.0.0"].Digest)
+	sigs, err := c.fetchSignatures(ctx, repo, p.repo, subject)
+	if err != nil || len(sigs) != 1 {
+		t.Fatalf("signatures: %d, %v", len(sigs), err)
+	}
+	var sm ocispec.Manifest
+	if err := json.Unmarshal(sigs[0].manifestBytes, &sm); err != nil {
+		t.Fatal(err)
+	}
+	if sm.ArtifactType != signing.BundleMediaType || sm.Annotations[bundleContentAnnotation] != "dsse-envelope" || sm.Annotations[bundlePredicateAnnotation] != signing.SignPredicateType {
+		t.Errorf("signature manifest %s", sigs[0].manifestBytes)
+	}
+	var b struct {
+		DSSEEnvelope struct {
+			Payload     []byte `json:"payload"`
+			PayloadType string `json:"payloadType"`
+		} `json:"dsseEnvelope"`
+	}
+	if err := json.Unmarshal(sigs[0].bundle, &b); err != nil {
+		t.Fatal(err)
+	}
+	want := `"digest":{"sha256":"` + strings.TrimPrefix(subject.Digest.String(), "sha256:") + `"}`
+	if b.DSSEEnvelope.PayloadType != signing.InTotoPayloadType || !strings.Contains(string(b.DSSEEnvelope.Payload), want) || !strings.Contains(string(b.DSSEEnvelope.Payload), signing.SignPredicateType) {
+		t.Errorf("bundle payload %s (%s), want the statement with %s", b.DSSEEnvelope.Payload, b.DSSEEnvelope.PayloadType, want)
+	}
+	if _, err := c.Fetch(ctx, FetchOptions{Ref: p.repo + ":1.0.0", LockPath: lock}); err != nil {
+		t.Fatal(err)
+	}
+	// The first form.
+	old := push(t, newClient(t), blueprintDir(t, "1.1.0", ""), p.repo, nil)
+	mb, desc := manifestOf(t, c, p.repo, old.Digest)
+	bundle, err := signing.SignMessage(ctx, p.kp, mb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attach(t, c, p.repo, desc, bundle)
+	if _, err := c.Fetch(ctx, FetchOptions{Ref: p.repo + ":1.1.0", LockPath: lock}); err != nil {
+		t.Fatalf("message-signature form: %v", err)
+	}
+}

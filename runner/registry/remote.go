@@ -164,9 +164,13 @@ func (c *Client) fetchSignatures(ctx context.Context, repo *remote.Repository, s
 	return sigs, nil
 }
 
-// bundleContentAnnotation is set on signature manifests by nemoclaw and
-// cosign ("message-signature", "dsse-envelope").
-const bundleContentAnnotation = "dev.sigstore.bundle.content"
+// Annotations of signature manifests, as cosign sets them: the bundle's
+// content ("dsse-envelope"; nemoclaw's first form said
+// "message-signature") and its statement's predicate type.
+const (
+	bundleContentAnnotation   = "dev.sigstore.bundle.content"
+	bundlePredicateAnnotation = "dev.sigstore.bundle.predicateType"
+)
 
 // signatureCandidates lists the referrers of desc that may be Sigstore
 // bundles, most likely first, so that the cap on how many are read never

@@ -66,7 +66,7 @@ func (c *Client) Sign(ctx context.Context, o SignOptions) (*Signed, error) {
 		return nil, err
 	}
 	mdesc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: m.ArtifactType, Digest: d, Size: int64(len(mb))}
-	bundle, err := signing.Sign(ctx, o.Key, mb)
+	bundle, err := signing.Sign(ctx, o.Key, ref.Repo(), mb)
 	if err != nil {
 		return nil, fmt.Errorf("sign %s: %w", subject, err)
 	}
@@ -85,7 +85,8 @@ func (c *Client) Sign(ctx context.Context, o SignOptions) (*Signed, error) {
 		Subject:      &mdesc,
 		Annotations: map[string]string{
 			ocispec.AnnotationCreated: time.Now().UTC().Format(time.RFC3339),
-			bundleContentAnnotation:   "message-signature",
+			bundleContentAnnotation:   "dsse-envelope",
+			bundlePredicateAnnotation: signing.SignPredicateType,
 		},
 	}
 	smb, err := json.Marshal(sm)

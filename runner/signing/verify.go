@@ -3,6 +3,7 @@ package signing
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -151,8 +152,12 @@ func (r *Requirement) verifyKey(entity verify.SignedEntity, artifact []byte) (*S
 		if err != nil {
 			return nil, err
 		}
-		_, err = verifier.Verify(entity, verify.NewPolicy(verify.WithArtifact(bytes.NewReader(artifact)), verify.WithKey()))
+		var res *verify.VerificationResult
+		res, err = verifier.Verify(entity, verify.NewPolicy(artifactPolicy(entity, artifact), verify.WithKey()))
 		if err == nil {
+			if err = checkStatement(res); err != nil {
+				return nil, err
+			}
 			return &Signer{KeyFingerprint: Fingerprint(k.Key)}, nil
 		}
 		errs = append(errs, fmt.Sprintf("not signed by %s: %v", k.Name, err))
@@ -179,8 +184,11 @@ func (r *Requirement) verifyIdentity(entity verify.SignedEntity, artifact []byte
 	if err != nil {
 		return nil, err
 	}
-	res, err := verifier.Verify(entity, verify.NewPolicy(verify.WithArtifact(bytes.NewReader(artifact)), opts...))
+	res, err := verifier.Verify(entity, verify.NewPolicy(artifactPolicy(entity, artifact), opts...))
 	if err != nil {
+		return nil, err
+	}
+	if err := checkStatement(res); err != nil {
 		return nil, err
 	}
 	s := &Signer{}
@@ -189,4 +197,29 @@ func (r *Requirement) verifyIdentity(entity verify.SignedEntity, artifact []byte
 		s.Issuer = res.Signature.Certificate.Extensions.Issuer
 	}
 	return s, nil
+}
+
+// artifactPolicy says what entity must sign: a DSSE envelope (cosign's
+// form, and nemoclaw's since) an in-toto statement whose subject is the
+// manifest's sha256 digest; a message signature (nemoclaw's first form)
+// the manifest's bytes.
+func artifactPolicy(entity verify.SignedEntity, manifest []byte) verify.ArtifactPolicyOption {
+	if sc, err := entity.SignatureContent(); err == nil && sc.EnvelopeContent() != nil {
+		sum := sha256.Sum256(manifest)
+		return verify.WithArtifactDigest("sha256", sum[:])
+	}
+	return verify.WithArtifact(bytes.NewReader(manifest))
+}
+
+// checkStatement accepts a verified in-toto statement only as a signature
+// (SignPredicateType): an attestation the same key made over the same
+// digest (an SBOM, a provenance) says something else and is not one.
+func checkStatement(res *verify.VerificationResult) error {
+	if res == nil || res.Statement == nil {
+		return nil
+	}
+	if pt := res.Statement.GetPredicateType(); pt != SignPredicateType {
+		return fmt.Errorf("the signed statement is an attestation of type %q, not a signature (%s)", pt, SignPredicateType)
+	}
+	return nil
 }
