@@ -28,12 +28,22 @@ import (
 // errCacheMiss means the cache does not hold (a usable copy of) a digest.
 var errCacheMiss = errors.New("not in the cache")
 
-// sigArtifact is a signature referrer: its manifest and the bundle layer.
+// sigArtifact is a signature: a referrer manifest with its bundle layer,
+// or (simple set) cosign's legacy sha256-<hex>.sig manifest with its
+// payload layers.
 type sigArtifact struct {
 	desc          ocispec.Descriptor
 	manifestBytes []byte
 	bundleDesc    ocispec.Descriptor
 	bundle        []byte
+	simple        []simpleLayer
+}
+
+// simpleLayer is one legacy cosign payload with its descriptor (whose
+// annotations hold the signature).
+type simpleLayer struct {
+	desc    ocispec.Descriptor
+	payload []byte
 }
 
 // cache is the OCI image-layout store under Home/cache/oci plus unpacked
@@ -174,7 +184,37 @@ func (k *cache) load(ctx context.Context, subject string, d digest.Digest) (*art
 		}
 		sigs = append(sigs, *s)
 	}
+	if s, err := k.loadSimpleSig(ctx, subject+":"+simpleSigTag(d)); err == nil {
+		sigs = append(sigs, *s)
+	} else if !errors.Is(err, errCacheMiss) {
+		k.log.Debug("skipping cached cosign signature", "err", err)
+	}
 	return a, sigs, nil
+}
+
+// loadSimpleSig loads a cached legacy cosign signature by its name.
+func (k *cache) loadSimpleSig(ctx context.Context, name string) (*sigArtifact, error) {
+	desc, err := k.store.Resolve(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, errCacheMiss)
+	}
+	mb, err := k.readVerified(ctx, desc, maxManifestBytes)
+	if err != nil {
+		return nil, err
+	}
+	layers, err := parseSimpleSigManifest(mb)
+	if err != nil {
+		return nil, err
+	}
+	s := &sigArtifact{desc: desc, manifestBytes: mb}
+	for _, l := range layers {
+		b, err := k.readVerified(ctx, l, maxBundleBytes)
+		if err != nil {
+			return nil, err
+		}
+		s.simple = append(s.simple, simpleLayer{desc: l, payload: b})
+	}
+	return s, nil
 }
 
 func (k *cache) loadSig(ctx context.Context, desc ocispec.Descriptor, subject digest.Digest) (*sigArtifact, error) {
@@ -237,14 +277,21 @@ func (k *cache) commit(ctx context.Context, repoName string, a *artifact, sigs [
 		desc ocispec.Descriptor
 		b    []byte
 	}{{empty, empty.Data}, {a.layerDesc, a.layer}, {a.manifestDesc, a.manifestBytes}}
-	for _, s := range sigs {
-		steps = append(steps, struct {
-			desc ocispec.Descriptor
-			b    []byte
-		}{s.bundleDesc, s.bundle}, struct {
-			desc ocispec.Descriptor
-			b    []byte
-		}{s.desc, s.manifestBytes})
+	type step = struct {
+		desc ocispec.Descriptor
+		b    []byte
+	}
+	var legacy *sigArtifact
+	for i, s := range sigs {
+		if s.simple != nil {
+			legacy = &sigs[i]
+			for _, l := range s.simple {
+				steps = append(steps, step{l.desc, l.payload})
+			}
+		} else {
+			steps = append(steps, step{s.bundleDesc, s.bundle})
+		}
+		steps = append(steps, step{s.desc, s.manifestBytes})
 	}
 	for _, s := range steps {
 		if err := k.push(ctx, s.desc, s.b); err != nil {
@@ -253,6 +300,12 @@ func (k *cache) commit(ctx context.Context, repoName string, a *artifact, sigs [
 	}
 	if err := k.store.Tag(ctx, a.manifestDesc, repoName+"@"+a.manifestDesc.Digest.String()); err != nil {
 		return fmt.Errorf("cache %s: index %s: %w", k.dir, a.manifestDesc.Digest, err)
+	}
+	if legacy != nil {
+		// No subject links it to the blueprint: name it by cosign's tag.
+		if err := k.store.Tag(ctx, legacy.desc, repoName+":"+simpleSigTag(a.manifestDesc.Digest)); err != nil {
+			return fmt.Errorf("cache %s: index %s: %w", k.dir, legacy.desc.Digest, err)
+		}
 	}
 	if err := k.store.SaveIndex(); err != nil {
 		return fmt.Errorf("cache %s: save index: %w", k.dir, err)

@@ -297,11 +297,8 @@ func (c *Client) finish(ctx context.Context, k *cache, o FetchOptions, lock *Loc
 	}
 	signer := Unverified
 	if req != nil {
-		bundles := make([][]byte, len(sigs))
-		for i, s := range sigs {
-			bundles[i] = s.bundle
-		}
-		s, err := req.VerifyBundles(subject, bundles, a.manifestBytes)
+		bundles, simple := signatureInputs(sigs)
+		s, err := req.VerifySignatures(subject, bundles, simple, a.manifestBytes)
 		if err != nil {
 			return nil, err
 		}

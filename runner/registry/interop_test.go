@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -475,5 +476,73 @@ func TestSignaturesInBothForms(t *testing.T) {
 	attach(t, c, p.repo, desc, bundle)
 	if _, err := c.Fetch(ctx, FetchOptions{Ref: p.repo + ":1.1.0", LockPath: lock}); err != nil {
 		t.Fatalf("message-signature form: %v", err)
+	}
+}
+
+// pushLegacySig pushes a signature in cosign's legacy format for the
+// manifest digest named names: a manifest tagged sha256-<hex>.sig whose
+// simple signing layer kp signed.
+func pushLegacySig(t *testing.T, c *Client, repoRef string, tagged digest.Digest, names string, kp *signing.Keypair) {
+	t.Helper()
+	ctx := context.Background()
+	ref, _ := ParseReference(repoRef)
+	repo, err := c.repository(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := []byte(fmt.Sprintf(`{"critical":{"identity":{"docker-reference":%q},"image":{"docker-manifest-digest":%q},"type":"cosign container image signature"},"optional":null}`, ref.Repo(), names))
+	sig, _, err := kp.SignData(ctx, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ldesc := ocispec.Descriptor{MediaType: signing.SimpleSigningMediaType, Digest: digest.FromBytes(payload), Size: int64(len(payload)),
+		Annotations: map[string]string{signing.SimpleSigningAnnotation: base64.StdEncoding.EncodeToString(sig)}}
+	cfg := []byte(`{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}`)
+	cdesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
+	for _, b := range []struct {
+		desc ocispec.Descriptor
+		data []byte
+	}{{cdesc, cfg}, {ldesc, payload}} {
+		if err := c.pushBlob(ctx, repo, ref, b.desc, b.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cdesc, Layers: []ocispec.Descriptor{ldesc}}
+	mb, _ := json.Marshal(m)
+	if err := repo.Manifests().PushReference(ctx, ocispec.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(mb), Size: int64(len(mb))}, bytes.NewReader(mb), simpleSigTag(tagged)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLegacyCosignSignature: a blueprint signed in cosign's legacy format
+// (sha256-<hex>.sig with a simple signing payload) verifies, from the
+// registry and, pinned, from the cache; a payload naming another digest
+// does not.
+func TestLegacyCosignSignature(t *testing.T) {
+	t.Parallel()
+	p := publish(t)
+	c, lock := p.consumer(t)
+	ctx := context.Background()
+	good := push(t, newClient(t), blueprintDir(t, "1.0.0", ""), p.repo, nil)
+	pushLegacySig(t, c, p.repo, digest.Digest(good.Digest), good.Digest, p.kp)
+	f, err := c.Fetch(ctx, FetchOptions{Ref: p.repo + ":1.0.0", LockPath: lock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Signer != "key "+signing.Fingerprint(p.kp.Public()) {
+		t.Errorf("signer %q", f.Signer)
+	}
+	again, err := withHome(t, c).Fetch(ctx, FetchOptions{Ref: p.repo + ":1.0.0", LockPath: lock})
+	if err != nil || !again.FromCache {
+		t.Fatalf("pinned pull from the cache: %+v %v", again, err)
+	}
+	if _, err := c.Verify(ctx, VerifyOptions{Ref: p.repo + ":1.0.0"}); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	// A legacy signature of 1.0.0 copied to the tag of 1.1.0.
+	bad := push(t, newClient(t), blueprintDir(t, "1.1.0", ""), p.repo, nil)
+	pushLegacySig(t, c, p.repo, digest.Digest(bad.Digest), good.Digest, p.kp)
+	if _, err := c.Fetch(ctx, FetchOptions{Ref: p.repo + ":1.1.0", LockPath: lock}); err == nil || !strings.Contains(err.Error(), "legacy signature by") {
+		t.Fatalf("got %v, want the legacy signature refused for naming another digest", err)
 	}
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -116,6 +117,12 @@ func (c *Client) download(ctx context.Context, repo *remote.Repository, ref Refe
 	sigc := make(chan sigResult, 1)
 	go func() {
 		sigs, err := c.fetchSignatures(ctx, repo, subject, mdesc)
+		if err == nil {
+			var legacy *sigArtifact
+			if legacy, err = c.fetchSimpleSignatures(ctx, repo, subject, mdesc.Digest); legacy != nil {
+				sigs = append(sigs, *legacy)
+			}
+		}
 		sigc <- sigResult{sigs, err}
 	}()
 	layer, err := c.fetchBlob(ctx, repo.Blobs().Fetch, subject, "layer", m.Layers[0], maxBlueprintBytes)
@@ -162,6 +169,74 @@ func (c *Client) fetchSignatures(ctx context.Context, repo *remote.Repository, s
 		sigs = append(sigs, sigArtifact{desc: r, manifestBytes: mb, bundleDesc: bdesc, bundle: b})
 	}
 	return sigs, nil
+}
+
+// simpleSigTag is the tag of cosign's legacy signature manifest for d.
+func simpleSigTag(d digest.Digest) string {
+	return d.Algorithm().String() + "-" + d.Encoded() + ".sig"
+}
+
+// fetchSimpleSignatures fetches cosign's legacy signatures of d (the
+// manifest tagged sha256-<hex>.sig and its simple signing payloads, each
+// checked against its digest); nil when there is none.
+func (c *Client) fetchSimpleSignatures(ctx context.Context, repo *remote.Repository, subject string, d digest.Digest) (*sigArtifact, error) {
+	mdesc, rc, err := repo.Manifests().FetchReference(ctx, simpleSigTag(d))
+	if errors.Is(err, errdef.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch cosign signature tag %s: %w", simpleSigTag(d), err)
+	}
+	mb, err := readAllVerified(rc, mdesc.Digest, mdesc.Size)
+	if err != nil {
+		return nil, integrity(subject, "cosign signature manifest", err)
+	}
+	layers, err := parseSimpleSigManifest(mb)
+	if err != nil {
+		c.log.Warn("ignoring a malformed cosign signature manifest", "subject", subject, "tag", simpleSigTag(d), "err", err)
+		return nil, nil
+	}
+	sig := &sigArtifact{desc: ocispec.Descriptor{MediaType: mdesc.MediaType, Digest: mdesc.Digest, Size: mdesc.Size}, manifestBytes: mb}
+	for _, l := range layers {
+		b, err := c.fetchBlob(ctx, repo.Blobs().Fetch, subject, "cosign signature payload", l, maxBundleBytes)
+		if err != nil {
+			return nil, err
+		}
+		sig.simple = append(sig.simple, simpleLayer{desc: l, payload: b})
+	}
+	return sig, nil
+}
+
+// parseSimpleSigManifest returns the simple signing layers of a legacy
+// cosign signature manifest, at most maxReferrers of them.
+func parseSimpleSigManifest(mb []byte) ([]ocispec.Descriptor, error) {
+	var m ocispec.Manifest
+	if err := json.Unmarshal(mb, &m); err != nil {
+		return nil, err
+	}
+	var layers []ocispec.Descriptor
+	for _, l := range m.Layers {
+		if l.MediaType == signing.SimpleSigningMediaType && len(layers) < maxReferrers {
+			layers = append(layers, l)
+		}
+	}
+	if len(layers) == 0 {
+		return nil, fmt.Errorf("no %s layer", signing.SimpleSigningMediaType)
+	}
+	return layers, nil
+}
+
+// signatureInputs splits sigs into bundles and legacy signatures.
+func signatureInputs(sigs []sigArtifact) (bundles [][]byte, simple []signing.SimpleSignature) {
+	for _, s := range sigs {
+		if s.bundle != nil {
+			bundles = append(bundles, s.bundle)
+		}
+		for _, l := range s.simple {
+			simple = append(simple, signing.SimpleSignature{Payload: l.payload, Signature: l.desc.Annotations[signing.SimpleSigningAnnotation], Certificate: l.desc.Annotations[signing.SimpleSigningCertAnnotation]})
+		}
+	}
+	return bundles, simple
 }
 
 // Annotations of signature manifests, as cosign sets them: the bundle's

@@ -161,10 +161,7 @@ func (c *Client) Verify(ctx context.Context, o VerifyOptions) (*Verified, error)
 	if err != nil {
 		return nil, c.unreachable("verify", ref, nil, err)
 	}
-	var bundles [][]byte
-	for _, s := range sigs {
-		bundles = append(bundles, s.bundle)
-	}
+	bundles, simple := signatureInputs(sigs)
 	for _, f := range o.Bundles {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -173,9 +170,9 @@ func (c *Client) Verify(ctx context.Context, o VerifyOptions) (*Verified, error)
 		bundles = append(bundles, b)
 	}
 	subject := ref.Repo() + "@" + d.String()
-	s, err := req.VerifyBundles(subject, bundles, a.manifestBytes)
+	s, err := req.VerifySignatures(subject, bundles, simple, a.manifestBytes)
 	if err != nil {
 		return nil, err
 	}
-	return &Verified{Subject: subject, Version: a.manifest.Annotations[AnnotationVersion], Signer: s.String(), Signatures: len(bundles)}, nil
+	return &Verified{Subject: subject, Version: a.manifest.Annotations[AnnotationVersion], Signer: s.String(), Signatures: len(bundles) + len(simple)}, nil
 }

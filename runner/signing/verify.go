@@ -89,10 +89,16 @@ func (s Signer) String() string {
 // is a valid signature over artifact by a signer r trusts. subject names the
 // artifact in errors (e.g. "host/repo@sha256:…").
 func (r *Requirement) VerifyBundles(subject string, bundles [][]byte, artifact []byte) (*Signer, error) {
-	if len(bundles) == 0 {
+	return r.VerifySignatures(subject, bundles, nil, artifact)
+}
+
+// VerifySignatures is VerifyBundles that also tries legacy cosign
+// signatures (simple).
+func (r *Requirement) VerifySignatures(subject string, bundles [][]byte, simple []SimpleSignature, artifact []byte) (*Signer, error) {
+	if len(bundles) == 0 && len(simple) == 0 {
 		return nil, &VerificationError{
 			Subject:   subject,
-			Reason:    "no signature found (no Sigstore bundle referrer on the manifest)",
+			Reason:    "no signature found (no Sigstore bundle referrer on the manifest, no cosign sha256-<hex>.sig tag)",
 			DecidedBy: r.DecidedBy,
 			Hint:      "sign it with 'nemoclaw blueprint sign REF --key PREFIX.key', or pass --insecure-skip-verify to accept an unsigned blueprint",
 		}
@@ -109,6 +115,13 @@ func (r *Requirement) VerifyBundles(subject string, bundles [][]byte, artifact [
 			return s, nil
 		}
 		reasons = append(reasons, fmt.Sprintf("bundle %d: %v", i+1, err))
+	}
+	for i, sig := range simple {
+		s, err := r.verifySimple(sig, artifact)
+		if err == nil {
+			return s, nil
+		}
+		reasons = append(reasons, fmt.Sprintf("legacy cosign signature %d: %v", i+1, err))
 	}
 	return nil, &VerificationError{
 		Subject:   subject,
