@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/go-version"
 	"github.com/opencontainers/go-digest"
@@ -68,8 +69,10 @@ type Fetched struct {
 const Unverified = "unverified"
 
 // requirement picks the signature requirement for repository: one-off
-// flags, else the trust policy. nil with no error means skip (insecure).
-func (c *Client) requirement(repository string, v Verification) (*signing.Requirement, error) {
+// flags, else the trust policy, else the key the lock entry locked
+// records as the signer (found in the trust store by its fingerprint). nil
+// with no error means skip (insecure).
+func (c *Client) requirement(repository string, v Verification, locked *LockEntry, lockPath string) (*signing.Requirement, error) {
 	if v.InsecureSkipVerify {
 		c.log.Warn("SIGNATURE VERIFICATION DISABLED by --insecure-skip-verify: the blueprint may have been tampered with", "repository", repository)
 		c.progressf("WARNING: --insecure-skip-verify: not verifying the signature of %s", repository)
@@ -82,7 +85,16 @@ func (c *Client) requirement(repository string, v Verification) (*signing.Requir
 	if err != nil {
 		return nil, err
 	}
-	return tp.RequirementFor(repository)
+	req, err := tp.RequirementFor(repository)
+	if err != nil && locked != nil && strings.HasPrefix(locked.Signer, "key ") {
+		// No rule names this repository, but the lock says which key
+		// signed what it pins: a key in the trust store with that
+		// fingerprint is trusted for it.
+		if f := tp.KeyByFingerprint(strings.TrimPrefix(locked.Signer, "key ")); f != "" {
+			return signing.RequirementSpec{Keys: []string{f}}.Build("", "the signer recorded in "+lockPath)
+		}
+	}
+	return req, err
 }
 
 // Fetch resolves a blueprint reference honouring the lock file, fetches it
@@ -105,7 +117,7 @@ func (c *Client) Fetch(ctx context.Context, o FetchOptions) (*Fetched, error) {
 		}
 	}
 	entry := lock.Find(ref.Repo())
-	req, err := c.requirement(ref.Repo(), o.Verification)
+	req, err := c.requirement(ref.Repo(), o.Verification, entry, o.LockPath)
 	if err != nil {
 		return nil, err
 	}
@@ -298,8 +310,12 @@ func (c *Client) finish(ctx context.Context, k *cache, o FetchOptions, lock *Loc
 	signer := Unverified
 	if req != nil {
 		bundles, simple := signatureInputs(sigs)
-		s, err := req.VerifySignatures(subject, bundles, simple, a.manifestBytes)
+		s, err := req.VerifySignatures(subject+" (version "+ver+")", bundles, simple, a.manifestBytes)
 		if err != nil {
+			var ve *signing.VerificationError
+			if errors.As(err, &ve) && entry != nil && entry.Digest != a.manifestDesc.Digest.String() && o.LockPath != "" {
+				ve.Hint += fmt.Sprintf("; %s still pins version %s (%s)", o.LockPath, entry.Version, entry.Digest)
+			}
 			return nil, err
 		}
 		signer = s.String()

@@ -145,7 +145,7 @@ func (c *Client) Verify(ctx context.Context, o VerifyOptions) (*Verified, error)
 	if o.Verification.InsecureSkipVerify {
 		return nil, fmt.Errorf("verify %s: --insecure-skip-verify makes no sense here", ref)
 	}
-	req, err := c.requirement(ref.Repo(), o.Verification)
+	req, err := c.requirement(ref.Repo(), o.Verification, nil, "")
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	"github.com/sigstore/sigstore-go/pkg/sign"
@@ -143,6 +144,16 @@ func readPrivateKeyFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("load key %s: this is a public key; signing needs the private key (PREFIX%s beside PREFIX%s); the public key is for verify and the trust policy", path, PrivateKeySuffix, PublicKeySuffix)
 	}
 	return data, nil
+}
+
+// CheckPublicKeyFile checks that path holds a public key; a private key
+// given where a public one belongs is named as such.
+func CheckPublicKeyFile(path string) error {
+	_, err := LoadPublicKey(path)
+	if err != nil && strings.HasSuffix(path, PrivateKeySuffix) {
+		return fmt.Errorf("%w; this looks like a private key: give PREFIX%s", err, PublicKeySuffix)
+	}
+	return err
 }
 
 // LoadPublicKey reads a PEM public key file (PREFIX.pub).
