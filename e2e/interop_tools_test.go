@@ -165,6 +165,9 @@ func TestInteropTools(t *testing.T) {
 			if out := tool(t, env, crane, "manifest", "--insecure", ref); !strings.Contains(out, `"artifactType":"application/vnd.nemoclaw.blueprint.v1"`) {
 				t.Errorf("crane manifest:\n%s", out)
 			}
+			if out := tool(t, env, crane, "ls", "--insecure", repo); !strings.Contains(out, "1.0.0") {
+				t.Errorf("crane ls:\n%s", out)
+			}
 			// cosign verifies nemoclaw's signature. Its bundle-format
 			// verification wants a trusted root even for a key; an empty
 			// one is enough offline.
