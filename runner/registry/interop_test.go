@@ -546,3 +546,59 @@ func TestLegacyCosignSignature(t *testing.T) {
 		t.Fatalf("got %v, want the legacy signature refused for naming another digest", err)
 	}
 }
+
+// attachCosignShaped pushes bundle as cosign v2 does: the bundle type only
+// on the config descriptor, so the referrer's artifactType is the empty
+// config's, with cosign's annotations.
+func attachCosignShaped(t *testing.T, c *Client, repoRef string, subject ocispec.Descriptor, bundle []byte) {
+	t.Helper()
+	ctx := context.Background()
+	ref, _ := ParseReference(repoRef)
+	repo, err := c.repository(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bdesc := ocispec.Descriptor{MediaType: signing.BundleMediaType, Digest: digest.FromBytes(bundle), Size: int64(len(bundle))}
+	if err := c.pushBlob(ctx, repo, ref, bdesc, bundle); err != nil {
+		t.Fatal(err)
+	}
+	cfg := ocispec.DescriptorEmptyJSON
+	cfg.ArtifactType, cfg.Data = signing.BundleMediaType, nil
+	m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cfg,
+		Layers: []ocispec.Descriptor{bdesc}, Subject: &subject,
+		Annotations: map[string]string{bundleContentAnnotation: "dsse-envelope", bundlePredicateAnnotation: signing.SignPredicateType}}
+	mb, _ := json.Marshal(m)
+	if err := repo.Manifests().Push(ctx, ocispec.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(mb), Size: int64(len(mb))}, bytes.NewReader(mb)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCosignSignatureBesideOurs: a digest signed by nemoclaw with one key
+// and by cosign with another verifies with either key, on both registry
+// kinds: a typed signature never hides cosign's untyped one.
+func TestCosignSignatureBesideOurs(t *testing.T) {
+	t.Parallel()
+	for _, opts := range []regOptions{{referrers: true}, {noDelete: true}} {
+		t.Run(fmt.Sprintf("referrers=%v", opts.referrers), func(t *testing.T) {
+			t.Parallel()
+			srv := newRegistryWith(t, opts)
+			repo := srv.host() + "/team/bp"
+			c := newClient(t)
+			keys := t.TempDir()
+			prefixA, kpA := keyPair(t, keys, "nemoclaw")
+			prefixB, kpB := keyPair(t, keys, "cosign")
+			p := push(t, c, blueprintDir(t, "1.0.0", ""), repo, kpA)
+			mb, desc := manifestOf(t, c, repo, p.Digest)
+			bundle, err := signing.Sign(context.Background(), kpB, repo, mb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			attachCosignShaped(t, c, repo, desc, bundle)
+			for _, prefix := range []string{prefixA, prefixB} {
+				if _, err := newClient(t).Verify(context.Background(), VerifyOptions{Ref: repo + ":1.0.0", Verification: Verification{OneOff: &signing.RequirementSpec{Keys: []string{prefix + ".pub"}}}}); err != nil {
+					t.Errorf("verify with %s: %v", filepath.Base(prefix), err)
+				}
+			}
+		})
+	}
+}

@@ -249,45 +249,36 @@ const (
 
 // signatureCandidates lists the referrers of desc that may be Sigstore
 // bundles, most likely first, so that the cap on how many are read never
-// hides a signature behind SBOMs, attestations or other artifacts. The
-// registry filters by artifactType where it can (referrers API) and oras-go
-// filters the rest client-side. Registries that report a referrer's config
-// media type instead of its artifactType (go-containerregistry's, older
-// ones) list bundles as "application/vnd.oci.empty.v1+json": only when the
-// typed listing is empty are those read, the ones with a bundle annotation
-// first.
+// hides a signature behind SBOMs, attestations or other artifacts: first
+// those typed as bundles, then untyped ones (artifactType empty or the
+// empty config's type) with a bundle annotation, then other untyped ones;
+// referrers typed as anything else are dropped. The classification is
+// client-side on one unfiltered listing: cosign v2 sets the bundle type only
+// on its referrer's config descriptor, so its signatures' artifactType is
+// the empty config's and the referrers API's artifactType filter would
+// hide them (go-containerregistry's registry reports every referrer that
+// way).
 func signatureCandidates(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-	list := func(artifactType string) ([]ocispec.Descriptor, error) {
-		var refs []ocispec.Descriptor
-		err := repo.Referrers(ctx, desc, artifactType, func(rs []ocispec.Descriptor) error {
-			refs = append(refs, rs...)
-			return nil
-		})
-		if err != nil && !errors.Is(err, errdef.ErrNotFound) {
-			return nil, err
+	var typed, annotated, untyped []ocispec.Descriptor
+	err := repo.Referrers(ctx, desc, "", func(rs []ocispec.Descriptor) error {
+		for _, r := range rs {
+			switch {
+			case r.ArtifactType == signing.BundleMediaType:
+				typed = append(typed, r)
+			case r.ArtifactType != "" && r.ArtifactType != ocispec.MediaTypeEmptyJSON:
+				// Typed as something else.
+			case r.Annotations[bundleContentAnnotation] != "":
+				annotated = append(annotated, r)
+			default:
+				untyped = append(untyped, r)
+			}
 		}
-		return refs, nil
-	}
-	typed, err := list(signing.BundleMediaType)
-	if err != nil || len(typed) > 0 {
-		return typed, err
-	}
-	all, err := list("")
-	if err != nil {
+		return nil
+	})
+	if err != nil && !errors.Is(err, errdef.ErrNotFound) {
 		return nil, err
 	}
-	var annotated, untyped []ocispec.Descriptor
-	for _, r := range all {
-		switch {
-		case r.ArtifactType != "" && r.ArtifactType != ocispec.MediaTypeEmptyJSON:
-			// Typed as something else.
-		case r.Annotations[bundleContentAnnotation] != "":
-			annotated = append(annotated, r)
-		default:
-			untyped = append(untyped, r)
-		}
-	}
-	return append(annotated, untyped...), nil
+	return append(append(typed, annotated...), untyped...), nil
 }
 
 // short abbreviates a digest for progress lines.
