@@ -264,9 +264,12 @@ func (k *cache) push(ctx context.Context, desc ocispec.Descriptor, b []byte) err
 	return nil
 }
 
-// commit stores a verified blueprint and its signatures and names it
-// "host/repo@sha256:…" in the layout's index.json.
-func (k *cache) commit(ctx context.Context, repoName string, a *artifact, sigs []sigArtifact) error {
+// commit stores a verified blueprint and its signatures and, with index,
+// names it "host/repo@sha256:…" in the layout's index.json. Blobs without
+// an index entry are content-addressed and verified, never used: a pull
+// stores them while the layer is unpacked and validated, and indexes them
+// once that passed.
+func (k *cache) commit(ctx context.Context, repoName string, a *artifact, sigs []sigArtifact, index bool) error {
 	if k.store == nil {
 		if err := k.openStore(ctx); err != nil {
 			return err
@@ -297,6 +300,9 @@ func (k *cache) commit(ctx context.Context, repoName string, a *artifact, sigs [
 		if err := k.push(ctx, s.desc, s.b); err != nil {
 			return fmt.Errorf("cache %s: store %s: %w", k.dir, s.desc.Digest, err)
 		}
+	}
+	if !index {
+		return nil
 	}
 	if err := k.store.Tag(ctx, a.manifestDesc, repoName+"@"+a.manifestDesc.Digest.String()); err != nil {
 		return fmt.Errorf("cache %s: index %s: %w", k.dir, a.manifestDesc.Digest, err)
@@ -332,7 +338,16 @@ func (k *cache) unpacked(subject string, a *artifact) (string, error) {
 	dir := filepath.Join(base, a.manifestDesc.Digest.Encoded())
 	if _, err := os.Stat(dir); err == nil {
 		if b, err := Pack(dir); err == nil && digest.FromBytes(b) == want {
-			return dir, validateUnpacked(subject, dir, a)
+			// Validated when it was unpacked (the marker says so); a copy
+			// unpacked by an older nemoclaw is validated once now.
+			marker := validatedMarker(dir)
+			if _, err := os.Stat(marker); err == nil {
+				return dir, nil
+			}
+			if err := validateUnpacked(subject, dir, a); err != nil {
+				return "", err
+			}
+			return dir, os.WriteFile(marker, nil, 0o644)
 		}
 		k.log.Warn("unpacked blueprint differs from its verified layer; unpacking it again", "dir", dir)
 		if err := os.RemoveAll(dir); err != nil {
@@ -351,11 +366,21 @@ func (k *cache) unpacked(subject string, a *artifact) (string, error) {
 		_ = os.RemoveAll(tmp)
 		return "", err
 	}
+	if err := os.WriteFile(validatedMarker(dir), nil, 0o644); err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", fmt.Errorf("cache: %w", err)
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", fmt.Errorf("cache: %w", err)
 	}
 	return dir, nil
+}
+
+// validatedMarker is the empty file beside an unpacked blueprint that says
+// validateUnpacked passed on it, so a warm pull does not load it again.
+func validatedMarker(dir string) string {
+	return filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".valid")
 }
 
 // validateUnpacked checks an unpacked blueprint the way push does: its

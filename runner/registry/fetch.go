@@ -321,13 +321,29 @@ func (c *Client) finish(ctx context.Context, k *cache, o FetchOptions, lock *Loc
 		signer = s.String()
 	}
 	// The signature holds: unpack and validate the blueprint as push
-	// would, and only then store it in the cache and change the lock.
+	// would while its blobs are stored (concurrently: both are mostly
+	// filesystem latency), and only then index it in the cache and change
+	// the lock.
+	// A cache without a layout yet gets one (and its index.json) only
+	// after validation, so that a refused first pull leaves no index.
+	early := !fromCache && k.store != nil
+	stored := make(chan error, 1)
+	go func() {
+		if !early {
+			stored <- nil
+			return
+		}
+		stored <- k.commit(ctx, ref.Repo(), a, sigs, false)
+	}()
 	dir, err := k.unpacked(subject, a)
+	if serr := <-stored; err == nil {
+		err = serr
+	}
 	if err != nil {
 		return nil, err
 	}
 	if !fromCache {
-		if err := k.commit(ctx, ref.Repo(), a, sigs); err != nil {
+		if err := k.commit(ctx, ref.Repo(), a, sigs, true); err != nil {
 			return nil, err
 		}
 	}

@@ -114,25 +114,31 @@ func (c *Client) download(ctx context.Context, repo *remote.Repository, ref Refe
 		sigs []sigArtifact
 		err  error
 	}
-	sigc := make(chan sigResult, 1)
+	sigc, legacyc := make(chan sigResult, 1), make(chan sigResult, 1)
 	go func() {
 		sigs, err := c.fetchSignatures(ctx, repo, subject, mdesc)
-		if err == nil {
-			var legacy *sigArtifact
-			if legacy, err = c.fetchSimpleSignatures(ctx, repo, subject, mdesc.Digest); legacy != nil {
-				sigs = append(sigs, *legacy)
-			}
-		}
 		sigc <- sigResult{sigs, err}
 	}()
+	go func() {
+		legacy, err := c.fetchSimpleSignatures(ctx, repo, subject, mdesc.Digest)
+		var sigs []sigArtifact
+		if legacy != nil {
+			sigs = append(sigs, *legacy)
+		}
+		legacyc <- sigResult{sigs, err}
+	}()
 	layer, err := c.fetchBlob(ctx, repo.Blobs().Fetch, subject, "layer", m.Layers[0], maxBlueprintBytes)
-	sr := <-sigc
+	sr, lr := <-sigc, <-legacyc
 	if err != nil {
 		return nil, nil, err
+	}
+	if sr.err == nil {
+		sr.err = lr.err
 	}
 	if sr.err != nil {
 		return nil, nil, sr.err
 	}
+	sr.sigs = append(sr.sigs, lr.sigs...)
 	c.progressf("fetched %s (%s, layer %s, %d signature(s))", subject, m.Annotations[AnnotationVersion], humanBytes(m.Layers[0].Size), len(sr.sigs))
 	a := &artifact{manifestDesc: mdesc, manifestBytes: mb, manifest: m, layerDesc: m.Layers[0], layer: layer}
 	return a, sr.sigs, nil
