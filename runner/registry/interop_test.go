@@ -602,3 +602,30 @@ func TestCosignSignatureBesideOurs(t *testing.T) {
 		})
 	}
 }
+
+// TestValidatedMarker: a pull leaves a marker that the unpacked copy was
+// validated; a copy without one (unpacked by an older nemoclaw) is
+// validated again on the next pinned pull and marked.
+func TestValidatedMarker(t *testing.T) {
+	t.Parallel()
+	p := publish(t, "1.0.0")
+	c, lock := p.consumer(t)
+	ctx := context.Background()
+	f, err := c.Fetch(ctx, FetchOptions{Ref: p.repo + ":1.0.0", LockPath: lock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := validatedMarker(f.Dir)
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("no validation marker: %v", err)
+	}
+	if err := os.Remove(marker); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := c.Fetch(ctx, FetchOptions{Ref: p.repo + ":1.0.0", LockPath: lock}); err != nil || !again.FromCache {
+		t.Fatalf("pinned pull: %+v %v", again, err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("the revalidated copy was not marked: %v", err)
+	}
+}
