@@ -271,6 +271,13 @@ func TestRegistryNewUserStory(t *testing.T) {
 	otherKey := filepath.Join(alice.home, "other")
 	alice.must("key", "generate", otherKey)
 	alice.refused("not signed by", "blueprint", "verify", repo+":1.2.3", "--key", otherKey+".pub")
+	// A second signer on the same digest, with deletes disabled: both
+	// signs exit 0 and either key verifies.
+	alice.must("blueprint", "sign", repo+":1.2.3", "--key", otherKey+".key")
+	alice.must("blueprint", "sign", repo+":1.2.3", "--key", otherKey+".key")
+	for _, k := range []string{keyPrefix, otherKey} {
+		alice.must("blueprint", "verify", repo+":1.2.3", "--key", k+".pub")
+	}
 
 	// Registry down: the pinned, cached digest needs no network; a user
 	// with an empty cache gets a clear error (exit 1, not a refusal).
@@ -344,7 +351,9 @@ func TestRegistryNewUserStory(t *testing.T) {
 
 	// Tag moved after locking: the publisher re-pushes 1.2.3 with other
 	// content (signed), and a user with the old lock and no cache refuses.
-	moved := pub.must("blueprint", "push", blueprintVersion(t, "1.2.3", "moved"), repo)
+	movedDir := blueprintVersion(t, "1.2.3", "moved")
+	pub.refused("already holds "+got.Digest, "blueprint", "push", movedDir, repo)
+	moved := pub.must("blueprint", "push", movedDir, repo, "--force")
 	pub.must("blueprint", "sign", strings.TrimSpace(moved), "--key", keyPrefix+".key")
 	carol := newUser(t)
 	carol.login(r)

@@ -46,6 +46,7 @@ var delegatedCommands = []struct{ parent, use, short string }{
 	{"blueprint", "verify REF (--key PREFIX.pub | --certificate-identity ID --certificate-oidc-issuer URL) [--trusted-root FILE]", "Check a blueprint's digests and signature in the registry without pulling it"},
 	{"", "key", "Manage blueprint signing keys"},
 	{"", "registry", "Log in to and out of OCI registries"},
+	{"", "trust", "Manage which keys and keyless identities are trusted for which repositories"},
 }
 
 // Delegation hooks; tests replace them so that no test execs.

@@ -3,6 +3,9 @@ package registry
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
@@ -16,6 +19,9 @@ const (
 	// LayerMediaType is the media type of its one layer, the
 	// deterministic (uncompressed, so stable across Go versions) tar.
 	LayerMediaType = "application/vnd.nemoclaw.blueprint.layer.v1.tar"
+	// LayerMediaTypeGzip is the same tar, gzip-compressed; pull accepts it
+	// (and the OCI image layer types) from other tools.
+	LayerMediaTypeGzip = LayerMediaType + "+gzip"
 	// AnnotationVersion carries the blueprint's semver.
 	AnnotationVersion = ocispec.AnnotationVersion
 	// AnnotationTitle carries the blueprint's title.
@@ -83,11 +89,19 @@ func parseBlueprintManifest(subject string, mb []byte) (ocispec.Manifest, error)
 	if err := json.Unmarshal(mb, &m); err != nil {
 		return m, &RefusedError{Subject: subject, Reason: "manifest is not valid JSON", Err: err}
 	}
-	if m.ArtifactType != ArtifactType || len(m.Layers) != 1 || m.Layers[0].MediaType != LayerMediaType {
+	if m.ArtifactType != ArtifactType || len(m.Layers) != 1 {
 		return m, &RefusedError{
 			Subject: subject,
-			Reason:  fmt.Sprintf("not a nemoclaw blueprint (artifactType %q with %d layer(s); want %q with one %q layer)", m.ArtifactType, len(m.Layers), ArtifactType, LayerMediaType),
-			Hint:    "push blueprints with 'nemoclaw blueprint push DIR REF'",
+			Reason:  fmt.Sprintf("not a nemoclaw blueprint (artifactType %q with %d layer(s); want %q with one layer)", m.ArtifactType, len(m.Layers), ArtifactType),
+			Hint:    packHint,
+		}
+	}
+	if _, ok := layerMediaTypes[m.Layers[0].MediaType]; !ok {
+		return m, &RefusedError{
+			Subject:   subject,
+			Reason:    fmt.Sprintf("its layer's media type %q is neither tar nor tar+gzip (accepted: %s)", m.Layers[0].MediaType, strings.Join(slices.Sorted(maps.Keys(layerMediaTypes)), ", ")),
+			DecidedBy: "layer check",
+			Hint:      packHint,
 		}
 	}
 	if m.Layers[0].Size > maxBlueprintBytes {

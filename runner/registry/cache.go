@@ -14,24 +14,36 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-version"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/oci"
 	"oras.land/oras-go/v2/errdef"
 
+	"github.com/nemoclaw/nemoclaw/runner/blueprint"
 	"github.com/nemoclaw/nemoclaw/runner/signing"
 )
 
 // errCacheMiss means the cache does not hold (a usable copy of) a digest.
 var errCacheMiss = errors.New("not in the cache")
 
-// sigArtifact is a signature referrer: its manifest and the bundle layer.
+// sigArtifact is a signature: a referrer manifest with its bundle layer,
+// or (simple set) cosign's legacy sha256-<hex>.sig manifest with its
+// payload layers.
 type sigArtifact struct {
 	desc          ocispec.Descriptor
 	manifestBytes []byte
 	bundleDesc    ocispec.Descriptor
 	bundle        []byte
+	simple        []simpleLayer
+}
+
+// simpleLayer is one legacy cosign payload with its descriptor (whose
+// annotations hold the signature).
+type simpleLayer struct {
+	desc    ocispec.Descriptor
+	payload []byte
 }
 
 // cache is the OCI image-layout store under Home/cache/oci plus unpacked
@@ -172,7 +184,37 @@ func (k *cache) load(ctx context.Context, subject string, d digest.Digest) (*art
 		}
 		sigs = append(sigs, *s)
 	}
+	if s, err := k.loadSimpleSig(ctx, subject+":"+simpleSigTag(d)); err == nil {
+		sigs = append(sigs, *s)
+	} else if !errors.Is(err, errCacheMiss) {
+		k.log.Debug("skipping cached cosign signature", "err", err)
+	}
 	return a, sigs, nil
+}
+
+// loadSimpleSig loads a cached legacy cosign signature by its name.
+func (k *cache) loadSimpleSig(ctx context.Context, name string) (*sigArtifact, error) {
+	desc, err := k.store.Resolve(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, errCacheMiss)
+	}
+	mb, err := k.readVerified(ctx, desc, maxManifestBytes)
+	if err != nil {
+		return nil, err
+	}
+	layers, err := parseSimpleSigManifest(mb)
+	if err != nil {
+		return nil, err
+	}
+	s := &sigArtifact{desc: desc, manifestBytes: mb}
+	for _, l := range layers {
+		b, err := k.readVerified(ctx, l, maxBundleBytes)
+		if err != nil {
+			return nil, err
+		}
+		s.simple = append(s.simple, simpleLayer{desc: l, payload: b})
+	}
+	return s, nil
 }
 
 func (k *cache) loadSig(ctx context.Context, desc ocispec.Descriptor, subject digest.Digest) (*sigArtifact, error) {
@@ -222,9 +264,12 @@ func (k *cache) push(ctx context.Context, desc ocispec.Descriptor, b []byte) err
 	return nil
 }
 
-// commit stores a verified blueprint and its signatures and names it
-// "host/repo@sha256:…" in the layout's index.json.
-func (k *cache) commit(ctx context.Context, repoName string, a *artifact, sigs []sigArtifact) error {
+// commit stores a verified blueprint and its signatures and, with index,
+// names it "host/repo@sha256:…" in the layout's index.json. Blobs without
+// an index entry are content-addressed and verified, never used: a pull
+// stores them while the layer is unpacked and validated, and indexes them
+// once that passed.
+func (k *cache) commit(ctx context.Context, repoName string, a *artifact, sigs []sigArtifact, index bool) error {
 	if k.store == nil {
 		if err := k.openStore(ctx); err != nil {
 			return err
@@ -235,22 +280,38 @@ func (k *cache) commit(ctx context.Context, repoName string, a *artifact, sigs [
 		desc ocispec.Descriptor
 		b    []byte
 	}{{empty, empty.Data}, {a.layerDesc, a.layer}, {a.manifestDesc, a.manifestBytes}}
-	for _, s := range sigs {
-		steps = append(steps, struct {
-			desc ocispec.Descriptor
-			b    []byte
-		}{s.bundleDesc, s.bundle}, struct {
-			desc ocispec.Descriptor
-			b    []byte
-		}{s.desc, s.manifestBytes})
+	type step = struct {
+		desc ocispec.Descriptor
+		b    []byte
+	}
+	var legacy *sigArtifact
+	for i, s := range sigs {
+		if s.simple != nil {
+			legacy = &sigs[i]
+			for _, l := range s.simple {
+				steps = append(steps, step{l.desc, l.payload})
+			}
+		} else {
+			steps = append(steps, step{s.bundleDesc, s.bundle})
+		}
+		steps = append(steps, step{s.desc, s.manifestBytes})
 	}
 	for _, s := range steps {
 		if err := k.push(ctx, s.desc, s.b); err != nil {
 			return fmt.Errorf("cache %s: store %s: %w", k.dir, s.desc.Digest, err)
 		}
 	}
+	if !index {
+		return nil
+	}
 	if err := k.store.Tag(ctx, a.manifestDesc, repoName+"@"+a.manifestDesc.Digest.String()); err != nil {
 		return fmt.Errorf("cache %s: index %s: %w", k.dir, a.manifestDesc.Digest, err)
+	}
+	if legacy != nil {
+		// No subject links it to the blueprint: name it by cosign's tag.
+		if err := k.store.Tag(ctx, legacy.desc, repoName+":"+simpleSigTag(a.manifestDesc.Digest)); err != nil {
+			return fmt.Errorf("cache %s: index %s: %w", k.dir, legacy.desc.Digest, err)
+		}
 	}
 	if err := k.store.SaveIndex(); err != nil {
 		return fmt.Errorf("cache %s: save index: %w", k.dir, err)
@@ -259,14 +320,34 @@ func (k *cache) commit(ctx context.Context, repoName string, a *artifact, sigs [
 }
 
 // unpacked returns Home/cache/blueprints/<hex> holding a's layer. An
-// existing directory is re-packed and compared with the layer digest; one
-// that differs (edited, truncated) is replaced.
-func (k *cache) unpacked(a *artifact) (string, error) {
+// existing directory is re-packed and compared with the tree the layer
+// holds (Pack's digest of it, which for a layer Pack made is the layer
+// digest, and for a foreign tar is not); one that differs (edited,
+// truncated) is replaced. A layer that is not a blueprint tree is a
+// refusal.
+func (k *cache) unpacked(subject string, a *artifact) (string, error) {
+	entries, err := readLayer(a.layer, a.layerDesc)
+	if err != nil {
+		return "", &RefusedError{Subject: subject, Reason: "its layer is not a blueprint directory", DecidedBy: "layer check", Err: err, Hint: packHint}
+	}
+	want, err := treeDigest(entries)
+	if err != nil {
+		return "", fmt.Errorf("cache: %s: %w", a.manifestDesc.Digest, err)
+	}
 	base := filepath.Join(k.dir, "blueprints")
 	dir := filepath.Join(base, a.manifestDesc.Digest.Encoded())
 	if _, err := os.Stat(dir); err == nil {
-		if b, err := Pack(dir); err == nil && digest.FromBytes(b) == a.layerDesc.Digest {
-			return dir, nil
+		if b, err := Pack(dir); err == nil && digest.FromBytes(b) == want {
+			// Validated when it was unpacked (the marker says so); a copy
+			// unpacked by an older nemoclaw is validated once now.
+			marker := validatedMarker(dir)
+			if _, err := os.Stat(marker); err == nil {
+				return dir, nil
+			}
+			if err := validateUnpacked(subject, dir, a); err != nil {
+				return "", err
+			}
+			return dir, os.WriteFile(marker, nil, 0o644)
 		}
 		k.log.Warn("unpacked blueprint differs from its verified layer; unpacking it again", "dir", dir)
 		if err := os.RemoveAll(dir); err != nil {
@@ -277,15 +358,49 @@ func (k *cache) unpacked(a *artifact) (string, error) {
 		return "", fmt.Errorf("cache: %w", err)
 	}
 	tmp := filepath.Join(base, fmt.Sprintf(".unpack-%s-%d", a.manifestDesc.Digest.Encoded()[:12], time.Now().UnixNano()))
-	if err := Unpack(a.layer, tmp); err != nil {
+	if err := writeEntries(entries, tmp); err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", fmt.Errorf("cache: %s: %w", a.manifestDesc.Digest, err)
+	}
+	if err := validateUnpacked(subject, tmp, a); err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", err
+	}
+	if err := os.WriteFile(validatedMarker(dir), nil, 0o644); err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", fmt.Errorf("cache: %w", err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", fmt.Errorf("cache: %w", err)
 	}
 	return dir, nil
+}
+
+// validatedMarker is the empty file beside an unpacked blueprint that says
+// validateUnpacked passed on it, so a warm pull does not load it again.
+func validatedMarker(dir string) string {
+	return filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".valid")
+}
+
+// validateUnpacked checks an unpacked blueprint the way push does: its
+// blueprint.yaml loads and validates, and its version is the manifest's
+// version annotation (which tags, constraints and the lock go by).
+func validateUnpacked(subject, dir string, a *artifact) error {
+	ann := a.manifest.Annotations[AnnotationVersion]
+	bp, err := blueprint.Load(dir)
+	if err != nil {
+		return &RefusedError{Subject: subject, Reason: "its blueprint does not load", DecidedBy: blueprint.FileName + " in the layer", Err: err,
+			Hint: "ask the publisher to fix it; 'nemoclaw blueprint push' checks a blueprint before it pushes"}
+	}
+	bv, err := version.NewVersion(bp.Version)
+	av, aerr := version.NewVersion(ann)
+	if err != nil || aerr != nil || !bv.Equal(av) {
+		return &RefusedError{Subject: subject, Reason: fmt.Sprintf("%s says version %q but the manifest's %s annotation says %q", blueprint.FileName, bp.Version, AnnotationVersion, ann),
+			DecidedBy: blueprint.FileName + " in the layer",
+			Hint:      "the version tags and the lock go by the annotation; ask the publisher to push it again with 'nemoclaw blueprint push', which sets it from " + blueprint.FileName}
+	}
+	return nil
 }
 
 // CachedBlueprint is one blueprint in the cache.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/go-version"
 	"github.com/opencontainers/go-digest"
@@ -68,8 +69,10 @@ type Fetched struct {
 const Unverified = "unverified"
 
 // requirement picks the signature requirement for repository: one-off
-// flags, else the trust policy. nil with no error means skip (insecure).
-func (c *Client) requirement(repository string, v Verification) (*signing.Requirement, error) {
+// flags, else the trust policy, else the key the lock entry locked
+// records as the signer (found in the trust store by its fingerprint). nil
+// with no error means skip (insecure).
+func (c *Client) requirement(repository string, v Verification, locked *LockEntry, lockPath string) (*signing.Requirement, error) {
 	if v.InsecureSkipVerify {
 		c.log.Warn("SIGNATURE VERIFICATION DISABLED by --insecure-skip-verify: the blueprint may have been tampered with", "repository", repository)
 		c.progressf("WARNING: --insecure-skip-verify: not verifying the signature of %s", repository)
@@ -82,7 +85,16 @@ func (c *Client) requirement(repository string, v Verification) (*signing.Requir
 	if err != nil {
 		return nil, err
 	}
-	return tp.RequirementFor(repository)
+	req, err := tp.RequirementFor(repository)
+	if err != nil && locked != nil && strings.HasPrefix(locked.Signer, "key ") {
+		// No rule names this repository, but the lock says which key
+		// signed what it pins: a key in the trust store with that
+		// fingerprint is trusted for it.
+		if f := tp.KeyByFingerprint(strings.TrimPrefix(locked.Signer, "key ")); f != "" {
+			return signing.RequirementSpec{Keys: []string{f}}.Build("", "the signer recorded in "+lockPath)
+		}
+	}
+	return req, err
 }
 
 // Fetch resolves a blueprint reference honouring the lock file, fetches it
@@ -105,7 +117,7 @@ func (c *Client) Fetch(ctx context.Context, o FetchOptions) (*Fetched, error) {
 		}
 	}
 	entry := lock.Find(ref.Repo())
-	req, err := c.requirement(ref.Repo(), o.Verification)
+	req, err := c.requirement(ref.Repo(), o.Verification, entry, o.LockPath)
 	if err != nil {
 		return nil, err
 	}
@@ -167,14 +179,14 @@ func (c *Client) Fetch(ctx context.Context, o FetchOptions) (*Fetched, error) {
 					Hint:      "if the publisher re-tagged on purpose, run 'nemoclaw blueprint update " + ref.Repo() + "' to accept the new digest (it must verify), otherwise treat the registry as compromised",
 				}
 			case err != nil && !errors.Is(err, errdef.ErrNotFound):
-				return nil, c.unreachable(ref, cacheErr, err)
+				return nil, c.unreachable("pull", ref, cacheErr, err)
 			}
 		}
 	} else {
 		if ref.Tag == "" {
 			want, tag, verLabel, err = c.resolve(ctx, repo, ref, constraint)
 			if err != nil {
-				return nil, c.unreachable(ref, nil, err)
+				return nil, c.unreachable("pull", ref, nil, err)
 			}
 			c.progressf("resolved %s%s to %s", ref, verLabel, want)
 		}
@@ -185,25 +197,29 @@ func (c *Client) Fetch(ctx context.Context, o FetchOptions) (*Fetched, error) {
 		if IsRefusal(err) {
 			return nil, err
 		}
-		return nil, c.unreachable(ref, cacheErr, err)
+		return nil, c.unreachable("pull", ref, cacheErr, err)
 	}
 	return c.finish(ctx, k, o, lock, entry, ref, tag, constraint, req, a, sigs, false)
 }
 
-// unreachable explains a registry error, with the cache state when a
-// cached copy was tried first.
-func (c *Client) unreachable(ref Reference, cacheErr, err error) error {
+// unreachable explains a registry error for verb, with the cache state
+// when a cached copy was tried first.
+func (c *Client) unreachable(verb string, ref Reference, cacheErr, err error) error {
 	if IsRefusal(err) {
 		return err
 	}
 	if IsRefusal(cacheErr) {
-		c.log.Warn("registry unreachable while re-checking signatures", "err", err)
+		c.log.Warn("registry failed while re-checking signatures", "err", err)
 		return cacheErr
 	}
 	if cacheErr != nil {
-		return fmt.Errorf("pull %s: the locked digest is not usable from the cache (%v) and the registry failed: %w (is the registry at %s running and reachable?)", ref, cacheErr, err, ref.Registry)
+		return fmt.Errorf("%s %s: the locked digest is not usable from the cache (%v) and the registry failed: %w", verb, ref, cacheErr, explain(ref, err))
 	}
-	return fmt.Errorf("pull %s: %w (is the registry at %s running and reachable? a blueprint pinned in nemoclaw.lock and already cached needs no network)", ref, err, ref.Registry)
+	err = registryError(verb, ref, err)
+	if verb == "pull" && isConnError(err) {
+		return fmt.Errorf("%w; a blueprint pinned in nemoclaw.lock and already cached needs no network", err)
+	}
+	return err
 }
 
 // satisfies reports whether the lock entry answers the request without
@@ -293,32 +309,43 @@ func (c *Client) finish(ctx context.Context, k *cache, o FetchOptions, lock *Loc
 	}
 	signer := Unverified
 	if req != nil {
-		bundles := make([][]byte, len(sigs))
-		for i, s := range sigs {
-			bundles[i] = s.bundle
-		}
-		s, err := req.VerifyBundles(subject, bundles, a.manifestBytes)
+		bundles, simple := signatureInputs(sigs)
+		s, err := req.VerifySignatures(subject+" (version "+ver+")", bundles, simple, a.manifestBytes)
 		if err != nil {
+			var ve *signing.VerificationError
+			if errors.As(err, &ve) && entry != nil && entry.Digest != a.manifestDesc.Digest.String() && o.LockPath != "" {
+				ve.Hint += fmt.Sprintf("; %s still pins version %s (%s)", o.LockPath, entry.Version, entry.Digest)
+			}
 			return nil, err
 		}
 		signer = s.String()
 	}
-	// Everything is verified: store in the cache and unpack, concurrently
-	// (both are mostly filesystem latency).
-	commitErr := make(chan error, 1)
+	// The signature holds: unpack and validate the blueprint as push
+	// would while its blobs are stored (concurrently: both are mostly
+	// filesystem latency), and only then index it in the cache and change
+	// the lock.
+	// A cache without a layout yet gets one (and its index.json) only
+	// after validation, so that a refused first pull leaves no index.
+	early := !fromCache && k.store != nil
+	stored := make(chan error, 1)
 	go func() {
-		if fromCache {
-			commitErr <- nil
+		if !early {
+			stored <- nil
 			return
 		}
-		commitErr <- k.commit(ctx, ref.Repo(), a, sigs)
+		stored <- k.commit(ctx, ref.Repo(), a, sigs, false)
 	}()
-	dir, err := k.unpacked(a)
-	if cerr := <-commitErr; cerr != nil {
-		return nil, cerr
+	dir, err := k.unpacked(subject, a)
+	if serr := <-stored; err == nil {
+		err = serr
 	}
 	if err != nil {
 		return nil, err
+	}
+	if !fromCache {
+		if err := k.commit(ctx, ref.Repo(), a, sigs, true); err != nil {
+			return nil, err
+		}
 	}
 	res := &Fetched{Dir: dir, Ref: ref.Repo(), Tag: tag, Version: ver, Digest: a.manifestDesc.Digest.String(), Signer: signer, FromCache: fromCache}
 	if fromCache {

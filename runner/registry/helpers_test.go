@@ -33,15 +33,35 @@ type tamperServer struct {
 }
 
 func newRegistry(t *testing.T) *tamperServer {
+	return newRegistryWith(t, regOptions{referrers: true})
+}
+
+// regOptions choose how the test registry behaves.
+type regOptions struct {
+	// referrers turns the referrers API on; off, clients use the
+	// sha256-<hex> tag fallback, as on Distribution 2.8.
+	referrers bool
+	// noDelete answers every DELETE with 405, as Distribution does with
+	// its default storage.delete.enabled: false.
+	noDelete bool
+}
+
+func newRegistryWith(t *testing.T, o regOptions) *tamperServer {
 	t.Helper()
 	ts := &tamperServer{}
-	h := ggcr.New(ggcr.WithReferrersSupport(true), ggcr.Logger(log.New(io.Discard, "", 0)))
+	h := ggcr.New(ggcr.WithReferrersSupport(o.referrers), ggcr.Logger(log.New(io.Discard, "", 0)))
 	ts.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ts.mu.Lock()
 		d, mode, down, user, pass := ts.digest, ts.mode, ts.down, ts.user, ts.pass
 		ts.mu.Unlock()
 		if down {
 			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		if o.noDelete && r.Method == http.MethodDelete {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			_, _ = io.WriteString(w, `{"errors":[{"code":"UNSUPPORTED","message":"The operation is unsupported."}]}`)
 			return
 		}
 		if user != "" {

@@ -3,6 +3,7 @@ package registry
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 func TestPackDeterministic(t *testing.T) {
@@ -184,6 +186,36 @@ func FuzzUnpack(f *testing.F) {
 		dest := filepath.Join(root, "out")
 		_ = Unpack(data, dest)
 		// Whatever happened, nothing may exist outside dest.
+		entries, err := os.ReadDir(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.Name() != "out" {
+				t.Fatalf("unpack wrote %s outside its destination", e.Name())
+			}
+		}
+	})
+}
+
+// FuzzUnpackLayer feeds other tools' packings (gzip, oras' directory
+// prefix) through the same checks: nothing may land outside dest.
+func FuzzUnpackLayer(f *testing.F) {
+	if b, err := Pack(filepath.Join("testdata", "blueprint")); err == nil {
+		var z bytes.Buffer
+		zw := gzip.NewWriter(&z)
+		_, _ = zw.Write(b)
+		_ = zw.Close()
+		f.Add(z.Bytes(), true)
+		f.Add(b, false)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, oras bool) {
+		desc := ocispec.Descriptor{MediaType: LayerMediaTypeGzip}
+		if oras {
+			desc.Annotations = map[string]string{orasUnpackAnnotation: "true", ocispec.AnnotationTitle: "bp"}
+		}
+		root := t.TempDir()
+		_ = UnpackLayer(data, desc, filepath.Join(root, "out"))
 		entries, err := os.ReadDir(root)
 		if err != nil {
 			t.Fatal(err)

@@ -3,12 +3,15 @@ package registry
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 
 	"github.com/hashicorp/go-version"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
 
 	"github.com/nemoclaw/nemoclaw/runner/blueprint"
@@ -25,6 +28,10 @@ type PushOptions struct {
 	// element (so the same directory pushed to the same repository always
 	// gives the same digest).
 	Title string
+	// Force moves a version tag that already points to other content.
+	// Without it that is a refusal: every lock that pinned the old digest
+	// under that version would be refused from then on.
+	Force bool
 }
 
 // Pushed describes a pushed blueprint.
@@ -94,6 +101,11 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (*Pushed, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !o.Force {
+		if err := checkVersionTags(ctx, repo, ref, tags, a.manifestDesc.Digest); err != nil {
+			return nil, err
+		}
+	}
 	for _, b := range []struct {
 		desc ocispec.Descriptor
 		data []byte
@@ -104,17 +116,45 @@ func (c *Client) Push(ctx context.Context, o PushOptions) (*Pushed, error) {
 	}
 	for _, t := range tags {
 		if err := repo.Manifests().PushReference(ctx, a.manifestDesc, bytes.NewReader(a.manifestBytes), t); err != nil {
-			return nil, fmt.Errorf("push %s:%s: %w", ref.Repo(), t, err)
+			tagged := ref
+			tagged.Tag = t
+			return nil, registryError("push", tagged, err)
 		}
 	}
 	c.progressf("pushed %s@%s (%s, layer %s) as %v", ref.Repo(), a.manifestDesc.Digest, ver, humanBytes(a.layerDesc.Size), tags)
 	return &Pushed{Ref: ref.Repo(), Digest: a.manifestDesc.Digest.String(), Version: ver, Tags: tags, Size: a.layerDesc.Size}, nil
 }
 
+// checkVersionTags refuses to move a version tag (one that parses as a
+// version) that already points to a manifest other than d. Other tags
+// ("latest", "stable") are meant to move.
+func checkVersionTags(ctx context.Context, repo *remote.Repository, ref Reference, tags []string, d digest.Digest) error {
+	for _, t := range tags {
+		if _, err := version.NewVersion(t); err != nil {
+			continue
+		}
+		desc, err := repo.Resolve(ctx, t)
+		switch {
+		case errors.Is(err, errdef.ErrNotFound):
+			continue
+		case err != nil:
+			return registryError("push", ref, err)
+		case desc.Digest != d:
+			return &RefusedError{
+				Subject:   ref.Repo() + ":" + t,
+				Reason:    fmt.Sprintf("the version tag already holds %s, other content than this push (%s)", desc.Digest, d),
+				DecidedBy: "push's published-version check",
+				Hint:      "a published version should not change (locks pin its digest and would refuse the new one): bump the version in " + blueprint.FileName + ", or pass --force to move the tag anyway",
+			}
+		}
+	}
+	return nil
+}
+
 func (c *Client) pushBlob(ctx context.Context, repo *remote.Repository, ref Reference, desc ocispec.Descriptor, data []byte) error {
 	ok, err := repo.Blobs().Exists(ctx, desc)
 	if err != nil {
-		return fmt.Errorf("push %s: %w (is the registry at %s running and reachable?)", ref.Repo(), err, ref.Registry)
+		return registryError("push", ref, err)
 	}
 	if ok {
 		return nil
@@ -124,7 +164,7 @@ func (c *Client) pushBlob(ctx context.Context, repo *remote.Repository, ref Refe
 		r = &progressReader{r: r, total: desc.Size, w: c.cfg.Progress, label: "push blob " + short(desc.Digest)}
 	}
 	if err := repo.Blobs().Push(ctx, desc, r); err != nil {
-		return fmt.Errorf("push %s: blob %s: %w", ref.Repo(), desc.Digest, err)
+		return registryError("push", ref, fmt.Errorf("blob %s: %w", desc.Digest, err))
 	}
 	return nil
 }

@@ -120,6 +120,13 @@ func (c *Client) repository(ref Reference) (*remote.Repository, error) {
 	}
 	repo.PlainHTTP = c.plainHTTP(ref.Registry)
 	repo.Client = c.authClient()
+	// Adding a referrer through the sha256-<hex> tag fallback replaces the
+	// referrers index; oras-go would then delete the old one, which a
+	// registry with deletes disabled (Distribution's default) answers with
+	// 405 after the signature was pushed. The old index is unreferenced
+	// garbage the registry's own GC collects, so leave it, as the oras CLI
+	// does.
+	repo.SkipReferrersGC = true
 	return repo, nil
 }
 
@@ -143,7 +150,7 @@ func (c *Client) Login(ctx context.Context, host, user, password string) error {
 		return fmt.Errorf("login %s: %w", host, err)
 	}
 	if err := credentials.Login(ctx, c.ownCreds, reg, auth.Credential{Username: user, Password: password}); err != nil {
-		return fmt.Errorf("login %s: %w", host, err)
+		return fmt.Errorf("login %s: %w", host, explain(Reference{Registry: host}, err))
 	}
 	if err := os.Chmod(c.AuthFile(), 0o600); err != nil {
 		return fmt.Errorf("login %s: %w", host, err)

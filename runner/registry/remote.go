@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -76,9 +77,6 @@ func (c *Client) download(ctx context.Context, repo *remote.Repository, ref Refe
 	}
 	mdesc, rc, err := repo.Manifests().FetchReference(ctx, reference)
 	if err != nil {
-		if errors.Is(err, errdef.ErrNotFound) {
-			return nil, nil, fmt.Errorf("fetch %s: manifest not found in the registry: %w", subject, err)
-		}
 		return nil, nil, integrity(subject, "manifest", fmt.Errorf("fetch %s: %w", subject, err))
 	}
 	defer rc.Close()
@@ -116,19 +114,31 @@ func (c *Client) download(ctx context.Context, repo *remote.Repository, ref Refe
 		sigs []sigArtifact
 		err  error
 	}
-	sigc := make(chan sigResult, 1)
+	sigc, legacyc := make(chan sigResult, 1), make(chan sigResult, 1)
 	go func() {
 		sigs, err := c.fetchSignatures(ctx, repo, subject, mdesc)
 		sigc <- sigResult{sigs, err}
 	}()
+	go func() {
+		legacy, err := c.fetchSimpleSignatures(ctx, repo, subject, mdesc.Digest)
+		var sigs []sigArtifact
+		if legacy != nil {
+			sigs = append(sigs, *legacy)
+		}
+		legacyc <- sigResult{sigs, err}
+	}()
 	layer, err := c.fetchBlob(ctx, repo.Blobs().Fetch, subject, "layer", m.Layers[0], maxBlueprintBytes)
-	sr := <-sigc
+	sr, lr := <-sigc, <-legacyc
 	if err != nil {
 		return nil, nil, err
+	}
+	if sr.err == nil {
+		sr.err = lr.err
 	}
 	if sr.err != nil {
 		return nil, nil, sr.err
 	}
+	sr.sigs = append(sr.sigs, lr.sigs...)
 	c.progressf("fetched %s (%s, layer %s, %d signature(s))", subject, m.Annotations[AnnotationVersion], humanBytes(m.Layers[0].Size), len(sr.sigs))
 	a := &artifact{manifestDesc: mdesc, manifestBytes: mb, manifest: m, layerDesc: m.Layers[0], layer: layer}
 	return a, sr.sigs, nil
@@ -138,26 +148,16 @@ func (c *Client) download(ctx context.Context, repo *remote.Repository, ref Refe
 // referrers API, or the sha256-<hex> tag fallback on registries without
 // it) and fetches each one, checked against its digest.
 func (c *Client) fetchSignatures(ctx context.Context, repo *remote.Repository, subject string, desc ocispec.Descriptor) ([]sigArtifact, error) {
-	// No artifactType filter: some registries (go-containerregistry's, and
-	// older ones) report the config media type instead of the manifest's
-	// artifactType, so the manifest itself is checked below.
-	var refs []ocispec.Descriptor
-	err := repo.Referrers(ctx, desc, "", func(rs []ocispec.Descriptor) error {
-		refs = append(refs, rs...)
-		return nil
-	})
-	if err != nil && !errors.Is(err, errdef.ErrNotFound) {
+	refs, err := signatureCandidates(ctx, repo, desc)
+	if err != nil {
 		return nil, fmt.Errorf("list signatures of %s: %w", subject, err)
 	}
 	var sigs []sigArtifact
 	if len(refs) > maxReferrers {
-		c.log.Warn("too many referrers; checking only the first ones", "subject", subject, "referrers", len(refs), "checked", maxReferrers)
+		c.log.Warn("too many signature referrers; checking only the first ones", "subject", subject, "referrers", len(refs), "checked", maxReferrers)
 		refs = refs[:maxReferrers]
 	}
 	for _, r := range refs {
-		if r.ArtifactType != signing.BundleMediaType && r.ArtifactType != ocispec.MediaTypeEmptyJSON {
-			continue
-		}
 		r.MediaType = ocispec.MediaTypeImageManifest
 		mb, err := c.fetchBlob(ctx, repo.Manifests().Fetch, subject, "signature manifest", r, maxManifestBytes)
 		if err != nil {
@@ -175,6 +175,116 @@ func (c *Client) fetchSignatures(ctx context.Context, repo *remote.Repository, s
 		sigs = append(sigs, sigArtifact{desc: r, manifestBytes: mb, bundleDesc: bdesc, bundle: b})
 	}
 	return sigs, nil
+}
+
+// simpleSigTag is the tag of cosign's legacy signature manifest for d.
+func simpleSigTag(d digest.Digest) string {
+	return d.Algorithm().String() + "-" + d.Encoded() + ".sig"
+}
+
+// fetchSimpleSignatures fetches cosign's legacy signatures of d (the
+// manifest tagged sha256-<hex>.sig and its simple signing payloads, each
+// checked against its digest); nil when there is none.
+func (c *Client) fetchSimpleSignatures(ctx context.Context, repo *remote.Repository, subject string, d digest.Digest) (*sigArtifact, error) {
+	mdesc, rc, err := repo.Manifests().FetchReference(ctx, simpleSigTag(d))
+	if errors.Is(err, errdef.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch cosign signature tag %s: %w", simpleSigTag(d), err)
+	}
+	mb, err := readAllVerified(rc, mdesc.Digest, mdesc.Size)
+	if err != nil {
+		return nil, integrity(subject, "cosign signature manifest", err)
+	}
+	layers, err := parseSimpleSigManifest(mb)
+	if err != nil {
+		c.log.Warn("ignoring a malformed cosign signature manifest", "subject", subject, "tag", simpleSigTag(d), "err", err)
+		return nil, nil
+	}
+	sig := &sigArtifact{desc: ocispec.Descriptor{MediaType: mdesc.MediaType, Digest: mdesc.Digest, Size: mdesc.Size}, manifestBytes: mb}
+	for _, l := range layers {
+		b, err := c.fetchBlob(ctx, repo.Blobs().Fetch, subject, "cosign signature payload", l, maxBundleBytes)
+		if err != nil {
+			return nil, err
+		}
+		sig.simple = append(sig.simple, simpleLayer{desc: l, payload: b})
+	}
+	return sig, nil
+}
+
+// parseSimpleSigManifest returns the simple signing layers of a legacy
+// cosign signature manifest, at most maxReferrers of them.
+func parseSimpleSigManifest(mb []byte) ([]ocispec.Descriptor, error) {
+	var m ocispec.Manifest
+	if err := json.Unmarshal(mb, &m); err != nil {
+		return nil, err
+	}
+	var layers []ocispec.Descriptor
+	for _, l := range m.Layers {
+		if l.MediaType == signing.SimpleSigningMediaType && len(layers) < maxReferrers {
+			layers = append(layers, l)
+		}
+	}
+	if len(layers) == 0 {
+		return nil, fmt.Errorf("no %s layer", signing.SimpleSigningMediaType)
+	}
+	return layers, nil
+}
+
+// signatureInputs splits sigs into bundles and legacy signatures.
+func signatureInputs(sigs []sigArtifact) (bundles [][]byte, simple []signing.SimpleSignature) {
+	for _, s := range sigs {
+		if s.bundle != nil {
+			bundles = append(bundles, s.bundle)
+		}
+		for _, l := range s.simple {
+			simple = append(simple, signing.SimpleSignature{Payload: l.payload, Signature: l.desc.Annotations[signing.SimpleSigningAnnotation], Certificate: l.desc.Annotations[signing.SimpleSigningCertAnnotation]})
+		}
+	}
+	return bundles, simple
+}
+
+// Annotations of signature manifests, as cosign sets them: the bundle's
+// content ("dsse-envelope"; nemoclaw's first form said
+// "message-signature") and its statement's predicate type.
+const (
+	bundleContentAnnotation   = "dev.sigstore.bundle.content"
+	bundlePredicateAnnotation = "dev.sigstore.bundle.predicateType"
+)
+
+// signatureCandidates lists the referrers of desc that may be Sigstore
+// bundles, most likely first, so that the cap on how many are read never
+// hides a signature behind SBOMs, attestations or other artifacts: first
+// those typed as bundles, then untyped ones (artifactType empty or the
+// empty config's type) with a bundle annotation, then other untyped ones;
+// referrers typed as anything else are dropped. The classification is
+// client-side on one unfiltered listing: cosign v2 sets the bundle type only
+// on its referrer's config descriptor, so its signatures' artifactType is
+// the empty config's and the referrers API's artifactType filter would
+// hide them (go-containerregistry's registry reports every referrer that
+// way).
+func signatureCandidates(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	var typed, annotated, untyped []ocispec.Descriptor
+	err := repo.Referrers(ctx, desc, "", func(rs []ocispec.Descriptor) error {
+		for _, r := range rs {
+			switch {
+			case r.ArtifactType == signing.BundleMediaType:
+				typed = append(typed, r)
+			case r.ArtifactType != "" && r.ArtifactType != ocispec.MediaTypeEmptyJSON:
+				// Typed as something else.
+			case r.Annotations[bundleContentAnnotation] != "":
+				annotated = append(annotated, r)
+			default:
+				untyped = append(untyped, r)
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errdef.ErrNotFound) {
+		return nil, err
+	}
+	return append(append(typed, annotated...), untyped...), nil
 }
 
 // short abbreviates a digest for progress lines.

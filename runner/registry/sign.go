@@ -50,12 +50,12 @@ func (c *Client) Sign(ctx context.Context, o SignOptions) (*Signed, error) {
 	}
 	d, _, _, err := c.resolve(ctx, repo, ref, "")
 	if err != nil {
-		return nil, fmt.Errorf("sign %s: %w", ref, err)
+		return nil, registryError("sign", ref, err)
 	}
 	subject := ref.Repo() + "@" + d.String()
 	mdesc, rc, err := repo.Manifests().FetchReference(ctx, d.String())
 	if err != nil {
-		return nil, fmt.Errorf("sign %s: %w", subject, err)
+		return nil, registryError("sign", ref, err)
 	}
 	mb, err := readAllVerified(rc, d, mdesc.Size)
 	if err != nil {
@@ -66,7 +66,7 @@ func (c *Client) Sign(ctx context.Context, o SignOptions) (*Signed, error) {
 		return nil, err
 	}
 	mdesc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: m.ArtifactType, Digest: d, Size: int64(len(mb))}
-	bundle, err := signing.Sign(ctx, o.Key, mb)
+	bundle, err := signing.Sign(ctx, o.Key, ref.Repo(), mb)
 	if err != nil {
 		return nil, fmt.Errorf("sign %s: %w", subject, err)
 	}
@@ -84,8 +84,9 @@ func (c *Client) Sign(ctx context.Context, o SignOptions) (*Signed, error) {
 		Layers:       []ocispec.Descriptor{bdesc},
 		Subject:      &mdesc,
 		Annotations: map[string]string{
-			ocispec.AnnotationCreated:     time.Now().UTC().Format(time.RFC3339),
-			"dev.sigstore.bundle.content": "message-signature",
+			ocispec.AnnotationCreated: time.Now().UTC().Format(time.RFC3339),
+			bundleContentAnnotation:   "dsse-envelope",
+			bundlePredicateAnnotation: signing.SignPredicateType,
 		},
 	}
 	smb, err := json.Marshal(sm)
@@ -102,7 +103,7 @@ func (c *Client) Sign(ctx context.Context, o SignOptions) (*Signed, error) {
 	}
 	sdesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: signing.BundleMediaType, Digest: digest.FromBytes(smb), Size: int64(len(smb)), Annotations: sm.Annotations}
 	if err := repo.Manifests().Push(ctx, sdesc, bytes.NewReader(smb)); err != nil {
-		return nil, fmt.Errorf("sign %s: push signature: %w", subject, err)
+		return nil, registryError("sign", ref, fmt.Errorf("push signature: %w", err))
 	}
 	signer := signing.Signer{KeyFingerprint: signing.Fingerprint(o.Key.Public())}
 	c.progressf("signed %s with %s; signature %s", subject, signer, sdesc.Digest)
@@ -144,7 +145,7 @@ func (c *Client) Verify(ctx context.Context, o VerifyOptions) (*Verified, error)
 	if o.Verification.InsecureSkipVerify {
 		return nil, fmt.Errorf("verify %s: --insecure-skip-verify makes no sense here", ref)
 	}
-	req, err := c.requirement(ref.Repo(), o.Verification)
+	req, err := c.requirement(ref.Repo(), o.Verification, nil, "")
 	if err != nil {
 		return nil, err
 	}
@@ -154,16 +155,13 @@ func (c *Client) Verify(ctx context.Context, o VerifyOptions) (*Verified, error)
 	}
 	d, _, _, err := c.resolve(ctx, repo, ref, o.Constraint)
 	if err != nil {
-		return nil, c.unreachable(ref, nil, err)
+		return nil, c.unreachable("verify", ref, nil, err)
 	}
 	a, sigs, err := c.download(ctx, repo, ref, d)
 	if err != nil {
-		return nil, c.unreachable(ref, nil, err)
+		return nil, c.unreachable("verify", ref, nil, err)
 	}
-	var bundles [][]byte
-	for _, s := range sigs {
-		bundles = append(bundles, s.bundle)
-	}
+	bundles, simple := signatureInputs(sigs)
 	for _, f := range o.Bundles {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -172,9 +170,9 @@ func (c *Client) Verify(ctx context.Context, o VerifyOptions) (*Verified, error)
 		bundles = append(bundles, b)
 	}
 	subject := ref.Repo() + "@" + d.String()
-	s, err := req.VerifyBundles(subject, bundles, a.manifestBytes)
+	s, err := req.VerifySignatures(subject, bundles, simple, a.manifestBytes)
 	if err != nil {
 		return nil, err
 	}
-	return &Verified{Subject: subject, Version: a.manifest.Annotations[AnnotationVersion], Signer: s.String(), Signatures: len(bundles)}, nil
+	return &Verified{Subject: subject, Version: a.manifest.Annotations[AnnotationVersion], Signer: s.String(), Signatures: len(bundles) + len(simple)}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	"github.com/sigstore/sigstore-go/pkg/sign"
@@ -101,9 +102,9 @@ func NewKeypair(priv *ecdsa.PrivateKey) (*Keypair, error) {
 // LoadPrivateKey reads and decrypts a PREFIX.key file written by GenerateKey
 // (or cosign generate-key-pair with an ECDSA P-256 key).
 func LoadPrivateKey(path string, passphrase []byte) (*Keypair, error) {
-	data, err := os.ReadFile(path)
+	data, err := readPrivateKeyFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("load key %s: %w", path, err)
+		return nil, err
 	}
 	k, err := cryptoutils.UnmarshalPEMToPrivateKey(data, func(bool) ([]byte, error) { return passphrase, nil })
 	if err != nil {
@@ -118,6 +119,41 @@ func LoadPrivateKey(path string, passphrase []byte) (*Keypair, error) {
 		return nil, fmt.Errorf("load key %s: %w", path, err)
 	}
 	return kp, nil
+}
+
+// CheckPrivateKeyFile checks that path holds a private key, before a
+// passphrase is asked for: a public key given to sign is a mistake to name,
+// not a passphrase to ask about.
+func CheckPrivateKeyFile(path string) error {
+	_, err := readPrivateKeyFile(path)
+	return err
+}
+
+// readPrivateKeyFile reads path and refuses a public key or a file that is
+// not PEM at all.
+func readPrivateKeyFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load key %s: %w", path, err)
+	}
+	block, _ := pem.Decode(data)
+	switch {
+	case block == nil:
+		return nil, fmt.Errorf("load key %s: not a PEM file; signing needs the private key PREFIX%s written by 'nemoclaw key generate' (or cosign generate-key-pair)", path, PrivateKeySuffix)
+	case block.Type == "PUBLIC KEY":
+		return nil, fmt.Errorf("load key %s: this is a public key; signing needs the private key (PREFIX%s beside PREFIX%s); the public key is for verify and the trust policy", path, PrivateKeySuffix, PublicKeySuffix)
+	}
+	return data, nil
+}
+
+// CheckPublicKeyFile checks that path holds a public key; a private key
+// given where a public one belongs is named as such.
+func CheckPublicKeyFile(path string) error {
+	_, err := LoadPublicKey(path)
+	if err != nil && strings.HasSuffix(path, PrivateKeySuffix) {
+		return fmt.Errorf("%w; this looks like a private key: give PREFIX%s", err, PublicKeySuffix)
+	}
+	return err
 }
 
 // LoadPublicKey reads a PEM public key file (PREFIX.pub).

@@ -2,12 +2,15 @@ package signing
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/sigstore/sigstore-go/pkg/sign"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 )
 
@@ -68,7 +71,19 @@ func TestKeySignVerify(t *testing.T) {
 	prefix, kp := newKey(t, "signer")
 	otherPrefix, _ := newKey(t, "other")
 	manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}`)
-	b, err := Sign(context.Background(), kp, manifest)
+	b, err := Sign(context.Background(), kp, "r", manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// nemoclaw's first form: a message signature over the manifest bytes.
+	message, err := SignMessage(context.Background(), kp, manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same key attesting something else about the same digest.
+	sum := sha256.Sum256(manifest)
+	sbom := fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"r","digest":{"sha256":"%x"}}],"predicateType":"https://spdx.dev/Document","predicate":{}}`, sum)
+	attestation, err := signContent(context.Background(), kp, &sign.DSSEData{Data: []byte(sbom), PayloadType: InTotoPayloadType})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +111,9 @@ func TestKeySignVerify(t *testing.T) {
 		{"no signature", trusted, nil, manifest, "no signature found"},
 		{"garbage bundle", trusted, [][]byte{[]byte("{}")}, manifest, "not a valid Sigstore bundle"},
 		{"one good of two", trusted, [][]byte{[]byte("{}"), b}, manifest, ""},
+		{"message signature (first form)", trusted, [][]byte{message}, manifest, ""},
+		{"message signature, different digest", trusted, [][]byte{message}, append([]byte(" "), manifest...), "no signature verifies"},
+		{"attestation is no signature", trusted, [][]byte{attestation}, manifest, `attestation of type "https://spdx.dev/Document"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -167,5 +185,31 @@ func TestKeylessIdentity(t *testing.T) {
 				t.Errorf("got %v, want error containing %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestKeylessCosignStatement: a keyless signature in cosign's form (DSSE
+// around an in-toto statement naming the manifest digest) verifies against
+// the manifest it names and no other.
+func TestKeylessCosignStatement(t *testing.T) {
+	t.Parallel()
+	vs, err := ca.NewVirtualSigstore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := []byte(`{"schemaVersion":2}`)
+	sum := sha256.Sum256(manifest)
+	statement := fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"r","digest":{"sha256":"%x"}}],"predicateType":%q,"predicate":{}}`, sum, SignPredicateType)
+	const issuer = "https://oidc.example.com"
+	entity, err := vs.Attest("alice@example.com", issuer, []byte(statement))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &Requirement{Identities: []Identity{{Issuer: issuer, Subject: "alice@example.com"}}, TrustedRoot: vs}
+	if s, err := req.VerifyEntity(entity, manifest); err != nil || s.Subject != "alice@example.com" {
+		t.Fatalf("verify: %+v %v", s, err)
+	}
+	if _, err := req.VerifyEntity(entity, []byte(`{"schemaVersion":3}`)); err == nil {
+		t.Fatal("a statement about another digest verified")
 	}
 }

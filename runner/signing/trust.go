@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/nemoclaw/nemoclaw/runner/internal/strictyaml"
 )
@@ -206,4 +208,114 @@ func (s RequirementSpec) Build(baseDir, decidedBy string) (*Requirement, error) 
 		req.TrustedRoot = tr
 	}
 	return req, nil
+}
+
+// trustKeysDir is where `trust add --key` keeps copies of trusted keys,
+// relative to the policy file.
+const trustKeysDir = "keys"
+
+// AddRule adds r (replacing a rule of the same name) and, for each key
+// file in r.Keys, stores a copy under keys/ beside the policy file so the
+// policy does not depend on where the key was. The rule's keys then name
+// the copies. Save writes the result.
+func (p *TrustPolicy) AddRule(r TrustRule) error {
+	if r.Name == "" || len(r.Match) == 0 || (len(r.Keys) == 0 && len(r.Identities) == 0) {
+		return errors.New("trust rule: needs a name, a match pattern, and keys or identities")
+	}
+	dir := filepath.Dir(p.path)
+	for i, k := range r.Keys {
+		pub, err := LoadPublicKey(k)
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(k)
+		if err != nil {
+			return err
+		}
+		rel := filepath.Join(trustKeysDir, strings.TrimPrefix(Fingerprint(pub), "sha256:")[:16]+PublicKeySuffix)
+		if err := os.MkdirAll(filepath.Join(dir, trustKeysDir), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, rel), data, 0o644); err != nil {
+			return err
+		}
+		r.Keys[i] = rel
+	}
+	for _, m := range r.Match {
+		re, err := globRegexp(m)
+		if err != nil {
+			return fmt.Errorf("trust rule %q: match %q: %w", r.Name, m, err)
+		}
+		r.patterns = append(r.patterns, re)
+	}
+	for i := range p.Rules {
+		if p.Rules[i].Name == r.Name {
+			p.Rules[i] = r
+			return nil
+		}
+	}
+	p.Rules = append(p.Rules, r)
+	return nil
+}
+
+// RemoveRule removes the rule named name; it reports whether there was one.
+func (p *TrustPolicy) RemoveRule(name string) bool {
+	for i := range p.Rules {
+		if p.Rules[i].Name == name {
+			p.Rules = append(p.Rules[:i], p.Rules[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// Save writes the policy to its file (comments in a hand-written file are
+// not kept), through a temporary file so readers never see half of it.
+func (p *TrustPolicy) Save() error {
+	p.Version = 1
+	var buf bytes.Buffer
+	buf.WriteString("# nemoclaw trust policy: changed by 'nemoclaw trust add|remove'; the first matching rule wins.\n")
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(p); err != nil {
+		return fmt.Errorf("trust policy %s: %w", p.path, err)
+	}
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("trust policy %s: %w", p.path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(p.path), 0o755); err != nil {
+		return fmt.Errorf("trust policy %s: %w", p.path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(p.path), ".policy.yaml.tmp-*")
+	if err != nil {
+		return fmt.Errorf("trust policy %s: %w", p.path, err)
+	}
+	_, err = tmp.Write(buf.Bytes())
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), p.path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+		return fmt.Errorf("trust policy %s: %w", p.path, err)
+	}
+	return nil
+}
+
+// KeyByFingerprint returns a key file under the policy's keys/ directory
+// whose fingerprint ("sha256:<hex>") is fp, or "".
+func (p *TrustPolicy) KeyByFingerprint(fp string) string {
+	ents, err := os.ReadDir(filepath.Join(filepath.Dir(p.path), trustKeysDir))
+	if err != nil {
+		return ""
+	}
+	for _, e := range ents {
+		f := filepath.Join(filepath.Dir(p.path), trustKeysDir, e.Name())
+		if pub, err := LoadPublicKey(f); err == nil && Fingerprint(pub) == fp {
+			return f
+		}
+	}
+	return ""
 }

@@ -3,6 +3,7 @@ package signing
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -88,10 +89,16 @@ func (s Signer) String() string {
 // is a valid signature over artifact by a signer r trusts. subject names the
 // artifact in errors (e.g. "host/repo@sha256:…").
 func (r *Requirement) VerifyBundles(subject string, bundles [][]byte, artifact []byte) (*Signer, error) {
-	if len(bundles) == 0 {
+	return r.VerifySignatures(subject, bundles, nil, artifact)
+}
+
+// VerifySignatures is VerifyBundles that also tries legacy cosign
+// signatures (simple).
+func (r *Requirement) VerifySignatures(subject string, bundles [][]byte, simple []SimpleSignature, artifact []byte) (*Signer, error) {
+	if len(bundles) == 0 && len(simple) == 0 {
 		return nil, &VerificationError{
 			Subject:   subject,
-			Reason:    "no signature found (no Sigstore bundle referrer on the manifest)",
+			Reason:    "no signature found (no Sigstore bundle referrer on the manifest, no cosign sha256-<hex>.sig tag)",
 			DecidedBy: r.DecidedBy,
 			Hint:      "sign it with 'nemoclaw blueprint sign REF --key PREFIX.key', or pass --insecure-skip-verify to accept an unsigned blueprint",
 		}
@@ -108,6 +115,13 @@ func (r *Requirement) VerifyBundles(subject string, bundles [][]byte, artifact [
 			return s, nil
 		}
 		reasons = append(reasons, fmt.Sprintf("bundle %d: %v", i+1, err))
+	}
+	for i, sig := range simple {
+		s, err := r.verifySimple(sig, artifact)
+		if err == nil {
+			return s, nil
+		}
+		reasons = append(reasons, fmt.Sprintf("legacy cosign signature %d: %v", i+1, err))
 	}
 	return nil, &VerificationError{
 		Subject:   subject,
@@ -151,8 +165,12 @@ func (r *Requirement) verifyKey(entity verify.SignedEntity, artifact []byte) (*S
 		if err != nil {
 			return nil, err
 		}
-		_, err = verifier.Verify(entity, verify.NewPolicy(verify.WithArtifact(bytes.NewReader(artifact)), verify.WithKey()))
+		var res *verify.VerificationResult
+		res, err = verifier.Verify(entity, verify.NewPolicy(artifactPolicy(entity, artifact), verify.WithKey()))
 		if err == nil {
+			if err = checkStatement(res); err != nil {
+				return nil, err
+			}
 			return &Signer{KeyFingerprint: Fingerprint(k.Key)}, nil
 		}
 		errs = append(errs, fmt.Sprintf("not signed by %s: %v", k.Name, err))
@@ -179,8 +197,11 @@ func (r *Requirement) verifyIdentity(entity verify.SignedEntity, artifact []byte
 	if err != nil {
 		return nil, err
 	}
-	res, err := verifier.Verify(entity, verify.NewPolicy(verify.WithArtifact(bytes.NewReader(artifact)), opts...))
+	res, err := verifier.Verify(entity, verify.NewPolicy(artifactPolicy(entity, artifact), opts...))
 	if err != nil {
+		return nil, err
+	}
+	if err := checkStatement(res); err != nil {
 		return nil, err
 	}
 	s := &Signer{}
@@ -189,4 +210,29 @@ func (r *Requirement) verifyIdentity(entity verify.SignedEntity, artifact []byte
 		s.Issuer = res.Signature.Certificate.Extensions.Issuer
 	}
 	return s, nil
+}
+
+// artifactPolicy says what entity must sign: a DSSE envelope (cosign's
+// form, and nemoclaw's since) an in-toto statement whose subject is the
+// manifest's sha256 digest; a message signature (nemoclaw's first form)
+// the manifest's bytes.
+func artifactPolicy(entity verify.SignedEntity, manifest []byte) verify.ArtifactPolicyOption {
+	if sc, err := entity.SignatureContent(); err == nil && sc.EnvelopeContent() != nil {
+		sum := sha256.Sum256(manifest)
+		return verify.WithArtifactDigest("sha256", sum[:])
+	}
+	return verify.WithArtifact(bytes.NewReader(manifest))
+}
+
+// checkStatement accepts a verified in-toto statement only as a signature
+// (SignPredicateType): an attestation the same key made over the same
+// digest (an SBOM, a provenance) says something else and is not one.
+func checkStatement(res *verify.VerificationResult) error {
+	if res == nil || res.Statement == nil {
+		return nil
+	}
+	if pt := res.Statement.GetPredicateType(); pt != SignPredicateType {
+		return fmt.Errorf("the signed statement is an attestation of type %q, not a signature (%s)", pt, SignPredicateType)
+	}
+	return nil
 }

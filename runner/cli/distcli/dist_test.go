@@ -60,6 +60,8 @@ func TestDistributionExitCodes(t *testing.T) {
 		{"insecure with key", []string{"blueprint", "pull", repo + ":0.1.0", "--key", key + ".pub", "--insecure-skip-verify"}, 2, "cannot be combined"},
 		{"keyless half", []string{"blueprint", "verify", repo + ":0.1.0", "--certificate-identity", "a@b"}, 2, "--certificate-oidc-issuer"},
 		{"sign without key", []string{"blueprint", "sign", repo + ":0.1.0"}, 2, "--key"},
+		{"sign with the public key", []string{"blueprint", "sign", repo + ":0.1.0", "--key", key + ".pub"}, 2, "this is a public key; signing needs the private key"},
+		{"verify a missing tag", []string{"blueprint", "verify", repo + ":9.9.9", "--key", key + ".pub"}, 1, "verify " + repo + ":9.9.9: " + repo + ":9.9.9 is not in the registry"},
 		{"update a tag", []string{"blueprint", "update", repo + ":0.1.0", "--lock", lock}, 2, "not a tag or digest"},
 	}
 	for _, s := range steps {
@@ -116,5 +118,61 @@ func TestHelpEverywhere(t *testing.T) {
 func TestDefaultLockFile(t *testing.T) {
 	if cli.DefaultLockFile != registry.DefaultLockFile {
 		t.Errorf("cli.DefaultLockFile %q, registry.DefaultLockFile %q", cli.DefaultLockFile, registry.DefaultLockFile)
+	}
+}
+
+// TestTrustCommands: trust add/list/remove manage the trust policy; a
+// lock's recorded signer is reused once the rule is gone; an unsigned
+// newer version blocks update (exit 3) naming it and keeping the lock.
+func TestTrustCommands(t *testing.T) {
+	srv := httptest.NewServer(ggcr.New(ggcr.WithReferrersSupport(true), ggcr.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	repo := host + "/team/bp"
+	home := t.TempDir()
+	bp := filepath.Join("..", "..", "registry", "testdata", "blueprint")
+	newer := filepath.Join(t.TempDir(), "bp")
+	if err := os.CopyFS(newer, os.DirFS(bp)); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(filepath.Join(newer, "blueprint.yaml"))
+	if err := os.WriteFile(filepath.Join(newer, "blueprint.yaml"), bytes.Replace(data, []byte(`version: "0.1.0"`), []byte(`version: "0.2.0"`), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(t.TempDir(), "k")
+	lock := filepath.Join(t.TempDir(), "nemoclaw.lock")
+	steps := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"generate key", []string{"key", "generate", key}, 0, "fingerprint"},
+		{"push", []string{"blueprint", "push", bp, repo}, 0, repo},
+		{"sign", []string{"blueprint", "sign", repo + ":0.1.0", "--key", key + ".key"}, 0, "signed by"},
+		{"trust a private key", []string{"trust", "add", host + "/team/*", "--key", key + ".key"}, 2, "give PREFIX.pub"},
+		{"trust add", []string{"trust", "add", host + "/team/*", "--key", key + ".pub"}, 0, "trusted for " + host + "/team/*"},
+		{"trust list", []string{"trust", "list"}, 0, host + "/team/*"},
+		{"pull by the policy", []string{"blueprint", "pull", repo, "--version", "~> 0.1", "--lock", lock}, 0, "0.1.0"},
+		{"trust remove", []string{"trust", "remove", host + "/team/*"}, 0, "removed"},
+		{"trust remove again", []string{"trust", "remove", host + "/team/*"}, 1, "no rule of that name"},
+		{"pull by the lock's signer", []string{"blueprint", "pull", repo, "--version", "~> 0.1", "--lock", lock}, 0, "0.1.0"},
+		{"push an unsigned newer version", []string{"blueprint", "push", newer, repo}, 0, repo},
+		{"update to an unsigned version", []string{"blueprint", "update", repo, "--lock", lock, "--key", key + ".pub"}, 3, "still pins version 0.1.0"},
+	}
+	for _, s := range steps {
+		before, _ := os.ReadFile(lock)
+		out, errs, code := distRun(t, home, s.args...)
+		if code != s.code || !strings.Contains(out+errs, s.want) {
+			t.Fatalf("%s: exit %d (want %d), output lacks %q\nstdout: %s\nstderr: %s", s.name, code, s.code, s.want, out, errs)
+		}
+		if s.code == 3 {
+			if !strings.Contains(errs, "(version 0.2.0)") {
+				t.Errorf("%s: the refusal does not name the unsigned version: %s", s.name, errs)
+			}
+			if after, _ := os.ReadFile(lock); !bytes.Equal(before, after) {
+				t.Errorf("%s: a refused update changed the lock", s.name)
+			}
+		}
 	}
 }

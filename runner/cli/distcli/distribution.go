@@ -30,6 +30,7 @@ func init() {
 
 func newBlueprintPushCmd(app *cli.App) *cobra.Command {
 	var title, output string
+	var force bool
 	var rf *cli.RegistryFlags
 	cmd := &cobra.Command{
 		Use:   "push DIR REF",
@@ -37,7 +38,9 @@ func newBlueprintPushCmd(app *cli.App) *cobra.Command {
 		Long: `Pack DIR (which must validate) into a deterministic tar — the same directory
 always gives the same digest — and push it to REF (host/repo or host/repo:tag)
 as an OCI artifact. The blueprint's version is always pushed as a tag too, so
-'pull --version' constraints find it.`,
+'pull --version' constraints find it. A version tag that already holds other
+content is not moved (exit 3; every lock of that version pins the old digest)
+unless --force is given.`,
 		Args: cli.ArgsRange(2, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := cli.CheckOutput(output, "text", "json"); err != nil {
@@ -47,7 +50,7 @@ as an OCI artifact. The blueprint's version is always pushed as a tag too, so
 			if err != nil {
 				return err
 			}
-			p, err := c.Push(cmd.Context(), registry.PushOptions{Dir: args[0], Ref: args[1], Title: title})
+			p, err := c.Push(cmd.Context(), registry.PushOptions{Dir: args[0], Ref: args[1], Title: title, Force: force})
 			if err != nil {
 				return distError(err)
 			}
@@ -59,6 +62,7 @@ as an OCI artifact. The blueprint's version is always pushed as a tag too, so
 		},
 	}
 	cmd.Flags().StringVar(&title, "title", "", "title annotation (default: the repository's last path element)")
+	cmd.Flags().BoolVar(&force, "force", false, "move a version tag that already holds other content")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output: text or json")
 	rf = cli.AddRegistryFlags(cmd)
 	return cmd
@@ -294,6 +298,9 @@ offline verification. Key-based signing needs no network beyond the registry.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if keyPath == "" {
 				return cli.Usage(errors.New("--key PREFIX.key is required"))
+			}
+			if err := signing.CheckPrivateKeyFile(keyPath); err != nil {
+				return cli.Usage(err)
 			}
 			pass, err := readSecret(app, "NEMOCLAW_KEY_PASSWORD", "passphrase for "+keyPath, false)
 			if err != nil {
