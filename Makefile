@@ -33,7 +33,7 @@ RACE_PKGS    := ./runner/sandbox ./runner/cli ./runner/egress
 FUZZTIME     ?= 60s
 ARGS         ?=
 
-.PHONY: all build test lint bench run deps bench-deps fuzz clean help
+.PHONY: all build test e2e-tools lint bench run deps bench-deps fuzz clean help
 
 all: build
 
@@ -65,7 +65,13 @@ build: deps
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(BIN_PKGS)
 	@for b in nemoclaw nemoclaw-dist; do test -x $(BIN)/$$b || { echo "make build: no $(BIN)/$$b"; exit 1; }; done
 
-test: build
+# The third-party clients the interoperability tests drive (oras, crane,
+# cosign) are built from the Go module proxy once per machine and cached;
+# a cold build takes minutes, so it runs here, outside the suite's timeout.
+e2e-tools: build
+	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 60m -run '^TestInteropToolsBuilt$$' ./e2e
+
+test: build e2e-tools
 	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 

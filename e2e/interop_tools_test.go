@@ -208,3 +208,15 @@ func TestInteropTools(t *testing.T) {
 		})
 	}
 }
+
+// TestInteropToolsBuilt builds (or finds cached) every third-party tool
+// the interoperability tests run. `make test` runs it on its own first,
+// with a timeout long enough for a cold build of cosign on two cores
+// (about 11 minutes), so that the suite's own timeout never has to cover one.
+func TestInteropToolsBuilt(t *testing.T) {
+	for tool := range interopTools {
+		if bin := toolBin(t, tool); bin == "" {
+			t.Fatalf("no %s", tool)
+		}
+	}
+}
