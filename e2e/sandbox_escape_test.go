@@ -246,7 +246,7 @@ var escapeExpectations = []struct{ name, want, why string }{
 	{"hostexec_git_rename_away", "EBUSY", ".git is a mount point: it cannot be renamed away and recreated"},
 	{"hostexec_git_rmdir", "EBUSY", ".git is a mount point"},
 	{"hostexec_git_replace_by_dir", "EBUSY", ".git is a mount point: nothing can be renamed over it"},
-	{"hostexec_envrc_create", "EISDIR", ".envrc is an empty read-only placeholder directory: no file can be made there"},
+	{"hostexec_envrc_create", "EROFS", "the owner's .envrc is a read-only bind"},
 	{"hostexec_vscode_tasks", "EROFS", ".vscode is a read-only bind"},
 	{"hostexec_idea_chmod", "EROFS", ".idea is a read-only bind: not even its mode changes"},
 }
@@ -282,6 +282,7 @@ func hostFixtures(t *testing.T) (port int, abstract string) {
 func runEscapeSuite(t *testing.T, asUser int, diffs map[string]string) {
 	port, abstract := hostFixtures(t)
 	r := newSandboxRun(t, asUser)
+	hostExecutableFiles(t, r.workdir)
 	const secretName = "NEMOCLAW_E2E_SUPERVISOR_SECRET"
 	r.env = []string{secretName + "=do-not-leak-" + strconv.Itoa(os.Getpid())}
 	out, stderr, code := r.run(t, nil, "/sandbox/attack", strconv.Itoa(port), strconv.Itoa(os.Getpid()), abstract, secretName)
@@ -338,6 +339,31 @@ func TestSandboxEscapeRootless(t *testing.T) {
 		user = nobody
 	}
 	runEscapeSuite(t, user, rootlessDifferences)
+}
+
+// hostExecutableFiles gives the workspace dir an .envrc, a .vscode and an
+// .idea of its owner's, as a project has them: the escape suite's
+// hostexec attacks go for them (.git is absent: it gets a placeholder).
+func hostExecutableFiles(t *testing.T, dir string) {
+	t.Helper()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	for _, d := range []string{".vscode", ".idea"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".envrc"), []byte("export PROJECT=1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{".vscode", ".idea", ".envrc"} {
+		if err := os.Chown(filepath.Join(dir, n), int(st.Uid), int(st.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // requireSandboxKernel skips (or fails under strict mode) without the

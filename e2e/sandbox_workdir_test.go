@@ -358,7 +358,7 @@ try touch /sandbox/ok`
 // the agent set core.fsmonitor in the workspace's .git/config and the
 // owner's next `git status` on the host ran it. By default the files host
 // tools run code from are read-only inside (as root, idmapped, and
-// rootless): config, hooks, renaming .git away, an .envrc; git's reading
+// rootless): config, hooks, renaming .git away, the owner's .envrc; git's reading
 // commands work, its writing ones fail on the read-only .git. The absent
 // names' placeholders are gone from the host after the run. With
 // filesystem_policy.allow_host_executable_writes the agent may write them.
@@ -376,6 +376,9 @@ func TestWorkdirHostExecutablesReadOnly(t *testing.T) {
 				t.Fatalf("git %v: %v\n%s", args, err, out)
 			}
 			return string(out)
+		}
+		if err := os.WriteFile(filepath.Join(r.workdir, ".envrc"), []byte("export PROJECT=1\n"), 0o644); err != nil {
+			t.Fatal(err)
 		}
 		git("init", "-q")
 		git("add", "attack")
@@ -407,7 +410,7 @@ try git -c user.email=a@b -c user.name=agent commit -q --allow-empty -m agent`
 			"git: error: could not lock config file .git/config: Read-only file system",
 			"sh: sh: 1: cannot create .git/hooks/post-checkout: Read-only file system",
 			"mv: mv: cannot move '.git' to '.git.orig': Device or resource busy",
-			"sh: sh: 1: cannot create .envrc: Is a directory",
+			"sh: sh: 1: cannot create .envrc: Read-only file system",
 			"git: OK",
 			"git: first",
 			"git: fatal: Unable to create '/sandbox/.git/index.lock': Read-only file system",
@@ -423,7 +426,7 @@ try git -c user.email=a@b -c user.name=agent commit -q --allow-empty -m agent`
 			t.Fatal(err)
 		}
 		for _, e := range ents {
-			if e.Name() != ".git" && e.Name() != "attack" && e.Name() != "suid-attack" {
+			if e.Name() != ".git" && e.Name() != ".envrc" && e.Name() != "attack" && e.Name() != "suid-attack" {
 				t.Errorf("%s left in the workspace on the host after the run", e.Name())
 			}
 		}
@@ -436,8 +439,8 @@ try git -c user.email=a@b -c user.name=agent commit -q --allow-empty -m agent`
 		}
 		out, stderr, code = r.run(t, []string{"--policy", pol}, "/bin/sh", "-c",
 			`cd /sandbox && ls -A | grep -c '^\.' && git config core.fsmonitor false && git -c user.email=a@b -c user.name=agent commit -q --allow-empty -m agent && echo committed`)
-		if code != 0 || out != "1\ncommitted\n" {
-			t.Fatalf("with allow_host_executable_writes: exit %d, out %q (want only .git among the dot files, and a commit), stderr %s", code, out, stderr)
+		if code != 0 || out != "2\ncommitted\n" {
+			t.Fatalf("with allow_host_executable_writes: exit %d, out %q (want only .git and .envrc among the dot files, and a commit), stderr %s", code, out, stderr)
 		}
 	})
 }

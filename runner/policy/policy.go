@@ -40,8 +40,8 @@ type FilesystemPolicy struct {
 	// AllowHostExecutableWrites lets the agent write the files of a host
 	// workspace that tools on the host run code from without being asked
 	// to (.git, .envrc, .vscode/...: the sandbox package's
-	// HostExecutableNames). By default they are read-only inside, and made
-	// as empty read-only placeholders where absent, so that the owner's
+	// HostExecutableNames). By default those that exist are read-only
+	// inside, and an absent .git is an empty read-only placeholder, so that the owner's
 	// next `git status` or `cd` cannot run what the agent wrote there.
 	AllowHostExecutableWrites bool `yaml:"allow_host_executable_writes,omitempty" json:"allow_host_executable_writes,omitempty"`
 }

@@ -25,19 +25,27 @@ import (
 // (.githooks, .husky, pre-commit's configuration). The agent could
 // otherwise plant code that the owner's next `git status`, `cd` or editor
 // runs on the host, outside every sandbox. Unless the policy sets
-// filesystem_policy.allow_host_executable_writes, each is read-only inside
-// the sandbox: an existing one is bound read-only onto itself (a mount
-// point, which the agent can neither rename nor delete: EBUSY), and an
-// absent one gets an empty placeholder of its kind for the run, bound the
-// same way, so that the agent cannot create it either. A placeholder is
-// always an empty directory, whatever the name usually holds: git ignores
-// empty directories (an empty file would show as untracked in the owner's
-// `git status` during the run), and a directory cannot be created as a
-// file either.
+// filesystem_policy.allow_host_executable_writes, each that exists is
+// bound read-only onto itself (a mount point, which the agent can neither
+// rename nor delete: EBUSY). Of the absent ones only .git gets an empty
+// placeholder for the run (placeholderNames).
 var HostExecutableNames = []string{
 	".git", ".envrc", ".vscode", ".idea", ".devcontainer", ".devcontainer.json",
 	".githooks", ".husky", ".pre-commit-config.yaml",
 }
+
+// placeholderNames are the HostExecutableNames that get an empty
+// read-only placeholder directory when the workspace lacks them, so that
+// the agent cannot create them: a .git the agent made would run its
+// fsmonitor and hooks in the owner's next `git status` — or in a shell
+// prompt that shows git state, on a mere `cd`. The others need no
+// placeholder: a new .envrc runs only after `direnv allow`, editors ask
+// before trusting a new folder's tasks, and the hook managers run only
+// where an existing, protected .git/config points at them. (git ignores
+// empty directories, so the placeholder does not show in the owner's
+// `git status` during the run.) A repository the agent makes below the
+// top of the workspace is not covered: see docs/sandbox.md.
+var placeholderNames = []string{".git"}
 
 // placeholder is an empty directory nemoclaw made in a host
 // workspace for a run (protectWorkspace); removeHostPlaceholders removes it
@@ -87,6 +95,8 @@ func protectWorkspace(d hostDir, p *policy.Policy, rootless bool, home string) (
 			case err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK:
 				return hp, symlinkRefusal(filepath.Join(d.path, n))
 			case err == nil:
+			case errors.Is(err, unix.ENOENT) && !slices.Contains(placeholderNames, n):
+				continue // nothing to protect
 			case errors.Is(err, unix.ENOENT):
 				ph, err := makePlaceholder(d, n, rootless)
 				switch {

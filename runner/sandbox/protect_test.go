@@ -50,41 +50,42 @@ func names(t *testing.T, dir string) []string {
 	return n
 }
 
-// TestProtectWorkspace: every name host tools run code from is protected;
-// absent ones get empty placeholders, which the last run on the workspace
-// removes (not one that another run still uses, nor one someone filled).
+// TestProtectWorkspace: every name host tools run code from that exists is
+// protected; an absent .git gets an empty placeholder, which the last run
+// on the workspace removes (not one that another run still uses, nor one
+// someone filled); other absent names get none.
 func TestProtectWorkspace(t *testing.T) {
 	home := t.TempDir()
 	p := &policy.Policy{Filesystem: &policy.FilesystemPolicy{IncludeWorkdir: true}}
 	d := testWorkspace(t)
-	if err := os.Mkdir(filepath.Join(d.path, ".git"), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(d.path, ".vscode"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	a, err := protectWorkspace(d, p, os.Geteuid() != 0, home)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(a.paths) != len(HostExecutableNames) || a.paths[0] != "/sandbox/.git" {
-		t.Fatalf("protected %v, want every name under /sandbox", a.paths)
+	if !slices.Equal(a.paths, []string{"/sandbox/.git", "/sandbox/.vscode"}) {
+		t.Fatalf("protected %v, want the .git placeholder and the existing .vscode", a.paths)
 	}
-	if got := names(t, d.path); len(got) != len(HostExecutableNames) {
-		t.Fatalf("workspace holds %v, want .git and a placeholder for every other name", got)
+	if got := names(t, d.path); !slices.Equal(got, []string{".git", ".vscode"}) {
+		t.Fatalf("workspace holds %v, want a .git placeholder beside .vscode", got)
 	}
 	b, err := protectWorkspace(d, p, os.Geteuid() != 0, home) // a second run on it
 	if err != nil {
 		t.Fatal(err)
 	}
 	a.removePlaceholders() // b still runs: they stay
-	if got := names(t, d.path); len(got) != len(HostExecutableNames) {
-		t.Fatalf("the first run out removed placeholders the second uses: %v", got)
+	if got := names(t, d.path); !slices.Equal(got, []string{".git", ".vscode"}) {
+		t.Fatalf("the first run out removed the placeholder the second uses: %v", got)
 	}
-	if err := os.WriteFile(filepath.Join(d.path, ".vscode", "mine.json"), nil, 0o644); err != nil && !errors.Is(err, os.ErrPermission) {
+	if err := os.WriteFile(filepath.Join(d.path, ".git", "mine"), nil, 0o644); err != nil && !errors.Is(err, os.ErrPermission) {
 		t.Fatal(err)
 	}
 	kept := b.removePlaceholders()
-	want := []string{".git"}
-	if _, err := os.Stat(filepath.Join(d.path, ".vscode", "mine.json")); err == nil {
-		want, kept = append(want, ".vscode"), append(kept, "(kept)")
+	want := []string{".vscode"}
+	if _, err := os.Stat(filepath.Join(d.path, ".git", "mine")); err == nil {
+		want, kept = []string{".git", ".vscode"}, append(kept, "(kept)")
 	}
 	if got := names(t, d.path); !slices.Equal(got, want) {
 		t.Fatalf("after the last run the workspace holds %v (kept %v), want %v", got, kept, want)

@@ -368,8 +368,9 @@ func attacks(hostPort, hostPID int, abstract, secretName string) []attack {
 		})},
 		{"memfd_execveat", r(func() error { return memfdExec(true) })},
 		{"memfd_execve_proc_fd", r(func() error { return memfdExec(false) })},
-		// hard-fsb (issue 13 item 3): files host tools run code from, in a
-		// workspace that has none of them (they are placeholders).
+		// Issue 13 item 3: files host tools run code from, in a workspace
+		// whose owner has an .envrc, a .vscode and an .idea, and no .git
+		// (it gets a placeholder).
 		{"hostexec_git_config_create", r(func() error { return create("/sandbox/.git/config") })},
 		{"hostexec_git_hooks_create", r(func() error { return unix.Mkdir("/sandbox/.git/hooks", 0o755) })},
 		{"hostexec_git_rename_away", r(func() error { return unix.Rename("/sandbox/.git", "/sandbox/.git.orig") })},
