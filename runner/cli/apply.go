@@ -22,6 +22,9 @@ type applyOpts struct {
 	profile, name, workdir string
 	dryRun, tty, noTTY     bool
 	stopTimeout            time.Duration
+	// detach and superviseFd are sandboxRunOpts's.
+	detach      bool
+	superviseFd int
 	source                 *SourceFlags
 }
 
@@ -67,6 +70,7 @@ after -- replace the blueprint's agent command. The exit code is the agent's;
 	f.BoolVar(&o.dryRun, "dry-run", false, "resolve, verify and plan, then print the plan instead of starting the agent")
 	f.BoolVar(&o.tty, "tty", false, "run on a pseudo-terminal (default: when stdin and stdout are terminals)")
 	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")
+	addDetachFlags(f, &o.detach, &o.superviseFd)
 	o.source = addSourceFlags(cmd)
 	return cmd
 }
@@ -140,6 +144,10 @@ func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string)
 		// A blueprint's workspace is the agent's state: it outlives the run.
 		name: plan.Sandbox.Name, workdir: workdir, tty: o.tty, noTTY: o.noTTY, keep: true,
 		stopTimeout: o.stopTimeout, pol: b.Policy, env: env,
+		detach: o.detach, superviseFd: o.superviseFd, blueprint: b.Dir, version: b.Version,
+	}
+	if len(src) > 0 {
+		ro.blueprint = src[0]
 	}
 	return runSandbox(cmd.Context(), app, ro, plan.Sandbox.Command)
 }

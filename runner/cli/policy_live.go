@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/nemoclaw/nemoclaw/runner/egress"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
+	"github.com/nemoclaw/nemoclaw/runner/supervisor"
 )
 
 func init() {
@@ -29,12 +29,13 @@ func init() {
 	registerPolicy(newPolicyAddCmd)
 }
 
-// controlClient returns the control-socket client of a running sandbox.
-func controlClient(app *App, name string) (*egress.Client, error) {
+// controlClient returns the control-API client of a running sandbox's
+// supervisor.
+func controlClient(app *App, name string) (*supervisor.Client, error) {
 	if !sandbox.ValidName(name) || strings.Contains(name, "..") {
 		return nil, Usage(fmt.Errorf("sandbox name %q: want lowercase letters, digits, '.', '_' or '-'", name))
 	}
-	return &egress.Client{Path: filepath.Join(sandboxDir(app, name), "control.sock")}, nil
+	return supervisor.NewClient(app.Home, name), nil
 }
 
 // controlErr maps a control-socket error to the CLI's exit codes.
@@ -85,7 +86,7 @@ Without a terminal, or with --list, it prints the queue once and exits.`,
 				return fmt.Errorf("approvals: raw terminal: %w", err)
 			}
 			defer func() { _ = term.Restore(int(in.Fd()), old); printf(app.Out, "\n") }()
-			return controlErr(egress.RunApprovalsUI(cmd.Context(), c, args[0], in, out))
+			return controlErr(egress.RunApprovalsUI(cmd.Context(), &c.Client, args[0], in, out))
 		},
 	}
 	cmd.Flags().BoolVar(&list, "list", false, "print the queue and exit instead of opening the UI")
