@@ -25,7 +25,7 @@ type applyOpts struct {
 	// detach and superviseFd are sandboxRunOpts's.
 	detach      bool
 	superviseFd int
-	source                 *SourceFlags
+	source      *SourceFlags
 }
 
 func newBlueprintApplyCmd(app *App) *cobra.Command {
