@@ -109,21 +109,31 @@ func procStart(pid int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	start, err := parseStat(b)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return start, nil
+}
+
+// parseStat returns the start time in a /proc/PID/stat line, or an error
+// for a zombie's (it has exited) or a line it cannot read.
+func parseStat(b []byte) (uint64, error) {
 	// The command name (field 2) may hold spaces and parentheses: the
 	// fields that follow start after its last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no ')'", pid)
+		return 0, errors.New("no ')'")
 	}
 	f := bytes.Fields(b[i+1:])
 	const startField = 22 - 3 // fields after the name begin at field 3
 	if len(f) <= startField {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+		return 0, fmt.Errorf("%d fields", len(f)+2)
 	}
 	// A zombie has ended; only its parent's wait is missing (a detached
 	// supervisor's parent is whatever reaps orphans, maybe slowly).
 	if st := string(f[0]); st == "Z" || st == "X" {
-		return 0, fmt.Errorf("pid %d has exited: %w", pid, os.ErrNotExist)
+		return 0, fmt.Errorf("the process has exited: %w", os.ErrNotExist)
 	}
 	return strconv.ParseUint(string(f[startField]), 10, 64)
 }

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -92,6 +93,10 @@ type Supervisor struct {
 	// bgDone closes once the background start-up work (state record,
 	// control socket) is over: release must not race it.
 	bgDone chan struct{}
+
+	// killed is set when Stop killed the sandbox after its timeout: the
+	// init then reports nothing, and Wait makes that exit 137.
+	killed atomic.Bool
 
 	mu     sync.Mutex
 	ctl    net.Listener // guarded by mu
@@ -300,6 +305,10 @@ func (s *Supervisor) Ready() <-chan struct{} { return s.bgDone }
 // Wait waits for the agent to exit and returns its exit code.
 func (s *Supervisor) Wait() (int, error) {
 	code, err := s.sb.Wait()
+	if err != nil && s.killed.Load() {
+		s.log.Info("sandbox killed after its stop timeout", "cause", err)
+		code, err = 128+int(syscall.SIGKILL), nil
+	}
 	s.mu.Lock()
 	s.rec.ExitCode = &code
 	s.mu.Unlock()
@@ -323,6 +332,7 @@ func (s *Supervisor) Stop(timeout time.Duration) error {
 			case <-s.sb.Done():
 			case <-time.After(timeout):
 				s.log.Warn("stop: the agent outlived its stop timeout: killing the sandbox", "timeout", timeout)
+				s.killed.Store(true)
 				_ = s.sb.Signal(syscall.SIGKILL) // the init: the pid namespace ends with it
 			}
 		}()
