@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,8 +18,21 @@ import (
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
 )
 
+// clientHelperEnv makes the test binary a control client of the socket it
+// names (run in another pid namespace by TestControlPeerOtherPidNS).
+const clientHelperEnv = "NEMOCLAW_SUPERVISOR_TEST_CLIENT"
+
 func TestMain(m *testing.M) {
 	sandbox.MaybeInit()
+	if path := os.Getenv(clientHelperEnv); path != "" {
+		c := &Client{egress.Client{Path: path, Timeout: 10 * time.Second}}
+		if _, err := c.Status(context.Background()); err != nil {
+			os.Stdout.WriteString("refused: " + err.Error() + "\n")
+			os.Exit(0)
+		}
+		os.Stdout.WriteString("served\n")
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
@@ -181,6 +195,43 @@ func TestControlAPIRefusals(t *testing.T) {
 	// The proxy's own client (no "v") still speaks to the supervisor.
 	if _, err := c.Client.Pending(ctx, 0); err != nil {
 		t.Fatalf("egress client on the supervisor's socket: %v", err)
+	}
+}
+
+// TestControlPeerOtherPidNS: the supervisor's socket keeps the proxy's
+// peer check. A client with the owner's uid but in another pid namespace
+// (where every agent runs) is refused; the same client in the
+// supervisor's namespace is served.
+func TestControlPeerOtherPidNS(t *testing.T) {
+	home := t.TempDir()
+	start(t, Config{Name: "peer", Home: home, Command: []string{"sleep", "60"}, Detached: true})
+	sock := filepath.Join(home, "sandboxes", "peer", ControlSocket)
+	uid, gid := os.Getuid(), os.Getgid()
+	for _, tc := range []struct {
+		name string
+		attr *syscall.SysProcAttr
+		want string
+	}{
+		{"same pid namespace", nil, "served"},
+		{"other pid namespace, same uid", &syscall.SysProcAttr{
+			Cloneflags:  syscall.CLONE_NEWPID | syscall.CLONE_NEWUSER,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}},
+		}, "runs in another pid namespace"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			exe, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(exe)
+			cmd.Env = []string{clientHelperEnv + "=" + sock}
+			cmd.SysProcAttr = tc.attr
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("client: %v, output %q, want %q", err, out, tc.want)
+			}
+		})
 	}
 }
 
