@@ -343,3 +343,51 @@ func TestSupervisorLogsStayOffTheTerminal(t *testing.T) {
 		t.Fatalf("supervisor.log (%v):\n%s", err, log)
 	}
 }
+
+// TestSupervisorStartAfterKill: a sandbox whose supervisor was killed
+// comes back with `sandbox start`: the same command and workspace, and the
+// network policy with the preset added live before the kill.
+func TestSupervisorStartAfterKill(t *testing.T) {
+	e := newSupEnv(t)
+	agent := []string{"sh", "-c", "echo run >> /sandbox/runs; echo runs=$(wc -l < /sandbox/runs); sleep 1000"}
+	e.must(t, append([]string{"sandbox", "run", "-d", "--name", "back", "--keep", "--"}, agent...)...)
+	if out := e.must(t, "policy", "add", "back", "pypi"); !strings.Contains(out, "generation 2") {
+		t.Fatalf("policy add: %q", out)
+	}
+	sup, initPid, _ := e.record(t, "back")
+	if err := syscall.Kill(sup, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !gone(sup) || !gone(initPid); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("supervisor or init outlived kill -9")
+		}
+	}
+	if in := e.status(t, "back"); in.State != "dead" {
+		t.Fatalf("after kill -9: %+v", in)
+	}
+	if out := e.must(t, "sandbox", "start", "back"); out != "back\n" {
+		t.Fatalf("start printed %q", out)
+	}
+	if in := e.status(t, "back"); in.State != "running" || in.SupervisorPid == sup {
+		t.Fatalf("after start: %+v", in)
+	}
+	_, stderr, code := e.nc(t, "sandbox", "start", "back")
+	if code != 1 || !strings.Contains(stderr, "running already") {
+		t.Fatalf("second start: exit %d\n%s", code, stderr)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(e.must(t, "sandbox", "logs", "back"), "runs=2") {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the started agent did not see the first run's workspace:\n%s", e.must(t, "sandbox", "logs", "back"))
+		}
+	}
+	launch, err := os.ReadFile(filepath.Join(e.home, "sandboxes", "back", "launch.json"))
+	if err != nil || !strings.Contains(string(launch), "pypi.org") {
+		t.Fatalf("launch.json lost the live preset (%v):\n%s", err, launch)
+	}
+	sup2, init2, cgroup := e.record(t, "back")
+	e.must(t, "sandbox", "destroy", "--force", "back")
+	e.assertNothingLeft(t, "back", []int{sup, initPid, sup2, init2}, cgroup)
+}

@@ -37,11 +37,11 @@ func addDetachFlags(f *pflag.FlagSet, detach *bool, fd *int) {
 // `blueprint apply`), where flags are parsed, whatever follows.
 func superviseArgs(args []string) ([]string, error) {
 	for i := 0; i+1 < len(args) && args[i] != "--"; i++ {
-		if (args[i] == "sandbox" && args[i+1] == "run") || (args[i] == "blueprint" && args[i+1] == "apply") {
+		if launchWords(args[i], args[i+1]) {
 			return slices.Concat(args[:i+2], []string{"--" + superviseFlag + "=3"}, args[i+2:]), nil
 		}
 	}
-	return nil, errors.New("--detach: no `sandbox run` or `blueprint apply` in the command line")
+	return nil, errors.New("--detach: no `sandbox run`, `sandbox start` or `blueprint apply` in the command line")
 }
 
 // runDetached starts this command line again as a supervisor in a session

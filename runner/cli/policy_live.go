@@ -62,7 +62,8 @@ d denies, A approves all, q quits. Approvals last for the sandbox's life.
 Without a terminal, or with --list, it prints the queue once and exits.`,
 		Example: `  nemoclaw policy approvals my-sandbox
   nemoclaw policy approvals my-sandbox --list --output json`,
-		Args: argsRange(1, 1),
+		Args:              argsRange(1, 1),
+		ValidArgsFunction: completeSandboxNames(app),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output, "text", "json"); err != nil {
 				return err
@@ -134,8 +135,9 @@ func newPolicyDecideCmd(app *App, approve bool) *cobra.Command {
 IDs come from ` + "`nemoclaw policy approvals SANDBOX --list`" + `. An approval lets
 every later request to that host:port through for the sandbox's life; with
 --save it also applies to later runs of the same sandbox name.`,
-		Example: "  nemoclaw policy " + strings.Fields(use)[0] + " my-sandbox 3",
-		Args:    argsRange(2, 2),
+		Example:           "  nemoclaw policy " + strings.Fields(use)[0] + " my-sandbox 3",
+		Args:              argsRange(2, 2),
+		ValidArgsFunction: completeSandboxNames(app),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := controlClient(app, args[0])
 			if err != nil {
@@ -175,8 +177,9 @@ generation, every later request uses the new one. An invalid file is refused
 and the running policy stays. filesystem_policy, landlock, process and
 resources are locked when the sandbox starts: FILE may omit them or repeat
 them unchanged.`,
-		Example: "  nemoclaw policy set my-sandbox policies/sandbox.yaml",
-		Args:    argsRange(2, 2),
+		Example:           "  nemoclaw policy set my-sandbox policies/sandbox.yaml",
+		Args:              argsRange(2, 2),
+		ValidArgsFunction: completeSandboxNames(app),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := controlClient(app, args[0])
 			if err != nil {
@@ -206,7 +209,8 @@ name of a preset of the embedded default blueprint (pypi, npm, telegram, ...)
 or the path of a preset file.`,
 		Example: `  nemoclaw policy add my-sandbox pypi
   nemoclaw policy add my-sandbox ./presets/internal-api.yaml`,
-		Args: argsRange(2, 2),
+		Args:              argsRange(2, 2),
+		ValidArgsFunction: completeSandboxNames(app),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := controlClient(app, args[0])
 			if err != nil {

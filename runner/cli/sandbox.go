@@ -283,12 +283,19 @@ func stopTimeoutGiven(cmd *cobra.Command, d *time.Duration) {
 	}
 }
 
+// launchWords reports whether group and cmd are a command that starts a
+// sandbox: `sandbox run`, `sandbox start`, `blueprint apply`.
+func launchWords(group, cmd string) bool {
+	return (group == "sandbox" && (cmd == "run" || cmd == "start")) || (group == "blueprint" && cmd == "apply")
+}
+
 // launchesSandbox reports whether args will most likely start a sandbox
-// (`sandbox run`, `blueprint apply`), the same test as nsinit.c's
-// constructor: a wrong guess only costs a little background work.
+// (launchWords), nearly the same test as nsinit.c's constructor (which
+// leaves out `sandbox start`: a start is detached, its start-up time no
+// one waits on): a wrong guess only costs a little background work.
 func launchesSandbox(args []string) bool {
 	for i := 0; i+1 < len(args) && args[i] != "--"; i++ {
-		if (args[i] == "sandbox" && args[i+1] == "run") || (args[i] == "blueprint" && args[i+1] == "apply") {
+		if launchWords(args[i], args[i+1]) {
 			return true
 		}
 	}

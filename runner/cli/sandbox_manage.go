@@ -24,7 +24,7 @@ import (
 
 // sandboxCtors are the `nemoclaw sandbox` subcommands besides run.
 var sandboxCtors = []func(app *App) *cobra.Command{
-	newSandboxListCmd, newSandboxStatusCmd, newSandboxLogsCmd, newSandboxStopCmd, newSandboxDestroyCmd,
+	newSandboxListCmd, newSandboxStatusCmd, newSandboxLogsCmd, newSandboxStartCmd, newSandboxStopCmd, newSandboxDestroyCmd,
 }
 
 // statusTimeout bounds the question to each running supervisor.
@@ -35,7 +35,7 @@ const statusTimeout = 2 * time.Second
 func completeSandboxNames(app *App) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 		if len(args) > 0 {
-			return nil, cobra.ShellCompDirectiveNoFileComp
+			return nil, cobra.ShellCompDirectiveDefault // FILE, PRESET, ID: not a name
 		}
 		var out []cobra.Completion
 		for _, n := range supervisor.Names(app.Home) {
@@ -218,6 +218,40 @@ removes it.`,
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "stop-timeout", sandbox.DefaultStopTimeout, "how long the agent has to exit after the SIGTERM before the sandbox is killed; 0: at once")
+	return cmd
+}
+
+func newSandboxStartCmd(app *App) *cobra.Command {
+	var superviseFd int
+	cmd := &cobra.Command{
+		Use:   "start NAME",
+		Short: "Bring a stopped sandbox back, detached: same command, workspace, policy and saved approvals",
+		Long: `Start runs a stopped sandbox (or one whose supervisor died, after a kill or a
+reboot) again in the background, as ` + "`sandbox run --detach`" + ` would: the same
+command, environment, workspace (a --keep workspace or the --workdir it
+had), the network policy it last ran under (live changes included), and
+the approvals saved with --save. It prints the name once the agent runs.`,
+		Example:           "  nemoclaw sandbox start my-sandbox",
+		Args:              argsRange(1, 1),
+		ValidArgsFunction: completeSandboxNames(app),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkSandboxName(args[0]); err != nil {
+				return err
+			}
+			l, err := supervisor.LoadLaunch(app.Home, args[0])
+			if err != nil {
+				return err
+			}
+			o := &sandboxRunOpts{
+				name: args[0], workdir: l.Workdir, keep: l.KeepWorkspace, noTTY: true, stopTimeout: l.StopTimeout,
+				pol: l.Policy, env: l.Env, blueprint: l.Blueprint, version: l.Version,
+				approvals: l.Approvals, approvalTimeout: l.ApprovalTimeout, detach: true, superviseFd: superviseFd,
+			}
+			return runSandbox(cmd.Context(), app, o, l.Command)
+		},
+	}
+	cmd.Flags().IntVar(&superviseFd, superviseFlag, 0, "")
+	_ = cmd.Flags().MarkHidden(superviseFlag)
 	return cmd
 }
 

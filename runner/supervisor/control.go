@@ -104,6 +104,13 @@ func (s *Supervisor) control(req Request) Response {
 		return s.fail(errors.New("control: exec into a running sandbox is not available in this nemoclaw yet"))
 	}
 	r := Response{V: APIVersion, ControlResponse: s.proxy.Control(req.ControlRequest)}
+	if r.OK && (req.Op == egress.OpSetPolicy || req.Op == egress.OpAddPreset) && s.keeps() {
+		// Kept at once, not at the end: a supervisor that dies keeps
+		// the change for `sandbox start` too.
+		if err := writeLaunch(s.res.dir, launchOf(&s.cfg, s.proxy.Policy())); err != nil {
+			s.log.Warn("launch record: the policy change will not survive a restart", "err", err)
+		}
+	}
 	if req.Op == egress.OpStatus && r.OK {
 		in := s.Info()
 		r.Info = &in

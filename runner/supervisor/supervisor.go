@@ -246,6 +246,14 @@ func (s *Supervisor) startBackground() {
 	if err := writeRecord(s.res.dir, &rec); err != nil {
 		s.log.Warn("state record: `nemoclaw sandbox list` will not show this sandbox as running", "err", err)
 	}
+	// A sandbox with a workspace on disk may be brought back even after
+	// its supervisor died: its launch is written now. A quick run's is
+	// written at its end, if the run leaves anything (release).
+	if s.keeps() {
+		if err := writeLaunch(s.res.dir, launchOf(&s.cfg, s.cfg.Policy)); err != nil {
+			s.log.Warn("launch record: `nemoclaw sandbox start` cannot bring this sandbox back", "err", err)
+		}
+	}
 	ctl, err := egress.ListenControl(filepath.Join(s.res.dir, ControlSocket))
 	if err != nil {
 		close(s.bgDone)
@@ -407,7 +415,13 @@ func (s *Supervisor) release() error {
 		if rec.Name != "" {
 			if s.disposable() {
 				_ = os.Remove(filepath.Join(dir, StateFile))
+				_ = os.Remove(filepath.Join(dir, LaunchFile))
 			} else {
+				if s.proxy.Generation() > 1 || !s.keeps() { // live changes: start brings them back
+					if werr := writeLaunch(dir, launchOf(&s.cfg, s.proxy.Policy())); werr != nil {
+						s.log.Warn("launch record", "err", werr)
+					}
+				}
 				rec.State, rec.Ended = StateStopped, time.Now()
 				if werr := writeRecord(dir, &rec); werr != nil {
 					s.log.Warn("state record", "err", werr)
@@ -424,6 +438,12 @@ func (s *Supervisor) release() error {
 	return err
 }
 
+// keeps reports whether the sandbox outlives its run: detached, or with
+// its workspace on disk.
+func (s *Supervisor) keeps() bool {
+	return s.cfg.Detached || s.cfg.KeepWorkspace || s.cfg.Workdir != ""
+}
+
 // disposable reports whether the run leaves nothing worth a record: a
 // foreground run in a directory it made, with no audit log, kept
 // workspace, saved approvals or log to show for it (the directory then
@@ -437,7 +457,7 @@ func (s *Supervisor) disposable() bool {
 		return false
 	}
 	for _, e := range ents {
-		if e.Name() != StateFile {
+		if e.Name() != StateFile && e.Name() != LaunchFile {
 			return false
 		}
 	}
