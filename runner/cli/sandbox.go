@@ -45,7 +45,7 @@ type sandboxRunOpts struct {
 func newSandboxCmd(app *App) *cobra.Command {
 	sb := &cobra.Command{
 		Use:   "sandbox",
-		Short: "Run commands in an ad-hoc sandbox",
+		Short: "Run, list, follow, stop, start and destroy sandboxes",
 		Args:  noArgs,
 		RunE:  groupHelp,
 	}

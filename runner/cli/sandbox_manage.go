@@ -340,10 +340,7 @@ output is a terminal, so that it cannot repaint the screen.`,
 				printf(app.Err, "%s: no %s\n", name, what)
 				return nil
 			}
-			running := func() bool {
-				in, err := supervisor.Inspect(cmd.Context(), app.Home, name, statusTimeout)
-				return err == nil && in.State == supervisor.StateRunning
-			}
+			running := func() bool { return supervisor.Running(app.Home, name) }
 			if !follow {
 				running = func() bool { return false }
 			}

@@ -159,6 +159,12 @@ func List(ctx context.Context, home string, timeout time.Duration) ([]Info, erro
 	return out, nil
 }
 
+// Running reports whether sandbox name's supervisor is alive, from its
+// record alone (no question to the supervisor): what a follower polls.
+func Running(home, name string) bool {
+	return checkName(name) == nil && inspectDir(Dir(home, name), name).State == StateRunning
+}
+
 // Names returns the names of the sandboxes under home (for completion).
 func Names(home string) []string {
 	ents, _ := os.ReadDir(filepath.Join(home, "sandboxes"))

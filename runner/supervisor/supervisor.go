@@ -408,6 +408,9 @@ func (s *Supervisor) release() error {
 	}
 	dir := s.res.dir
 	_ = os.Remove(filepath.Join(dir, ControlSocket))
+	if st, err := os.Lstat(filepath.Join(dir, LogFile)); s.sb == nil && err == nil && st.Mode().IsRegular() && st.Size() == 0 {
+		_ = os.Remove(filepath.Join(dir, LogFile)) // made for a run that never started, and empty
+	}
 	if s.sb != nil {
 		s.mu.Lock()
 		rec := s.rec
