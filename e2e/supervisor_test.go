@@ -19,16 +19,25 @@ import (
 // supEnv is a $NEMOCLAW_HOME for the supervisor tests.
 type supEnv struct {
 	home string
+	uid  int // the launcher's uid; -1: the caller
 }
 
-func newSupEnv(t *testing.T) *supEnv {
+func newSupEnv(t *testing.T) *supEnv { return newSupEnvAs(t, -1) }
+
+// newSupEnvAs is newSupEnv for a launcher running as uid (-1: the caller).
+func newSupEnvAs(t *testing.T, uid int) *supEnv {
 	t.Helper()
 	requireSandboxKernel(t)
 	base, err := os.MkdirTemp("", "nemoclaw-e2e-sup-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &supEnv{home: filepath.Join(base, "home")}
+	if uid >= 0 {
+		if err := os.Chown(base, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &supEnv{home: filepath.Join(base, "home"), uid: uid}
 	t.Cleanup(func() {
 		// Whatever a failed test left running goes, then the files.
 		for _, n := range e.names() {
@@ -42,6 +51,9 @@ func newSupEnv(t *testing.T) *supEnv {
 func (e *supEnv) cmd(args ...string) *exec.Cmd {
 	cmd := exec.Command(Bin("nemoclaw"), args...)
 	cmd.Env = []string{"NEMOCLAW_HOME=" + e.home, "PATH=" + os.Getenv("PATH")}
+	if e.uid >= 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(e.uid), Gid: uint32(e.uid)}}
+	}
 	return cmd
 }
 
@@ -181,7 +193,12 @@ func (e *supEnv) assertNothingLeft(t *testing.T, name string, pids []int, cgroup
 // status and logs --follow see it; stop ends it and logs --follow with it;
 // destroy leaves nothing.
 func TestSupervisorDetachLifecycle(t *testing.T) {
-	e := newSupEnv(t)
+	requireSandboxKernel(t)
+	asEachLauncher(t, detachLifecycle)
+}
+
+func detachLifecycle(t *testing.T, uid int) {
+	e := newSupEnvAs(t, uid)
 	out := e.must(t, "sandbox", "run", "--detach", "--name", "life", "--keep", "--",
 		"sh", "-c", "echo hello-out; echo hello-err >&2; i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done")
 	if out != "life\n" {
@@ -257,7 +274,12 @@ func TestSupervisorDetachLifecycle(t *testing.T) {
 // with it; list explains it; destroy, with no --force needed, leaves
 // nothing.
 func TestSupervisorKilled(t *testing.T) {
-	e := newSupEnv(t)
+	requireSandboxKernel(t)
+	asEachLauncher(t, supervisorKilled)
+}
+
+func supervisorKilled(t *testing.T, uid int) {
+	e := newSupEnvAs(t, uid)
 	e.must(t, "sandbox", "run", "-d", "--name", "victim", "--", "sleep", "1000")
 	sup, initPid, cgroup := e.record(t, "victim")
 	if err := syscall.Kill(sup, syscall.SIGKILL); err != nil {
