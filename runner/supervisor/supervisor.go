@@ -199,6 +199,14 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		return err
 	}
 	s.sb, s.started = sb, time.Now()
+	// In memory only: written by startBackground, and by release for a
+	// run that leaves its directory.
+	s.rec = Record{
+		Name: s.cfg.Name, State: StateRunning, SupervisorPid: os.Getpid(),
+		InitPid: sb.Pid(), Started: s.started,
+		Blueprint: s.cfg.Blueprint, Version: s.cfg.BlueprintVersion,
+		Workspace: s.workspace(), Detached: s.cfg.Detached, Command: s.cfg.Command,
+	}
 	s.proxy.SetNetnsPid(sb.Pid())
 	if l := sb.ProxyListener(); l != nil {
 		s.wg.Add(1)
@@ -229,18 +237,31 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	return nil
 }
 
+// quickRun is how long a foreground run that keeps nothing runs before
+// its record and control socket are made (startBackground).
+const quickRun = 20 * time.Millisecond
+
 // startBackground writes the running record and serves the control socket.
 func (s *Supervisor) startBackground() {
-	s.mu.Lock()
-	s.rec = Record{
-		Name: s.cfg.Name, State: StateRunning, SupervisorPid: os.Getpid(),
-		InitPid: s.sb.Pid(), Started: s.started,
-		Blueprint: s.cfg.Blueprint, Version: s.cfg.BlueprintVersion,
-		Workspace: s.workspace(), Detached: s.cfg.Detached, Command: s.cfg.Command,
-		Cgroup: cgroupOf(s.sb.Pid(), s.cfg.Name),
+	if !s.keeps() {
+		// A foreground run that keeps nothing shows up after
+		// quickRun: a quick command (an agent may run one per tool
+		// call) is over before, and pays for no record or socket
+		// inodes that its end would only remove again.
+		t := time.NewTimer(quickRun)
+		select {
+		case <-s.sb.Done():
+			t.Stop()
+			close(s.bgDone)
+			return
+		case <-t.C:
+		}
 	}
-	s.rec.SupervisorStart, _ = procStart(os.Getpid())
-	s.rec.InitStart, _ = procStart(s.sb.Pid())
+	cgroup := cgroupOf(s.sb.Pid(), s.cfg.Name)
+	supStart, _ := procStart(os.Getpid())
+	initStart, _ := procStart(s.sb.Pid())
+	s.mu.Lock()
+	s.rec.Cgroup, s.rec.SupervisorStart, s.rec.InitStart = cgroup, supStart, initStart
 	rec := s.rec
 	s.mu.Unlock()
 	if err := writeRecord(s.res.dir, &rec); err != nil {
@@ -408,8 +429,10 @@ func (s *Supervisor) release() error {
 	}
 	dir := s.res.dir
 	_ = os.Remove(filepath.Join(dir, ControlSocket))
-	if st, err := os.Lstat(filepath.Join(dir, LogFile)); s.sb == nil && err == nil && st.Mode().IsRegular() && st.Size() == 0 {
-		_ = os.Remove(filepath.Join(dir, LogFile)) // made for a run that never started, and empty
+	if s.sb == nil {
+		if st, err := os.Lstat(filepath.Join(dir, LogFile)); err == nil && st.Mode().IsRegular() && st.Size() == 0 {
+			_ = os.Remove(filepath.Join(dir, LogFile)) // made for a run that never started, and empty
+		}
 	}
 	if s.sb != nil {
 		s.mu.Lock()
