@@ -332,7 +332,11 @@ output is a terminal, so that it cannot repaint the screen.`,
 					return string(b)
 				}
 			}
-			if _, err := os.Stat(filepath.Join(dir, file)); err != nil && !follow {
+			_, err := os.Stat(filepath.Join(dir, file))
+			if err != nil && follow && !audit && !supervisor.Detached(app.Home, name) {
+				follow = false // a foreground agent's output will never be in a file
+			}
+			if err != nil && !follow {
 				what := "agent output: its agent ran in the foreground, on its terminal"
 				if audit {
 					what = "audit log: its agent made no connection yet"

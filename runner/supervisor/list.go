@@ -165,6 +165,12 @@ func Running(home, name string) bool {
 	return checkName(name) == nil && inspectDir(Dir(home, name), name).State == StateRunning
 }
 
+// Detached reports whether sandbox name's last (or current) run was
+// detached, from its record: whether the agent's output is in AgentLogFile.
+func Detached(home, name string) bool {
+	return checkName(name) == nil && inspectDir(Dir(home, name), name).Detached
+}
+
 // Names returns the names of the sandboxes under home (for completion).
 func Names(home string) []string {
 	ents, _ := os.ReadDir(filepath.Join(home, "sandboxes"))
