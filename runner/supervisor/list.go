@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nemoclaw/nemoclaw/runner/egress"
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
 )
 
@@ -81,13 +82,7 @@ func Inspect(ctx context.Context, home, name string, timeout time.Duration) (Inf
 	}
 	in := inspectDir(dir, name)
 	if in.State == StateRunning {
-		c := NewClient(home, name)
-		c.Timeout = timeout
-		if r, err := c.Status(ctx); err != nil {
-			in.Problem = err.Error()
-		} else if r.Info != nil {
-			in.Generation, in.Pending = r.Info.Generation, r.Info.Pending
-		}
+		askLive(ctx, home, &in, timeout)
 	}
 	return in, nil
 }
@@ -108,6 +103,20 @@ func inspectDir(dir, name string) Info {
 		in.State, in.DiedAfter = StateDead, lastSign(dir)
 	}
 	return in
+}
+
+// askLive asks a running supervisor for its policy generation and pending
+// approvals: the pending operation, which, unlike status, makes the proxy
+// flush nothing to disk.
+func askLive(ctx context.Context, home string, in *Info, timeout time.Duration) {
+	c := NewClient(home, in.Name)
+	c.Timeout = timeout
+	r, err := c.Call(ctx, Request{ControlRequest: egress.ControlRequest{Op: egress.OpPending}})
+	if err != nil {
+		in.Problem = err.Error()
+		return
+	}
+	in.Generation, in.Pending = r.Generation, len(r.Pending)
 }
 
 // lastSign is the latest modification time among a dead supervisor's files.
@@ -145,13 +154,7 @@ func List(ctx context.Context, home string, timeout time.Duration) ([]Info, erro
 		wg.Add(1)
 		go func(in *Info) {
 			defer wg.Done()
-			c := NewClient(home, in.Name)
-			c.Timeout = timeout
-			if r, err := c.Status(ctx); err != nil {
-				in.Problem = err.Error()
-			} else if r.Info != nil {
-				in.Generation, in.Pending = r.Info.Generation, r.Info.Pending
-			}
+			askLive(ctx, home, in, timeout)
 		}(&out[i])
 	}
 	wg.Wait()

@@ -139,6 +139,17 @@ func TestSupervisorLifecycle(t *testing.T) {
 // stop request's timeout has passed.
 func TestStopTimeoutKills(t *testing.T) {
 	s := start(t, Config{Name: "stubborn", Command: []string{"sh", "-c", "trap '' TERM; echo ready; sleep 60 & wait; sleep 60"}, Detached: true, StopTimeout: -1})
+	// Stopped once the trap is set: a SIGTERM before it ends sh at once.
+	for {
+		if b, _ := os.ReadFile(filepath.Join(s.Dir(), AgentLogFile)); strings.Contains(string(b), "ready") {
+			break
+		}
+		select {
+		case <-s.Sandbox().Done():
+			t.Fatal("the agent ended before it was ready")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	if err := s.Stop(50 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
