@@ -413,3 +413,32 @@ func TestSupervisorStartAfterKill(t *testing.T) {
 	e.must(t, "sandbox", "destroy", "--force", "back")
 	e.assertNothingLeft(t, "back", []int{sup, initPid, sup2, init2}, cgroup)
 }
+
+// TestSupervisorStopForeground: `sandbox stop` from another terminal ends
+// a foreground run, which exits with its agent's status (143: SIGTERM),
+// and list then shows it stopped, not dead.
+func TestSupervisorStopForeground(t *testing.T) {
+	e := newSupEnv(t)
+	fg := e.cmd("sandbox", "run", "--no-tty", "--name", "fg", "--keep", "--", "sleep", "1000")
+	if err := fg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fg.Process.Kill() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		out, _, _ := e.nc(t, "sandbox", "status", "fg", "-o", "json")
+		if strings.Contains(out, `"state": "running"`) {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the foreground run never showed as running:\n%s", out)
+		}
+	}
+	e.must(t, "sandbox", "stop", "fg")
+	err := fg.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 143 {
+		t.Fatalf("foreground run after stop: %v, want exit 143", err)
+	}
+	if in := e.status(t, "fg"); in.State != "stopped" || in.ExitCode == nil || *in.ExitCode != 143 {
+		t.Fatalf("after stop: %+v", in)
+	}
+}
