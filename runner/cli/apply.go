@@ -71,6 +71,27 @@ after -- replace the blueprint's agent command. The exit code is the agent's;
 	f.BoolVar(&o.tty, "tty", false, "run on a pseudo-terminal (default: when stdin and stdout are terminals)")
 	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")
 	addDetachFlags(f, &o.detach, &o.superviseFd)
+	// Profiles of the blueprint named, when it is the embedded one or a
+	// directory (a registry reference is not fetched for a completion).
+	_ = cmd.RegisterFlagCompletionFunc("profile", func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		var b *blueprint.Blueprint
+		var err error
+		if len(args) == 0 || args[0] == blueprint.EmbeddedDefault {
+			b, err = blueprint.Default()
+		} else if isLocalSource(args[0]) {
+			b, err = blueprint.Load(args[0])
+		}
+		if b == nil || err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		for _, p := range b.Profiles {
+			if strings.HasPrefix(p, toComplete) {
+				out = append(out, p)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	})
 	o.source = addSourceFlags(cmd)
 	return cmd
 }

@@ -210,7 +210,7 @@ or the path of a preset file.`,
 		Example: `  nemoclaw policy add my-sandbox pypi
   nemoclaw policy add my-sandbox ./presets/internal-api.yaml`,
 		Args:              argsRange(2, 2),
-		ValidArgsFunction: completeSandboxNames(app),
+		ValidArgsFunction: completeSandboxThenPreset(app),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := controlClient(app, args[0])
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -294,6 +295,9 @@ func launchWords(group, cmd string) bool {
 // leaves out `sandbox start`: a start is detached, its start-up time no
 // one waits on): a wrong guess only costs a little background work.
 func launchesSandbox(args []string) bool {
+	if len(args) > 0 && strings.HasPrefix(args[0], "__complete") {
+		return false // a shell completing the words of one
+	}
 	for i := 0; i+1 < len(args) && args[i] != "--"; i++ {
 		if launchWords(args[i], args[i+1]) {
 			return true

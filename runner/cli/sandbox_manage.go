@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nemoclaw/nemoclaw/runner/blueprint"
 	"github.com/nemoclaw/nemoclaw/runner/egress"
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
 	"github.com/nemoclaw/nemoclaw/runner/supervisor"
@@ -44,6 +46,29 @@ func completeSandboxNames(app *App) cobra.CompletionFunc {
 			}
 		}
 		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// completeSandboxThenPreset completes a sandbox name, then a preset of
+// the embedded default blueprint (or a file).
+func completeSandboxThenPreset(app *App) cobra.CompletionFunc {
+	names := completeSandboxNames(app)
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) != 1 {
+			return names(cmd, args, toComplete)
+		}
+		b, err := blueprint.Default()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveDefault
+		}
+		var out []cobra.Completion
+		for n := range b.Available {
+			if strings.HasPrefix(n, toComplete) {
+				out = append(out, n)
+			}
+		}
+		slices.Sort(out)
+		return out, cobra.ShellCompDirectiveDefault // a preset file completes too
 	}
 }
 

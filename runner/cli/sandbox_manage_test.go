@@ -71,6 +71,8 @@ func TestSandboxManageOnRecords(t *testing.T) {
 		{"logs audit json", []string{"sandbox", "logs", "--audit", "-o", "json", "stopped"}, 0, []string{`"host":"evil.test"`}, nil},
 		{"logs no agent log", []string{"sandbox", "logs", "dead"}, 0, nil, nil},
 		{"complete", []string{"__complete", "sandbox", "status", "d"}, 0, []string{"dead"}, []string{"stopped"}},
+		{"complete preset", []string{"__complete", "policy", "add", "dead", "py"}, 0, []string{"pypi"}, []string{"dead"}},
+		{"complete profile", []string{"__complete", "blueprint", "apply", "--profile", "ol"}, 0, []string{"ollama"}, []string{"nvidia"}},
 		{"stop not running", []string{"sandbox", "stop", "stopped"}, 0, []string{"stopped: stopped (exit 0)"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
