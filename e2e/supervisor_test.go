@@ -200,7 +200,8 @@ func TestSupervisorDetachLifecycle(t *testing.T) {
 func detachLifecycle(t *testing.T, uid int) {
 	e := newSupEnvAs(t, uid)
 	out := e.must(t, "sandbox", "run", "--detach", "--name", "life", "--keep", "--",
-		"sh", "-c", "echo hello-out; echo hello-err >&2; i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done")
+		// A directory the agent made read-only must not stop destroy.
+		"sh", "-c", "mkdir /sandbox/ro && touch /sandbox/ro/f && chmod 0500 /sandbox/ro; echo hello-out; echo hello-err >&2; i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done")
 	if out != "life\n" {
 		t.Fatalf("--detach printed %q, want the name alone", out)
 	}

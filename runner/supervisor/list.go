@@ -263,10 +263,40 @@ func Destroy(ctx context.Context, cfg DestroyConfig) error {
 		return fmt.Errorf("destroy %s: %w", cfg.Name, err)
 	}
 	defer lock.Close()
-	if err := os.RemoveAll(in.Dir); err != nil {
+	if err := removeTree(in.Dir); err != nil {
 		return fmt.Errorf("destroy %s: %w", cfg.Name, err)
 	}
 	return nil
+}
+
+// removeTree removes dir and everything in it. The agent may have left
+// directories without write permission in a kept workspace (chmod 0500),
+// which stop a launcher that is not root: those get u+rwx first. Each is
+// opened O_NOFOLLOW and changed through its descriptor, so that a symlink
+// is never followed out of the tree.
+func removeTree(dir string) error {
+	if err := os.RemoveAll(dir); err == nil {
+		return nil
+	}
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil && d == nil {
+			return nil
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		fd, oerr := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if oerr != nil {
+			return nil
+		}
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil && st.Mode&0o700 != 0o700 {
+			_ = unix.Fchmod(fd, st.Mode&0o7777|0o700)
+		}
+		unix.Close(fd)
+		return nil
+	})
+	return os.RemoveAll(dir)
 }
 
 // killVerified SIGKILLs pid if it still is the process that started at
