@@ -112,7 +112,8 @@ func TestSandboxPrespawnedInit(t *testing.T) {
 // process exits right after its sandbox (and leaves the proxy's sockets to
 // that exit): a run that logged nothing leaves no directory behind (quick
 // runs used to pile up one each in $NEMOCLAW_HOME/sandboxes), and says
-// nothing on stderr. A run that did log keeps its audit log, and only it.
+// nothing on stderr. A run that did log keeps its audit log and its
+// supervisor's files, and only them.
 func TestQuickRunsLeaveNothing(t *testing.T) {
 	requireSandboxKernel(t)
 	home := t.TempDir()
@@ -140,8 +141,14 @@ func TestQuickRunsLeaveNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ents) != 1 || ents[0].Name() != "audit.jsonl" {
-		t.Fatalf("the logged run left %v, want only audit.jsonl", ents)
+	// Its supervisor's log (the WARN about the refusal), state record
+	// and launch (for `sandbox start`) stay beside it.
+	var left []string
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	if strings.Join(left, " ") != "audit.jsonl launch.json supervisor.json supervisor.log" {
+		t.Fatalf("the logged run left %v, want audit.jsonl, launch.json, supervisor.json and supervisor.log", left)
 	}
 	if st, err := os.Stat(filepath.Join(home, "sandboxes", "logged", "audit.jsonl")); err != nil || st.Size() == 0 {
 		t.Fatalf("the logged run's audit log: %v (size %v)", err, st)

@@ -46,6 +46,10 @@ type App struct {
 	// exits is Options.Exits.
 	exits bool
 
+	// logLevel and logFormat are --log-level and --log-format, for the
+	// loggers commands make (a supervisor's, to its log file).
+	logLevel  slog.Level
+	logFormat string
 	// logOut is where Logger writes; it turns "\n" into "\r\n" while a
 	// sandbox's TTY holds the terminal in raw mode.
 	logOut *termWriter

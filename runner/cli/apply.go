@@ -22,7 +22,10 @@ type applyOpts struct {
 	profile, name, workdir string
 	dryRun, tty, noTTY     bool
 	stopTimeout            time.Duration
-	source                 *SourceFlags
+	// detach and superviseFd are sandboxRunOpts's.
+	detach      bool
+	superviseFd int
+	source      *SourceFlags
 }
 
 func newBlueprintApplyCmd(app *App) *cobra.Command {
@@ -67,6 +70,28 @@ after -- replace the blueprint's agent command. The exit code is the agent's;
 	f.BoolVar(&o.dryRun, "dry-run", false, "resolve, verify and plan, then print the plan instead of starting the agent")
 	f.BoolVar(&o.tty, "tty", false, "run on a pseudo-terminal (default: when stdin and stdout are terminals)")
 	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")
+	addDetachFlags(f, &o.detach, &o.superviseFd)
+	// Profiles of the blueprint named, when it is the embedded one or a
+	// directory (a registry reference is not fetched for a completion).
+	_ = cmd.RegisterFlagCompletionFunc("profile", func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		var b *blueprint.Blueprint
+		var err error
+		if len(args) == 0 || args[0] == blueprint.EmbeddedDefault {
+			b, err = blueprint.Default()
+		} else if isLocalSource(args[0]) {
+			b, err = blueprint.Load(args[0])
+		}
+		if b == nil || err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		for _, p := range b.Profiles {
+			if strings.HasPrefix(p, toComplete) {
+				out = append(out, p)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	})
 	o.source = addSourceFlags(cmd)
 	return cmd
 }
@@ -140,6 +165,10 @@ func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string)
 		// A blueprint's workspace is the agent's state: it outlives the run.
 		name: plan.Sandbox.Name, workdir: workdir, tty: o.tty, noTTY: o.noTTY, keep: true,
 		stopTimeout: o.stopTimeout, pol: b.Policy, env: env,
+		detach: o.detach, superviseFd: o.superviseFd, blueprint: b.Dir, version: b.Version,
+	}
+	if len(src) > 0 {
+		ro.blueprint = src[0]
 	}
 	return runSandbox(cmd.Context(), app, ro, plan.Sandbox.Command)
 }

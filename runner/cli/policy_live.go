@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/nemoclaw/nemoclaw/runner/egress"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
+	"github.com/nemoclaw/nemoclaw/runner/supervisor"
 )
 
 func init() {
@@ -29,12 +29,13 @@ func init() {
 	registerPolicy(newPolicyAddCmd)
 }
 
-// controlClient returns the control-socket client of a running sandbox.
-func controlClient(app *App, name string) (*egress.Client, error) {
+// controlClient returns the control-API client of a running sandbox's
+// supervisor.
+func controlClient(app *App, name string) (*supervisor.Client, error) {
 	if !sandbox.ValidName(name) || strings.Contains(name, "..") {
 		return nil, Usage(fmt.Errorf("sandbox name %q: want lowercase letters, digits, '.', '_' or '-'", name))
 	}
-	return &egress.Client{Path: filepath.Join(sandboxDir(app, name), "control.sock")}, nil
+	return supervisor.NewClient(app.Home, name), nil
 }
 
 // controlErr maps a control-socket error to the CLI's exit codes.
@@ -61,7 +62,8 @@ d denies, A approves all, q quits. Approvals last for the sandbox's life.
 Without a terminal, or with --list, it prints the queue once and exits.`,
 		Example: `  nemoclaw policy approvals my-sandbox
   nemoclaw policy approvals my-sandbox --list --output json`,
-		Args: argsRange(1, 1),
+		Args:              argsRange(1, 1),
+		ValidArgsFunction: completeSandboxNames(app),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output, "text", "json"); err != nil {
 				return err
@@ -85,7 +87,7 @@ Without a terminal, or with --list, it prints the queue once and exits.`,
 				return fmt.Errorf("approvals: raw terminal: %w", err)
 			}
 			defer func() { _ = term.Restore(int(in.Fd()), old); printf(app.Out, "\n") }()
-			return controlErr(egress.RunApprovalsUI(cmd.Context(), c, args[0], in, out))
+			return controlErr(egress.RunApprovalsUI(cmd.Context(), &c.Client, args[0], in, out))
 		},
 	}
 	cmd.Flags().BoolVar(&list, "list", false, "print the queue and exit instead of opening the UI")
@@ -133,8 +135,9 @@ func newPolicyDecideCmd(app *App, approve bool) *cobra.Command {
 IDs come from ` + "`nemoclaw policy approvals SANDBOX --list`" + `. An approval lets
 every later request to that host:port through for the sandbox's life; with
 --save it also applies to later runs of the same sandbox name.`,
-		Example: "  nemoclaw policy " + strings.Fields(use)[0] + " my-sandbox 3",
-		Args:    argsRange(2, 2),
+		Example:           "  nemoclaw policy " + strings.Fields(use)[0] + " my-sandbox 3",
+		Args:              argsRange(2, 2),
+		ValidArgsFunction: completeSandboxNames(app),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := controlClient(app, args[0])
 			if err != nil {
@@ -174,8 +177,9 @@ generation, every later request uses the new one. An invalid file is refused
 and the running policy stays. filesystem_policy, landlock, process and
 resources are locked when the sandbox starts: FILE may omit them or repeat
 them unchanged.`,
-		Example: "  nemoclaw policy set my-sandbox policies/sandbox.yaml",
-		Args:    argsRange(2, 2),
+		Example:           "  nemoclaw policy set my-sandbox policies/sandbox.yaml",
+		Args:              argsRange(2, 2),
+		ValidArgsFunction: completeSandboxNames(app),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := controlClient(app, args[0])
 			if err != nil {
@@ -205,7 +209,8 @@ name of a preset of the embedded default blueprint (pypi, npm, telegram, ...)
 or the path of a preset file.`,
 		Example: `  nemoclaw policy add my-sandbox pypi
   nemoclaw policy add my-sandbox ./presets/internal-api.yaml`,
-		Args: argsRange(2, 2),
+		Args:              argsRange(2, 2),
+		ValidArgsFunction: completeSandboxThenPreset(app),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := controlClient(app, args[0])
 			if err != nil {

@@ -165,16 +165,12 @@ Environment:
 			if err != nil {
 				return Usage(err)
 			}
-			hopts := &slog.HandlerOptions{Level: lvl}
-			app.logOut = &termWriter{w: app.Err}
-			switch logFormat {
-			case "text":
-				app.Logger = slog.New(slog.NewTextHandler(app.logOut, hopts))
-			case "json":
-				app.Logger = slog.New(slog.NewJSONHandler(app.logOut, hopts))
-			default:
+			if logFormat != "text" && logFormat != "json" {
 				return Usage(fmt.Errorf("--log-format %q: want text or json", logFormat))
 			}
+			app.logLevel, app.logFormat = lvl, logFormat
+			app.logOut = &termWriter{w: app.Err}
+			app.Logger = app.newLogger(app.logOut)
 			return nil
 		},
 	}
@@ -186,6 +182,16 @@ Environment:
 	// Loggers exist before PersistentPreRunE for commands built eagerly.
 	app.Logger = slog.New(slog.NewTextHandler(app.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return root
+}
+
+// newLogger returns a logger writing to w in the --log-format and at the
+// --log-level the command line chose.
+func (a *App) newLogger(w io.Writer) *slog.Logger {
+	hopts := &slog.HandlerOptions{Level: a.logLevel}
+	if a.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, hopts))
+	}
+	return slog.New(slog.NewTextHandler(w, hopts))
 }
 
 // groupHelp prints help for a command group run without a subcommand.

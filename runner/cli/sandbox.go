@@ -5,8 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
-	"sync/atomic"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,29 +13,12 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nemoclaw/nemoclaw/runner/blueprint"
-	"github.com/nemoclaw/nemoclaw/runner/egress"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
+	"github.com/nemoclaw/nemoclaw/runner/supervisor"
 )
 
 func init() { register(func(app *App) *cobra.Command { return newSandboxCmd(app) }) }
-
-// SandboxHook lets other subsystems (egress) join a sandbox run. A hook may
-// also have a Warm(app *App, name string) method: it is called before the
-// policy is loaded, to start work in the background that Prepare then
-// waits for.
-type SandboxHook interface {
-	Prepare(app *App, cfg *sandbox.Config) error // before Start: add env/files/listeners
-	Attach(app *App, sb *sandbox.Sandbox) error  // after Start: serve listeners
-	Close() error                                // after the sandbox exits
-	// Finish replaces Close when the process exits next (App.exits): it
-	// saves what must outlive the run and leaves sockets to the exit.
-	Finish() error
-}
-
-// sandboxHooks are appended to from init() in other files; `sandbox run`
-// calls each one.
-var sandboxHooks []func() SandboxHook
 
 // sandboxRunOpts are the flags of `nemoclaw sandbox run`.
 type sandboxRunOpts struct {
@@ -47,19 +29,31 @@ type sandboxRunOpts struct {
 	// stopTimeout is sandbox.Config.StopTimeout (0: its default).
 	stopTimeout time.Duration
 	// pol and env are set by `blueprint apply`: the blueprint's effective
-	// policy (instead of --policy) and the agent's extra environment.
-	pol *policy.Policy
-	env []string
+	// policy (instead of --policy) and the agent's extra environment;
+	// blueprint and version are recorded for `sandbox list`.
+	pol                *policy.Policy
+	env                []string
+	blueprint, version string
+	// approvals and approvalTimeout are --approvals and --approval-timeout.
+	approvals       bool
+	approvalTimeout time.Duration
+	// detach is --detach; superviseFd, the hidden --supervise-fd, marks
+	// the detached supervisor that --detach re-executes (detach.go).
+	detach      bool
+	superviseFd int
 }
 
 func newSandboxCmd(app *App) *cobra.Command {
 	sb := &cobra.Command{
 		Use:   "sandbox",
-		Short: "Run commands in an ad-hoc sandbox",
+		Short: "Run, list, follow, stop, start and destroy sandboxes",
 		Args:  noArgs,
 		RunE:  groupHelp,
 	}
 	sb.AddCommand(newSandboxRunCmd(app))
+	for _, c := range sandboxCtors {
+		sb.AddCommand(c(app))
+	}
 	return sb
 }
 
@@ -110,9 +104,8 @@ kernel without the needed Landlock ABI).`,
 	f.StringVar(&o.memory, "memory", "", "memory limit, e.g. 512Mi (overrides the policy's resources.memory)")
 	f.IntVar(&o.pids, "pids", 0, "process limit (overrides resources.pids)")
 	f.StringVar(&o.cpus, "cpus", "", "CPU limit, e.g. 1.5 or 500m (overrides resources.cpu; needs cgroup v2)")
-	for _, add := range sandboxFlagHooks {
-		add(f)
-	}
+	addApprovalFlags(f, &o)
+	addDetachFlags(f, &o.detach, &o.superviseFd)
 	return cmd
 }
 
@@ -161,9 +154,17 @@ func loadRunPolicy(o *sandboxRunOpts) (*policy.Policy, error) {
 	return pol, nil
 }
 
-func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string) error {
+func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string) (rerr error) {
 	if o.tty && o.noTTY {
 		return Usage(errors.New("--tty and --no-tty exclude each other"))
+	}
+	if o.detach && o.superviseFd == 0 {
+		return runDetached(app, o)
+	}
+	var notify *detachNotifier
+	if o.superviseFd != 0 {
+		notify = newDetachNotifier(o.superviseFd)
+		defer func() { notify.failed(rerr) }() // a no-op once the agent runs
 	}
 	// The sandbox's life is its agent's: SIGINT, SIGTERM, SIGHUP and
 	// SIGQUIT go to the agent rather than ending the run, and SIGWINCH
@@ -175,63 +176,61 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 	}
 	defer sigs.Stop()
 	// Start-up work that needs no policy runs on the other core while
-	// this one loads the policy: the cgroup probe, and each hook's own
-	// (the egress CA, mostly made already by warmSandboxLaunch).
+	// this one loads the policy: the cgroup probe, and the sandbox's
+	// directory and egress CA (mostly made already by warmSandboxLaunch).
 	sandbox.Warm()
 	if o.name == "" {
 		o.name = warmName()
 	}
-	var hooks []SandboxHook
-	defer func() {
-		for _, h := range hooks {
-			end := h.Close
-			if app.exits {
-				end = h.Finish
-			}
-			if err := end(); err != nil {
-				app.Logger.Warn("sandbox hook close", "err", err)
-			}
-		}
-	}()
-	for _, ctor := range sandboxHooks {
-		h := ctor()
-		hooks = append(hooks, h)
-		if w, ok := h.(interface{ Warm(app *App, name string) }); ok {
-			w.Warm(app, o.name)
-		}
-	}
+	res := takeReservation(app, o.name)
 	pol, err := loadRunPolicy(o)
 	if err != nil {
+		res.Release()
 		return err
 	}
 	stdin, _ := app.In.(*os.File)
 	stdout, _ := app.Out.(*os.File)
 	isTerm := stdin != nil && term.IsTerminal(int(stdin.Fd()))
-	useTTY := o.tty || (!o.noTTY && isTerm && stdout != nil && term.IsTerminal(int(stdout.Fd())))
-	cfg := sandbox.Config{
-		Name:          o.name,
-		Workdir:       o.workdir,
-		Policy:        pol,
-		Command:       args,
-		Env:           o.env,
-		Stdin:         app.In,
-		Stdout:        app.Out,
-		Stderr:        app.Err,
-		TTY:           useTTY,
-		Logger:        app.Logger,
-		Home:          app.Home,
-		KeepWorkspace: o.keep,
-		StopTimeout:   o.stopTimeout,
+	useTTY := notify == nil && (o.tty || (!o.noTTY && isTerm && stdout != nil && term.IsTerminal(int(stdout.Fd()))))
+	logger, logFile := supervisorLogger(app, o.name, notify == nil && !isTerminal(app.Err))
+	defer logFile.Close()
+	cfg := supervisor.Config{
+		Name: o.name, Home: app.Home, Policy: pol, Command: args, Env: o.env,
+		Workdir: o.workdir, KeepWorkspace: o.keep, TTY: useTTY, StopTimeout: o.stopTimeout,
+		Stdin: app.In, Stdout: app.Out, Stderr: app.Err,
+		Approvals: o.approvals, ApprovalTimeout: o.approvalTimeout,
+		Blueprint: o.blueprint, BlueprintVersion: o.version,
+		Logger: logger, Reservation: res,
+	}
+	if notify != nil {
+		cfg.Detached, cfg.Stdin, cfg.Stdout, cfg.Stderr = true, nil, nil, nil
 	}
 	if useTTY && isTerm {
 		if w, h, err := term.GetSize(int(stdin.Fd())); err == nil {
 			cfg.WindowSize = &sandbox.WindowSize{Rows: uint16(h), Cols: uint16(w)}
 		}
 	}
-	for _, h := range hooks {
-		if err := h.Prepare(app, &cfg); err != nil {
-			return err
+	sup, err := supervisor.New(cfg)
+	if err != nil {
+		var re *supervisor.RefusedError
+		if errors.As(err, &re) {
+			return Refused(err)
 		}
+		return err
+	}
+	end := sup.Close
+	if app.exits {
+		end = sup.Finish
+	}
+	defer func() {
+		if err := end(); err != nil {
+			logger.Warn("sandbox cleanup", "err", err)
+		}
+	}()
+	if notify != nil {
+		notify.logTo(sup.Dir())
+	} else if isTerminal(app.Err) {
+		printBanner(app, &cfg, sup.Dir())
 	}
 	if useTTY && isTerm {
 		old, err := term.MakeRaw(int(stdin.Fd()))
@@ -244,25 +243,22 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 			_ = term.Restore(int(stdin.Fd()), old)
 		}()
 	}
-	sb, err := sandbox.Start(context.WithoutCancel(ctx), cfg)
-	if err != nil {
+	if err := sup.Start(context.WithoutCancel(ctx)); err != nil {
 		return sandboxError(err)
 	}
-	defer sb.Close()
 	var tty *os.File
-	if isTerm {
+	if isTerm && notify == nil {
 		tty = stdin
 	}
-	if err := sigs.Forward(sb, tty); err != nil {
+	if err := sigs.Forward(sup.Sandbox(), tty); err != nil {
 		return err
 	}
-	for _, h := range hooks {
-		if err := h.Attach(app, sb); err != nil {
-			return err
-		}
+	if notify != nil {
+		<-sup.Ready()
+		notify.running(o.name)
 	}
-	code, err := sb.Wait()
-	// Before Close: the forwarder uses the sandbox's terminal.
+	code, err := sup.Wait()
+	// Before the supervisor's Close: the forwarder uses the sandbox's terminal.
 	if app.exits {
 		sigs.StopIgnoringHangup()
 	} else {
@@ -270,9 +266,6 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 	}
 	if err != nil {
 		return err
-	}
-	if err := sb.Close(); err != nil {
-		app.Logger.Warn("sandbox cleanup", "err", err)
 	}
 	return ExitStatus(code)
 }
@@ -291,81 +284,26 @@ func stopTimeoutGiven(cmd *cobra.Command, d *time.Duration) {
 	}
 }
 
+// launchWords reports whether group and cmd are a command that starts a
+// sandbox: `sandbox run`, `sandbox start`, `blueprint apply`.
+func launchWords(group, cmd string) bool {
+	return (group == "sandbox" && (cmd == "run" || cmd == "start")) || (group == "blueprint" && cmd == "apply")
+}
+
 // launchesSandbox reports whether args will most likely start a sandbox
-// (`sandbox run`, `blueprint apply`), the same test as nsinit.c's
-// constructor: a wrong guess only costs a little background work.
+// (launchWords), nearly the same test as nsinit.c's constructor (which
+// leaves out `sandbox start`: a start is detached, its start-up time no
+// one waits on): a wrong guess only costs a little background work.
 func launchesSandbox(args []string) bool {
+	if len(args) > 0 && strings.HasPrefix(args[0], "__complete") {
+		return false // a shell completing the words of one
+	}
 	for i := 0; i+1 < len(args) && args[i] != "--"; i++ {
-		if (args[i] == "sandbox" && args[i+1] == "run") || (args[i] == "blueprint" && args[i+1] == "apply") {
+		if launchWords(args[i], args[i+1]) {
 			return true
 		}
 	}
 	return false
-}
-
-// launchWarm is the start-up work warmSandboxLaunch does in the background.
-var launchWarm struct {
-	once sync.Once
-	// name is the sandbox name chosen ahead, and files the egress
-	// directory and audit log made for it (on disk: the slowest part of
-	// the egress set-up). The run takes both unless --name names another;
-	// what no run takes is removed (discardWarmFiles).
-	name      string
-	filesDone chan struct{} // closed once files is set
-	files     egressFiles
-	taken     atomic.Bool // files belong to a run, or were removed
-}
-
-// warmSandboxLaunch starts, before the command line is even parsed, the
-// launch work that needs neither flags nor policy: the egress CA's key and
-// signature, the egress files of a sandbox name chosen now, and the
-// cgroup probe. One goroutine starts them all: a `go` statement that finds
-// the other core idle starts an OS thread there and then, and four of
-// them measured ~0.6 ms on the main goroutine.
-func warmSandboxLaunch(app *App) {
-	launchWarm.once.Do(func() {
-		launchWarm.filesDone = make(chan struct{})
-		launchWarm.name = sandbox.NewName()
-		go func() {
-			launchWarm.files = makeEgressFiles(app, launchWarm.name, egress.StartCA(launchWarm.name))
-			close(launchWarm.filesDone)
-			sandbox.Warm()
-		}()
-	})
-}
-
-// warmName returns the sandbox name warmSandboxLaunch chose, or a new one.
-func warmName() string {
-	if launchWarm.filesDone != nil && !launchWarm.taken.Load() {
-		return launchWarm.name
-	}
-	return sandbox.NewName()
-}
-
-// takeWarmFiles hands the files made ahead to the run of sandbox name,
-// once, and removes them if name is another's; nil when there are none.
-func takeWarmFiles(name string) (chan struct{}, *egressFiles) {
-	if launchWarm.filesDone == nil || launchWarm.taken.Load() {
-		return nil, nil
-	}
-	if name != launchWarm.name {
-		discardWarmFiles()
-		return nil, nil
-	}
-	if !launchWarm.taken.CompareAndSwap(false, true) {
-		return nil, nil
-	}
-	return launchWarm.filesDone, &launchWarm.files
-}
-
-// discardWarmFiles removes the files made ahead if no run took them (a
-// --help, a flag error, another --name), waiting for them to be made.
-func discardWarmFiles() {
-	if launchWarm.filesDone == nil || !launchWarm.taken.CompareAndSwap(false, true) {
-		return
-	}
-	<-launchWarm.filesDone
-	launchWarm.files.undo()
 }
 
 // sandboxError adds what the user can do and maps refusals to exit code 3.

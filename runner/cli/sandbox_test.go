@@ -66,6 +66,8 @@ func TestLaunchesSandbox(t *testing.T) {
 		{[]string{"version"}, false},
 		{[]string{"sandbox"}, false},
 		{[]string{"policy", "show", "--", "sandbox", "run"}, false},
+		{[]string{"sandbox", "start", "x"}, true},
+		{[]string{"__complete", "sandbox", "run", ""}, false},
 	} {
 		if got := launchesSandbox(tc.args); got != tc.want {
 			t.Errorf("launchesSandbox(%q) = %v, want %v", tc.args, got, tc.want)

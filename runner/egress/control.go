@@ -99,13 +99,14 @@ func (p *Proxy) ServeControl(l net.Listener) error {
 // that connected, which pins its identity while we look at it.
 const soPeerPidfd = 77
 
-// checkControlPeer authenticates a control client beyond its uid: the
+// CheckControlPeer authenticates a control client beyond its uid: the
 // agent runs as the owner's uid when rootless, so the uid alone admits it.
 // The client must also be in the supervisor's own pid namespace; every
 // sandbox runs in a pid namespace of its own, so a process inside one is
 // refused even when it reaches the socket with the right uid. Anything
-// that cannot be checked is refused.
-func checkControlPeer(c net.Conn) error {
+// that cannot be checked is refused. Every server of a sandbox's control
+// socket (ServeControl, runner/supervisor) calls it before reading a request.
+func CheckControlPeer(c net.Conn) error {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return errors.New("control: not a unix socket")
@@ -160,7 +161,7 @@ func checkControlPeer(c net.Conn) error {
 
 func (p *Proxy) serveControlConn(c net.Conn) {
 	defer c.Close()
-	if err := checkControlPeer(c); err != nil {
+	if err := CheckControlPeer(c); err != nil {
 		p.log.Warn("egress control: client refused", "err", err)
 		_ = json.NewEncoder(c).Encode(ControlResponse{Error: err.Error()})
 		return
@@ -172,12 +173,15 @@ func (p *Proxy) serveControlConn(c net.Conn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	resp := p.control(req)
+	resp := p.Control(req)
 	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	_ = json.NewEncoder(c).Encode(resp)
 }
 
-func (p *Proxy) control(req ControlRequest) ControlResponse {
+// Control answers one control request whose client CheckControlPeer has
+// admitted: the proxy's share of the control API (status, approvals,
+// policy changes), which runner/supervisor's versioned API wraps.
+func (p *Proxy) Control(req ControlRequest) ControlResponse {
 	r := ControlResponse{OK: true, Sandbox: p.cfg.Sandbox}
 	fail := func(err error, refused bool) ControlResponse {
 		return ControlResponse{Error: err.Error(), Refused: refused, Sandbox: p.cfg.Sandbox, Generation: p.Generation()}
