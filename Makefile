@@ -29,7 +29,7 @@ BIN_PKGS     := ./cmd/... $(if $(wildcard plugins/*/*.go),./plugins/...)
 TEST_TIMEOUT ?= 10m
 # The packages whose goroutines meet (the launcher, its terminal relays and
 # signal forwarding, the proxy) run a second time under the race detector.
-RACE_PKGS    := ./runner/sandbox ./runner/cli ./runner/egress
+RACE_PKGS    := ./runner/sandbox ./runner/cli ./runner/egress ./runner/supervisor
 FUZZTIME     ?= 60s
 ARGS         ?=
 
