@@ -163,7 +163,9 @@ func printBanner(app *App, cfg *supervisor.Config, dir string) {
 	var hosts []string
 	for _, np := range cfg.Policy.NetworkPolicies {
 		for _, ep := range np.Endpoints {
-			hosts = append(hosts, ep.Host+":"+strconv.Itoa(ep.Port))
+			for _, port := range ep.EffectivePorts() {
+				hosts = append(hosts, ep.Host+":"+strconv.Itoa(port))
+			}
 		}
 	}
 	sort.Strings(hosts)
