@@ -32,7 +32,7 @@ func reference(t *testing.T) map[string]*jsonschema.Schema {
 		}
 	}
 	out := map[string]*jsonschema.Schema{}
-	for _, n := range []string{schema.Blueprint, schema.Policy, schema.Preset} {
+	for _, n := range []string{schema.Blueprint, schema.Policy, schema.Preset, schema.Tiers} {
 		s, err := c.Compile("https://nemoclaw.dev/schema/" + n)
 		if err != nil {
 			t.Fatalf("%s is not a valid draft 2020-12 schema: %v", n, err)
@@ -76,9 +76,11 @@ func TestAgreesWithReference(t *testing.T) {
 	ref := reference(t)
 	cases := map[string][]string{
 		schema.Policy: glob("../runner/policy/testdata/invalid/*.yaml", "../runner/policy/testdata/valid/*.yaml",
-			"../blueprints/default/policies/*.yaml"),
-		schema.Preset:    glob("../runner/policy/testdata/valid/presets/*.yaml", "../blueprints/default/policies/presets/*.yaml"),
-		schema.Blueprint: glob("../runner/blueprint/testdata/invalid/*.yaml", "../runner/blueprint/testdata/nemoclaw-blueprint/blueprint.yaml", "../blueprints/default/blueprint.yaml"),
+			"../blueprints/default/policies/*.yaml", "../runner/blueprint/testdata/nemoclaw-shaped-2026/policies/openclaw-sandbox*.yaml"),
+		schema.Preset: glob("../runner/policy/testdata/valid/presets/*.yaml", "../blueprints/default/policies/presets/*.yaml",
+			"../runner/blueprint/testdata/nemoclaw-shaped-2026/policies/presets/*.yaml"),
+		schema.Blueprint: glob("../runner/blueprint/testdata/invalid/*.yaml", "../runner/blueprint/testdata/nemoclaw-*/blueprint.yaml", "../blueprints/default/blueprint.yaml"),
+		schema.Tiers:     glob("../runner/blueprint/testdata/nemoclaw-shaped-2026/policies/tiers.yaml"),
 	}
 	checked := 0
 	for name, files := range cases {

@@ -1,6 +1,6 @@
 // Package schema embeds nemoclaw's JSON Schemas (draft 2020-12) for the
-// blueprint, the sandbox policy and policy presets, and validates decoded
-// documents against them.
+// blueprint, the sandbox policy, policy presets and NemoClaw's policy tiers,
+// and validates decoded documents against them.
 package schema
 
 import "embed"
@@ -15,4 +15,5 @@ const (
 	Blueprint = "blueprint.schema.json"
 	Policy    = "policy.schema.json"
 	Preset    = "preset.schema.json"
+	Tiers     = "tiers.schema.json"
 )

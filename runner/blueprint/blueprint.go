@@ -16,6 +16,12 @@ const FileName = "blueprint.yaml"
 // PresetsDir is where a blueprint keeps its presets.
 const PresetsDir = "policies/presets"
 
+// PoliciesDir holds the blueprint's policy files.
+const PoliciesDir = "policies"
+
+// TiersFile is NemoClaw's policy tiers file: named bundles of presets.
+const TiersFile = "policies/tiers.yaml"
+
 // Blueprint is a loaded blueprint: the decoded blueprint.yaml plus what Load
 // resolved from the directory (the effective policy, presets, findings).
 type Blueprint struct {
@@ -39,6 +45,9 @@ type Blueprint struct {
 	Description string `yaml:"description,omitempty" json:"description,omitempty"`
 	// Presets are merged into the policy at apply, by name.
 	Presets []string `yaml:"presets,omitempty" json:"presets,omitempty"`
+	// OpenShellTarget is NemoClaw's externally managed OpenShell gateway
+	// (kept and reported: nemoclaw runs its sandboxes itself).
+	OpenShellTarget *OpenShellTarget `yaml:"openshell_target,omitempty" json:"openshell_target,omitempty"`
 	// Components are the configured parts.
 	Components Components `yaml:"components" json:"components"`
 
@@ -51,6 +60,12 @@ type Blueprint struct {
 	PolicyFile string `yaml:"-" json:"policy_file,omitempty"`
 	// Available are the presets found under policies/presets, by name.
 	Available map[string]*policy.Preset `yaml:"-" json:"-"`
+	// OtherPolicies are the policy files under policies/ besides the base
+	// (NemoClaw's permissive "shields down" policy): validated, not applied.
+	OtherPolicies []string `yaml:"-" json:"other_policies,omitempty"`
+	// Tiers are NemoClaw's policy tiers (policies/tiers.yaml), nil when the
+	// blueprint has none: validated and reported, not applied.
+	Tiers *policy.Tiers `yaml:"-" json:"tiers,omitempty"`
 	// Findings are warnings and notes from loading: unenforced fields,
 	// reported version gates, fallbacks.
 	Findings policy.Problems `yaml:"-" json:"findings,omitempty"`
@@ -68,6 +83,35 @@ type Components struct {
 	Policy *PolicyRef `yaml:"policy,omitempty" json:"policy,omitempty"`
 	// GPU declares GPU needs for every profile.
 	GPU *GPU `yaml:"gpu,omitempty" json:"gpu,omitempty"`
+	// Identity is NemoClaw's runtime identity reference (kept, not used).
+	Identity *RuntimeIdentity `yaml:"identity,omitempty" json:"identity,omitempty"`
+}
+
+// OpenShellTarget is NemoClaw's externally managed OpenShell gateway for
+// target-only planning (kept and reported, not used).
+type OpenShellTarget struct {
+	Endpoint        string `yaml:"endpoint" json:"endpoint"`
+	Workspace       string `yaml:"workspace" json:"workspace"`
+	ExpectedRelease string `yaml:"expected_release" json:"expected_release"`
+	Lifecycle       string `yaml:"lifecycle" json:"lifecycle"`
+	Trust           *struct {
+		CAFile string `yaml:"ca_file" json:"ca_file"`
+	} `yaml:"trust" json:"trust"`
+	Authentication *struct {
+		CredentialFile string `yaml:"credential_file" json:"-"`
+	} `yaml:"authentication" json:"-"`
+}
+
+// RuntimeIdentity is NemoClaw's provider-neutral runtime identity reference
+// (kept, not used). It names environment variables, never secrets.
+type RuntimeIdentity struct {
+	ProfilePath     string `yaml:"profile_path" json:"profile_path"`
+	ProviderType    string `yaml:"provider_type" json:"provider_type"`
+	ProviderName    string `yaml:"provider_name" json:"provider_name"`
+	CredentialKey   string `yaml:"credential_key" json:"credential_key"`
+	ClientIDEnv     string `yaml:"client_id_env" json:"client_id_env"`
+	RefreshTokenEnv string `yaml:"refresh_token_env" json:"refresh_token_env"`
+	ClientSecretEnv string `yaml:"client_secret_env,omitempty" json:"client_secret_env,omitempty"`
 }
 
 // Sandbox is the sandbox component.

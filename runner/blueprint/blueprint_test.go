@@ -65,7 +65,7 @@ func TestInvalidBlueprints(t *testing.T) {
 		// Issue 13 item 21: anchors and aliases are refused in blueprints too.
 		{"anchor", 6, 10, "YAML anchors and aliases are not supported (anchor &ep); write the value out"},
 		// Issue 13 item 22: blueprint validate refuses what sandbox run would.
-		{"addition-tcp-access-full", 9, 59, "protocol tcp is a plain tunnel the proxy does not read, so it cannot apply access"},
+		{"addition-tcp-access-read-only", 9, 59, "protocol tcp is a plain tunnel the proxy does not read, so it cannot apply access"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -214,7 +214,7 @@ func TestLoadErrors(t *testing.T) {
 
 // FuzzLoad feeds arbitrary blueprint.yaml documents to the loader.
 func FuzzLoad(f *testing.F) {
-	for _, file := range append(globs("testdata/invalid/*.yaml"), "testdata/nemoclaw-blueprint/blueprint.yaml", "../../blueprints/default/blueprint.yaml") {
+	for _, file := range append(globs("testdata/invalid/*.yaml"), "testdata/nemoclaw-blueprint/blueprint.yaml", "testdata/nemoclaw-shaped-2026/blueprint.yaml", "../../blueprints/default/blueprint.yaml") {
 		if data, err := os.ReadFile(file); err == nil {
 			f.Add(data)
 		}

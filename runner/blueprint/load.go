@@ -110,6 +110,8 @@ func (l *loader) load() (*Blueprint, error) {
 	l.check(&b, doc)
 	l.presets(&b)
 	l.policy(&b, doc)
+	l.otherPolicies(&b)
+	l.tiers(&b)
 	if len(b.Presets) > 0 && b.Policy != nil {
 		var sel []*policy.Preset
 		for i, n := range b.Presets {
@@ -152,7 +154,11 @@ func (l *loader) check(b *Blueprint, doc *strictyaml.Doc) {
 		}
 	}
 	if b.MinOpenShellVersion != "" || b.MaxOpenShellVersion != "" {
-		warnf([]string{"min_openshell_version"}, "OpenShell version gates are reported, not checked: nemoclaw replaces OpenShell")
+		field := "min_openshell_version"
+		if b.MinOpenShellVersion == "" {
+			field = "max_openshell_version"
+		}
+		warnf([]string{field}, "OpenShell version gates (min_openshell_version %q, max_openshell_version %q) are reported, not checked: nemoclaw replaces OpenShell", b.MinOpenShellVersion, b.MaxOpenShellVersion)
 	}
 	if b.MinOpenClawVersion != "" {
 		warnf([]string{"min_openclaw_version"}, "min_openclaw_version %s is reported, not checked: nemoclaw does not inspect the agent's version", b.MinOpenClawVersion)
@@ -200,6 +206,15 @@ func (l *loader) check(b *Blueprint, doc *strictyaml.Doc) {
 	if r := b.Components.Router; r != nil {
 		warnf([]string{"components", "router"}, "router is kept but not used: nemoclaw routes inference per sandbox through inference.local")
 	}
+	if b.OpenShellTarget != nil {
+		warnf([]string{"openshell_target"}, "openshell_target is kept but not used: nemoclaw runs the sandbox itself and connects to no OpenShell gateway")
+	}
+	if b.OpenShellTarget != nil && (b.MinOpenShellVersion == "" || b.MaxOpenShellVersion == "") {
+		errf([]string{"openshell_target"}, "openshell_target needs min_openshell_version and max_openshell_version (NemoClaw's schema requires both with it); add them or drop openshell_target")
+	}
+	if b.Components.Identity != nil {
+		warnf([]string{"components", "identity"}, "components.identity is kept but not used: nemoclaw does not broker runtime identities; give the agent's credentials through the policy's credentials")
+	}
 }
 
 // profile checks one inference profile.
@@ -238,7 +253,7 @@ func (l *loader) presets(b *Blueprint) {
 		return // no presets directory is fine
 	}
 	for _, e := range entries {
-		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
+		if e.IsDir() || !isYAML(e.Name()) {
 			continue
 		}
 		file := PresetsDir + "/" + e.Name()
@@ -272,7 +287,7 @@ func (l *loader) policy(b *Blueprint, doc *strictyaml.Doc) {
 	if file == "" {
 		msg := "the blueprint has no sandbox policy: set components.policy.base to a policy file in the blueprint directory"
 		if base != "" {
-			msg = fmt.Sprintf("policy base %q is not in the blueprint directory, and no single policy file under policies/ could stand in for it; add the file or fix the path", base)
+			msg = fmt.Sprintf("policy base %q is not in the blueprint directory, and no policy file under policies/ stands in for it (%s for a path in OpenShell's image, or a single policy file); add the file or fix the path", base, imageHint(base))
 		}
 		l.errs = append(l.errs, doc.Problem([]string{"components", "policy", "base"}, "%s", msg))
 		return
@@ -308,15 +323,17 @@ func (l *loader) policy(b *Blueprint, doc *strictyaml.Doc) {
 
 // resolveBase finds the base policy file. NemoClaw's blueprint names a path
 // inside OpenShell's sandbox image ("sandboxes/openclaw/policy.yaml") that the
-// blueprint directory does not hold; then the single policy file under
-// policies/ stands in for it, and the substitution is reported.
+// blueprint directory does not hold; NemoClaw ships that policy beside the
+// blueprint as policies/<agent>-sandbox.yaml, which stands in for it, and
+// nothing else does. For any other missing base (or none), the single policy
+// file under policies/ stands in. Either substitution is reported.
 func (l *loader) resolveBase(base string) (file, note string) {
 	if base != "" {
 		clean := path.Clean(strings.TrimPrefix(base, "./"))
 		if !fs.ValidPath(clean) {
 			return "", ""
 		}
-		if st, err := fs.Stat(l.fsys, clean); err == nil && !st.IsDir() {
+		if isFile(l.fsys, clean) {
 			return clean, ""
 		}
 		// A missing file in a directory the blueprint has is a typo, not a
@@ -326,17 +343,17 @@ func (l *loader) resolveBase(base string) (file, note string) {
 				return "", ""
 			}
 		}
-	}
-	entries, err := fs.ReadDir(l.fsys, "policies")
-	if err != nil {
-		return "", ""
-	}
-	var cands []string
-	for _, e := range entries {
-		if !e.IsDir() && (strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
-			cands = append(cands, "policies/"+e.Name())
+		// Only the agent's own policy stands in for an image path: with it
+		// missing, the one file left may be the permissive "shields down"
+		// policy, which must never become the base by elimination.
+		if own, ok := imagePolicyFile(clean); ok {
+			if !isFile(l.fsys, own) {
+				return "", ""
+			}
+			return own, fmt.Sprintf("policy base %q is a path inside OpenShell's sandbox image; using %s, the copy NemoClaw ships beside the blueprint", base, own)
 		}
 	}
+	cands := l.policyFiles()
 	if len(cands) != 1 {
 		return "", ""
 	}
@@ -344,6 +361,116 @@ func (l *loader) resolveBase(base string) (file, note string) {
 		return cands[0], fmt.Sprintf("components.policy.base is not set; using %s", cands[0])
 	}
 	return cands[0], fmt.Sprintf("policy base %q is not in the blueprint directory (NemoClaw resolves it inside OpenShell's image); using %s", base, cands[0])
+}
+
+// imagePolicyFile maps a policy path in OpenShell's sandbox image,
+// sandboxes/AGENT/policy.yaml, to NemoClaw's name for that policy beside its
+// blueprint, policies/AGENT-sandbox.yaml.
+func imagePolicyFile(clean string) (string, bool) {
+	parts := strings.Split(clean, "/")
+	if len(parts) != 3 || parts[0] != "sandboxes" || parts[2] != "policy.yaml" || parts[1] == "" || strings.HasPrefix(parts[1], ".") {
+		return "", false
+	}
+	return PoliciesDir + "/" + parts[1] + "-sandbox.yaml", true
+}
+
+// imageHint says which file would stand in for base, for the refusal.
+func imageHint(base string) string {
+	if own, ok := imagePolicyFile(path.Clean(strings.TrimPrefix(base, "./"))); ok {
+		return own
+	}
+	return "policies/AGENT-sandbox.yaml"
+}
+
+// policyFiles lists the policy files directly under policies/: every YAML
+// file but the tiers file.
+func (l *loader) policyFiles() []string {
+	entries, err := fs.ReadDir(l.fsys, PoliciesDir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		name := PoliciesDir + "/" + e.Name()
+		if !e.IsDir() && isYAML(e.Name()) && name != TiersFile {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// otherPolicies validates the policy files under policies/ besides the base
+// (NemoClaw's permissive "shields down" policy): a blueprint ships them, so
+// they must load, but only the base is applied.
+func (l *loader) otherPolicies(b *Blueprint) {
+	for _, file := range l.policyFiles() {
+		if l.name(file) == b.PolicyFile {
+			continue
+		}
+		data, err := fs.ReadFile(l.fsys, file)
+		if err != nil {
+			l.errs = append(l.errs, &policy.Problem{File: l.name(file), Message: err.Error()})
+			continue
+		}
+		_, warns, err := policy.Check(l.name(file), data)
+		l.warns = append(l.warns, warns...)
+		if err != nil {
+			l.errs = append(l.errs, strictyaml.AsProblems(err)...)
+			continue
+		}
+		b.OtherPolicies = append(b.OtherPolicies, l.name(file))
+		l.warns = append(l.warns, &policy.Problem{File: l.name(file), Message: fmt.Sprintf("a second policy beside the base: validated, not applied; to run under it, apply it to a sandbox with 'nemoclaw policy set SANDBOX %s'", l.name(file))})
+	}
+}
+
+// tiers loads NemoClaw's policy tiers. A tier naming a preset the blueprint
+// does not ship is a warning, not an error: upstream's tiers name presets
+// (brave) that live outside the blueprint directory, and tiers are reported,
+// never applied, so a missing preset widens nothing.
+func (l *loader) tiers(b *Blueprint) {
+	data, err := fs.ReadFile(l.fsys, TiersFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	file := l.name(TiersFile)
+	if err != nil {
+		l.errs = append(l.errs, &policy.Problem{File: file, Message: err.Error()})
+		return
+	}
+	t, warns, err := policy.ParseTiers(file, data)
+	l.warns = append(l.warns, warns...)
+	if err != nil {
+		l.errs = append(l.errs, strictyaml.AsProblems(err)...)
+		return
+	}
+	b.Tiers = t
+	doc, err := strictyaml.Parse(file, data)
+	if err != nil { // ParseTiers read it already
+		l.errs = append(l.errs, strictyaml.AsProblems(err)...)
+		return
+	}
+	for i, tier := range t.Tiers {
+		var names []string
+		for j, pr := range tier.Presets {
+			names = append(names, pr.String())
+			if _, ok := b.Available[pr.Name]; !ok {
+				l.warns = append(l.warns, doc.Problem([]string{"tiers", fmt.Sprint(i), "presets", fmt.Sprint(j), "name"}, "tier %q names preset %q, which is not in %s; the tier could not be applied as written (available: %s)", tier.Name, pr.Name, PresetsDir, strings.Join(sortedNames(b.Available), ", ")))
+			}
+		}
+		if len(names) == 0 {
+			names = []string{"none"}
+		}
+		l.warns = append(l.warns, doc.Problem([]string{"tiers", fmt.Sprint(i)}, "tier %q is kept and reported, not applied: presets %s; select presets with the blueprint's presets", tier.Name, strings.Join(names, ", ")))
+	}
+}
+
+func isFile(fsys fs.FS, name string) bool {
+	st, err := fs.Stat(fsys, name)
+	return err == nil && !st.IsDir()
+}
+
+func isYAML(name string) bool {
+	return strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")
 }
 
 // CheckGates refuses a blueprint whose min_runner_version is above this

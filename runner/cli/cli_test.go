@@ -16,6 +16,10 @@ import (
 // nemoclawFixture is NemoClaw's real blueprint, copied unchanged.
 var nemoclawFixture = filepath.Join("..", "blueprint", "testdata", "nemoclaw-blueprint")
 
+// shape2026Fixture is nemoclaw's own blueprint written in the shape of
+// NemoClaw's mid-2026 files (see runner/blueprint's TestNemoClaw2026Shape).
+var shape2026Fixture = filepath.Join("..", "blueprint", "testdata", "nemoclaw-shaped-2026")
+
 // run executes nemoclaw with args and returns stdout, stderr and exit code.
 func run(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
@@ -44,8 +48,14 @@ func TestValidateAndPlan(t *testing.T) {
 		{"policy show json", []string{"policy", "show", nemoclawFixture, "-o", "json"}, 0, []string{`"network_policies"`, `"nim_service"`}},
 		{"policy validate preset", []string{"policy", "validate", filepath.Join(nemoclawFixture, "policies", "presets", "telegram.yaml")}, 0, []string{"preset", "is valid"}},
 		{"policy validate invalid", []string{"policy", "validate", filepath.Join("..", "policy", "testdata", "invalid", "tld-wildcard.yaml")}, 1, nil},
-		{"policy validate tcp access full invalid", []string{"policy", "validate", filepath.Join("..", "policy", "testdata", "invalid", "tcp-with-access-full.yaml")}, 1, nil},
+		{"policy validate tcp access read-only invalid", []string{"policy", "validate", filepath.Join("..", "policy", "testdata", "invalid", "tcp-with-access-read-only.yaml")}, 1, nil},
 		{"policy validate aliases invalid", []string{"policy", "validate", filepath.Join("..", "policy", "testdata", "invalid", "aliases-80.yaml")}, 1, nil},
+		// Issue 14: a blueprint in the shape of NemoClaw's mid-2026 files.
+		{"validate nemoclaw 2026 shape", []string{"blueprint", "validate", shape2026Fixture}, 0, []string{"is valid", "policies/openclaw-sandbox.yaml", `tier "builder" is kept and reported`, "websocket_credential_rewrite is kept but not enforced"}},
+		{"plan nemoclaw 2026 shape", []string{"blueprint", "plan", shape2026Fixture, "--profile", "vllm"}, 0, []string{"profile vllm", "10.200.0.2:18789 rest enforce access=full tunnel (tls=skip, not inspected)", "a second policy beside the base"}},
+		{"policy validate tiers", []string{"policy", "validate", filepath.Join(shape2026Fixture, "policies", "tiers.yaml")}, 0, []string{"tiers file", "is valid"}},
+		{"policy validate permissive", []string{"policy", "validate", filepath.Join(shape2026Fixture, "policies", "openclaw-sandbox-permissive.yaml")}, 0, []string{"is valid", "request_body_credential_rewrite is kept but not enforced"}},
+		{"policy validate tunnel preset", []string{"policy", "validate", filepath.Join(shape2026Fixture, "policies", "presets", "chat-relay.yaml")}, 0, []string{"preset", "is valid"}},
 		{"bad output", []string{"blueprint", "plan", "-o", "xml"}, 2, nil},
 		{"unknown flag", []string{"blueprint", "validate", "--bogus"}, 2, nil},
 		{"too many args", []string{"blueprint", "validate", "a", "b"}, 2, nil},

@@ -21,13 +21,14 @@ func isPreset(data []byte) bool { return policy.IsPreset(data) }
 func newPolicyValidateCmd(app *App) *cobra.Command {
 	return &cobra.Command{
 		Use:   "validate FILE",
-		Short: "Check a sandbox policy or preset file strictly",
-		Long: `Validate decodes a sandbox policy (version: 1) or a preset (a file with a
-top-level preset: key) strictly and checks it against the JSON Schema and the
+		Short: "Check a sandbox policy, preset or tiers file strictly",
+		Long: `Validate decodes a sandbox policy (version: 1), a preset (a file with a
+top-level preset: key) or NemoClaw's policy tiers (a top-level tiers: key) strictly and checks it against the JSON Schema and the
 semantic rules. Every problem is printed as file:line:column. Fields that are
 accepted but not enforced are listed as findings.`,
 		Example: `  nemoclaw policy validate policies/sandbox.yaml
-  nemoclaw policy validate policies/presets/pypi.yaml`,
+  nemoclaw policy validate policies/presets/pypi.yaml
+  nemoclaw policy validate policies/tiers.yaml`,
 		Args: argsRange(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			file := args[0]
@@ -40,6 +41,9 @@ accepted but not enforced are listed as findings.`,
 			if isPreset(data) {
 				kind = "preset"
 				_, warns, err = policy.ParsePreset(file, data)
+			} else if policy.IsTiers(data) {
+				kind = "tiers file"
+				_, warns, err = policy.ParseTiers(file, data)
 			} else {
 				_, warns, err = policy.Check(file, data)
 			}

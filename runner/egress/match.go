@@ -213,7 +213,7 @@ func compileEndpoint(where string, ep *policy.Endpoint, secrets secretSource) (*
 	if ep.Access != "" && len(ep.Rules) > 0 {
 		return nil, nil, fmt.Errorf("%s: access and rules are exclusive; keep one", where)
 	}
-	if ep.Access != "" {
+	if ep.Access != "" && !ep.TunnelFullAccess() {
 		ms, ok := accessMethods[ep.Access]
 		if !ok {
 			return nil, nil, fmt.Errorf("%s.access: %q is not read-only, read-write or full", where, ep.Access)

@@ -64,3 +64,30 @@ func FuzzParsePreset(f *testing.F) {
 		_, _, _ = ParsePreset("fuzz.yaml", data)
 	})
 }
+
+// FuzzParseTiers feeds arbitrary documents to the tiers decoder: it must
+// never panic, IsTiers must agree with what ParseTiers accepts, and an
+// accepted document names each tier once.
+func FuzzParseTiers(f *testing.F) {
+	if data, err := os.ReadFile("../blueprint/testdata/nemoclaw-shaped-2026/policies/tiers.yaml"); err == nil {
+		f.Add(data)
+	}
+	f.Add([]byte("tiers: [{name: a, presets: [{name: x, access: read}]}, {name: b, presets: []}]\n"))
+	f.Add([]byte("tiers: [&t {name: a, presets: []}, *t]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tiers, _, err := ParseTiers("fuzz.yaml", data)
+		if err != nil {
+			return
+		}
+		if !IsTiers(data) {
+			t.Fatalf("ParseTiers accepted what IsTiers does not call tiers:\n%s", data)
+		}
+		seen := map[string]bool{}
+		for _, name := range tiers.Names() {
+			if seen[name] {
+				t.Fatalf("tier %q accepted twice", name)
+			}
+			seen[name] = true
+		}
+	})
+}

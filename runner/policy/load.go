@@ -165,6 +165,7 @@ func ParsePreset(file string, data []byte) (*Preset, Problems, error) {
 	}
 	v := &validator{doc: doc}
 	v.networkPolicies(pr.NetworkPolicies, []string{"network_policies"})
+	v.unenforcedNetwork(pr.NetworkPolicies, []string{"network_policies"})
 	if err := v.errs.Err(); err != nil {
 		return nil, v.warns, err
 	}

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"sort"
 	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -44,11 +45,20 @@ func Unenforced(p *Policy) []Finding {
 			case ProtoGraphQL, ProtoJSONRPC, ProtoMCP:
 				note("protocol", fmt.Sprintf("protocol %s is inspected as plain HTTP (rest): method, path and query rules apply; %s bodies are not inspected", e.Protocol, e.Protocol))
 			}
+			for j, r := range e.Rules {
+				if r != nil && r.Allow != nil && strings.EqualFold(r.Allow.Method, MethodWebSocketText) {
+					out = append(out, Finding{append(append([]string{}, ep...), "rules", strconv.Itoa(j), "allow", "method"),
+						"a WEBSOCKET_TEXT rule is kept but not enforced: the proxy checks the upgrade request and relays the frames unread, so every frame passes on an allowed upgrade"})
+				}
+			}
 			if e.WebsocketCredentialRewrite {
 				note("websocket_credential_rewrite", "websocket_credential_rewrite is kept but not enforced: placeholders are replaced in headers and paths only")
 			}
 			if e.RequestBodyCredentialRewrite {
 				note("request_body_credential_rewrite", "request_body_credential_rewrite is kept but not enforced: placeholders are replaced in headers and paths only")
+			}
+			if e.CredentialBinding != nil {
+				note("credential_binding", "credential_binding is kept but not enforced: nemoclaw has no OpenShell providers; bind a secret with the endpoint's credentials")
 			}
 			if e.CredentialSigning != "" {
 				note("credential_signing", "credential_signing is kept but not enforced: the proxy does not re-sign requests")

@@ -118,6 +118,10 @@ const (
 	Audit   = "audit"
 )
 
+// MethodWebSocketText is the rule method for WebSocket text frames
+// (upstream's websocket rules); the proxy does not read frames.
+const MethodWebSocketText = "WEBSOCKET_TEXT"
+
 // Access presets.
 const (
 	AccessReadOnly  = "read-only"
@@ -172,6 +176,7 @@ type Endpoint struct {
 	MCP                          *MCPOptions                  `yaml:"mcp,omitempty" json:"mcp,omitempty"`
 	AllowUninspectedCredentials  bool                         `yaml:"allow_uninspected_credentials,omitempty" json:"allow_uninspected_credentials,omitempty"`
 	ProviderCredentialed         bool                         `yaml:"provider_credentialed,omitempty" json:"provider_credentialed,omitempty"`
+	CredentialBinding            *CredentialBinding           `yaml:"credential_binding,omitempty" json:"credential_binding,omitempty"`
 }
 
 // EffectivePorts returns Ports, or Port as a one-element list.
@@ -183,6 +188,20 @@ func (e *Endpoint) EffectivePorts() []int {
 		return []int{e.Port}
 	}
 	return nil
+}
+
+// IsTunnel reports whether the proxy relays e's connections without reading
+// a request: protocol tcp, or tls passthrough/skip.
+func (e *Endpoint) IsTunnel() bool {
+	return e.Protocol == ProtoTCP || e.TLS == "passthrough" || e.TLS == "skip"
+}
+
+// TunnelFullAccess reports access: full on a tunnel endpoint, upstream's way
+// of writing a raw L4 tunnel (NemoClaw's "access: full, tls: skip"). It
+// asks for every request, which is what the tunnel carries, so it needs no
+// rule and narrows nothing: the proxy compiles it as a plain tunnel.
+func (e *Endpoint) TunnelFullAccess() bool {
+	return e.Access == AccessFull && e.IsTunnel()
 }
 
 // EffectiveEnforcement returns the enforcement mode; enforce unless audit is
@@ -291,6 +310,15 @@ type MCPOptions struct {
 	MaxBodyBytes            int   `yaml:"max_body_bytes,omitempty" json:"max_body_bytes,omitempty"`
 	StrictToolNames         *bool `yaml:"strict_tool_names,omitempty" json:"strict_tool_names,omitempty"`
 	AllowAllKnownMCPMethods *bool `yaml:"allow_all_known_mcp_methods,omitempty" json:"allow_all_known_mcp_methods,omitempty"`
+	// Versions are the allowed MCP revisions.
+	Versions []string `yaml:"versions,omitempty" json:"versions,omitempty"`
+}
+
+// CredentialBinding is OpenShell's binding of an attached provider's static
+// credentials to an endpoint (kept only: nemoclaw has no providers).
+type CredentialBinding struct {
+	// Provider names the OpenShell provider.
+	Provider string `yaml:"provider" json:"provider"`
 }
 
 // NetworkMiddleware is an upstream middleware config (kept only).

@@ -60,7 +60,7 @@ func TestInvalidPolicies(t *testing.T) {
 		// Issue 13 item 21: anchors and aliases are refused at the first one.
 		{"aliases-80", 39, 14, "YAML anchors and aliases are not supported (anchor &field); write the value out"},
 		// Issue 13 item 22: what the egress proxy refused, Check refuses.
-		{"tcp-with-access-full", 9, 19, "protocol tcp is a plain tunnel the proxy does not read, so it cannot apply access"},
+		{"tcp-with-access-read-only", 10, 19, "protocol tcp is a plain tunnel the proxy does not read, so it cannot apply access"},
 		{"tcp-with-path", 7, 19, "cannot apply path"},
 		{"passthrough-with-credentials", 7, 14, "tls passthrough leaves the traffic encrypted, so credentials could not be enforced"},
 		{"sql-protocol", 7, 19, "protocol sql is not supported"},
@@ -374,8 +374,20 @@ func TestValidateFromNoFile(t *testing.T) {
 		want string // "" for valid
 	}{
 		{"valid", ep(func(e *Endpoint) { e.Protocol = ProtoTCP }), ""},
-		{"tcp with access full", ep(func(e *Endpoint) { e.Protocol, e.Access = ProtoTCP, AccessFull }),
+		{"tcp with access read-only", ep(func(e *Endpoint) { e.Protocol, e.Access = ProtoTCP, AccessReadOnly }),
 			"network_policies.db.endpoints[0].protocol: protocol tcp is a plain tunnel the proxy does not read, so it cannot apply access"},
+		{"tls skip with access read-write", ep(func(e *Endpoint) { e.TLS, e.Access = "skip", AccessReadWrite }),
+			"network_policies.db.endpoints[0].tls: tls skip leaves the traffic encrypted, so access could not be enforced"},
+		// Issue 14: access: full on a tunnel is the tunnel (NemoClaw's
+		// "access: full, tls: skip").
+		{"tcp with access full", ep(func(e *Endpoint) { e.Protocol, e.Access = ProtoTCP, AccessFull }), ""},
+		{"tls skip with access full", ep(func(e *Endpoint) { e.TLS, e.Access = "skip", AccessFull }), ""},
+		{"tls passthrough with access full", ep(func(e *Endpoint) { e.TLS, e.Access = "passthrough", AccessFull }), ""},
+		{"websocket frame deny", ep(func(e *Endpoint) {
+			e.Protocol, e.DenyRules = ProtoWebSocket, []*Matcher{{Method: "websocket_text", Path: "/**"}}
+		}), "network_policies.db.endpoints[0].deny_rules[0].method: a WEBSOCKET_TEXT deny rule cannot be enforced"},
+		{"tls skip with access full and a path", ep(func(e *Endpoint) { e.TLS, e.Access, e.Path = "skip", AccessFull, "/v1/**" }),
+			"network_policies.db.endpoints[0].tls: tls skip leaves the traffic encrypted, so path could not be enforced"},
 		{"schema enum", ep(func(e *Endpoint) { e.TLS = "open" }),
 			"network_policies.db.endpoints[0].tls: value must be one of"},
 		{"schema integer", ep(func(e *Endpoint) { e.Ports = []int{70000} }),
@@ -427,5 +439,67 @@ func TestAliasesRefusedEverywhere(t *testing.T) {
 	}
 	if IsPreset([]byte(preset)) || !IsPreset([]byte("preset: {name: x}\n")) || IsPreset([]byte(laughs.String())) {
 		t.Error("IsPreset reads anchors or misses a plain preset")
+	}
+}
+
+// TestTiers: NemoClaw's policies/tiers.yaml decodes strictly; its problems
+// are located; `policy validate` tells it from a policy and a preset.
+func TestTiers(t *testing.T) {
+	good := "tiers:\n  - name: a\n    presets: [{name: npm, access: read}]\n  - name: b\n    presets: []\n"
+	tiers, _, err := ParseTiers("t.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := tiers.Find("a"); !ok || a.Presets[0].String() != "npm (read)" {
+		t.Errorf("tier a decoded as %+v", a)
+	}
+	if !IsTiers([]byte(good)) || IsTiers([]byte("version: 1\n")) || IsTiers([]byte("preset: {name: x}\n")) {
+		t.Error("IsTiers misclassifies")
+	}
+	tests := []struct{ doc, want string }{
+		{"tiers: [{name: a, presets: [], colour: red}]\n", `t.yaml:1:32: tiers[0].colour: unknown field "colour"`},
+		{"tiers: [{name: a}]\n", "t.yaml:1:9: tiers[0]: missing property 'presets'"},
+		{"tiers: [{name: a, presets: [{name: x, access: full}]}]\n", "t.yaml:1:47: tiers[0].presets[0].access: value must be one of 'read', 'read-write'"},
+		{"tiers: [{name: a, presets: []}, {name: a, presets: []}]\n", `t.yaml:1:40: tiers[1].name: tier "a" is defined twice`},
+		{"tiers: [{name: a, presets: [{name: x}, {name: x}]}]\n", `t.yaml:1:47: tiers[0].presets[1].name: preset "x" is listed twice in tier "a"`},
+		{"tiers: [&t {name: a, presets: []}, *t]\n", "t.yaml:1:9: YAML anchors and aliases are not supported"},
+	}
+	for _, tt := range tests {
+		_, _, err := ParseTiers("t.yaml", []byte(tt.doc))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: got %v, want %q", tt.doc, err, tt.want)
+		}
+	}
+}
+
+// TestUpstream2026Fields: every field upstream's 2026 schemas define loads;
+// those nemoclaw does not act on are findings that name the field.
+func TestUpstream2026Fields(t *testing.T) {
+	file := filepath.Join("testdata", "valid", "upstream-2026-fields.yaml")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, warns, err := Check(file, data)
+	if err != nil {
+		t.Fatalf("upstream fields rejected: %v", err)
+	}
+	if err := Validate(p); err != nil {
+		t.Fatalf("Validate refuses what Check accepted: %v", err)
+	}
+	got := warns.Error()
+	for _, want := range []string{
+		"chat.endpoints[0].websocket_credential_rewrite: websocket_credential_rewrite is kept but not enforced",
+		"chat.endpoints[0].rules[1].allow.method: a WEBSOCKET_TEXT rule is kept but not enforced",
+		"chat.endpoints[1].request_body_credential_rewrite: request_body_credential_rewrite is kept but not enforced",
+		"chat.endpoints[2].credential_binding: credential_binding is kept but not enforced",
+		"chat.endpoints[3].protocol: JSON-RPC/MCP body inspection settings are kept but not enforced",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("findings lack %q:\n%s", want, got)
+		}
+	}
+	if ep := p.NetworkPolicies["chat"].Endpoints; ep[2].CredentialBinding.Provider != "work-gcp" || ep[3].MCP.Versions[0] != "2025-11-25" || !ep[4].AllowEncodedSlash {
+		t.Errorf("upstream fields not kept: %+v", ep)
 	}
 }

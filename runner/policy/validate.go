@@ -153,9 +153,9 @@ func (v *validator) endpoint(e *Endpoint, ep []string) {
 	if len(e.Rules) > 0 && e.Access != "" {
 		v.errf(at(ep, "access"), "rules and access are exclusive; keep access %q or the explicit rules, not both", e.Access)
 	}
-	// A tunnel is never read, so nothing that needs the requests can apply:
-	// not even access: full, which is a rule over requests (the tunnel
-	// already carries everything).
+	// A tunnel is never read, so nothing that needs the requests can apply.
+	// access: full is the exception: it asks for every request, which is
+	// what the tunnel carries, so it is the tunnel (TunnelFullAccess).
 	if l7 := needsRequests(e); l7 != "" {
 		switch {
 		case e.Protocol == ProtoTCP:
@@ -185,6 +185,10 @@ func (v *validator) endpoint(e *Endpoint, ep []string) {
 		if m == nil {
 			v.errf(at(ep, "deny_rules", strconv.Itoa(i)), "empty deny rule")
 			continue
+		}
+		// The proxy relays frames unread: a frame deny would deny nothing.
+		if strings.EqualFold(m.Method, MethodWebSocketText) {
+			v.errf(at(ep, "deny_rules", strconv.Itoa(i), "method"), "a WEBSOCKET_TEXT deny rule cannot be enforced: the proxy relays WebSocket frames unread; deny the upgrade (method GET) instead, or drop the rule")
 		}
 		v.matcher(m, at(ep, "deny_rules", strconv.Itoa(i)), e.Protocol)
 	}
@@ -239,7 +243,7 @@ func IsHopHeader(s string) bool {
 
 var httpMethods = map[string]bool{
 	"*": true, "GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true,
-	"DELETE": true, "OPTIONS": true, "CONNECT": true, "TRACE": true, "WEBSOCKET_TEXT": true,
+	"DELETE": true, "OPTIONS": true, "CONNECT": true, "TRACE": true, MethodWebSocketText: true,
 }
 
 // matcher checks one L7 rule body.
@@ -287,7 +291,7 @@ func needsRequests(e *Endpoint) string {
 	if len(e.DenyRules) > 0 {
 		what = append(what, "deny_rules")
 	}
-	if e.Access != "" {
+	if e.Access != "" && !e.TunnelFullAccess() {
 		what = append(what, "access")
 	}
 	if e.Path != "" {
@@ -419,5 +423,15 @@ func ParseIPOrCIDR(s string) (netip.Prefix, error) {
 func CheckNetworkPolicies(doc *strictyaml.Doc, m map[string]*NetworkPolicy, base []string) (errs, warns Problems) {
 	v := &validator{doc: doc}
 	v.networkPolicies(m, base)
+	v.unenforcedNetwork(m, base)
 	return v.errs, v.warns
+}
+
+// unenforcedNetwork reports the unenforced fields of network policies that
+// live at base (a preset's or a blueprint's additions): Unenforced's notes,
+// which a policy file gets from policy.
+func (v *validator) unenforcedNetwork(m map[string]*NetworkPolicy, base []string) {
+	for _, u := range Unenforced(&Policy{NetworkPolicies: m}) {
+		v.warnf(at(base, u.Path[1:]...), "%s", u.Message)
+	}
 }

@@ -236,5 +236,11 @@ func describeEndpoint(e *policy.Endpoint) string {
 	if len(e.DenyRules) > 0 {
 		s += fmt.Sprintf(" deny_rules=%d", len(e.DenyRules))
 	}
+	switch {
+	case e.Protocol == policy.ProtoTCP:
+		s += " tunnel (not inspected)"
+	case e.IsTunnel():
+		s += " tunnel (tls=" + e.TLS + ", not inspected)"
+	}
 	return s
 }
