@@ -3,6 +3,7 @@ package egress
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -303,3 +305,107 @@ func TestH1PoolMatchesTransport(t *testing.T) {
 		}
 	}
 }
+
+// rtOutcome is what a RoundTripper made of one upstream response.
+type rtOutcome struct {
+	Err     bool
+	Status  int
+	Header  http.Header
+	Body    string
+	BodyErr bool
+}
+
+func roundTripOutcome(rt http.RoundTripper, r *http.Request) rtOutcome {
+	res, err := rt.RoundTrip(r)
+	if err != nil {
+		return rtOutcome{Err: true}
+	}
+	b, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	return rtOutcome{Status: res.StatusCode, Header: res.Header, Body: string(b), BodyErr: err != nil}
+}
+
+// FuzzH1PoolResponse feeds arbitrary upstream responses to a GET through
+// h1Pool and through http.Transport: both must agree on failure, status,
+// headers, body and body failure.
+func FuzzH1PoolResponse(f *testing.F) {
+	for _, s := range h1Steps {
+		if s.resp != "" {
+			f.Add([]byte(s.resp))
+		}
+	}
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"))
+	f.Add([]byte("HTTP/1.1 999 Odd\r\n\r\n"))
+	f.Add([]byte("garbage"))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer l.Close()
+	var resp sync.Map // request path -> response bytes
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				if v, ok := resp.Load(req.URL.Path); ok {
+					_, _ = c.Write(v.([]byte))
+				}
+			}()
+		}
+	}()
+	addr := l.Addr().String()
+	dial := func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	lim := defaultLimits
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+		DisableCompression: true, MaxResponseHeaderBytes: lim.maxRespHeaderBytes}
+	defer tr.CloseIdleConnections()
+	hp := &h1Pool{dial: dial, perHost: 4, total: 4, idle: time.Minute, maxHead: lim.maxRespHeaderBytes, conns: map[string][]*h1Conn{}}
+	defer hp.closeIdle(true)
+	lean := roundTripFunc(hp.roundTrip)
+	var n atomic.Int64
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		path := fmt.Sprintf("/%d", n.Add(1))
+		resp.Store(path, raw)
+		defer resp.Delete(path)
+		req := func() *http.Request {
+			r, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+			return r
+		}
+		got := roundTripOutcome(lean, req())
+		if got.Status == http.StatusSwitchingProtocols {
+			t.Fatalf("h1Pool returned a 101 to a request without an upgrade")
+		}
+		// Transport's outcome depends on scheduling when bytes follow the
+		// response (its reader goroutine may see them first): h1Pool's
+		// must be one of Transport's.
+		var seen []rtOutcome
+		for range 3 {
+			want := roundTripOutcome(tr, req())
+			if want.Status == http.StatusSwitchingProtocols {
+				t.Skip("101 to a request without an upgrade: Transport returns it, h1Pool refuses it (ReverseProxy answers 502 to both)")
+			}
+			if reflect.DeepEqual(got, want) {
+				return
+			}
+			seen = append(seen, want)
+		}
+		t.Fatalf("h1Pool: %+v\nhttp.Transport: %+v", got, seen)
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
