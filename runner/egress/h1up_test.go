@@ -409,3 +409,39 @@ func FuzzH1PoolResponse(f *testing.F) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestH1PoolClientLeaves: a client that leaves while the upstream thinks
+// makes the proxy close the upstream connection (it is not pooled with a
+// response still to come) and audit the cancellation, on both upstream
+// paths.
+func TestH1PoolClientLeaves(t *testing.T) {
+	t.Parallel()
+	for _, transportOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("transportOnly=%v", transportOnly), func(t *testing.T) {
+			got := make(chan struct{})
+			closed := make(chan struct{})
+			port := rawUpstream(t, func(c net.Conn) {
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				close(got)
+				_, _ = io.Copy(io.Discard, c) // until the proxy closes it
+				close(closed)
+			})
+			lim := defaultLimits
+			lim.transportOnly = transportOnly
+			h := newHarness(t, plainPolicy(port), func(c *Config) { c.limits = &lim })
+			c, err := net.Dial("tcp", h.proxyURL.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: plain.test:%d\r\n\r\n", plainURL(port, "/think"), port)
+			<-got
+			c.Close()
+			<-closed
+			waitAudit(t, h, "the cancelled request", func(ev Event) bool {
+				return strings.Contains(ev.Reason, "client cancelled")
+			})
+		})
+	}
+}
