@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync"
@@ -443,5 +444,75 @@ func TestH1PoolClientLeaves(t *testing.T) {
 				return strings.Contains(ev.Reason, "client cancelled")
 			})
 		})
+	}
+}
+
+// TestH1PoolCapsAndReaper: idle connections past the per-host cap are
+// closed when given back, the rest when idle for longer than the idle
+// timeout, and a pool whose dial class is gone pools nothing.
+func TestH1PoolCapsAndReaper(t *testing.T) {
+	t.Parallel()
+	var closedN atomic.Int32
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closedN.Add(1)
+		}
+	}
+	up.Start()
+	defer up.Close()
+	addr := up.Listener.Addr().String()
+	hp := &h1Pool{dial: func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}, perHost: 2, total: 8, idle: 50 * time.Millisecond, maxHead: 64 << 10, conns: map[string][]*h1Conn{}}
+	var open []*http.Response
+	for range 4 { // four at once: four connections
+		r, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+		res, err := hp.roundTrip(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, res)
+	}
+	for _, res := range open {
+		_, _ = io.ReadAll(res.Body)
+		res.Body.Close()
+	}
+	hp.mu.Lock()
+	idle := hp.n
+	hp.mu.Unlock()
+	if idle != 2 {
+		t.Fatalf("%d idle connections after four were given back, want the per-host cap 2", idle)
+	}
+	waitFor(t, "the reaper to close the idle connections", func() bool { return closedN.Load() == 4 })
+	hp.mu.Lock()
+	idle = hp.n
+	hp.mu.Unlock()
+	if idle != 0 {
+		t.Fatalf("%d idle connections left after the idle timeout", idle)
+	}
+
+	hp.closeIdle(true)
+	r, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+	res, err := hp.roundTrip(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	waitFor(t, "a connection given back to a closed pool to be closed", func() bool { return closedN.Load() == 5 })
+}
+
+// waitFor polls ok until it holds (the test's own timeout bounds it).
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for !ok() {
+		if d, set := t.Deadline(); set && time.Until(d) < 2*time.Second {
+			t.Fatalf("still waiting for %s when the test's time ran out", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
