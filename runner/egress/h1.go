@@ -22,11 +22,13 @@ import (
 // HTTP/1.1 is served by net/http: one http.Server on the proxy listener
 // (CONNECT and absolute-form requests) and one for the HTTP/1.1 requests
 // inside intercepted tunnels; allowed requests go through
-// httputil.ReverseProxy and a pooled http.Transport, as h2 requests do. The
-// server and the transport own framing (Expect: 100-continue, chunking,
-// keep-alive, retries of requests that are safe to replay); the proxy owns
-// the decision, the credentials and the audit line, in ServeHTTP and
-// evalRequest for both protocols.
+// httputil.ReverseProxy, as h2 requests do, to a pooled http.Transport or,
+// for bodiless plain-HTTP requests, to h1Pool (h1up.go), which keeps the
+// standard serializer and parser without Transport's goroutine hand-offs.
+// The server and the transports own framing (Expect: 100-continue,
+// chunking, keep-alive, retries of requests that are safe to replay); the
+// proxy owns the decision, the credentials and the audit line, in
+// ServeHTTP and evalRequest for both protocols.
 
 // httpLimits bounds what a sandbox can make the supervisor hold.
 type httpLimits struct {
