@@ -3,6 +3,8 @@
 // proxying with wrk (keep-alive), intercepted HTTPS with a keep-alive Go
 // client (wrk cannot speak CONNECT), and the proxy's resident memory with
 // 1,000 concurrent connections. It prints requests/s, p50/p99 and ratios.
+// A floor row forwards plain HTTP with net/http's server and nothing else
+// (no policy, audit or ReverseProxy): what the standard server alone costs.
 //
 //	go run ./bench/proxy [-d 10s] [-c 32] [-t 2]
 package main
@@ -61,6 +63,8 @@ func main() {
 		err = serveOrigin()
 	case "proxy":
 		err = serveProxy()
+	case "floor":
+		err = serveFloor()
 	default:
 		err = orchestrate()
 	}
@@ -148,6 +152,74 @@ func serveProxy() error {
 	return p.Serve(l)
 }
 
+// floorName is the row of serveFloor: what net/http's server costs with
+// no policy, no audit and no ReverseProxy.
+const floorName = "floor: net/http server + bare forward (no policy)"
+
+// serveFloor forwards bodiless absolute-form requests with net/http's
+// server and one pooled upstream connection per request in flight, with
+// the standard serializer and parser, and nothing else: the lower bound of
+// a proxy on the standard server. It prints its port.
+func serveFloor() error {
+	type upConn struct {
+		c  net.Conn
+		br *bufio.Reader
+		bw *bufio.Writer
+	}
+	var (
+		mu   sync.Mutex
+		idle []*upConn
+	)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		var uc *upConn
+		if n := len(idle); n > 0 {
+			uc, idle = idle[n-1], idle[:n-1]
+		}
+		mu.Unlock()
+		if uc == nil {
+			c, err := net.Dial("tcp", r.URL.Host)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			uc = &upConn{c: c, br: bufio.NewReader(c), bw: bufio.NewWriter(c)}
+		}
+		out := r.Clone(r.Context())
+		out.RequestURI, out.Body = "", nil
+		if err := out.Write(uc.bw); err != nil || uc.bw.Flush() != nil {
+			uc.c.Close()
+			http.Error(w, "write upstream", http.StatusBadGateway)
+			return
+		}
+		res, err := http.ReadResponse(uc.br, out)
+		if err != nil {
+			uc.c.Close()
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		for k, v := range res.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(res.StatusCode)
+		_, err = io.Copy(w, res.Body)
+		res.Body.Close()
+		if err != nil || res.Close {
+			uc.c.Close()
+			return
+		}
+		mu.Lock()
+		idle = append(idle, uc)
+		mu.Unlock()
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d\n", l.Addr().(*net.TCPAddr).Port)
+	return http.Serve(l, h)
+}
+
 type result struct {
 	name     string
 	rps      float64
@@ -221,6 +293,16 @@ func orchestrate() error {
 		return err
 	}
 	pids := map[int]int{ourPort: proxy.Process.Pid, tinyPort: kids[len(kids)-1].Process.Pid}
+	floor, fr, err := start(self, "-mode", "floor")
+	if err != nil {
+		return err
+	}
+	line, err = fr.ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	floorPort, _ := strconv.Atoi(strings.TrimSpace(line))
+	pids[floorPort] = floor.Process.Pid
 	squidPort, squidErr := startSquid(scratch, tlsPort, &kids)
 	if squidErr != nil {
 		fmt.Printf("squid: not measured: %v\n", squidErr)
@@ -242,7 +324,7 @@ func orchestrate() error {
 	for _, p := range []struct {
 		name string
 		port int
-	}{{"nemoclaw (L7 rules + audit)", ourPort}, {"tinyproxy", tinyPort}, {"squid", squidPort}} {
+	}{{"nemoclaw (L7 rules + audit)", ourPort}, {"tinyproxy", tinyPort}, {"squid", squidPort}, {floorName, floorPort}} {
 		if p.port == 0 {
 			continue
 		}
@@ -334,6 +416,9 @@ func orchestrate() error {
 	fmt.Printf("  plain HTTP req/s: nemoclaw / direct = %.2fx\n", ours.rps/direct.rps)
 	if sq := find(plain, "squid"); sq.cpuPerReq > 0 && ours.cpuPerReq > 0 {
 		fmt.Printf("  plain HTTP CPU per request: squid / nemoclaw = %.2fx (requests per CPU-second, the ratio a busy machine disturbs least)\n", float64(sq.cpuPerReq)/float64(ours.cpuPerReq))
+		if fl := find(plain, floorName); fl.cpuPerReq > 0 {
+			fmt.Printf("  plain HTTP CPU per request: squid / floor = %.2fx (the most the standard server allows)\n", float64(sq.cpuPerReq)/float64(fl.cpuPerReq))
+		}
 	}
 	fmt.Printf("  p50 added latency at c%d: %s; at c1: %s (goal < 0.5ms)\n", *conns, ours.p50-direct.p50, single[1].p50-single[0].p50)
 	fmt.Printf("  intercepted HTTPS req/s: nemoclaw / tinyproxy tunnel = %.2fx, / direct = %.2fx\n", tlsRes[1].rps/tlsRes[2].rps, tlsRes[1].rps/tlsRes[0].rps)

@@ -186,7 +186,7 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.limits != nil {
 		p.lim = *cfg.limits
 	}
-	p.trs = transports{p: p, m: map[string]*http.Transport{}}
+	p.trs = transports{p: p, m: map[string]*upstream{}}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
 		Transport:      &p.trs,

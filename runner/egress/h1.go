@@ -22,11 +22,13 @@ import (
 // HTTP/1.1 is served by net/http: one http.Server on the proxy listener
 // (CONNECT and absolute-form requests) and one for the HTTP/1.1 requests
 // inside intercepted tunnels; allowed requests go through
-// httputil.ReverseProxy and a pooled http.Transport, as h2 requests do. The
-// server and the transport own framing (Expect: 100-continue, chunking,
-// keep-alive, retries of requests that are safe to replay); the proxy owns
-// the decision, the credentials and the audit line, in ServeHTTP and
-// evalRequest for both protocols.
+// httputil.ReverseProxy, as h2 requests do, to a pooled http.Transport or,
+// for bodiless plain-HTTP requests, to h1Pool (h1up.go), which keeps the
+// standard serializer and parser without Transport's goroutine hand-offs.
+// The server and the transports own framing (Expect: 100-continue,
+// chunking, keep-alive, retries of requests that are safe to replay); the
+// proxy owns the decision, the credentials and the audit line, in
+// ServeHTTP and evalRequest for both protocols.
 
 // httpLimits bounds what a sandbox can make the supervisor hold.
 type httpLimits struct {
@@ -48,6 +50,9 @@ type httpLimits struct {
 	// and how long one stays idle.
 	upIdle, upIdlePerHost int
 	upIdleTimeout         time.Duration
+	// transportOnly sends every upstream request through http.Transport
+	// (the reference side of TestH1PoolMatchesTransport).
+	transportOnly bool
 }
 
 var defaultLimits = httpLimits{
@@ -418,15 +423,22 @@ func (c *peekConn) CloseWrite() error {
 	return c.Conn.Close()
 }
 
-// transports holds one http.Transport per dial class: the endpoint fields
-// that decide which addresses may be dialled. A pooled upstream connection
-// is reused only for requests whose endpoint would have dialled it, and the
-// pools outlive policy generations (a reload that keeps an endpoint's
-// address rules keeps its connections).
+// transports holds the upstream pools of each dial class: the endpoint
+// fields that decide which addresses may be dialled. A pooled upstream
+// connection is reused only for requests whose endpoint would have dialled
+// it, and the pools outlive policy generations (a reload that keeps an
+// endpoint's address rules keeps its connections).
 type transports struct {
 	p  *Proxy
 	mu sync.Mutex
-	m  map[string]*http.Transport
+	m  map[string]*upstream
+}
+
+// upstream is one dial class's pools: h1Pool for plain-HTTP/1.1 requests
+// without a body (see h1up.go), http.Transport for everything else.
+type upstream struct {
+	tr   *http.Transport
+	lean *h1Pool
 }
 
 // dialClass keys the transports: everything ipAllowed reads.
@@ -445,11 +457,11 @@ func dialClass(e *endpoint) string {
 	return b.String()
 }
 
-func (ts *transports) get(class string) *http.Transport {
+func (ts *transports) get(class string) *upstream {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	if tr := ts.m[class]; tr != nil {
-		return tr
+	if u := ts.m[class]; u != nil {
+		return u
 	}
 	p := ts.p
 	tr := &http.Transport{
@@ -467,8 +479,16 @@ func (ts *transports) get(class string) *http.Transport {
 		// decompressed.
 		DisableCompression: true,
 	}
-	ts.m[class] = tr
-	return tr
+	lean := &h1Pool{
+		dial: func(ctx context.Context) (net.Conn, error) {
+			return p.dialForward(ctx, "tcp", "")
+		},
+		perHost: p.lim.upIdlePerHost, total: p.lim.upIdle, idle: p.lim.upIdleTimeout,
+		maxHead: p.lim.maxRespHeaderBytes, conns: map[string][]*h1Conn{},
+	}
+	u := &upstream{tr: tr, lean: lean}
+	ts.m[class] = u
+	return u
 }
 
 // RoundTrip implements http.RoundTripper for the reverse proxy.
@@ -477,7 +497,11 @@ func (ts *transports) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !ok || f.ep == nil {
 		return nil, errors.New("round trip: no policy decision attached")
 	}
-	return ts.get(dialClass(f.ep)).RoundTrip(r)
+	u := ts.get(dialClass(f.ep))
+	if leanEligible(r) && !ts.p.lim.transportOnly {
+		return u.lean.roundTrip(r)
+	}
+	return u.tr.RoundTrip(r)
 }
 
 // retain drops the transports no endpoint of g uses any more, closing
@@ -489,25 +513,27 @@ func (ts *transports) retain(g *generation) {
 		keep[dialClass(e)] = true
 	}
 	ts.mu.Lock()
-	var drop []*http.Transport
-	for k, tr := range ts.m {
+	var drop []*upstream
+	for k, u := range ts.m {
 		if !keep[k] {
-			drop = append(drop, tr)
+			drop = append(drop, u)
 			delete(ts.m, k)
 		}
 	}
 	ts.mu.Unlock()
-	for _, tr := range drop {
-		tr.CloseIdleConnections()
+	for _, u := range drop {
+		u.tr.CloseIdleConnections()
+		u.lean.closeIdle(true)
 	}
 }
 
 func (ts *transports) closeIdle() {
 	ts.mu.Lock()
-	trs := slices.Collect(maps.Values(ts.m))
+	us := slices.Collect(maps.Values(ts.m))
 	ts.mu.Unlock()
-	for _, tr := range trs {
-		tr.CloseIdleConnections()
+	for _, u := range us {
+		u.tr.CloseIdleConnections()
+		u.lean.closeIdle(false)
 	}
 }
 
