@@ -181,7 +181,7 @@ func TestExecSignal(t *testing.T) {
 	// The background sleep got it too: once the init has reaped it, the
 	// agent's is the only sleep left.
 	for {
-		code, comms, _ := execRun(t, sb, ExecConfig{Command: []string{"sh", "-c", "cat /proc/[0-9]*/comm"}})
+		code, comms, _ := execRun(t, sb, ExecConfig{Command: []string{"sh", "-c", "cat /proc/[0-9]*/comm 2>/dev/null; true"}}) // one may go meanwhile
 		if code != 0 {
 			t.Fatalf("list processes: exit %d", code)
 		}
@@ -299,5 +299,79 @@ func TestExecAfterAgentExit(t *testing.T) {
 	var se *StepError
 	if !errors.As(err, &se) || se.Hint == "" || !strings.Contains(err.Error(), sb.Name()) {
 		t.Errorf("refusal %v: want a StepError naming the sandbox, with a hint", err)
+	}
+}
+
+// expect reads r until want appears (the test's own timeout bounds it),
+// and returns what came before it.
+func expect(t *testing.T, r io.Reader, seen *strings.Builder, want string) string {
+	t.Helper()
+	buf := make([]byte, 4096)
+	for !strings.Contains(seen.String(), want) {
+		n, err := r.Read(buf)
+		seen.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("waiting for %q: %v; output so far:\n%s", want, err, seen.String())
+		}
+	}
+	all := seen.String()
+	i := strings.Index(all, want)
+	seen.Reset()
+	seen.WriteString(all[i+len(want):])
+	return all[:i]
+}
+
+// TestExecTTY: a joined interactive bash on a pseudo-terminal of its own,
+// as `connect` runs it: it is its controlling terminal (job control), a
+// resize reaches it, and its exit status comes back.
+func TestExecTTY(t *testing.T) {
+	sb := startAgent(t, nil, "sleep", "1000")
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inW.Close()
+	defer outR.Close()
+	p, err := sb.Exec(context.Background(), ExecConfig{Command: []string{"bash", "--norc", "--noprofile", "-i"}, TTY: true,
+		WindowSize: &WindowSize{Rows: 24, Cols: 80}, Stdin: inR, Stdout: outW})
+	// This process copies them: they stay open until the end.
+	defer inR.Close()
+	defer outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen strings.Builder
+	say := func(s string) {
+		if _, err := inW.WriteString(s + "\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Markers are computed, so that the terminal's echo of the command
+	// does not match them.
+	say("stty size; echo $TERM; echo $((40+2))X")
+	expect(t, outR, &seen, "24 80")
+	expect(t, outR, &seen, "xterm-256color")
+	expect(t, outR, &seen, "42X")
+	if err := p.Resize(WindowSize{Rows: 30, Cols: 100}); err != nil {
+		t.Fatal(err)
+	}
+	say("stty size; echo $((1+1))Y")
+	expect(t, outR, &seen, "30 100")
+	expect(t, outR, &seen, "2Y")
+	say("sleep 1000 & jobs; echo $((2+2))Z")
+	expect(t, outR, &seen, "Running")
+	expect(t, outR, &seen, "4Z")
+	// Job control is on only when bash got the terminal as its
+	// controlling one (else: "no job control in this shell").
+	say("[[ $- == *m* ]] && echo $((8+8))M; kill %1; wait; echo $((3+3))W")
+	expect(t, outR, &seen, "16M")
+	expect(t, outR, &seen, "6W")
+	say("exit 7")
+	if code, err := p.Wait(); code != 7 || err != nil {
+		t.Fatalf("wait: %d %v, want 7\n%s", code, err, seen.String())
 	}
 }
