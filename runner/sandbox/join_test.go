@@ -225,10 +225,12 @@ func TestExecSameRestrictions(t *testing.T) {
 		t.Errorf("joined process not restricted:\n%s", joined)
 	}
 	// The joined shell may not signal the agent (Landlock signal scoping:
-	// another domain) nor the init.
-	code, out, _ := execRun(t, sb, ExecConfig{Command: []string{"sh", "-c", "kill -0 " + agentPid + " 2>&1; kill -0 1 2>&1; true"}})
-	if code != 0 || strings.Count(out, "ermitted") != 2 {
-		t.Errorf("signals to the agent and the init: %q, want both refused", out)
+	// another domain) nor the init, nor open the agent's descriptors
+	// through /proc (Landlock's ptrace check: the same uid, but another
+	// domain).
+	code, out, _ := execRun(t, sb, ExecConfig{Command: []string{"sh", "-c", "kill -0 " + agentPid + " 2>&1; kill -0 1 2>&1; cat /proc/" + agentPid + "/fd/0 2>&1; true"}})
+	if code != 0 || strings.Count(out, "ermitted") != 2 || !strings.Contains(out, "Permission denied") {
+		t.Errorf("signals to the agent and the init, the agent's descriptors: %q, want all refused", out)
 	}
 }
 
