@@ -110,6 +110,9 @@ type joinTable struct {
 // killed when the agent exits, with everything else in the sandbox.
 // Cancelling ctx before Exec returns kills the process.
 func (sb *Sandbox) Exec(ctx context.Context, cfg ExecConfig) (*Process, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	req, err := sb.joinRequest(&cfg)
 	if err != nil {
 		return nil, err

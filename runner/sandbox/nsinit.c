@@ -1388,7 +1388,7 @@ static void skeleton(void)
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
-// Keep in step with maxJoinRequest and maxJoins in join.go.
+// JOIN_MAX is at least maxJoinRequest in join.go (TestOpcodesMatchInit).
 #define JOIN_MAX (256u << 10)
 #define MAX_JOINS 1024
 #define JOIN_ARENA (8u << 20)
