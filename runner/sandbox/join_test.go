@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/nemoclaw/nemoclaw/runner/policy"
 )
 
 // startAgent starts a sandbox whose agent runs argv, for Exec to join;
@@ -375,5 +377,23 @@ func TestExecTTY(t *testing.T) {
 	say("exit 7")
 	if code, err := p.Wait(); code != 7 || err != nil {
 		t.Fatalf("wait: %d %v, want 7\n%s", code, err, seen.String())
+	}
+}
+
+// TestExecUnderMemoryLimit: a sandbox with a memory limit (RLIMIT_DATA
+// without a delegated cgroup, which refuses the init new mappings) starts
+// and serves joins: the init maps its join buffers before the limit.
+func TestExecUnderMemoryLimit(t *testing.T) {
+	needKernel(t)
+	pol := testPolicy()
+	pol.Resources = &policy.Resources{Memory: "64Mi"}
+	sb, err := Start(context.Background(), Config{Policy: pol, Home: t.TempDir(), Command: []string{"sleep", "1000"}})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	defer sb.Close()
+	big := strings.Repeat("x", 100<<10) // near maxJoinRequest: the child's copies fit its arena
+	if code, out, _ := execRun(t, sb, ExecConfig{Command: []string{"sh", "-c", `echo ${#BIG}`}, Env: []string{"BIG=" + big}}); code != 0 || out != fmt.Sprintf("%d\n", len(big)) {
+		t.Fatalf("exec: exit %d, output %q", code, out)
 	}
 }

@@ -1391,7 +1391,7 @@ static void skeleton(void)
 // JOIN_MAX is at least maxJoinRequest in join.go (TestOpcodesMatchInit).
 #define JOIN_MAX (256u << 10)
 #define MAX_JOINS 1024
-#define JOIN_ARENA (8u << 20)
+#define JOIN_ARENA (1u << 20)
 
 static int agent_from = -1;
 static char *jbuf;      // one request, reused: parsed in place
@@ -1661,6 +1661,14 @@ static int nsinit_main(int skeleton_built)
 {
 	if (!skeleton_built)
 		skeleton();
+	// The join buffers are mapped before the program sets the sandbox's
+	// rlimits: RLIMIT_DATA (the memory limit without a cgroup) refuses
+	// new mappings once the init's, the program buffer's reservation
+	// included, exceed it.
+	jbuf = mmap(NULL, JOIN_MAX, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	jarena = mmap(NULL, JOIN_ARENA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (jbuf == MAP_FAILED || jarena == MAP_FAILED)
+		fail("init: join buffers", strerror(errno));
 	agent_from = stream_program();
 
 	sigset_t all;
@@ -1705,10 +1713,6 @@ static int nsinit_main(int skeleton_built)
 	sfd = signalfd(-1, &all, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0)
 		fail("init: signalfd", strerror(errno));
-	jbuf = mmap(NULL, JOIN_MAX, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	jarena = mmap(NULL, JOIN_ARENA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (jbuf == MAP_FAILED || jarena == MAP_FAILED)
-		fail("init: join buffers", strerror(errno));
 
 	char ready[16384];
 	snprintf(ready, sizeof ready, "{\"ready\":true,\"listeners\":[%s],\"notes\":[%s]}", fdnames, notes);
