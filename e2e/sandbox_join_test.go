@@ -98,16 +98,20 @@ func TestSandboxJoinedStatus(t *testing.T) {
 	asEachLauncher(t, func(t *testing.T, uid int) {
 		r := newSandboxRun(t, uid)
 		for _, tc := range []struct {
-			args []string
-			in   string
-			out  string
-			code int
+			flags []string
+			args  []string
+			in    string
+			out   string
+			code  int
 		}{
-			{[]string{"sh", "-c", "cat; exit 5"}, "through\n", "through\n", 5},
-			{[]string{"no-such-command"}, "", "", 127},
-			{[]string{"/etc/passwd"}, "", "", 126},
+			{nil, []string{"sh", "-c", "cat; exit 5"}, "through\n", "through\n", 5},
+			{nil, []string{"no-such-command"}, "", "", 127},
+			{nil, []string{"/etc/passwd"}, "", "", 126},
+			// A terminal of its own, its controlling one (/dev/tty opens).
+			{[]string{"-tty"}, []string{"sh", "-c", "test -t 0 && : </dev/tty && stty size && exit 3"}, "", "24 80\r\n", 3},
 		} {
-			all := append([]string{"-workdir", r.workdir, "-home", r.home, "--"}, tc.args...)
+			all := append(append([]string{"-workdir", r.workdir, "-home", r.home}, tc.flags...), "--")
+			all = append(all, tc.args...)
 			cmd := exec.Command(buildJoiner(t), all...)
 			cmd.Stdin = strings.NewReader(tc.in)
 			if uid >= 0 {

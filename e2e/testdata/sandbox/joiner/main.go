@@ -5,7 +5,7 @@
 // through it (e2e/sandbox_join_test.go). stdin, stdout and stderr go to
 // the joined process, its exit status is this command's.
 //
-//	joiner -workdir DIR -home DIR -- CMD [ARGS...]
+//	joiner -workdir DIR -home DIR [-tty] -- CMD [ARGS...]
 package main
 
 import (
@@ -22,8 +22,9 @@ func main() {
 	sandbox.MaybeInit()
 	workdir := flag.String("workdir", "", "the workspace")
 	home := flag.String("home", "", "$NEMOCLAW_HOME")
+	tty := flag.Bool("tty", false, "run the command on a pseudo-terminal (24x80)")
 	flag.Parse()
-	code, err := run(*workdir, *home, flag.Args())
+	code, err := run(*workdir, *home, *tty, flag.Args())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "joiner:", err)
 		if c := sandbox.ExecStatus(err); c != 0 {
@@ -34,7 +35,7 @@ func main() {
 	os.Exit(code)
 }
 
-func run(workdir, home string, argv []string) (int, error) {
+func run(workdir, home string, tty bool, argv []string) (int, error) {
 	pol, err := blueprint.DefaultPolicy()
 	if err != nil {
 		return 0, err
@@ -46,7 +47,11 @@ func run(workdir, home string, argv []string) (int, error) {
 		return 0, err
 	}
 	defer sb.Close()
-	p, err := sb.Exec(context.Background(), sandbox.ExecConfig{Command: argv, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+	cfg := sandbox.ExecConfig{Command: argv, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	if tty {
+		cfg.TTY, cfg.WindowSize = true, &sandbox.WindowSize{Rows: 24, Cols: 80}
+	}
+	p, err := sb.Exec(context.Background(), cfg)
 	if err != nil {
 		return 0, err
 	}
