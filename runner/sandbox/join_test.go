@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 )
@@ -395,5 +396,27 @@ func TestExecUnderMemoryLimit(t *testing.T) {
 	big := strings.Repeat("x", 100<<10) // near maxJoinRequest: the child's copies fit its arena
 	if code, out, _ := execRun(t, sb, ExecConfig{Command: []string{"sh", "-c", `echo ${#BIG}`}, Env: []string{"BIG=" + big}}); code != 0 || out != fmt.Sprintf("%d\n", len(big)) {
 		t.Fatalf("exec: exit %d, output %q", code, out)
+	}
+}
+
+// TestExecWhileStopping: once a SIGTERM has started the stop timeout, the
+// init refuses new joins (the sandbox is going away).
+func TestExecWhileStopping(t *testing.T) {
+	needKernel(t)
+	sb, err := Start(context.Background(), Config{Policy: testPolicy(), Home: t.TempDir(), StopTimeout: time.Hour,
+		Command: []string{"sh", "-c", "trap '' TERM; while :; do sleep 1000; done"}}) // outlives the SIGTERM
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	defer sb.Close()
+	if err := sb.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The signal is queued for the init before the request is sent, and
+	// the init takes signals first.
+	_, err = sb.Exec(context.Background(), ExecConfig{Command: []string{"true"}})
+	var se *StepError
+	if !errors.As(err, &se) || errors.Is(err, ErrStopped) || !strings.Contains(err.Error(), "stopping (SIGTERM)") {
+		t.Fatalf("exec while stopping: %v, want a refusal saying the sandbox is stopping", err)
 	}
 }

@@ -1743,8 +1743,8 @@ static int nsinit_main(int skeleton_built)
 		}
 		if (poll(pf, 2, timeout) <= 0)
 			continue;
-		if (pf[1].revents && !join_request())
-			pf[1].fd = -1; // the launcher is gone; its death signal follows
+		// Signals first: a request that arrives with the agent's end or a
+		// SIGTERM is refused, not started into a sandbox going away.
 		struct signalfd_siginfo si;
 		while (!done && read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
 			int s = si.ssi_signo;
@@ -1781,6 +1781,8 @@ static int nsinit_main(int skeleton_built)
 			if (kill(-agent, s) < 0 && errno == ESRCH)
 				kill(agent, s);
 		}
+		if (!done && pf[1].revents && !join_request())
+			pf[1].fd = -1; // the launcher is gone; its death signal follows
 	}
 	// Nothing outlives the agent: joined processes neither (each one's
 	// end is reported before the agent's).
