@@ -166,7 +166,7 @@ func (sb *Sandbox) Exec(ctx context.Context, cfg ExecConfig) (*Process, error) {
 // joinRequest checks cfg and returns the OP_EXEC record of its request.
 func (sb *Sandbox) joinRequest(cfg *ExecConfig) ([]byte, error) {
 	refuse := func(err error) error {
-		return &StepError{Step: "exec", Err: err, Hint: "pass a command and NAME=VALUE environment entries without NUL bytes"}
+		return &StepError{Step: "exec", Err: err, Hint: "pass a command, and environment entries as NAME=VALUE; no NUL bytes, at most 128 KiB and 4000 entries in all"}
 	}
 	if len(cfg.Command) == 0 || cfg.Command[0] == "" {
 		return nil, refuse(errors.New("no command to run"))
