@@ -18,7 +18,10 @@ import (
 // character devices (/dev/null; a terminal is the TTY code's business)
 // are handed over as they are: nothing of them outlives the run.
 type streamRelay struct {
-	agentEnds []*os.File // the pipe ends the agent gets; closed once it has them
+	// agentEnds are the pipe ends the agent gets; closed once it has
+	// them, by Start or by waitLoop, whichever comes first (mu).
+	mu        sync.Mutex
+	agentEnds []*os.File
 	out       sync.WaitGroup
 }
 
@@ -95,6 +98,8 @@ func (sr *streamRelay) started() {
 	if sr == nil {
 		return
 	}
+	sr.mu.Lock()
+	defer sr.mu.Unlock()
 	for _, f := range sr.agentEnds {
 		f.Close()
 	}
