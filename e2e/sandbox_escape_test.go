@@ -280,12 +280,19 @@ func hostFixtures(t *testing.T) (port int, abstract string) {
 }
 
 func runEscapeSuite(t *testing.T, asUser int, diffs map[string]string) {
+	runEscapeSuiteVia(t, asUser, diffs, (*sandboxRun).run)
+}
+
+// runEscapeSuiteVia runs the escape suite with launch starting the attack
+// helper: as the agent (sandboxRun.run), or joined to a running sandbox
+// (sandbox_join_test.go).
+func runEscapeSuiteVia(t *testing.T, asUser int, diffs map[string]string, launch func(*sandboxRun, *testing.T, []string, ...string) (string, string, int)) {
 	port, abstract := hostFixtures(t)
 	r := newSandboxRun(t, asUser)
 	hostExecutableFiles(t, r.workdir)
 	const secretName = "NEMOCLAW_E2E_SUPERVISOR_SECRET"
 	r.env = []string{secretName + "=do-not-leak-" + strconv.Itoa(os.Getpid())}
-	out, stderr, code := r.run(t, nil, "/sandbox/attack", strconv.Itoa(port), strconv.Itoa(os.Getpid()), abstract, secretName)
+	out, stderr, code := launch(r, t, nil, "/sandbox/attack", strconv.Itoa(port), strconv.Itoa(os.Getpid()), abstract, secretName)
 	if code != 0 {
 		t.Fatalf("attack helper exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
 	}

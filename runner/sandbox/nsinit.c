@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <linux/capability.h>
 #include <linux/openat2.h>
 #include <linux/filter.h>
@@ -33,6 +34,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -73,6 +75,10 @@ enum {
 	OP_LANDLOCK_RESTRICT = 35,
 	OP_SECCOMP = 36,
 	OP_EXEC = 37,
+	// Join requests, launcher to init on the status socket once the
+	// agent runs (join.go): a process started in the running sandbox.
+	OP_JOIN = 40,
+	OP_JOIN_SIGNAL = 41,
 };
 
 // Landlock ABI structs, declared here because distribution headers lag the
@@ -1361,6 +1367,271 @@ static void skeleton(void)
 	close(fd);
 }
 
+// ---- joining the running sandbox ----------------------------------------
+//
+// Once the agent runs, the launcher may ask the init to start more
+// processes in the sandbox (Sandbox.Exec in join.go): a request on the
+// status socket carries an OP_JOIN record (its id) and an OP_EXEC record
+// (argv, directory, terminal or not, environment), with the process's
+// three standard streams (SCM_RIGHTS). The init starts it exactly as it
+// started the agent: a vfork-style clone that runs the agent section of
+// the program, which the init keeps (the same no_new_privs, bounding set,
+// securebits, ids, capability clear, Landlock ruleset and seccomp filter,
+// in the same order), with the request's OP_EXEC in place of the agent's.
+// Nothing of the request can change those steps: a joined process can
+// never hold more than the agent. The init itself stays unrestricted (it
+// must reap, signal and tear down); it is pid 1 of the sandbox's pid
+// namespace, so the joined process is in every namespace of the sandbox
+// and dies with it. Replies: {"join":{"id","pid"|"error"}} once the process
+// runs or failed to, {"joined":{"id","code","signal"}} when it exits.
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+// JOIN_MAX is at least maxJoinRequest in join.go (TestOpcodesMatchInit).
+#define JOIN_MAX (256u << 10)
+#define MAX_JOINS 1024
+#define JOIN_ARENA (1u << 20)
+
+static int agent_from = -1;
+static char *jbuf;      // one request, reused: parsed in place
+static char *jarena;    // the joined child's allocations (see join_spawn)
+static struct arg jargs[MAX_ARGS + 8];
+static struct {
+	pid_t pid;
+	uint64_t id;
+} joins[MAX_JOINS];
+static int njoins;
+static int sfd = -1;    // the init's signalfd
+static int stopping;    // SIGTERM seen, stop timeout running: no new joins
+
+struct join_args {
+	int rd, wr;
+	int fds[3];
+	struct op *exec;
+};
+
+// join_main runs in the joined process: its streams, then the agent
+// section of the program with the request's exec.
+static int join_main(void *arg)
+{
+	struct join_args *ja = arg;
+	close(ja->rd);
+	errpipe = ja->wr;
+	close(STATUS_FD);
+	if (sfd >= 0)
+		close(sfd);
+	for (int i = 0; i < 3; i++)
+		if (dup2(ja->fds[i], i) < 0)
+			child_fail(ja->exec, "streams");
+	for (int i = 0; i < 3; i++)
+		if (ja->fds[i] > 2)
+			close(ja->fds[i]);
+	// Nothing but 0-2 reaches the process: what is still open here (the
+	// errpipe, the Landlock ruleset) goes at exec.
+	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		child_fail(ja->exec, "close descriptors");
+	for (int i = agent_from; i < nops; i++)
+		run_agent_op(ops[i].code == OP_EXEC ? ja->exec : &ops[i]);
+	errno = EINVAL;
+	child_fail(ja->exec, "program ended without exec");
+	return 127;
+}
+
+static void join_reply(const char *json)
+{
+	send_msg(json, NULL, 0);
+}
+
+// join_refuse reports a join request that did not start a process.
+static void join_refuse(uint64_t id, const char *step, const char *cause, int code)
+{
+	char buf[4096];
+	size_t l = 0;
+	l += snprintf(buf, sizeof buf, "{\"join\":{\"id\":%llu,\"error\":{\"step\":", (unsigned long long)id);
+	json_str(buf, sizeof buf - 64, &l, step);
+	l += snprintf(buf + l, sizeof buf - l, ",\"message\":");
+	json_str(buf, sizeof buf - 64, &l, cause);
+	if (code)
+		l += snprintf(buf + l, sizeof buf - l, ",\"errno\":%d", code);
+	snprintf(buf + l, sizeof buf - l, "}}}");
+	join_reply(buf);
+}
+
+// parse_request splits a request into at most max records (of jargs).
+static int parse_request(size_t n, struct op *out, int max)
+{
+	size_t off = 0, used = 0;
+	int k = 0;
+	while (off < n) {
+		if (k == max || n - off < 8)
+			return -1;
+		struct op o;
+		memcpy(&o.code, jbuf + off, 4);
+		memcpy(&o.nargs, jbuf + off + 4, 4);
+		off += 8;
+		if (o.nargs == 0 || o.nargs > MAX_ARGS || used + o.nargs + 1 > sizeof jargs / sizeof *jargs)
+			return -1;
+		o.a = jargs + used;
+		used += o.nargs + 1;
+		for (uint32_t i = 0; i < o.nargs; i++) {
+			if (n - off < 4)
+				return -1;
+			memcpy(&o.a[i].n, jbuf + off, 4);
+			off += 4;
+			if (n - off < o.a[i].n)
+				return -1;
+			o.a[i].p = jbuf + off;
+			off += o.a[i].n;
+		}
+		out[k++] = o;
+	}
+	return k;
+}
+
+// join_spawn starts the joined process of request id.
+static void join_spawn(uint64_t id, struct op *exec, int *rfds, int nr)
+{
+	if (stopping) {
+		join_refuse(id, "exec", "the sandbox is stopping (SIGTERM)", 0);
+		return;
+	}
+	if (nr != 3 || exec->code != OP_EXEC || exec->nargs < 6) {
+		join_refuse(id, "exec", "malformed join request", 0);
+		return;
+	}
+	if (njoins == MAX_JOINS) {
+		join_refuse(id, "exec", "too many joined processes running in this sandbox", 0);
+		return;
+	}
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		join_refuse(id, "exec: pipe", strerror(errno), 0);
+		return;
+	}
+	// The child shares this memory until it execs (as the agent did): its
+	// allocations (argv, envp) go to an arena of their own, rewound for
+	// the next one, so that the long-lived init does not grow with every
+	// join. A request is at most JOIN_MAX bytes: its copies fit.
+	static char stk[256 << 10] __attribute__((aligned(16)));
+	char *saved = arena;
+	size_t saved_left = arena_left;
+	arena = jarena;
+	arena_left = JOIN_ARENA;
+	struct join_args ja = {.rd = p[0], .wr = p[1], .exec = exec};
+	memcpy(ja.fds, rfds, sizeof ja.fds);
+	pid_t pid = clone(join_main, stk + sizeof stk, CLONE_VM | CLONE_VFORK | SIGCHLD, &ja);
+	int e = errno;
+	arena = saved;
+	arena_left = saved_left;
+	close(p[1]);
+	if (pid < 0) {
+		close(p[0]);
+		join_refuse(id, "exec: clone", strerror(e), 0);
+		return;
+	}
+	char ebuf[2048];
+	ssize_t n, got = 0;
+	while ((n = read(p[0], ebuf + got, sizeof ebuf - 1 - got)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		got += n;
+	}
+	close(p[0]);
+	if (got > 0) {
+		ebuf[got] = 0;
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		// "step\0cause\0code", as the agent's (child_fail_code).
+		const char *cause = ebuf + strlen(ebuf) + 1;
+		const char *code = cause < ebuf + got ? cause + strlen(cause) + 1 : ebuf + got;
+		join_refuse(id, ebuf, cause < ebuf + got ? cause : "", code < ebuf + got ? atoi(code) : 0);
+		return;
+	}
+	joins[njoins].pid = pid;
+	joins[njoins].id = id;
+	njoins++;
+	char buf[128];
+	snprintf(buf, sizeof buf, "{\"join\":{\"id\":%llu,\"pid\":%d}}", (unsigned long long)id, pid);
+	join_reply(buf);
+}
+
+// join_find returns the index of the joined process with that id or pid.
+static int join_find(uint64_t id, pid_t pid)
+{
+	for (int i = 0; i < njoins; i++)
+		if ((pid && joins[i].pid == pid) || (!pid && joins[i].id == id))
+			return i;
+	return -1;
+}
+
+// join_reaped reports a reaped process if it was a joined one.
+static void join_reaped(pid_t w, int st)
+{
+	int i = join_find(0, w);
+	if (i < 0)
+		return;
+	int code, sig = 0;
+	if (WIFSIGNALED(st)) {
+		sig = WTERMSIG(st);
+		code = 128 + sig;
+	} else {
+		code = WEXITSTATUS(st);
+	}
+	char buf[128];
+	snprintf(buf, sizeof buf, "{\"joined\":{\"id\":%llu,\"code\":%d,\"signal\":%d}}", (unsigned long long)joins[i].id, code, sig);
+	joins[i] = joins[--njoins];
+	join_reply(buf);
+}
+
+// join_request reads and serves one request; it returns 0 once the
+// launcher's end is closed.
+static int join_request(void)
+{
+	char oob[CMSG_SPACE(4 * sizeof(int))];
+	struct iovec iov = {.iov_base = jbuf, .iov_len = JOIN_MAX};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = oob, .msg_controllen = sizeof oob};
+	ssize_t n = recvmsg(STATUS_FD, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR;
+	if (n == 0)
+		return 0;
+	int rfds[4], nr = 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (int i = 0; i < k; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+			if (nr < 4)
+				rfds[nr++] = fd;
+			else
+				close(fd);
+		}
+	}
+	struct op rq[2];
+	int k = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ? -1 : parse_request(n, rq, 2);
+	uint64_t id = k > 0 && rq[0].nargs >= 2 ? anum(&rq[0].a[1]) : 0;
+	if (k == 2 && rq[0].code == OP_JOIN) {
+		join_spawn(id, &rq[1], rfds, nr);
+	} else if (k == 1 && rq[0].code == OP_JOIN_SIGNAL && rq[0].nargs >= 3) {
+		// Only a process still unreaped here: its pid cannot have been
+		// reused. To its process group, as the agent's signals.
+		int i = join_find(id, 0);
+		int sig = anum(&rq[0].a[2]);
+		if (i >= 0 && sig > 0 && sig < 65 && kill(-joins[i].pid, sig) < 0 && errno == ESRCH)
+			kill(joins[i].pid, sig);
+	} else {
+		join_refuse(id, "exec", "malformed join request", 0);
+	}
+	for (int i = 0; i < nr; i++)
+		close(rfds[i]);
+	return 1;
+}
+
 // ---- main ------------------------------------------------------------------
 
 struct agent_args {
@@ -1390,7 +1661,15 @@ static int nsinit_main(int skeleton_built)
 {
 	if (!skeleton_built)
 		skeleton();
-	int agent_from = stream_program();
+	// The join buffers are mapped before the program sets the sandbox's
+	// rlimits: RLIMIT_DATA (the memory limit without a cgroup) refuses
+	// new mappings once the init's, the program buffer's reservation
+	// included, exceed it.
+	jbuf = mmap(NULL, JOIN_MAX, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	jarena = mmap(NULL, JOIN_ARENA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (jbuf == MAP_FAILED || jarena == MAP_FAILED)
+		fail("init: join buffers", strerror(errno));
+	agent_from = stream_program();
 
 	sigset_t all;
 	sigfillset(&all);
@@ -1410,8 +1689,7 @@ static int nsinit_main(int skeleton_built)
 	if (agent < 0)
 		fail("exec: clone", strerror(errno));
 	close(p[1]);
-	if (ruleset >= 0)
-		close(ruleset);
+	// The ruleset stays open (close-on-exec) for joined processes.
 	char ebuf[2048];
 	ssize_t n, got = 0;
 	while ((n = read(p[0], ebuf + got, sizeof ebuf - 1 - got)) != 0) {
@@ -1431,77 +1709,92 @@ static int nsinit_main(int skeleton_built)
 		fail_code(ebuf, cause < ebuf + got ? cause : "", code < ebuf + got ? atoi(code) : 0);
 	}
 
+	// Signals and join requests, both waited for with poll.
+	sfd = signalfd(-1, &all, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0)
+		fail("init: signalfd", strerror(errno));
+
 	char ready[16384];
 	snprintf(ready, sizeof ready, "{\"ready\":true,\"listeners\":[%s],\"notes\":[%s]}", fdnames, notes);
 	send_msg(ready, fds, nfds);
 	for (int i = 0; i < nfds; i++)
 		close(fds[i]);
 
-	// pid 1: reap everything, forward signals to the agent's process group.
-	// A SIGTERM starts the stop timeout: an agent still running when it
-	// runs out is killed with everything else here, as `docker stop` does.
-	int code = 0, sig = 0, stopping = 0, stopped = 0;
+	// pid 1: reap everything, forward signals to the agent's process group,
+	// start joined processes. A SIGTERM starts the stop timeout: an agent
+	// still running when it runs out is killed with everything else here,
+	// as `docker stop` does.
+	int code = 0, sig = 0, stopped = 0, done = 0;
 	struct timespec stop_at;
-	for (;;) {
-		siginfo_t si;
-		int s;
+	struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN}, {.fd = STATUS_FD, .events = POLLIN}};
+	while (!done) {
+		int timeout = -1;
 		if (stopping) {
-			struct timespec now, left;
+			struct timespec now;
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			int64_t ns = (stop_at.tv_sec - now.tv_sec) * 1000000000LL + (stop_at.tv_nsec - now.tv_nsec);
-			if (ns < 0)
-				ns = 0;
-			left.tv_sec = ns / 1000000000LL;
-			left.tv_nsec = ns % 1000000000LL;
-			s = sigtimedwait(&all, &si, &left);
-			if (s < 0 && errno == EAGAIN) {
+			if (ns <= 0) {
 				stopping = 0;
 				stopped = 1;
 				kill(-1, SIGKILL); // the agent's SIGCHLD follows
 				continue;
 			}
-		} else {
-			s = sigwaitinfo(&all, &si);
+			timeout = (int)((ns + 999999) / 1000000);
 		}
-		if (s < 0)
+		if (poll(pf, 2, timeout) <= 0)
 			continue;
-		if (s == SIGCHLD) {
-			int st, done = 0;
-			pid_t w;
-			while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
-				if (w == agent) {
-					done = 1;
-					if (WIFSIGNALED(st)) {
-						sig = WTERMSIG(st);
-						code = 128 + sig;
+		// Signals first: a request that arrives with the agent's end or a
+		// SIGTERM is refused, not started into a sandbox going away.
+		struct signalfd_siginfo si;
+		while (!done && read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+			int s = si.ssi_signo;
+			if (s == SIGCHLD) {
+				int st;
+				pid_t w;
+				while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
+					if (w == agent) {
+						done = 1;
+						if (WIFSIGNALED(st)) {
+							sig = WTERMSIG(st);
+							code = 128 + sig;
+						} else {
+							code = WEXITSTATUS(st);
+						}
 					} else {
-						code = WEXITSTATUS(st);
+						join_reaped(w, st);
 					}
 				}
+				continue;
 			}
-			if (done)
-				break;
-			continue;
-		}
-		if (s == SIGPIPE || s == SIGWINCH || s == SIGURG)
-			continue;
-		if (s == SIGTERM && stop_timeout_ms >= 0 && !stopping && !stopped) {
-			clock_gettime(CLOCK_MONOTONIC, &stop_at);
-			stop_at.tv_sec += stop_timeout_ms / 1000;
-			stop_at.tv_nsec += (stop_timeout_ms % 1000) * 1000000;
-			if (stop_at.tv_nsec >= 1000000000) {
-				stop_at.tv_sec++;
-				stop_at.tv_nsec -= 1000000000;
+			if (s == SIGPIPE || s == SIGWINCH || s == SIGURG)
+				continue;
+			if (s == SIGTERM && stop_timeout_ms >= 0 && !stopping && !stopped) {
+				clock_gettime(CLOCK_MONOTONIC, &stop_at);
+				stop_at.tv_sec += stop_timeout_ms / 1000;
+				stop_at.tv_nsec += (stop_timeout_ms % 1000) * 1000000;
+				if (stop_at.tv_nsec >= 1000000000) {
+					stop_at.tv_sec++;
+					stop_at.tv_nsec -= 1000000000;
+				}
+				stopping = 1;
 			}
-			stopping = 1;
+			if (kill(-agent, s) < 0 && errno == ESRCH)
+				kill(agent, s);
 		}
-		if (kill(-agent, s) < 0 && errno == ESRCH)
-			kill(agent, s);
+		if (!done && pf[1].revents && !join_request())
+			pf[1].fd = -1; // the launcher is gone; its death signal follows
 	}
-	// Nothing outlives the agent.
+	// Nothing outlives the agent: joined processes neither (each one's
+	// end is reported before the agent's).
 	kill(-1, SIGKILL);
-	while (wait(NULL) > 0 || errno == EINTR)
-		;
+	for (;;) {
+		int st;
+		pid_t w = waitpid(-1, &st, 0);
+		if (w > 0)
+			join_reaped(w, st);
+		else if (errno != EINTR)
+			break;
+	}
 	// The streams go before the report, so that the launcher's copies of
 	// a TTY or pipes end now, not when this process has been torn down.
 	close(0);

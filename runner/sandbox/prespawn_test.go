@@ -26,7 +26,7 @@ const earlyHelperEnv = "NEMOCLAW_TEST_EARLY_SCENARIO"
 // step, leaving no process behind.
 func TestPrespawnedStart(t *testing.T) {
 	needKernel(t)
-	for _, scenario := range []string{"runs", "plan fails after the hand-over"} {
+	for _, scenario := range []string{"runs", "plan fails after the hand-over", "exec joins"} {
 		t.Run(scenario, func(t *testing.T) {
 			// "sandbox run" on the command line is what makes the
 			// constructor pre-spawn (TestMain runs the scenario).
@@ -90,6 +90,34 @@ func earlyScenario(scenario string) error {
 		if sock, proc, ok := takePrespawned(os.Geteuid() != 0); ok {
 			proc.abandon(sock)
 			return errors.New("the pre-spawned init was still there: the early path was not exercised")
+		}
+	case "exec joins":
+		// The CLI's init is the pre-spawned one: Exec works on it too.
+		r, w, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		cfg.Command, cfg.Stdin = []string{"cat"}, r // until w closes
+		sb, err := Start(context.Background(), cfg)
+		if err != nil {
+			return err
+		}
+		defer sb.Close()
+		var out strings.Builder
+		p, err := sb.Exec(context.Background(), ExecConfig{Command: []string{"sh", "-c", "echo joined; exit 4"}, Stdout: &out})
+		if err != nil {
+			return err
+		}
+		if code, err := p.Wait(); code != 4 || err != nil || out.String() != "joined\n" {
+			return fmt.Errorf("joined process: exit %d (%v), output %q", code, err, out.String())
+		}
+		w.Close()
+		if code, err := sb.Wait(); code != 0 || err != nil {
+			return fmt.Errorf("exit %d %v", code, err)
+		}
+		if !strings.Contains(logs.String(), "init=pre-spawned") {
+			return fmt.Errorf("the run did not use the pre-spawned init:\n%s", logs.String())
 		}
 	default:
 		return fmt.Errorf("unknown scenario %q", scenario)

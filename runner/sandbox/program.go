@@ -40,6 +40,9 @@ const (
 	opLandlockRestrict = 35
 	opSeccomp          = 36
 	opExec             = 37
+	// Join requests (join.go), sent once the agent runs.
+	opJoin       = 40
+	opJoinSignal = 41
 )
 
 // secbits locks root-is-special semantics off: NOROOT(+LOCKED) and
@@ -253,17 +256,24 @@ func compileRest(sp *spec) []byte {
 		p.op(opLandlockRestrict, "landlock: restrict")
 	}
 	p.op(opSeccomp, "seccomp: load", sp.Seccomp)
-	tty := 0
-	if sp.TTY {
-		tty = 1
+	p.exec(sp.Argv, sp.Dir, sp.TTY, sp.Env)
+	return p.b
+}
+
+// exec appends the operation that execs argv in dir with env, on the
+// terminal on fd 0 as the controlling one when tty: the agent's, and a
+// joined process's (join.go).
+func (p *program) exec(argv []string, dir string, tty bool, env []string) {
+	t := 0
+	if tty {
+		t = 1
 	}
-	args := []any{sp.Argv[0], sp.Dir, tty, len(sp.Argv)}
-	for _, a := range sp.Argv {
+	args := []any{argv[0], dir, t, len(argv)}
+	for _, a := range argv {
 		args = append(args, a)
 	}
-	for _, e := range sp.Env {
+	for _, e := range env {
 		args = append(args, e)
 	}
-	p.op(opExec, "exec "+sp.Argv[0], args...)
-	return p.b
+	p.op(opExec, "exec "+argv[0], args...)
 }

@@ -109,10 +109,16 @@ func (sb *Sandbox) ptyInput(in io.Reader) {
 	if err != nil {
 		return
 	}
+	typeEOF(sb.ptm, w)
+}
+
+// typeEOF types an end of file into the pseudo-terminal master ptm, after
+// the input w copied into it.
+func typeEOF(ptm *os.File, w *lastByte) {
 	// The master reports the agent's side's modes. Only a terminal in
 	// canonical mode turns VEOF into an end of file; in raw mode the agent
 	// reads bytes and decides for itself.
-	t, err := unix.IoctlGetTermios(rawFd(sb.ptm), unix.TCGETS)
+	t, err := unix.IoctlGetTermios(rawFd(ptm), unix.TCGETS)
 	if err != nil || t.Lflag&unix.ICANON == 0 {
 		return
 	}
@@ -120,7 +126,7 @@ func (sb *Sandbox) ptyInput(in io.Reader) {
 	if w.n > 0 && w.last != '\n' {
 		eof = append(eof, eof[0]) // the first ends the unfinished line
 	}
-	_, _ = sb.ptm.Write(eof)
+	_, _ = ptm.Write(eof)
 }
 
 // lastByte is a writer that remembers how much went through it and the
@@ -285,10 +291,17 @@ func (r *termRelay) closeAgentEnds() {
 func (r *termRelay) input() {
 	defer r.inW.Close()
 	defer unix.Close(r.stopR)
-	tfd := rawFd(r.in)
+	pollCopy(r.inW, rawFd(r.in), r.stopR)
+}
+
+// pollCopy copies what is typed on the terminal tfd into w until the
+// terminal's end of file (^D, a hangup), a failed write, or stopR turning
+// readable or hung up. It reads only what poll says is there, so that
+// once stopped it leaves the terminal's input to whoever reads next.
+func pollCopy(w io.Writer, tfd, stopR int) {
 	buf := make([]byte, 32<<10)
 	for {
-		fds := []unix.PollFd{{Fd: int32(tfd), Events: unix.POLLIN}, {Fd: int32(r.stopR), Events: unix.POLLIN}}
+		fds := []unix.PollFd{{Fd: int32(tfd), Events: unix.POLLIN}, {Fd: int32(stopR), Events: unix.POLLIN}}
 		if _, err := unix.Poll(fds, -1); err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
@@ -303,7 +316,7 @@ func (r *termRelay) input() {
 		}
 		n, err := unix.Read(tfd, buf)
 		if n > 0 {
-			if _, werr := r.inW.Write(buf[:n]); werr != nil {
+			if _, werr := w.Write(buf[:n]); werr != nil {
 				return // the agent closed its input
 			}
 			continue

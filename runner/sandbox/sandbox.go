@@ -164,6 +164,11 @@ type Sandbox struct {
 	// (relayStreams).
 	streams *streamRelay
 
+	// agentEnv is the agent's whole environment; joins holds the
+	// processes started by Exec (join.go).
+	agentEnv []string
+	joins    joinTable
+
 	done     chan struct{}
 	code     int
 	waitErr  error
@@ -699,6 +704,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 
 	sp.Env = agentEnv(cfg, name, uid, rootless, ids)
+	sb.agentEnv = sp.Env // joined processes start from it (Exec)
 	sp.Landlock = plan
 	sp.AccessBinds = accessBinds(cfg.Policy.Filesystem)
 	sp.Seccomp = bpf
@@ -1059,7 +1065,9 @@ func (sb *Sandbox) waitLoop() {
 			st = msg.Exit
 			break
 		}
+		sb.joins.dispatch(sb, msg)
 	}
+	sb.joins.end(sb)
 	sb.log.Debug("agent exited", "since_start", time.Since(sb.started))
 	if sb.relay != nil {
 		// What the caller types from now on is its shell's.
@@ -1304,12 +1312,18 @@ func agentEnv(cfg Config, name string, uid int, rootless bool, ids *hostDB) []st
 		"LANG=C.UTF-8",
 		"NEMOCLAW_SANDBOX=" + name,
 	}
-	// cfg.Env overrides the base.
+	return mergeEnv(env, cfg.Env) // cfg.Env overrides the base
+}
+
+// mergeEnv returns base with each of extra's variables set (replacing
+// base's of the same name) or added.
+func mergeEnv(base, extra []string) []string {
+	env := append([]string(nil), base...)
 	idx := map[string]int{}
 	for i, kv := range env {
 		idx[strings.SplitN(kv, "=", 2)[0]] = i
 	}
-	for _, kv := range cfg.Env {
+	for _, kv := range extra {
 		k := strings.SplitN(kv, "=", 2)[0]
 		if i, ok := idx[k]; ok {
 			env[i] = kv

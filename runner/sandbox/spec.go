@@ -95,6 +95,10 @@ type statusMsg struct {
 	Notes     []string `json:"notes,omitempty"`
 	// Exit is set when the agent has exited and the sandbox is torn down.
 	Exit *exitStatus `json:"exit,omitempty"`
+	// Join answers a join request: the process runs (Pid) or did not
+	// start (Error). Joined reports a joined process's exit. See join.go.
+	Join   *joinReply  `json:"join,omitempty"`
+	Joined *joinedExit `json:"joined,omitempty"`
 }
 
 // exitStatus is how the agent ended.

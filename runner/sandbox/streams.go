@@ -18,10 +18,10 @@ import (
 // character devices (/dev/null; a terminal is the TTY code's business)
 // are handed over as they are: nothing of them outlives the run.
 type streamRelay struct {
-	// mu guards agentEnds: started runs from Start and again from the
-	// goroutine that waits for the agent.
+	// agentEnds are the pipe ends the agent gets; closed once it has
+	// them, by Start or by waitLoop, whichever comes first (mu).
 	mu        sync.Mutex
-	agentEnds []*os.File // the pipe ends the agent gets; closed once it has them
+	agentEnds []*os.File
 	out       sync.WaitGroup
 }
 
