@@ -446,18 +446,15 @@ func TestExecUnderMemoryLimit(t *testing.T) {
 // init refuses new joins (the sandbox is going away).
 func TestExecWhileStopping(t *testing.T) {
 	needKernel(t)
-	sb, err := Start(context.Background(), Config{Policy: testPolicy(), Home: t.TempDir(), StopTimeout: time.Hour,
-		Command: []string{"sh", "-c", "trap '' TERM; while :; do sleep 1000; done"}}) // outlives the SIGTERM
-	if err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	defer sb.Close()
+	// Ready once the trap is set: a SIGTERM before it would end the agent,
+	// and the exec would meet a sandbox whose agent has exited instead.
+	sb := startReady(t, Config{StopTimeout: time.Hour}, "trap '' TERM") // outlives the SIGTERM
 	if err := sb.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// The signal is queued for the init before the request is sent, and
 	// the init takes signals first.
-	_, err = sb.Exec(context.Background(), ExecConfig{Command: []string{"true"}})
+	_, err := sb.Exec(context.Background(), ExecConfig{Command: []string{"true"}})
 	var se *StepError
 	if !errors.As(err, &se) || errors.Is(err, ErrStopped) || !strings.Contains(err.Error(), "stopping (SIGTERM)") {
 		t.Fatalf("exec while stopping: %v, want a refusal saying the sandbox is stopping", err)
