@@ -133,20 +133,25 @@ func TestFindHelper(t *testing.T) {
 	if err := os.Symlink(filepath.Join(real, "nemoclaw"), link); err != nil {
 		t.Fatal(err)
 	}
-	oldExe, oldLook := executable, lookPath
-	t.Cleanup(func() { executable, lookPath = oldExe, oldLook })
+	oldExe := executable
+	t.Cleanup(func() { executable = oldExe })
 	executable = func() (string, error) { return link, nil }
 	if p, err := findHelper("key"); err != nil || p != helper {
 		t.Errorf("through a symlink: %q, %v; want %s", p, err, helper)
 	}
-	// Not executable: not the helper; $PATH is next.
+	// Not executable: not the helper, and $PATH is never searched (a
+	// nemoclaw-dist there is an exec hijack for a nemoclaw run as root).
 	if err := os.Chmod(helper, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	onPath := filepath.Join(t.TempDir(), HelperName)
-	lookPath = func(string) (string, error) { return onPath, nil }
-	if p, err := findHelper("key"); err != nil || p != onPath {
-		t.Errorf("from $PATH: %q, %v; want %s", p, err, onPath)
+	onPath := t.TempDir()
+	writeFile(t, filepath.Join(onPath, HelperName), "#!/bin/sh\n")
+	if err := os.Chmod(filepath.Join(onPath, HelperName), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", onPath)
+	if p, err := findHelper("key"); err == nil || !strings.Contains(err.Error(), "never looked for on $PATH") {
+		t.Errorf("with nemoclaw-dist only on $PATH: %q, %v; want a refusal", p, err)
 	}
 }
 

@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -21,7 +20,9 @@ import (
 // command line: same output, exit codes, help, streams and terminal.
 
 // HelperName is the executable holding the distribution commands. It is
-// looked for next to the running executable, then on $PATH.
+// looked for next to the running executable only: never on $PATH, where
+// for a nemoclaw run as root any directory earlier on the path would be
+// an exec hijack.
 const HelperName = "nemoclaw-dist"
 
 // DelegatedAnnotation marks a stub that hands its command line to
@@ -52,7 +53,6 @@ var delegatedCommands = []struct{ parent, use, short string }{
 // Delegation hooks; tests replace them so that no test execs.
 var (
 	executable = os.Executable
-	lookPath   = exec.LookPath
 	execve     = syscall.Exec
 )
 
@@ -131,7 +131,7 @@ func (a *App) delegate(name string) error {
 }
 
 // findHelper returns nemoclaw-dist's path: next to the running executable
-// (symlinks resolved), else on $PATH.
+// (symlinks resolved), and nowhere else.
 func findHelper(name string) (string, error) {
 	where := "next to this executable"
 	if exe, err := executable(); err == nil {
@@ -144,14 +144,8 @@ func findHelper(name string) (string, error) {
 			return p, nil
 		}
 	}
-	if p, err := lookPath(HelperName); err == nil {
-		if abs, err := filepath.Abs(p); err == nil {
-			p = abs
-		}
-		return p, nil
-	}
-	return "", fmt.Errorf("%s needs %s, which holds the registry and signing commands: it is neither in %s nor on $PATH (%s); 'make build' builds nemoclaw and %s into bin/, or run 'go install github.com/nemoclaw/nemoclaw/cmd/...@latest'",
-		name, HelperName, where, os.Getenv("PATH"), HelperName)
+	return "", fmt.Errorf("%s needs %s, which holds the registry and signing commands, in %s (it is never looked for on $PATH); install both executables in one directory: 'make build' builds nemoclaw and %s into bin/, or run 'go install github.com/nemoclaw/nemoclaw/cmd/...@latest'",
+		name, HelperName, where, HelperName)
 }
 
 // isExecutableFile reports whether p is a regular file someone may execute.

@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -12,7 +11,6 @@ import (
 // nowhere to be found.
 func init() {
 	executable = func() (string, error) { return "/nonexistent/nemoclaw", nil }
-	lookPath = func(string) (string, error) { return "", exec.ErrNotFound }
 	execve = func(string, []string, []string) error { return errors.New("tests never exec") }
 }
 
