@@ -88,7 +88,7 @@ func (s *Supervisor) serveConn(c net.Conn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	if req.Op == OpExec && req.V <= APIVersion {
+	if req.Op == OpExec && files != nil && req.V <= APIVersion {
 		s.serveExec(c, req, files, rest)
 		return
 	}
