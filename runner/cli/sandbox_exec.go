@@ -107,6 +107,19 @@ func execInSandbox(ctx context.Context, app *App, name string, spec supervisor.E
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGWINCH)
 	defer signal.Stop(sigs)
+	// Raw before the start, as `sandbox run`: keys typed while it starts
+	// reach the command, not this terminal's line editor.
+	if spec.TTY && isTerm {
+		old, err := term.MakeRaw(int(stdin.Fd()))
+		if err != nil {
+			return fmt.Errorf("sandbox exec: tty: raw mode: %w", err)
+		}
+		app.rawTerminal(true)
+		defer func() {
+			app.rawTerminal(false)
+			_ = term.Restore(int(stdin.Fd()), old)
+		}()
+	}
 	c := supervisor.NewClient(app.Home, name)
 	sess, err := c.Exec(ctx, spec, files[0], files[1], files[2])
 	if err != nil {
@@ -118,17 +131,6 @@ func execInSandbox(ctx context.Context, app *App, name string, spec supervisor.E
 		if f, _ := s.(*os.File); f != files[i] {
 			files[i].Close()
 		}
-	}
-	if spec.TTY && isTerm {
-		old, err := term.MakeRaw(int(stdin.Fd()))
-		if err != nil {
-			return fmt.Errorf("sandbox exec: tty: raw mode: %w", err)
-		}
-		app.rawTerminal(true)
-		defer func() {
-			app.rawTerminal(false)
-			_ = term.Restore(int(stdin.Fd()), old)
-		}()
 	}
 	done := make(chan struct{})
 	defer close(done)
