@@ -152,6 +152,14 @@ func sandboxExecTTY(t *testing.T, uid int) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("connect: %v\n%s", err, out.text())
 	}
+
+	// A killed exec -t hangs its command up, as a closed ssh session.
+	cmd, out = e.inPTY(t, "sandbox", "exec", "-t", "tt", "--", "sh", "-c", "echo up-$((1+1)); exec sleep 4244")
+	out.expect(t, "up-2")
+	waitUntil(t, "the exec'd sleep to start", func() bool { return len(findCmdline("sleep\x004244")) > 0 })
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	waitUntil(t, "the exec'd sleep to be hung up with its killed CLI", func() bool { return len(findCmdline("sleep\x004244")) == 0 })
 }
 
 // inPTY starts nemoclaw ARGS on a new 24x80 terminal, its controlling one.
