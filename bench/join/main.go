@@ -2,8 +2,10 @@
 // to bubblewrap's cold start and `nemoclaw sandbox run -- /bin/true`, in
 // interleaved rounds of one run (this VM's speed drifts). Exec is timed in
 // this process, from the call to Wait's return: it is what a supervisor
-// holding the sandbox pays per command; `nemoclaw sandbox exec` adds its
-// own process start and a control-socket round trip to it.
+// holding the sandbox pays per command. With -nemoclaw, `nemoclaw sandbox
+// exec NAME -- /bin/true` into a detached sandbox is timed too: what a
+// user or an agent's tool runner pays, the CLI's own start and the
+// control-socket round trip included.
 //
 //	join [-runs 200] [-rounds 10] [-nemoclaw PATH]
 package main
@@ -77,6 +79,14 @@ func run(runs, rounds int, nemoclaw string) error {
 			name string
 			f    func() error
 		}{"nemoclaw run", command(nemoclaw, "sandbox", "run", "--no-tty", "--", "/bin/true")})
+		if err := command(nemoclaw, "sandbox", "run", "--detach", "--name", "bench", "--", "sleep", "3600")(); err != nil {
+			return fmt.Errorf("nemoclaw sandbox run --detach: %w", err)
+		}
+		defer func() { _ = command(nemoclaw, "sandbox", "destroy", "--force", "bench")() }()
+		cases = append(cases, struct {
+			name string
+			f    func() error
+		}{"exec (CLI)", command(nemoclaw, "sandbox", "exec", "bench", "--", "/bin/true")})
 	}
 	times := make([][]time.Duration, len(cases))
 	per := (runs + rounds - 1) / rounds
@@ -110,6 +120,7 @@ func run(runs, rounds int, nemoclaw string) error {
 	fmt.Printf("\nexec / bwrap = %.2fx  (goal <= 0.50x)\n", med[0]/med[1])
 	if len(cases) > 2 {
 		fmt.Printf("exec / nemoclaw sandbox run = %.2fx\n", med[0]/med[2])
+		fmt.Printf("exec (CLI) / bwrap = %.2fx  (goal <= 0.50x)\n", med[3]/med[1])
 	}
 	return nil
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Exec into a running sandbox against cold starts (issue 18's benchmark):
-# Sandbox.Exec of /bin/true, bwrap … /bin/true and `nemoclaw sandbox run --
-# /bin/true`, interleaved in one run. See bench/join/main.go.
+# Sandbox.Exec and `nemoclaw sandbox exec NAME --` of /bin/true, bwrap … /bin/true
+# and `nemoclaw sandbox run -- /bin/true`, interleaved in one run. See bench/join/main.go.
 #
 #   bench/join/run.sh                          # builds ./cmd/nemoclaw first
 #   NEMOCLAW_BIN_DIR=bin RUNS=400 bench/join/run.sh

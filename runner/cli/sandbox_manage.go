@@ -27,6 +27,7 @@ import (
 // sandboxCtors are the `nemoclaw sandbox` subcommands besides run.
 var sandboxCtors = []func(app *App) *cobra.Command{
 	newSandboxListCmd, newSandboxStatusCmd, newSandboxLogsCmd, newSandboxStartCmd, newSandboxStopCmd, newSandboxDestroyCmd,
+	newSandboxExecCmd, newSandboxConnectCmd,
 }
 
 // statusTimeout bounds the question to each running supervisor.

@@ -24,8 +24,9 @@ const (
 	// OpStop stops the sandbox: SIGTERM, then a kill after
 	// Request.StopTimeoutMillis.
 	OpStop = "stop"
-	// OpExec is reserved for starting a process inside the running
-	// sandbox (joining its namespaces and restrictions). Not served yet.
+	// OpExec starts a process inside the running sandbox (joining its
+	// namespaces and restrictions) on the caller's streams; it is sent
+	// as a frame with files (exec.go), not a bare JSON object.
 	OpExec = "exec"
 )
 
@@ -38,6 +39,8 @@ type Request struct {
 	// StopTimeoutMillis is OpStop's grace period (negative: none, the
 	// sandbox's own --stop-timeout applies).
 	StopTimeoutMillis int64 `json:"stop_timeout_ms,omitempty"`
+	// Exec is OpExec's process.
+	Exec *ExecSpec `json:"exec,omitempty"`
 }
 
 // Response answers a Request. Status answers carry Info as well as the
@@ -46,6 +49,11 @@ type Response struct {
 	V int `json:"v"`
 	egress.ControlResponse
 	Info *Info `json:"info,omitempty"`
+	// Pid is an OpExec process's pid in the sandbox, once it runs.
+	Pid int `json:"pid,omitempty"`
+	// ExitCode is an OpExec process's exit code (128+N for signal N),
+	// or 126/127 for a command that could not be executed.
+	ExitCode *int `json:"exit_code,omitempty"`
 }
 
 // serveControl answers control requests on l until it is closed. Every
@@ -74,12 +82,19 @@ func (s *Supervisor) serveConn(c net.Conn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var req Request
-	if err := json.NewDecoder(c).Decode(&req); err != nil {
+	req, files, rest, err := readRequest(c)
+	if err != nil {
 		_ = json.NewEncoder(c).Encode(s.fail(fmt.Errorf("control: bad request: %w", err)))
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
+	if req.Op == OpExec && files != nil && req.V <= APIVersion {
+		s.serveExec(c, req, files, rest)
+		return
+	}
+	for _, f := range files {
+		f.Close()
+	}
 	resp := s.control(req)
 	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	_ = json.NewEncoder(c).Encode(resp)
@@ -101,7 +116,7 @@ func (s *Supervisor) control(req Request) Response {
 		}
 		return Response{V: APIVersion, ControlResponse: egress.ControlResponse{OK: true, Sandbox: s.cfg.Name, Generation: s.proxy.Generation()}}
 	case OpExec:
-		return s.fail(errors.New("control: exec into a running sandbox is not available in this nemoclaw yet"))
+		return s.fail(errors.New("control: exec: send it with its files (supervisor.Client.Exec), not as a bare request"))
 	}
 	r := Response{V: APIVersion, ControlResponse: s.proxy.Control(req.ControlRequest)}
 	if r.OK && (req.Op == egress.OpSetPolicy || req.Op == egress.OpAddPreset) && s.keeps() {

@@ -174,8 +174,8 @@ func TestQuickRunLeavesNothing(t *testing.T) {
 	}
 }
 
-// TestControlAPIRefusals: a newer API version, the reserved exec slot and
-// an unknown operation are refused with a reason.
+// TestControlAPIRefusals: a newer API version, an exec sent without its
+// files and an unknown operation are refused with a reason.
 func TestControlAPIRefusals(t *testing.T) {
 	home := t.TempDir()
 	start(t, Config{Name: "api", Home: home, Command: []string{"sleep", "60"}, Detached: true})
@@ -186,7 +186,7 @@ func TestControlAPIRefusals(t *testing.T) {
 		req  Request
 		want string
 	}{
-		{"exec slot", Request{ControlRequest: egress.ControlRequest{Op: OpExec}}, "exec into a running sandbox is not available"},
+		{"exec without files", Request{ControlRequest: egress.ControlRequest{Op: OpExec}}, "send it with its files"},
 		{"unknown op", Request{ControlRequest: egress.ControlRequest{Op: "format-disk"}}, `unknown operation "format-disk"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
