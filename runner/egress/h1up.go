@@ -356,14 +356,16 @@ func (hp *h1Pool) reap() {
 		for i < len(l) && now.Sub(l[i].since) >= hp.idle {
 			i++
 		}
-		drop = append(drop, l[:i]...)
-		if i > 0 {
-			hp.removeLocked(k, i)
-		}
+		// The next deadline first: removeLocked shifts l's elements in
+		// place, so l[i] is not the oldest survivor after it.
 		if i < len(l) {
 			if d := hp.idle - now.Sub(l[i].since); next == 0 || d < next {
 				next = d
 			}
+		}
+		drop = append(drop, l[:i]...)
+		if i > 0 {
+			hp.removeLocked(k, i)
 		}
 	}
 	hp.reaper = nil

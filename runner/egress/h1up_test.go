@@ -516,3 +516,35 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestH1PoolReapKeepsYounger: a reap that closes the older connections of
+// a host and keeps a younger one re-arms on the survivor (it used to read
+// the survivor's slot after shifting the list in place: a nil dereference
+// that crashed the supervisor).
+func TestH1PoolReapKeepsYounger(t *testing.T) {
+	now := time.Now()
+	var conns []*h1Conn
+	var closers []net.Conn
+	for _, age := range []time.Duration{time.Hour, time.Hour, 0} {
+		a, b := net.Pipe()
+		closers = append(closers, b)
+		conns = append(conns, &h1Conn{c: a, key: "k", since: now.Add(-age)})
+	}
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	young := conns[2]
+	hp := &h1Pool{perHost: 8, total: 8, idle: time.Minute, conns: map[string][]*h1Conn{"k": conns}, n: 3}
+	hp.reap()
+	hp.mu.Lock()
+	defer hp.mu.Unlock()
+	if hp.n != 1 || len(hp.conns["k"]) != 1 || hp.conns["k"][0] != young {
+		t.Fatalf("after the reap: n=%d, conns=%v; want only the younger connection", hp.n, hp.conns["k"])
+	}
+	if hp.reaper == nil {
+		t.Fatal("the reaper is not re-armed for the younger connection")
+	}
+	hp.reaper.Stop()
+}
