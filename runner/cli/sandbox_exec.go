@@ -120,18 +120,28 @@ func execInSandbox(ctx context.Context, app *App, name string, spec supervisor.E
 			_ = term.Restore(int(stdin.Fd()), old)
 		}()
 	}
+	// closeOurs closes the pipe ends made for streams that are not files;
+	// once the supervisor holds its copies, or never will.
+	closeOurs := func() {
+		for i, s := range streams {
+			if f, _ := s.(*os.File); f != files[i] {
+				files[i].Close()
+			}
+		}
+	}
 	c := supervisor.NewClient(app.Home, name)
 	sess, err := c.Exec(ctx, spec, files[0], files[1], files[2])
 	if err != nil {
+		// The copies into app.Out and app.Err end before the error is
+		// printed there.
+		closeOurs()
+		for _, wait := range copies {
+			wait()
+		}
 		return execError(ctx, app, name, err)
 	}
 	defer sess.Close()
-	// The supervisor holds its own copies now.
-	for i, s := range streams {
-		if f, _ := s.(*os.File); f != files[i] {
-			files[i].Close()
-		}
-	}
+	closeOurs() // the supervisor holds its own copies now
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
