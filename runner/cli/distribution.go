@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nemoclaw/nemoclaw/runner/cli/distcli/commands"
 )
 
 // The distribution commands (push, pull, sign, verify, keys, registry
@@ -35,40 +37,26 @@ const DelegatedAnnotation = "nemoclaw/delegated-to"
 // again (a loop).
 const delegatedEnv = "NEMOCLAW_DELEGATED"
 
-// delegatedCommands are the commands that live in nemoclaw-dist, with the
-// Use and Short the real commands have (the e2e tests compare both
-// executables' help).
-var delegatedCommands = []struct{ parent, use, short string }{
-	{"blueprint", "push DIR REF", "Pack a blueprint directory deterministically and push it to an OCI registry"},
-	{"blueprint", "pull REF", "Fetch, verify and cache a blueprint by tag, digest or semver constraint; pin it in nemoclaw.lock"},
-	{"blueprint", "update [REF]", "Move nemoclaw.lock to the newest version matching each entry's constraint"},
-	{"blueprint", "list", "Show cached blueprints and the ones pinned in nemoclaw.lock"},
-	{"blueprint", "sign REF --key PREFIX.key", "Sign a pushed blueprint and push the Sigstore bundle as its OCI referrer"},
-	{"blueprint", "verify REF (--key PREFIX.pub | --certificate-identity ID --certificate-oidc-issuer URL) [--trusted-root FILE]", "Check a blueprint's digests and signature in the registry without pulling it"},
-	{"", "key", "Manage blueprint signing keys"},
-	{"", "registry", "Log in to and out of OCI registries"},
-	{"", "trust", "Manage which keys and keyless identities are trusted for which repositories"},
-}
-
 // Delegation hooks; tests replace them so that no test execs.
 var (
 	executable = os.Executable
 	execve     = syscall.Exec
 )
 
-// addDelegatingStubs adds a stub for every delegated command that no
-// registered constructor provided.
+// addDelegatingStubs adds a stub for every command of nemoclaw-dist's table
+// (runner/cli/distcli/commands, from which distcli builds the real ones)
+// that no registered constructor provided.
 func addDelegatingStubs(app *App, root, bp *cobra.Command) {
-	for _, d := range delegatedCommands {
+	for _, d := range commands.All {
 		parent := root
-		if d.parent == "blueprint" {
+		if d.Parent == "blueprint" {
 			parent = bp
 		}
-		name := strings.Fields(d.use)[0]
+		name := strings.Fields(d.Use)[0]
 		if hasSubcommand(parent, name) {
 			continue
 		}
-		parent.AddCommand(newDelegatingStub(app, d.use, d.short))
+		parent.AddCommand(newDelegatingStub(app, d.Use, d.Short))
 	}
 }
 
