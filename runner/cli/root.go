@@ -55,6 +55,10 @@ func Execute(ctx context.Context, opts Options) error {
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
 	}
+	if err := checkHandshake(os.Getenv(delegatedEnv)); err != nil {
+		printf(opts.Stderr, "nemoclaw: %v\n", err)
+		return err
+	}
 	app := &App{Home: defaultHome(), Out: opts.Stdout, Err: opts.Stderr, In: opts.Stdin, Version: opts.Version, args: opts.Args, exits: opts.Exits}
 	if launchesSandbox(opts.Args) {
 		warmSandboxLaunch(app) // overlaps cobra's set-up and the policy load

@@ -5,6 +5,8 @@ package version
 
 import (
 	"fmt"
+	"runtime"
+	"runtime/debug"
 
 	goversion "github.com/hashicorp/go-version"
 )
@@ -37,4 +39,25 @@ func Semver() (*goversion.Version, error) {
 		return nil, fmt.Errorf("parse nemoclaw's own version %q (set at build time with -X …/runner/version.Version): %w", Version, err)
 	}
 	return v, nil
+}
+
+// Identity names this build for the handshake between nemoclaw and
+// nemoclaw-dist: String(), the Go toolchain, and what Go stamped about the
+// module (its version when installed at one, the commit and whether the tree
+// was modified when built from a checkout). Both executables of one
+// `make build` or `go install …/cmd/...` have the same; two builds of one
+// modified checkout at one commit may too (nothing cheaper tells them apart).
+func Identity() string {
+	id := String() + " " + runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			id += " module=" + bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" || s.Key == "vcs.modified" {
+				id += " " + s.Key + "=" + s.Value
+			}
+		}
+	}
+	return id
 }
