@@ -23,12 +23,31 @@ var Version = "0.1.0"
 var Build = ""
 
 // String is the version as `nemoclaw version` prints it: Version, plus
-// Build as semver build metadata when set.
+// Build as semver build metadata; a build without -X …/runner/version.Build
+// (a plain `go install`) takes it from the module version Go stamped.
 func String() string {
-	if Build == "" {
+	build := Build
+	if build == "" {
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			build = semverMeta(bi.Main.Version)
+		}
+	}
+	if build == "" {
 		return Version
 	}
-	return Version + "+" + Build
+	return Version + "+" + build
+}
+
+// semverMeta turns s into valid semver build metadata ([0-9A-Za-z-] in
+// dot-separated parts).
+func semverMeta(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '.') {
+			b[i] = '-'
+		}
+	}
+	return string(b)
 }
 
 // Semver parses Version. An -X value that is not a semantic version fails
@@ -42,17 +61,14 @@ func Semver() (*goversion.Version, error) {
 }
 
 // Identity names this build for the handshake between nemoclaw and
-// nemoclaw-dist: String(), the Go toolchain, and what Go stamped about the
-// module (its version when installed at one, the commit and whether the tree
-// was modified when built from a checkout). Both executables of one
+// nemoclaw-dist: String() (with the module version Go stamped, when
+// installed at one), the Go toolchain, and the commit and whether the tree
+// was modified when built from a git checkout. Both executables of one
 // `make build` or `go install …/cmd/...` have the same; two builds of one
 // modified checkout at one commit may too (nothing cheaper tells them apart).
 func Identity() string {
 	id := String() + " " + runtime.Version()
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			id += " module=" + bi.Main.Version
-		}
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" || s.Key == "vcs.modified" {
 				id += " " + s.Key + "=" + s.Value
