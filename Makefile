@@ -12,7 +12,10 @@ GO           ?= go
 BIN          := $(CURDIR)/bin
 # go-nvml's cgo bindings use deprecated NVML symbols; keep the build quiet.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
-LDFLAGS      := -s -w -X main.version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The version lives in runner/version (what `nemoclaw version` prints and
+# min_runner_version gates compare against); a build adds the commit as its
+# build metadata.
+LDFLAGS      := -s -w -X github.com/nemoclaw/nemoclaw/runner/version.Build=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 # Packages needed to build (libseccomp) and by the end-to-end tests (the real
 # clients and servers the tests drive).

@@ -159,3 +159,38 @@ func copyFile(t *testing.T, src, dst string) {
 		t.Fatal(err)
 	}
 }
+
+// TestHelperOfAnotherBuild: a nemoclaw-dist of another build next to
+// nemoclaw refuses the command line it is handed, naming both builds and
+// how to fix it, before doing anything; the pair of one build works.
+func TestHelperOfAnotherBuild(t *testing.T) {
+	dir := t.TempDir()
+	lean := filepath.Join(dir, "nemoclaw")
+	copyFile(t, Bin("nemoclaw"), lean)
+	build := exec.Command("go", "build", "-ldflags", "-X github.com/nemoclaw/nemoclaw/runner/version.Build=e2e-other-build", "-o", filepath.Join(dir, "nemoclaw-dist"), "../cmd/nemoclaw-dist")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build a nemoclaw-dist of another build: %v\n%s", err, out)
+	}
+	home := t.TempDir()
+	key := filepath.Join(home, "k")
+	cmd := exec.Command(lean, "key", "generate", key)
+	cmd.Env = bareEnv(home)
+	out, errs, code := runCmd(t, cmd)
+	if code != 1 || out != "" {
+		t.Errorf("exit %d, stdout %q; want 1 and nothing", code, out)
+	}
+	for _, want := range []string{"another build", "+e2e-other-build", "reinstall both together", "make build"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	if _, err := os.Stat(key + ".key"); !os.IsNotExist(err) {
+		t.Errorf("the refused helper generated a key anyway (stat: %v)", err)
+	}
+	copyFile(t, Bin("nemoclaw-dist"), filepath.Join(dir, "nemoclaw-dist"))
+	cmd = exec.Command(lean, "key", "generate", key)
+	cmd.Env = bareEnv(home)
+	if _, errs, code := runCmd(t, cmd); code != 0 {
+		t.Errorf("the pair of one build: exit %d: %s", code, errs)
+	}
+}

@@ -13,12 +13,9 @@ import (
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = ""
-
 func main() {
 	// The sandbox's hidden init mode must run before anything else
 	// (`blueprint apply REF` starts sandboxes from this executable).
 	sandbox.MaybeInit()
-	os.Exit(cli.Main(version))
+	os.Exit(cli.Main())
 }

@@ -13,11 +13,8 @@ import (
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = ""
-
 func main() {
 	// The sandbox's hidden init mode must run before anything else.
 	sandbox.MaybeInit()
-	os.Exit(cli.Main(version))
+	os.Exit(cli.Main())
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nemoclaw/nemoclaw/runner/internal/strictyaml"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
+	runnerversion "github.com/nemoclaw/nemoclaw/runner/version"
 )
 
 // minimalPolicy is the base policy every invalid-blueprint fixture points at,
@@ -187,7 +188,7 @@ func TestGates(t *testing.T) {
 	tests := []struct {
 		min  string
 		want bool
-	}{{"", true}, {"0.0.1", true}, {RunnerVersion, true}, {"99.0.0", false}}
+	}{{"", true}, {"0.0.1", true}, {runnerversion.Version, true}, {"99.0.0", false}}
 	for _, tt := range tests {
 		err := CheckGates(&Blueprint{MinRunnerVersion: tt.min})
 		if (err == nil) != tt.want {
@@ -240,4 +241,33 @@ func FuzzLoad(f *testing.F) {
 func globs(p string) []string {
 	m, _ := filepath.Glob(p)
 	return m
+}
+
+// TestGateReadsRunnerVersion: the gate compares against runner/version, the
+// value `nemoclaw version` prints, and the development default passes the
+// gate of the blueprint shipped with this tree.
+func TestGateReadsRunnerVersion(t *testing.T) {
+	defer func(v string) { runnerversion.Version = v }(runnerversion.Version)
+	b, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.MinRunnerVersion == "" {
+		t.Fatal("the embedded default blueprint sets no min_runner_version")
+	}
+	tests := []struct {
+		version string
+		refused string // "" when the gate passes
+	}{
+		{runnerversion.Version, ""},
+		{"0.0.1", "needs nemoclaw >= " + b.MinRunnerVersion + " (min_runner_version) but this is 0.0.1"},
+		{"a815afc", "nemoclaw's own version \"a815afc\""},
+	}
+	for _, tt := range tests {
+		runnerversion.Version = tt.version
+		err := CheckGates(b)
+		if tt.refused == "" && err != nil || tt.refused != "" && (err == nil || !strings.Contains(err.Error(), tt.refused)) {
+			t.Errorf("runner version %q: CheckGates = %v, want refusal %q", tt.version, err, tt.refused)
+		}
+	}
 }

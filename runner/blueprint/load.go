@@ -15,12 +15,9 @@ import (
 	"github.com/nemoclaw/nemoclaw/blueprints"
 	"github.com/nemoclaw/nemoclaw/runner/internal/strictyaml"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
+	runnerversion "github.com/nemoclaw/nemoclaw/runner/version"
 	"github.com/nemoclaw/nemoclaw/schema"
 )
-
-// RunnerVersion is this nemoclaw's version, checked against
-// min_runner_version.
-const RunnerVersion = "0.1.0"
 
 // EmbeddedDefault is the Dir of the built-in default blueprint.
 const EmbeddedDefault = "embedded:default"
@@ -474,7 +471,7 @@ func isYAML(name string) bool {
 }
 
 // CheckGates refuses a blueprint whose min_runner_version is above this
-// nemoclaw's version.
+// nemoclaw's version (runner/version, the one `nemoclaw version` prints).
 func CheckGates(b *Blueprint) error {
 	if b.MinRunnerVersion == "" {
 		return nil
@@ -483,9 +480,12 @@ func CheckGates(b *Blueprint) error {
 	if err != nil {
 		return fmt.Errorf("min_runner_version %q: %w", b.MinRunnerVersion, err)
 	}
-	have := version.Must(version.NewSemver(RunnerVersion))
+	have, err := runnerversion.Semver()
+	if err != nil {
+		return fmt.Errorf("check min_runner_version %s: %w", b.MinRunnerVersion, err)
+	}
 	if have.LessThan(want) {
-		return &GateError{Field: "min_runner_version", Want: b.MinRunnerVersion, Have: RunnerVersion}
+		return &GateError{Field: "min_runner_version", Want: b.MinRunnerVersion, Have: runnerversion.String()}
 	}
 	return nil
 }

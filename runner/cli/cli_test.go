@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/nemoclaw/nemoclaw/runner/cli/distcli/commands"
 )
 
 // nemoclawFixture is NemoClaw's real blueprint, copied unchanged.
@@ -154,8 +156,8 @@ func TestHelpEverywhere(t *testing.T) {
 	if len(paths) < 8 {
 		t.Fatalf("only %d commands found", len(paths))
 	}
-	if len(stubs) != len(delegatedCommands) {
-		t.Errorf("%d stubs in the tree, want %d", len(stubs), len(delegatedCommands))
+	if len(stubs) != len(commands.All) {
+		t.Errorf("%d stubs in the tree, want %d", len(stubs), len(commands.All))
 	}
 	for _, p := range paths {
 		out, errOut, code := run(t, append(p, "--help")...)

@@ -5,10 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nemoclaw/nemoclaw/runner/version"
 )
 
 func TestSourceFlagsLocalDirectory(t *testing.T) {
@@ -59,7 +62,7 @@ func TestDelegation(t *testing.T) {
 			if c.path != helper || !slices.Equal(c.argv, append([]string{helper}, args...)) {
 				t.Errorf("exec %s %q, want %s with the same words", c.path, c.argv, helper)
 			}
-			if !slices.Contains(c.envv, delegatedEnv+"=1") || !slices.Contains(c.envv, "NEMOCLAW_HOME="+os.Getenv("NEMOCLAW_HOME")) {
+			if !slices.Contains(c.envv, delegatedEnv+"="+version.Identity()) || !slices.Contains(c.envv, "NEMOCLAW_HOME="+os.Getenv("NEMOCLAW_HOME")) {
 				t.Errorf("the helper's environment lacks %s or the caller's environment", delegatedEnv)
 			}
 			if args[0] == "__complete" {
@@ -159,9 +162,48 @@ func TestFindHelper(t *testing.T) {
 // not exec itself forever.
 func TestDelegationLoop(t *testing.T) {
 	_, calls := fakeDist(t)
-	t.Setenv(delegatedEnv, "1")
+	t.Setenv(delegatedEnv, version.Identity())
 	_, errOut, code := run(t, "blueprint", "list")
 	if len(*calls) != 0 || code != ExitError || !strings.Contains(errOut, "lacks this command") {
 		t.Errorf("exit %d, %d execs: %s", code, len(*calls), errOut)
+	}
+}
+
+// TestHandshake: a command line handed over by a nemoclaw of another build
+// is refused before anything runs, naming both builds and the fix; the
+// same build, or no hand-over, runs.
+func TestHandshake(t *testing.T) {
+	own := version.Identity()
+	tests := []struct {
+		from    string
+		refused bool
+	}{
+		{"", false},
+		{own, false},
+		{"0.0.9+0123abc go1.22.0", true},
+		{"1", true}, // a nemoclaw from before the handshake
+	}
+	for _, tt := range tests {
+		t.Run(tt.from, func(t *testing.T) {
+			_, calls := fakeDist(t)
+			if tt.from != "" {
+				t.Setenv(delegatedEnv, tt.from)
+			}
+			out, errOut, code := run(t, "version")
+			if !tt.refused {
+				if code != ExitOK || !strings.Contains(out, "nemoclaw "+version.Version) {
+					t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+				}
+				return
+			}
+			for _, want := range []string{"another build", "is " + strconv.Quote(own), "started it is " + strconv.Quote(tt.from), "reinstall both together", "make build"} {
+				if !strings.Contains(errOut, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, errOut)
+				}
+			}
+			if code != ExitError || out != "" || len(*calls) != 0 {
+				t.Errorf("exit %d, stdout %q, %d execs; want 1, nothing, none", code, out, len(*calls))
+			}
+		})
 	}
 }

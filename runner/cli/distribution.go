@@ -8,6 +8,9 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nemoclaw/nemoclaw/runner/cli/distcli/commands"
+	"github.com/nemoclaw/nemoclaw/runner/version"
 )
 
 // The distribution commands (push, pull, sign, verify, keys, registry
@@ -30,24 +33,31 @@ const HelperName = "nemoclaw-dist"
 // runner/cli/distcli linked carries it.
 const DelegatedAnnotation = "nemoclaw/delegated-to"
 
-// delegatedEnv is set in nemoclaw-dist's environment: a nemoclaw that sees
-// it was started as the helper and lacks the commands, and must not exec
-// again (a loop).
+// delegatedEnv is set in nemoclaw-dist's environment to the identity
+// (runner/version.Identity) of the nemoclaw that handed it the command line:
+// the helper refuses to run when its own differs (checkHandshake), and a
+// nemoclaw that sees it was started as the helper and lacks the commands,
+// and must not exec again (a loop).
 const delegatedEnv = "NEMOCLAW_DELEGATED"
 
-// delegatedCommands are the commands that live in nemoclaw-dist, with the
-// Use and Short the real commands have (the e2e tests compare both
-// executables' help).
-var delegatedCommands = []struct{ parent, use, short string }{
-	{"blueprint", "push DIR REF", "Pack a blueprint directory deterministically and push it to an OCI registry"},
-	{"blueprint", "pull REF", "Fetch, verify and cache a blueprint by tag, digest or semver constraint; pin it in nemoclaw.lock"},
-	{"blueprint", "update [REF]", "Move nemoclaw.lock to the newest version matching each entry's constraint"},
-	{"blueprint", "list", "Show cached blueprints and the ones pinned in nemoclaw.lock"},
-	{"blueprint", "sign REF --key PREFIX.key", "Sign a pushed blueprint and push the Sigstore bundle as its OCI referrer"},
-	{"blueprint", "verify REF (--key PREFIX.pub | --certificate-identity ID --certificate-oidc-issuer URL) [--trusted-root FILE]", "Check a blueprint's digests and signature in the registry without pulling it"},
-	{"", "key", "Manage blueprint signing keys"},
-	{"", "registry", "Log in to and out of OCI registries"},
-	{"", "trust", "Manage which keys and keyless identities are trusted for which repositories"},
+// checkHandshake refuses to run a command line handed over by a nemoclaw of
+// another build: the stubs, flags and state formats of the two executables
+// must match. The identity travels in the environment of the exec, so the
+// check costs no extra process start (executing `nemoclaw-dist --handshake`
+// first would cost a whole start of the helper, about 15 ms; reading its
+// Go build information, 0.1 ms, identifies no build made with -trimpath
+// outside a git checkout). from is the environment's value, "" when this
+// process was started by a user.
+func checkHandshake(from string) error {
+	if from == "" {
+		return nil
+	}
+	if own := version.Identity(); from != own {
+		exe, _ := executable()
+		return fmt.Errorf("refusing to run a command handed over by a nemoclaw of another build: %s (%s) is %q, the nemoclaw that started it is %q; the two executables must come from one build: reinstall both together ('make build' builds nemoclaw and %s into bin/, or run 'go install github.com/nemoclaw/nemoclaw/cmd/...@latest')",
+			filepath.Base(exe), exe, own, from, HelperName)
+	}
+	return nil
 }
 
 // Delegation hooks; tests replace them so that no test execs.
@@ -56,19 +66,20 @@ var (
 	execve     = syscall.Exec
 )
 
-// addDelegatingStubs adds a stub for every delegated command that no
-// registered constructor provided.
+// addDelegatingStubs adds a stub for every command of nemoclaw-dist's table
+// (runner/cli/distcli/commands, from which distcli builds the real ones)
+// that no registered constructor provided.
 func addDelegatingStubs(app *App, root, bp *cobra.Command) {
-	for _, d := range delegatedCommands {
+	for _, d := range commands.All {
 		parent := root
-		if d.parent == "blueprint" {
+		if d.Parent == "blueprint" {
 			parent = bp
 		}
-		name := strings.Fields(d.use)[0]
+		name := strings.Fields(d.Use)[0]
 		if hasSubcommand(parent, name) {
 			continue
 		}
-		parent.AddCommand(newDelegatingStub(app, d.use, d.short))
+		parent.AddCommand(newDelegatingStub(app, d.Use, d.Short))
 	}
 }
 
@@ -126,7 +137,12 @@ func (a *App) delegate(name string) error {
 		return err
 	}
 	argv := append([]string{helper}, a.args...)
-	env := append(os.Environ(), delegatedEnv+"=1")
+	env := []string{delegatedEnv + "=" + version.Identity()}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, delegatedEnv+"=") { // Getenv reads the first
+			env = append(env, kv)
+		}
+	}
 	return fmt.Errorf("%s: exec %s: %w", name, helper, execve(helper, argv, env))
 }
 

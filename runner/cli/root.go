@@ -31,7 +31,7 @@ type Options struct {
 // Main runs this process's command line and returns its exit code: what a
 // main package calls, after sandbox.MaybeInit. SIGTERM cancels the context
 // (a running sandbox forwards it to the agent instead).
-func Main(version string) int {
+func Main() int {
 	args := os.Args[1:]
 	ctx, stop := context.Background(), func() {}
 	if !launchesSandbox(args) {
@@ -40,7 +40,7 @@ func Main(version string) int {
 		ctx, stop = signal.NotifyContext(ctx, syscall.SIGTERM)
 	}
 	defer stop()
-	return ExitCode(Execute(ctx, Options{Args: args, Version: version, Exits: true}))
+	return ExitCode(Execute(ctx, Options{Args: args, Exits: true}))
 }
 
 // Execute runs nemoclaw with opts and returns the error to map to an exit
@@ -54,6 +54,10 @@ func Execute(ctx context.Context, opts Options) error {
 	}
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
+	}
+	if err := checkHandshake(os.Getenv(delegatedEnv)); err != nil {
+		printf(opts.Stderr, "nemoclaw: %v\n", err)
+		return err
 	}
 	app := &App{Home: defaultHome(), Out: opts.Stdout, Err: opts.Stderr, In: opts.Stdin, Version: opts.Version, args: opts.Args, exits: opts.Exits}
 	if launchesSandbox(opts.Args) {

@@ -2,9 +2,10 @@ package cli
 
 import (
 	"runtime"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nemoclaw/nemoclaw/runner/version"
 )
 
 func init() {
@@ -19,10 +20,7 @@ func newVersionCmd(app *App) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			v := app.Version
 			if v == "" {
-				v = "dev"
-				if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-					v = bi.Main.Version
-				}
+				v = version.String()
 			}
 			printf(app.Out, "nemoclaw %s (%s, %s/%s)\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil

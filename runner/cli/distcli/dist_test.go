@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nemoclaw/nemoclaw/runner/cli"
+	"github.com/nemoclaw/nemoclaw/runner/cli/distcli/commands"
 	"github.com/nemoclaw/nemoclaw/runner/registry"
 )
 
@@ -173,6 +174,32 @@ func TestTrustCommands(t *testing.T) {
 			if after, _ := os.ReadFile(lock); !bytes.Equal(before, after) {
 				t.Errorf("%s: a refused update changed the lock", s.name)
 			}
+		}
+	}
+}
+
+// TestCommandTable: the commands this package registers are exactly the
+// table the lean nemoclaw builds its stubs from, each where the table puts
+// it and with the table's usage and description.
+func TestCommandTable(t *testing.T) {
+	if len(constructors) != len(commands.All) {
+		t.Errorf("%d constructors, %d commands in the table", len(constructors), len(commands.All))
+	}
+	app := &cli.App{Home: t.TempDir(), Out: io.Discard, Err: io.Discard}
+	root := cli.NewRoot(app)
+	for _, c := range commands.All {
+		ctor := constructors[c]
+		if ctor == nil {
+			t.Errorf("%s %s: in the table, but no constructor builds it", c.Parent, c.Use)
+			continue
+		}
+		if got := ctor(app); got.Use != c.Use || got.Short != c.Short {
+			t.Errorf("%s: built with Use %q Short %q, the table says %q %q", c.Use, got.Use, got.Short, c.Use, c.Short)
+		}
+		path := strings.Fields(strings.TrimSpace(c.Parent + " " + strings.Fields(c.Use)[0]))
+		found, _, err := root.Find(path)
+		if err != nil || found.Use != c.Use || found.Annotations[cli.DelegatedAnnotation] != "" {
+			t.Errorf("%v: not in the full tree as the table's real command (found %v, %v)", path, found.CommandPath(), err)
 		}
 	}
 }

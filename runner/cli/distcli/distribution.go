@@ -12,19 +12,38 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nemoclaw/nemoclaw/runner/cli"
+	"github.com/nemoclaw/nemoclaw/runner/cli/distcli/commands"
 	"github.com/nemoclaw/nemoclaw/runner/registry"
 	"github.com/nemoclaw/nemoclaw/runner/signing"
 )
 
+// constructors builds the commands of the table in
+// runner/cli/distcli/commands, the one from which the lean nemoclaw makes
+// its stubs; TestCommandTable checks that both list the same commands.
+var constructors = map[commands.Command]func(app *cli.App) *cobra.Command{
+	commands.BlueprintPush:   newBlueprintPushCmd,
+	commands.BlueprintPull:   newBlueprintPullCmd,
+	commands.BlueprintUpdate: newBlueprintUpdateCmd,
+	commands.BlueprintList:   newBlueprintListCmd,
+	commands.BlueprintSign:   newBlueprintSignCmd,
+	commands.BlueprintVerify: newBlueprintVerifyCmd,
+	commands.Key:             newKeyCmd,
+	commands.Registry:        newRegistryCmd,
+	commands.Trust:           newTrustCmd,
+}
+
 func init() {
-	cli.RegisterBlueprint(newBlueprintPushCmd)
-	cli.RegisterBlueprint(newBlueprintPullCmd)
-	cli.RegisterBlueprint(newBlueprintUpdateCmd)
-	cli.RegisterBlueprint(newBlueprintListCmd)
-	cli.RegisterBlueprint(newBlueprintSignCmd)
-	cli.RegisterBlueprint(newBlueprintVerifyCmd)
-	cli.Register(newKeyCmd)
-	cli.Register(newRegistryCmd)
+	for _, c := range commands.All { // the table's order is the help's
+		if constructors[c] == nil {
+			panic("distcli: no constructor for the table's command " + c.Use)
+		}
+		switch c.Parent {
+		case "blueprint":
+			cli.RegisterBlueprint(constructors[c])
+		default:
+			cli.Register(constructors[c])
+		}
+	}
 	cli.SetRemoteSource(resolveRemote)
 }
 
@@ -33,8 +52,8 @@ func newBlueprintPushCmd(app *cli.App) *cobra.Command {
 	var force bool
 	var rf *cli.RegistryFlags
 	cmd := &cobra.Command{
-		Use:   "push DIR REF",
-		Short: "Pack a blueprint directory deterministically and push it to an OCI registry",
+		Use:   commands.BlueprintPush.Use,
+		Short: commands.BlueprintPush.Short,
 		Long: `Pack DIR (which must validate) into a deterministic tar — the same directory
 always gives the same digest — and push it to REF (host/repo or host/repo:tag)
 as an OCI artifact. The blueprint's version is always pushed as a tag too, so
@@ -80,8 +99,8 @@ func newBlueprintPullCmd(app *cli.App) *cobra.Command {
 	var vf *cli.VerifyFlags
 	var rf *cli.RegistryFlags
 	cmd := &cobra.Command{
-		Use:   "pull REF",
-		Short: "Fetch, verify and cache a blueprint by tag, digest or semver constraint; pin it in nemoclaw.lock",
+		Use:   commands.BlueprintPull.Use,
+		Short: commands.BlueprintPull.Short,
 		Long: `Resolve REF (host/repo:tag, host/repo@sha256:..., or host/repo with
 --version "~> 1.2" / ">= 1.2, < 2"; the highest matching version wins and
 pre-releases match only a constraint that names one), verify every digest and
@@ -137,8 +156,8 @@ func newBlueprintUpdateCmd(app *cli.App) *cobra.Command {
 	var vf *cli.VerifyFlags
 	var rf *cli.RegistryFlags
 	cmd := &cobra.Command{
-		Use:   "update [REF]",
-		Short: "Move nemoclaw.lock to the newest version matching each entry's constraint",
+		Use:   commands.BlueprintUpdate.Use,
+		Short: commands.BlueprintUpdate.Short,
 		Long: `Re-resolve the lock entry for REF (host/repo), or every entry, against the
 registry: the newest version matching the entry's constraint (or --version)
 is fetched, verified and locked. Going below the locked version needs
@@ -217,8 +236,8 @@ type listEntry struct {
 func newBlueprintListCmd(app *cli.App) *cobra.Command {
 	var lockPath, output string
 	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "Show cached blueprints and the ones pinned in nemoclaw.lock",
+		Use:   commands.BlueprintList.Use,
+		Short: commands.BlueprintList.Short,
 		Args:  cli.ArgsRange(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := cli.CheckOutput(output, "text", "json"); err != nil {
@@ -287,8 +306,8 @@ func newBlueprintSignCmd(app *cli.App) *cobra.Command {
 	var keyPath, bundleOut string
 	var rf *cli.RegistryFlags
 	cmd := &cobra.Command{
-		Use:   "sign REF --key PREFIX.key",
-		Short: "Sign a pushed blueprint and push the Sigstore bundle as its OCI referrer",
+		Use:   commands.BlueprintSign.Use,
+		Short: commands.BlueprintSign.Short,
 		Long: `Sign the blueprint manifest REF names with PREFIX.key (passphrase from
 NEMOCLAW_KEY_PASSWORD, or asked for on a terminal). The Sigstore bundle is
 pushed as a referrer of the manifest (registries without the referrers API
@@ -334,8 +353,8 @@ func newBlueprintVerifyCmd(app *cli.App) *cobra.Command {
 	var vf *cli.VerifyFlags
 	var rf *cli.RegistryFlags
 	cmd := &cobra.Command{
-		Use:   "verify REF (--key PREFIX.pub | --certificate-identity ID --certificate-oidc-issuer URL) [--trusted-root FILE]",
-		Short: "Check a blueprint's digests and signature in the registry without pulling it",
+		Use:   commands.BlueprintVerify.Use,
+		Short: commands.BlueprintVerify.Short,
 		Long: `Verify REF's manifest and layer digests and its Sigstore signature against
 the given key or keyless identity (or, with neither, the trust policy).
 Nothing is written. Exit code 3 when verification fails.`,
@@ -369,8 +388,8 @@ Nothing is written. Exit code 3 when verification fails.`,
 
 func newKeyCmd(app *cli.App) *cobra.Command {
 	key := &cobra.Command{
-		Use:   "key",
-		Short: "Manage blueprint signing keys",
+		Use:   commands.Key.Use,
+		Short: commands.Key.Short,
 		Args:  cli.NoArgs,
 		RunE:  cli.GroupHelp,
 	}
@@ -403,8 +422,8 @@ PREFIX.pub. Put PREFIX.pub in a trust policy rule, or pass it to --key.`,
 
 func newRegistryCmd(app *cli.App) *cobra.Command {
 	reg := &cobra.Command{
-		Use:   "registry",
-		Short: "Log in to and out of OCI registries",
+		Use:   commands.Registry.Use,
+		Short: commands.Registry.Short,
 		Args:  cli.NoArgs,
 		RunE:  cli.GroupHelp,
 	}

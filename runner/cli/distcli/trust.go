@@ -10,10 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nemoclaw/nemoclaw/runner/cli"
+	"github.com/nemoclaw/nemoclaw/runner/cli/distcli/commands"
 	"github.com/nemoclaw/nemoclaw/runner/signing"
 )
-
-func init() { cli.Register(newTrustCmd) }
 
 // trustPolicyFile is $NEMOCLAW_HOME/trust/policy.yaml.
 func trustPolicyFile(app *cli.App) string {
@@ -22,8 +21,8 @@ func trustPolicyFile(app *cli.App) string {
 
 func newTrustCmd(app *cli.App) *cobra.Command {
 	trust := &cobra.Command{
-		Use:   "trust",
-		Short: "Manage which keys and keyless identities are trusted for which repositories",
+		Use:   commands.Trust.Use,
+		Short: commands.Trust.Short,
 		Args:  cli.NoArgs,
 		RunE:  cli.GroupHelp,
 	}
