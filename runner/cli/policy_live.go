@@ -87,7 +87,7 @@ Without a terminal, or with --list, it prints the queue once and exits.`,
 				return fmt.Errorf("approvals: raw terminal: %w", err)
 			}
 			defer func() { _ = term.Restore(int(in.Fd()), old); printf(app.Out, "\n") }()
-			return controlErr(egress.RunApprovalsUI(cmd.Context(), &c.Client, args[0], in, out))
+			return controlErr(runApprovalsUI(cmd.Context(), &c.Client, args[0], in, out))
 		},
 	}
 	cmd.Flags().BoolVar(&list, "list", false, "print the queue and exit instead of opening the UI")

@@ -3,14 +3,12 @@ package egress
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nemoclaw/nemoclaw/internal/testutil"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 )
 
@@ -75,100 +73,5 @@ func TestControlSocket(t *testing.T) {
 	}
 	if _, err := (&Client{Path: filepath.Join(t.TempDir(), "none.sock")}).Status(ctx); err == nil || !strings.Contains(err.Error(), "is the sandbox running") {
 		t.Fatalf("missing socket: %v", err)
-	}
-}
-
-// TestApprovalsUI drives the terminal UI headlessly: keys go in through a
-// pipe, the screen is read back, and the waiting request completes once
-// the UI approves it.
-func TestApprovalsUI(t *testing.T) {
-	t.Parallel()
-	_, port := newTLSUpstream(t)
-	_, port2 := newTLSUpstream(t)
-	h, c := controlHarness(t, pol(map[string][]*policy.Endpoint{"api": {ep("api.test", port, loopOK)}}), func(c *Config) {
-		c.Approvals, c.ApprovalTimeout = true, 20*time.Second
-	})
-	hc := h.client(false)
-	done := make(chan string, 2)
-	get := func(url string) {
-		resp, err := hc.Get(url)
-		if err != nil {
-			done <- err.Error()
-			return
-		}
-		resp.Body.Close()
-		done <- resp.Status
-	}
-	go get(u("127.0.0.1", port, "/one"))
-	go get(u("127.0.0.1", port2, "/two"))
-	pr, pw := io.Pipe()
-	screen := &testutil.Buffer{} // the TUI's screen output
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	uiDone := make(chan error, 1)
-	go func() { uiDone <- RunApprovalsUI(ctx, c, "test", pr, screen) }()
-	waitScreen := func(want string) {
-		t.Helper()
-		for !strings.Contains(screen.String(), want) {
-			if ctx.Err() != nil {
-				t.Fatalf("screen never showed %q:\n%s", want, screen.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	waitScreen("2 waiting")
-	waitScreen(itoa(port2))
-	_, _ = pw.Write([]byte("\r")) // detail of the first
-	waitScreen("first request: CONNECT")
-	_, _ = pw.Write([]byte("A")) // approve all
-	for range 2 {
-		if st := <-done; st != "200 OK" {
-			t.Fatalf("approved through the UI: %s\n%s", st, screen.String())
-		}
-	}
-	waitScreen("0 waiting")
-	_, _ = pw.Write([]byte("q"))
-	if err := <-uiDone; err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestApprovalsUIModel(t *testing.T) {
-	t.Parallel()
-	m := &approvalsUI{sandbox: "s"}
-	m.setItems([]Pending{{ID: "1", Host: "a.test", Port: 443}, {ID: "2", Host: "b.test", Port: 80}})
-	steps := []struct {
-		key     string
-		cursor  int
-		ids     []string
-		approve bool
-		save    bool
-		quit    bool
-	}{
-		{key: "j", cursor: 1},
-		{key: "j", cursor: 1},
-		{key: "\x1b[A", cursor: 0},
-		{key: "d", cursor: 0, ids: []string{"1"}},
-		{key: "\x1b[B", cursor: 1},
-		{key: "s", cursor: 1, ids: []string{"2"}, approve: true, save: true},
-		{key: "a", cursor: 1, ids: []string{"2"}, approve: true},
-		{key: "A", cursor: 1, ids: []string{"1", "2"}, approve: true},
-		{key: "q", cursor: 1, quit: true},
-	}
-	for i, s := range steps {
-		a := m.key(s.key)
-		if m.cursor != s.cursor || strings.Join(a.ids, ",") != strings.Join(s.ids, ",") || a.approve != s.approve || a.save != s.save || a.quit != s.quit {
-			t.Fatalf("step %d %q: cursor %d action %+v", i, s.key, m.cursor, a)
-		}
-	}
-	if v := m.view(); !strings.Contains(v, "> #2") || !strings.Contains(v, "b.test:80") {
-		t.Fatalf("view:\n%s", v)
-	}
-	m.setItems([]Pending{{ID: "2", Host: "b.test", Port: 80}})
-	if m.cursor != 0 || m.items[0].ID != "2" {
-		t.Fatal("cursor did not follow the item")
-	}
-	if got := splitKeys([]byte("j\x1b[Bq")); strings.Join(got, "|") != "j|\x1b[B|q" {
-		t.Fatalf("splitKeys: %q", got)
 	}
 }
