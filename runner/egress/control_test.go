@@ -75,3 +75,56 @@ func TestControlSocket(t *testing.T) {
 		t.Fatalf("missing socket: %v", err)
 	}
 }
+
+// TestControlRevoke approves and saves a destination over the control
+// socket, sees it in the live policy, revokes it, and checks that later
+// requests are refused again, in this run and in the next one.
+func TestControlRevoke(t *testing.T) {
+	t.Parallel()
+	_, port := newTLSUpstream(t)
+	file := filepath.Join(t.TempDir(), "approvals.json")
+	base := pol(map[string][]*policy.Endpoint{"api": {ep("api.test", port, loopOK)}})
+	h, c := controlHarness(t, base, func(c *Config) { c.ApprovalsFile = file })
+	ctx := context.Background()
+	get := func(h *harness) int {
+		st, _, _ := h.do(t, h.client(false), "GET", u("127.0.0.1", port, "/"), "", nil)
+		return st
+	}
+	if st := get(h); st != 403 {
+		t.Fatalf("before approval: %d", st)
+	}
+	items, err := c.Pending(ctx, 0)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("pending: %+v %v", items, err)
+	}
+	if _, err := c.Decide(ctx, items[0].ID, true, true); err != nil {
+		t.Fatal(err)
+	}
+	if st := get(h); st != 200 {
+		t.Fatalf("after approval: %d", st)
+	}
+	id := "127.0.0.1:" + itoa(port)
+	lp, err := c.LivePolicy(ctx)
+	if err != nil || lp.Policy == nil || lp.Policy.NetworkPolicies["api"] == nil || len(lp.Approvals) != 1 || ApprovalID(lp.Approvals[0]) != id || !lp.Approvals[0].Saved {
+		t.Fatalf("live policy: %+v %v", lp, err)
+	}
+	var ce *ControlError
+	if _, err := c.Revoke(ctx, "other.test:443"); !errors.As(err, &ce) || !strings.Contains(err.Error(), "no approval") {
+		t.Fatalf("unknown revoke: %v", err)
+	}
+	ap, err := c.Revoke(ctx, id)
+	if err != nil || ap == nil || ap.Port != port {
+		t.Fatalf("revoke: %+v %v", ap, err)
+	}
+	if st := get(h); st != 403 {
+		t.Fatalf("after revoke: %d", st)
+	}
+	if lp, err := c.LivePolicy(ctx); err != nil || len(lp.Approvals) != 0 {
+		t.Fatalf("live policy after revoke: %+v %v", lp, err)
+	}
+	// The saved approval is gone from the file: the next run refuses too.
+	h2 := newHarness(t, base, func(c *Config) { c.ApprovalsFile = file })
+	if st := get(h2); st != 403 {
+		t.Fatalf("next run after revoke: %d", st)
+	}
+}
