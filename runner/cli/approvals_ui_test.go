@@ -97,12 +97,12 @@ func TestApprovalsUI(t *testing.T) {
 		waitFor(ctx, t, func() string { return "screen shows " + want + ":\n" + screen.String() },
 			func() bool { return strings.Contains(screen.String(), want) })
 	}
-	waitScreen("2 waiting")
+	waitScreen("— 2 waiting")
 	waitScreen("b.test:8443")
 	_, _ = pw.Write([]byte("\r"))
 	waitScreen("first request: CONNECT")
 	_, _ = pw.Write([]byte("A"))
-	waitScreen("0 waiting")
+	waitScreen("— 0 waiting")
 	if got := f.log(); got != "approve 1,approve 2" {
 		t.Fatalf("decisions: %s", got)
 	}

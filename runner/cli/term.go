@@ -209,7 +209,7 @@ func (m *termUI) view() string {
 		add("")
 		add("audit log of %s:", egress.Printable(name))
 	}
-	footer := []string{m.clip("[j/k] sandbox  [tab] request  [a] approve  [s] approve+save  [d] deny  [c] connect  [l] logs  [q] quit")}
+	footer := []string{m.clip("j/k sandbox  tab request  a approve  s approve+save  d deny  c connect  l logs  q quit")}
 	if m.status != "" {
 		footer = append(footer, m.clip(egress.Printable(m.status)))
 	}
