@@ -186,14 +186,7 @@ func runApprovalsUI(ctx context.Context, c approvalsClient, sandbox string, in i
 				if _, err := c.Decide(ctx, id, a.approve, a.save); err != nil {
 					m.status = fmt.Sprintf("#%s: %v", id, err)
 				} else {
-					verb := "denied"
-					if a.approve {
-						verb = "approved"
-						if a.save {
-							verb = "approved and saved"
-						}
-					}
-					m.status = fmt.Sprintf("#%s %s", id, verb)
+					m.status = fmt.Sprintf("#%s %s", id, decisionVerb(a.approve, a.save))
 				}
 			}
 			if len(a.ids) > 0 {

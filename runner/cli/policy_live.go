@@ -251,14 +251,7 @@ every later request to that host:port through for the sandbox's life; with
 			if err != nil {
 				return controlErr(err)
 			}
-			verb := "denied"
-			if approve {
-				verb = "approved"
-				if save {
-					verb = "approved and saved"
-				}
-			}
-			printf(app.Out, "%s %s (request #%s)\n", verb, egress.Printable(net.JoinHostPort(d.Host, strconv.Itoa(d.Port))), egress.Printable(d.ID))
+			printf(app.Out, "%s %s (request #%s)\n", decisionVerb(approve, save), egress.Printable(net.JoinHostPort(d.Host, strconv.Itoa(d.Port))), egress.Printable(d.ID))
 			return nil
 		},
 	}
