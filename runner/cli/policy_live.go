@@ -114,7 +114,7 @@ file. Connections it already admitted are not cut.`,
 	}
 	cmd.Flags().BoolVar(&list, "list", false, "print the queue and exit instead of opening the UI")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format with --list: text or json")
-	cmd.Flags().StringVar(&revoke, "revoke", "", "withdraw the approval of `HOST:PORT` (as --list shows it) and exit")
+	cmd.Flags().StringVar(&revoke, "revoke", "", "withdraw the approval of HOST:PORT (as --list shows it) and exit")
 	return cmd
 }
 
