@@ -31,7 +31,7 @@ func TestTerm(t *testing.T) {
 	go s.Serve(l)
 	t.Cleanup(func() { s.Close() })
 	port := l.Addr().(*net.TCPAddr).Port
-	script := fmt.Sprintf("curl -sS -m 60 http://127.0.0.2:%d/one > /sandbox/result.tmp 2>&1; mv /sandbox/result.tmp /sandbox/result; sleep 600", port)
+	script := fmt.Sprintf("echo agent-started; curl -sS -m 60 http://127.0.0.2:%d/one > /sandbox/result.tmp 2>&1; mv /sandbox/result.tmp /sandbox/result; sleep 600", port)
 	run := e.nemoclaw("sandbox", "run", "--detach", "--name", "tui", "--approvals", "--approval-timeout", "60s",
 		"--workdir", e.workdir, "--policy", pol, "--", "/bin/sh", "-c", script)
 	if out, errs, code := runCmd(t, run); code != 0 || out != "tui\n" {
@@ -74,6 +74,29 @@ func TestTerm(t *testing.T) {
 	}
 	if !p.waitFor("approved", 10*time.Second) || !p.waitFor("allow", 10*time.Second) {
 		t.Fatalf("the dashboard shows neither the decision nor the audit event:\n%s", p.text())
+	}
+	// c runs `sandbox connect` on the terminal (term's key reader paused:
+	// the shell gets every keystroke) and comes back when it exits; l
+	// follows the agent's log until Ctrl-C, which ends the child only.
+	p.send(t, "c")
+	p.expect(t, "$ ")
+	p.send(t, "echo in-$((6*7))\r")
+	p.expect(t, "in-42")
+	p.send(t, "exit\r")
+	p.expect(t, "back from sandbox connect tui")
+	p.send(t, "l")
+	p.expect(t, "agent-started") // logs runs: the Ctrl-C below reaches it
+	p.send(t, "\x03")
+	p.expect(t, "back from sandbox logs --follow tui")
+	// The live policy shows the approval, marked; revoking it empties it.
+	if o, se, code := runCmd(t, e.nemoclaw("policy", "show", "tui")); code != 0 || !strings.Contains(o, "# approvals granted while the sandbox runs") || !strings.Contains(o, "#   "+dest) {
+		t.Fatalf("policy show tui: exit %d\n%s%s", code, o, se)
+	}
+	if o, se, code := runCmd(t, e.nemoclaw("policy", "approvals", "tui", "--revoke", dest)); code != 0 || !strings.Contains(o, "revoked "+dest) {
+		t.Fatalf("--revoke: exit %d %s %s", code, o, se)
+	}
+	if o, se, code := runCmd(t, e.nemoclaw("policy", "show", "tui")); code != 0 || !strings.Contains(o, "# approvals: none granted") {
+		t.Fatalf("policy show tui after revoke: exit %d\n%s%s", code, o, se)
 	}
 	// A resize reaches term as SIGWINCH and redraws at the new size.
 	ptyCtl(t, ptm, func(fd int) error { return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: 30, Col: 120}) })

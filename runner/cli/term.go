@@ -232,11 +232,26 @@ type keyReader struct {
 	f      *os.File
 	mu     sync.Mutex
 	paused bool
-	keys   chan string
+	epoch  int // counts pauses: keys read before one are stale
+	keys   chan termKey
+}
+
+// termKey is a key and the epoch it was read in.
+type termKey struct {
+	k     string
+	epoch int
+}
+
+// stale reports whether k was read before the latest pause: typed ahead
+// of a child (connect, logs), it was meant for the child, not term.
+func (r *keyReader) stale(k termKey) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return k.epoch != r.epoch
 }
 
 func newKeyReader(ctx context.Context, f *os.File) *keyReader {
-	r := &keyReader{f: f, keys: make(chan string)}
+	r := &keyReader{f: f, keys: make(chan termKey)}
 	go r.loop(ctx)
 	return r
 }
@@ -254,7 +269,7 @@ func (r *keyReader) loop(ctx context.Context) {
 				n, err = r.f.Read(buf)
 			}
 		}
-		paused := r.paused
+		paused, epoch := r.paused, r.epoch
 		r.mu.Unlock()
 		if paused {
 			time.Sleep(50 * time.Millisecond)
@@ -262,7 +277,7 @@ func (r *keyReader) loop(ctx context.Context) {
 		}
 		for _, k := range splitKeys(buf[:n]) {
 			select {
-			case r.keys <- k:
+			case r.keys <- termKey{k, epoch}:
 			case <-ctx.Done():
 				return
 			}
@@ -277,6 +292,9 @@ func (r *keyReader) loop(ctx context.Context) {
 func (r *keyReader) pause(p bool) {
 	r.mu.Lock()
 	r.paused = p
+	if p {
+		r.epoch++
+	}
 	r.mu.Unlock()
 }
 
@@ -337,13 +355,13 @@ func runTerm(ctx context.Context, app *App, in, out *os.File, self string) error
 	// the key reader paused, and comes back to the dashboard after it.
 	child := func(args ...string) {
 		keys.pause(true)
-		restore()
 		// Ctrl-C in the child's cooked terminal signals the whole
 		// foreground group: caught here (not ignored, which the child
 		// would inherit) so that it ends the child only.
 		ints := make(chan os.Signal, 1)
 		signal.Notify(ints, os.Interrupt)
 		defer signal.Stop(ints)
+		restore()
 		c := exec.CommandContext(ctx, self, args...)
 		c.Stdin, c.Stdout, c.Stderr = in, out, out
 		c.Env = append(os.Environ(), "NEMOCLAW_HOME="+app.Home)
@@ -376,7 +394,10 @@ func runTerm(ctx context.Context, app *App, in, out *os.File, self string) error
 			if !ok {
 				return nil
 			}
-			a := m.key(k)
+			if keys.stale(k) {
+				continue
+			}
+			a := m.key(k.k)
 			switch {
 			case a.quit:
 				return nil

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,5 +127,40 @@ func TestTailAudit(t *testing.T) {
 	}
 	if got := tailAudit(filepath.Join(dir, "none"), 5); got != nil {
 		t.Fatalf("missing file: %q", got)
+	}
+}
+
+// TestTermKeyReaderStale: keys typed ahead of a child (read in the same
+// batch as the key that started it) are stale once the reader was paused,
+// so that a "q" meant for the shell does not quit term on its return.
+func TestTermKeyReaderStale(t *testing.T) {
+	t.Parallel()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	kr := newKeyReader(ctx, r)
+	if _, err := w.WriteString("cq"); err != nil {
+		t.Fatal(err)
+	}
+	c := <-kr.keys
+	if c.k != "c" || kr.stale(c) {
+		t.Fatalf("first key %+v stale %v", c, kr.stale(c))
+	}
+	kr.pause(true)
+	kr.pause(false)
+	q := <-kr.keys
+	if q.k != "q" || !kr.stale(q) {
+		t.Fatalf("typed-ahead key %+v not stale", q)
+	}
+	if _, err := w.WriteString("j"); err != nil {
+		t.Fatal(err)
+	}
+	if j := <-kr.keys; j.k != "j" || kr.stale(j) {
+		t.Fatalf("a key after the child %+v is stale", j)
 	}
 }
