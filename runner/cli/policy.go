@@ -60,18 +60,24 @@ accepted but not enforced are listed as findings.`,
 func newPolicyShowCmd(app *App) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:   "show [DIR|FILE]",
+		Use:   "show [DIR|FILE|SANDBOX]",
 		Short: "Print the effective policy of a blueprint (default: the embedded one) or a policy file in canonical form",
 		Long: `Show prints the effective sandbox policy — the base policy with the
 blueprint's additions and presets merged, every default made explicit — in
-canonical form (sorted keys, ports as lists, enforcement spelled out).`,
+canonical form (sorted keys, ports as lists, enforcement spelled out).
+For a running sandbox's name it prints the policy in force (after policy
+set/add) and, as comments, the approvals granted for the sandbox's life.`,
 		Example: `  nemoclaw policy show
   nemoclaw policy show ./my-blueprint --output json
-  nemoclaw policy show policies/sandbox.yaml`,
+  nemoclaw policy show policies/sandbox.yaml
+  nemoclaw policy show my-sandbox`,
 		Args: argsRange(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output, "yaml", "json"); err != nil {
 				return err
+			}
+			if len(args) == 1 && liveSandboxArg(app, args[0]) {
+				return showLivePolicy(cmd, app, args[0], output)
 			}
 			var p *policy.Policy
 			if len(args) == 1 {

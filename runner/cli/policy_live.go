@@ -49,7 +49,7 @@ func controlErr(err error) error {
 
 func newPolicyApprovalsCmd(app *App) *cobra.Command {
 	var list bool
-	var output string
+	var output, revoke string
 	cmd := &cobra.Command{
 		Use:   "approvals SANDBOX",
 		Short: "Review destinations a running sandbox was refused, and approve or deny them (terminal UI)",
@@ -59,9 +59,15 @@ Keys: j/k or arrows move, enter shows details, a approves, s approves and saves
 (the approval then also applies to the next run of the same sandbox name),
 d denies, A approves all, q quits. Approvals last for the sandbox's life.
 
-Without a terminal, or with --list, it prints the queue once and exits.`,
+Without a terminal, or with --list, it prints the queue and the approvals
+granted so far once and exits (--output json prints the queue only; the
+granted ones are in ` + "`nemoclaw policy show SANDBOX --output json`" + `).
+--revoke HOST:PORT withdraws an approval, saved or not: later requests to it
+are refused (or queued again) and a saved one is removed from the approvals
+file. Connections it already admitted are not cut.`,
 		Example: `  nemoclaw policy approvals my-sandbox
-  nemoclaw policy approvals my-sandbox --list --output json`,
+  nemoclaw policy approvals my-sandbox --list --output json
+  nemoclaw policy approvals my-sandbox --revoke api.example.com:443`,
 		Args:              argsRange(1, 1),
 		ValidArgsFunction: completeSandboxNames(app),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -72,27 +78,125 @@ Without a terminal, or with --list, it prints the queue once and exits.`,
 			if err != nil {
 				return err
 			}
+			if revoke != "" {
+				ap, err := c.Revoke(cmd.Context(), revoke)
+				if err != nil {
+					return controlErr(err)
+				}
+				how := "for this run"
+				if ap.Saved {
+					how = "for this run and removed from the saved approvals"
+				}
+				printf(app.Out, "revoked %s %s\n", egress.Printable(egress.ApprovalID(*ap)), how)
+				return nil
+			}
 			in, _ := app.In.(*os.File)
 			out, _ := app.Out.(*os.File)
 			interactive := !list && in != nil && out != nil && term.IsTerminal(int(in.Fd())) && term.IsTerminal(int(out.Fd()))
 			if !interactive {
-				items, err := c.Pending(cmd.Context(), 0)
+				st, err := c.Client.Status(cmd.Context())
 				if err != nil {
 					return controlErr(err)
 				}
-				return printPending(app, items, output)
+				if err := printPending(app, st.Pending, output); err != nil || output == "json" {
+					return err
+				}
+				printGranted(app, st.Approvals)
+				return nil
 			}
 			old, err := term.MakeRaw(int(in.Fd()))
 			if err != nil {
 				return fmt.Errorf("approvals: raw terminal: %w", err)
 			}
 			defer func() { _ = term.Restore(int(in.Fd()), old); printf(app.Out, "\n") }()
-			return controlErr(egress.RunApprovalsUI(cmd.Context(), &c.Client, args[0], in, out))
+			return controlErr(runApprovalsUI(cmd.Context(), &c.Client, args[0], in, out))
 		},
 	}
 	cmd.Flags().BoolVar(&list, "list", false, "print the queue and exit instead of opening the UI")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format with --list: text or json")
+	cmd.Flags().StringVar(&revoke, "revoke", "", "withdraw the approval of HOST:PORT (as --list shows it) and exit")
 	return cmd
+}
+
+// printGranted lists the approvals granted so far, by the id --revoke takes.
+func printGranted(app *App, grants []egress.Approval) {
+	if len(grants) == 0 {
+		printf(app.Out, "no destinations are approved\n")
+		return
+	}
+	printf(app.Out, "\n%-46s %s\n", "APPROVED (revoke with --revoke)", "LASTS")
+	for _, g := range grants {
+		how := "this run"
+		if g.Saved {
+			how = "saved: this run and the next ones"
+		}
+		printf(app.Out, "%-46s %s\n", egress.Printable(egress.ApprovalID(g)), how)
+	}
+}
+
+// liveSandboxArg reports whether the argument of `policy show` names a
+// sandbox of this host rather than a file or directory: an existing path
+// wins (as before sandboxes had names); otherwise a sandbox directory.
+func liveSandboxArg(app *App, arg string) bool {
+	if _, err := os.Stat(arg); err == nil || !sandbox.ValidName(arg) || strings.Contains(arg, "..") {
+		return false
+	}
+	_, err := os.Stat(supervisor.Dir(app.Home, arg))
+	return err == nil
+}
+
+// livePolicy is `policy show SANDBOX --output json`.
+type livePolicy struct {
+	Sandbox    string            `json:"sandbox"`
+	Generation uint64            `json:"generation"`
+	Policy     *policy.Policy    `json:"policy"`
+	Approvals  []egress.Approval `json:"approvals"`
+}
+
+// showLivePolicy prints the policy in force in a running sandbox, in the
+// canonical form `policy show FILE` prints, followed by the approvals
+// granted for its life. They are YAML comments, not policy: the output
+// stays a valid policy file for `policy set`, which never carries them.
+func showLivePolicy(cmd *cobra.Command, app *App, name, output string) error {
+	c, err := controlClient(app, name)
+	if err != nil {
+		return err
+	}
+	r, err := c.LivePolicy(cmd.Context())
+	if err != nil {
+		return controlErr(fmt.Errorf("policy show %s: %w", name, err))
+	}
+	if r.Policy == nil {
+		return fmt.Errorf("policy show %s: the supervisor sent no policy; it may be older than this nemoclaw: restart the sandbox", name)
+	}
+	if output == "json" {
+		aps := r.Approvals
+		if aps == nil {
+			aps = []egress.Approval{}
+		}
+		return writeJSON(app.Out, livePolicy{Sandbox: name, Generation: r.Generation, Policy: policy.Normalize(r.Policy), Approvals: aps})
+	}
+	out, err := policy.Canonical(r.Policy)
+	if err != nil {
+		return fmt.Errorf("policy show %s: %w", name, err)
+	}
+	printf(app.Out, "# sandbox %s: the network policy in force, generation %d\n", name, r.Generation)
+	if _, err := app.Out.Write(out); err != nil {
+		return err
+	}
+	if len(r.Approvals) == 0 {
+		printf(app.Out, "# approvals: none granted\n")
+		return nil
+	}
+	printf(app.Out, "# approvals granted while the sandbox runs (in force, but not part of the policy;\n# revoke with `nemoclaw policy approvals %s --revoke HOST:PORT`):\n", name)
+	for _, g := range r.Approvals {
+		how := "this run"
+		if g.Saved {
+			how = "saved"
+		}
+		printf(app.Out, "#   %-44s %s\n", egress.Printable(egress.ApprovalID(g)), how)
+	}
+	return nil
 }
 
 func printPending(app *App, items []egress.Pending, output string) error {
@@ -147,14 +251,7 @@ every later request to that host:port through for the sandbox's life; with
 			if err != nil {
 				return controlErr(err)
 			}
-			verb := "denied"
-			if approve {
-				verb = "approved"
-				if save {
-					verb = "approved and saved"
-				}
-			}
-			printf(app.Out, "%s %s (request #%s)\n", verb, egress.Printable(net.JoinHostPort(d.Host, strconv.Itoa(d.Port))), egress.Printable(d.ID))
+			printf(app.Out, "%s %s (request #%s)\n", decisionVerb(approve, save), egress.Printable(net.JoinHostPort(d.Host, strconv.Itoa(d.Port))), egress.Printable(d.ID))
 			return nil
 		},
 	}

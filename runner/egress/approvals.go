@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -215,12 +216,66 @@ func (p *Proxy) Decide(id string, approve, save bool) (Pending, error) {
 	return pr.Pending, nil
 }
 
-func (a *approvals) grantLocked(ap Approval) error {
+// ErrNoSuchGrant is returned by Revoke for a host:port with no approval.
+var ErrNoSuchGrant = errors.New("no approval for that host:port")
+
+// Revoke withdraws the approval of host:port (id is "HOST:PORT", as
+// ApprovalID writes it), saved or not: later requests to it are decided by
+// the policy again (and queued for approval when approvals are on); a
+// saved approval is also removed from the approvals file. Connections
+// already admitted by the approval are not cut, as with a policy change.
+func (p *Proxy) Revoke(id string) (Approval, error) {
+	a := p.appr
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i := slices.IndexFunc(a.grants, func(g Approval) bool { return ApprovalID(g) == id })
+	if i < 0 {
+		return Approval{}, fmt.Errorf("revoke %s: %w (list them with `nemoclaw policy approvals %s --list`)", id, ErrNoSuchGrant, p.cfg.Sandbox)
+	}
+	old := a.grants[i]
+	grants := slices.Delete(slices.Clone(a.grants), i, i+1)
+	// Built aside and swapped in one store: a request decided meanwhile
+	// sees the old list or the new one, never a partial one.
+	eps := make([]*endpoint, 0, len(grants))
+	for j, g := range grants {
+		ce, err := a.compileGrant(g, j)
+		if err != nil {
+			return Approval{}, fmt.Errorf("revoke %s: %w", id, err)
+		}
+		eps = append(eps, ce)
+	}
+	a.grants = grants
+	a.eps.Store(&eps)
+	if old.Saved {
+		if err := a.saveLocked(); err != nil {
+			return Approval{}, fmt.Errorf("revoke %s: revoked for this run, but the approvals file was not updated: %w", id, err)
+		}
+	}
+	a.notify()
+	p.audit.record(&Event{Class: "Network Activity", Activity: "approval", Decision: Deny, Host: old.Host, Port: old.Port,
+		Rule: "approval " + id, Reason: "revoked by the operator"})
+	return old, nil
+}
+
+// ApprovalID is the id an approval is listed and revoked by: its host:port.
+func ApprovalID(ap Approval) string { return net2key(ap.Host, ap.Port) }
+
+// compileGrant compiles an approval as the endpoint
+// network_policies.approved.endpoints[index].
+func (a *approvals) compileGrant(ap Approval, index int) (*endpoint, error) {
 	ce, _, err := compileEndpoint("approval", &policy.Endpoint{Host: ap.Host, Port: ap.Port}, a.p)
+	if err != nil {
+		return nil, err
+	}
+	ce.key, ce.index = "approved", index
+	return ce, nil
+}
+
+func (a *approvals) grantLocked(ap Approval) error {
+	ce, err := a.compileGrant(ap, len(a.grants))
 	if err != nil {
 		return err
 	}
-	ce.key, ce.index = "approved", len(a.grants)
 	a.grants = append(a.grants, ap)
 	eps := append(append([]*endpoint{}, a.granted()...), ce)
 	a.eps.Store(&eps)

@@ -24,6 +24,10 @@ const (
 	OpDeny      = "deny"
 	OpSetPolicy = "set-policy"
 	OpAddPreset = "add-preset"
+	// OpPolicy returns the policy in force with the approvals granted.
+	OpPolicy = "policy"
+	// OpRevoke withdraws the approval ControlRequest.ID ("HOST:PORT").
+	OpRevoke = "revoke"
 )
 
 // ControlRequest is one request on the control socket (one JSON object per
@@ -50,6 +54,10 @@ type ControlResponse struct {
 	Approvals  []Approval `json:"approvals,omitempty"`
 	Summaries  []Summary  `json:"summaries,omitempty"`
 	Decided    *Pending   `json:"decided,omitempty"`
+	// Policy is the policy in force (OpPolicy).
+	Policy *policy.Policy `json:"policy,omitempty"`
+	// Revoked is the approval OpRevoke withdrew.
+	Revoked *Approval `json:"revoked,omitempty"`
 }
 
 // ListenControl creates the control socket at path, readable and writable
@@ -203,6 +211,14 @@ func (p *Proxy) Control(req ControlRequest) ControlResponse {
 			return fail(err, false)
 		}
 		r.Decided = &d
+	case OpPolicy:
+		r.Policy, r.Approvals = p.Policy(), p.Approvals()
+	case OpRevoke:
+		ap, err := p.Revoke(req.ID)
+		if err != nil {
+			return fail(err, false)
+		}
+		r.Revoked = &ap
 	case OpSetPolicy:
 		if err := p.Reload(req.Policy); err != nil {
 			return fail(err, true)
@@ -314,6 +330,21 @@ func (c *Client) AddPreset(ctx context.Context, pr *policy.Preset) (uint64, erro
 		return 0, err
 	}
 	return r.Generation, nil
+}
+
+// LivePolicy returns the policy in force, its generation and the
+// approvals granted for the sandbox's life.
+func (c *Client) LivePolicy(ctx context.Context) (*ControlResponse, error) {
+	return c.Do(ctx, ControlRequest{Op: OpPolicy})
+}
+
+// Revoke withdraws the approval id ("HOST:PORT").
+func (c *Client) Revoke(ctx context.Context, id string) (*Approval, error) {
+	r, err := c.Do(ctx, ControlRequest{Op: OpRevoke, ID: id})
+	if err != nil {
+		return nil, err
+	}
+	return r.Revoked, nil
 }
 
 // Status returns summaries, grants and pending approvals.

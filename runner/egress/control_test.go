@@ -3,14 +3,12 @@ package egress
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nemoclaw/nemoclaw/internal/testutil"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 )
 
@@ -78,97 +76,55 @@ func TestControlSocket(t *testing.T) {
 	}
 }
 
-// TestApprovalsUI drives the terminal UI headlessly: keys go in through a
-// pipe, the screen is read back, and the waiting request completes once
-// the UI approves it.
-func TestApprovalsUI(t *testing.T) {
+// TestControlRevoke approves and saves a destination over the control
+// socket, sees it in the live policy, revokes it, and checks that later
+// requests are refused again, in this run and in the next one.
+func TestControlRevoke(t *testing.T) {
 	t.Parallel()
 	_, port := newTLSUpstream(t)
-	_, port2 := newTLSUpstream(t)
-	h, c := controlHarness(t, pol(map[string][]*policy.Endpoint{"api": {ep("api.test", port, loopOK)}}), func(c *Config) {
-		c.Approvals, c.ApprovalTimeout = true, 20*time.Second
-	})
-	hc := h.client(false)
-	done := make(chan string, 2)
-	get := func(url string) {
-		resp, err := hc.Get(url)
-		if err != nil {
-			done <- err.Error()
-			return
-		}
-		resp.Body.Close()
-		done <- resp.Status
+	file := filepath.Join(t.TempDir(), "approvals.json")
+	base := pol(map[string][]*policy.Endpoint{"api": {ep("api.test", port, loopOK)}})
+	h, c := controlHarness(t, base, func(c *Config) { c.ApprovalsFile = file })
+	ctx := context.Background()
+	get := func(h *harness) int {
+		st, _, _ := h.do(t, h.client(false), "GET", u("127.0.0.1", port, "/"), "", nil)
+		return st
 	}
-	go get(u("127.0.0.1", port, "/one"))
-	go get(u("127.0.0.1", port2, "/two"))
-	pr, pw := io.Pipe()
-	screen := &testutil.Buffer{} // the TUI's screen output
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	uiDone := make(chan error, 1)
-	go func() { uiDone <- RunApprovalsUI(ctx, c, "test", pr, screen) }()
-	waitScreen := func(want string) {
-		t.Helper()
-		for !strings.Contains(screen.String(), want) {
-			if ctx.Err() != nil {
-				t.Fatalf("screen never showed %q:\n%s", want, screen.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+	if st := get(h); st != 403 {
+		t.Fatalf("before approval: %d", st)
 	}
-	waitScreen("2 waiting")
-	waitScreen(itoa(port2))
-	_, _ = pw.Write([]byte("\r")) // detail of the first
-	waitScreen("first request: CONNECT")
-	_, _ = pw.Write([]byte("A")) // approve all
-	for range 2 {
-		if st := <-done; st != "200 OK" {
-			t.Fatalf("approved through the UI: %s\n%s", st, screen.String())
-		}
+	items, err := c.Pending(ctx, 0)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("pending: %+v %v", items, err)
 	}
-	waitScreen("0 waiting")
-	_, _ = pw.Write([]byte("q"))
-	if err := <-uiDone; err != nil {
+	if _, err := c.Decide(ctx, items[0].ID, true, true); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func TestApprovalsUIModel(t *testing.T) {
-	t.Parallel()
-	m := &approvalsUI{sandbox: "s"}
-	m.setItems([]Pending{{ID: "1", Host: "a.test", Port: 443}, {ID: "2", Host: "b.test", Port: 80}})
-	steps := []struct {
-		key     string
-		cursor  int
-		ids     []string
-		approve bool
-		save    bool
-		quit    bool
-	}{
-		{key: "j", cursor: 1},
-		{key: "j", cursor: 1},
-		{key: "\x1b[A", cursor: 0},
-		{key: "d", cursor: 0, ids: []string{"1"}},
-		{key: "\x1b[B", cursor: 1},
-		{key: "s", cursor: 1, ids: []string{"2"}, approve: true, save: true},
-		{key: "a", cursor: 1, ids: []string{"2"}, approve: true},
-		{key: "A", cursor: 1, ids: []string{"1", "2"}, approve: true},
-		{key: "q", cursor: 1, quit: true},
+	if st := get(h); st != 200 {
+		t.Fatalf("after approval: %d", st)
 	}
-	for i, s := range steps {
-		a := m.key(s.key)
-		if m.cursor != s.cursor || strings.Join(a.ids, ",") != strings.Join(s.ids, ",") || a.approve != s.approve || a.save != s.save || a.quit != s.quit {
-			t.Fatalf("step %d %q: cursor %d action %+v", i, s.key, m.cursor, a)
-		}
+	id := "127.0.0.1:" + itoa(port)
+	lp, err := c.LivePolicy(ctx)
+	if err != nil || lp.Policy == nil || lp.Policy.NetworkPolicies["api"] == nil || len(lp.Approvals) != 1 || ApprovalID(lp.Approvals[0]) != id || !lp.Approvals[0].Saved {
+		t.Fatalf("live policy: %+v %v", lp, err)
 	}
-	if v := m.view(); !strings.Contains(v, "> #2") || !strings.Contains(v, "b.test:80") {
-		t.Fatalf("view:\n%s", v)
+	var ce *ControlError
+	if _, err := c.Revoke(ctx, "other.test:443"); !errors.As(err, &ce) || !strings.Contains(err.Error(), "no approval") {
+		t.Fatalf("unknown revoke: %v", err)
 	}
-	m.setItems([]Pending{{ID: "2", Host: "b.test", Port: 80}})
-	if m.cursor != 0 || m.items[0].ID != "2" {
-		t.Fatal("cursor did not follow the item")
+	ap, err := c.Revoke(ctx, id)
+	if err != nil || ap == nil || ap.Port != port {
+		t.Fatalf("revoke: %+v %v", ap, err)
 	}
-	if got := splitKeys([]byte("j\x1b[Bq")); strings.Join(got, "|") != "j|\x1b[B|q" {
-		t.Fatalf("splitKeys: %q", got)
+	if st := get(h); st != 403 {
+		t.Fatalf("after revoke: %d", st)
+	}
+	if lp, err := c.LivePolicy(ctx); err != nil || len(lp.Approvals) != 0 {
+		t.Fatalf("live policy after revoke: %+v %v", lp, err)
+	}
+	// The saved approval is gone from the file: the next run refuses too.
+	h2 := newHarness(t, base, func(c *Config) { c.ApprovalsFile = file })
+	if st := get(h2); st != 403 {
+		t.Fatalf("next run after revoke: %d", st)
 	}
 }

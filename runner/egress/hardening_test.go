@@ -437,22 +437,12 @@ func TestDNSRateLimit(t *testing.T) {
 	}
 }
 
-// TestApprovalsEscaping (issue 13 item 18): a program path with escape
-// sequences and bidi overrides is shown escaped in the approvals UI.
+// TestApprovalsEscaping (issue 13 item 18): agent-controlled strings are
+// escaped by Printable and in the audit and operator logs (the approvals
+// UI's own test is runner/cli TestApprovalsUIEscaping).
 func TestApprovalsEscaping(t *testing.T) {
 	t.Parallel()
 	evil := "/tmp/x\x1b[2K\x1b[1G#1 api.github.com:443 /usr/bin/git\u202e\x9b2J"
-	m := &approvalsUI{sandbox: "s", detail: true}
-	m.setItems([]Pending{{ID: "1", Host: "evil.test", Port: 443, Binary: evil, Method: "GET", Path: "/\u202eabc"}})
-	v := m.view()
-	for _, bad := range []string{"\x1b[2K", "\u202e", "\x9b"} {
-		if strings.Contains(v, bad) {
-			t.Fatalf("view holds %q raw:\n%q", bad, v)
-		}
-	}
-	if !strings.Contains(v, `\x1b[2K`) || !strings.Contains(v, `\u202e`) {
-		t.Fatalf("view does not show the escapes:\n%q", v)
-	}
 	for in, want := range map[string]string{"/usr/bin/git": "/usr/bin/git", "a\\b": `a\\b`, "\xff": `\xff`, "ünï": "ünï"} {
 		if got := Printable(in); got != want {
 			t.Fatalf("Printable(%q) = %q, want %q", in, got, want)

@@ -1,4 +1,4 @@
-package egress
+package cli
 
 import (
 	"context"
@@ -8,15 +8,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/nemoclaw/nemoclaw/runner/egress"
 )
 
 // approvalsUI is the state of the approvals terminal UI. It is a plain
 // model (keys in, screen text out) so it can be driven headlessly.
 type approvalsUI struct {
 	sandbox string
-	items   []Pending
+	items   []egress.Pending
 	cursor  int
 	detail  bool
 	status  string
@@ -68,7 +68,7 @@ func (m *approvalsUI) key(k string) uiAction {
 
 // setItems replaces the list, keeping the cursor on the same id if it is
 // still there.
-func (m *approvalsUI) setItems(items []Pending) {
+func (m *approvalsUI) setItems(items []egress.Pending) {
 	cur := ""
 	if m.cursor < len(m.items) {
 		cur = m.items[m.cursor].ID
@@ -94,27 +94,34 @@ func (m *approvalsUI) view() string {
 		if i == m.cursor {
 			mark = "> "
 		}
-		bin := Printable(it.Binary)
+		bin := egress.Printable(it.Binary)
 		if bin == "" {
 			bin = "?"
 		}
-		fmt.Fprintf(&b, "%s#%-4s %s  %s  (%d waiting, %s ago)\r\n", mark, Printable(it.ID), Printable(net.JoinHostPort(it.Host, strconv.Itoa(it.Port))), bin, it.Waiting, time.Since(it.Since).Truncate(time.Second))
+		fmt.Fprintf(&b, "%s#%-4s %s  %s  (%d waiting, %s ago)\r\n", mark, egress.Printable(it.ID), egress.Printable(net.JoinHostPort(it.Host, strconv.Itoa(it.Port))), bin, it.Waiting, time.Since(it.Since).Truncate(time.Second))
 		if i == m.cursor && m.detail {
-			fmt.Fprintf(&b, "      first request: %s %s\r\n      attempts: %d, since %s\r\n", Printable(it.Method), Printable(it.Path), it.Attempts, it.Since.Format(time.RFC3339))
+			fmt.Fprintf(&b, "      first request: %s %s\r\n      attempts: %d, since %s\r\n", egress.Printable(it.Method), egress.Printable(it.Path), it.Attempts, it.Since.Format(time.RFC3339))
 			b.WriteString("      approving allows every request to this host:port for the sandbox's life (s: also save)\r\n")
 		}
 	}
 	b.WriteString("\r\n[j/k] move  [enter] detail  [a] approve  [s] approve+save  [d] deny  [A] approve all  [q] quit\r\n")
 	if m.status != "" {
-		b.WriteString(Printable(m.status) + "\r\n")
+		b.WriteString(egress.Printable(m.status) + "\r\n")
 	}
 	return b.String()
 }
 
-// RunApprovalsUI runs the approvals terminal UI against a sandbox's control
+// approvalsClient is the part of the control API the approvals UI uses
+// (egress.Client, or a fake in tests).
+type approvalsClient interface {
+	Pending(ctx context.Context, wait time.Duration) ([]egress.Pending, error)
+	Decide(ctx context.Context, id string, approve, save bool) (*egress.Pending, error)
+}
+
+// runApprovalsUI runs the approvals terminal UI against a sandbox's control
 // socket, reading keys from in (a terminal in raw mode, or any stream) and
 // drawing on out, until q or the end of in.
-func RunApprovalsUI(ctx context.Context, c *Client, sandbox string, in io.Reader, out io.Writer) error {
+func runApprovalsUI(ctx context.Context, c approvalsClient, sandbox string, in io.Reader, out io.Writer) error {
 	m := &approvalsUI{sandbox: sandbox}
 	keys := make(chan string)
 	go func() {
@@ -136,7 +143,7 @@ func RunApprovalsUI(ctx context.Context, c *Client, sandbox string, in io.Reader
 	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	lists := make(chan []Pending, 1)
+	lists := make(chan []egress.Pending, 1)
 	errs := make(chan error, 1)
 	go func() {
 		wait := time.Duration(0)
@@ -179,14 +186,7 @@ func RunApprovalsUI(ctx context.Context, c *Client, sandbox string, in io.Reader
 				if _, err := c.Decide(ctx, id, a.approve, a.save); err != nil {
 					m.status = fmt.Sprintf("#%s: %v", id, err)
 				} else {
-					verb := "denied"
-					if a.approve {
-						verb = "approved"
-						if a.save {
-							verb = "approved and saved"
-						}
-					}
-					m.status = fmt.Sprintf("#%s %s", id, verb)
+					m.status = fmt.Sprintf("#%s %s", id, decisionVerb(a.approve, a.save))
 				}
 			}
 			if len(a.ids) > 0 {
@@ -214,44 +214,4 @@ func splitKeys(b []byte) []string {
 		i++
 	}
 	return out
-}
-
-// Printable escapes what a terminal would act on instead of print: C0 and
-// C1 controls (ESC sequences repaint the screen), DEL, invalid UTF-8 and
-// the Unicode format characters that reorder text (bidi overrides). Every
-// agent-controlled string (program path, host, path, method) goes through
-// it before a human sees it.
-func Printable(s string) string {
-	clean := true
-	for _, r := range s {
-		if !printableRune(r) || r == '\\' {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && n == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case r == '\\':
-			b.WriteString(`\\`)
-		case !printableRune(r) && r < 0x100:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		case !printableRune(r):
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
-		i += n
-	}
-	return b.String()
-}
-
-func printableRune(r rune) bool {
-	return r != utf8.RuneError && (r == ' ' || unicode.IsPrint(r))
 }
