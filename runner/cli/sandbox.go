@@ -41,6 +41,9 @@ type sandboxRunOpts struct {
 	// the detached supervisor that --detach re-executes (detach.go).
 	detach      bool
 	superviseFd int
+	// onRunning, if set, is called once the agent runs (before a
+	// detached supervisor tells its launcher): apply's run record.
+	onRunning func()
 }
 
 func newSandboxCmd(app *App) *cobra.Command {
@@ -255,6 +258,11 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 	}
 	if notify != nil {
 		<-sup.Ready()
+	}
+	if o.onRunning != nil {
+		o.onRunning()
+	}
+	if notify != nil {
 		notify.running(o.name)
 	}
 	code, err := sup.Wait()
