@@ -185,3 +185,42 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+// TestRunsRollback: rollback of the latest run stops its sandbox and
+// starts it again as the run before launched it (its command), recorded
+// as a run of its own; rolling back a run that is not the latest, or the
+// first run, is refused; destroy leaves nothing of the sandbox.
+func TestRunsRollback(t *testing.T) {
+	e := newSupEnv(t)
+	e.must(t, "blueprint", "apply", "-d", "--name", "rb", "--", "sh", "-c", "echo agent-$((1+0)); sleep 1000")
+	e.must(t, "sandbox", "stop", "--stop-timeout", "0s", "rb")
+	e.must(t, "blueprint", "apply", "-d", "--name", "rb", "--", "sh", "-c", "echo agent-$((1+1)); sleep 1000")
+	rs := e.runs(t)
+	first, second := rs[1], rs[0]
+	_, stderr, code := e.nc(t, "blueprint", "rollback", first.ID)
+	if code != 3 || !strings.Contains(stderr, "run "+second.ID+" of sandbox rb came after it") {
+		t.Fatalf("rollback of an earlier run: exit %d\n%s", code, stderr)
+	}
+	out := e.must(t, "blueprint", "rollback", second.ID)
+	rs = e.runs(t)
+	if len(rs) != 3 || out != rs[0].ID+"\n" || rs[0].Status != "running" || rs[1].SupersededBy != rs[0].ID {
+		t.Fatalf("after rollback (printed %q): %+v", out, rs)
+	}
+	if in := e.status(t, "rb"); in.State != "running" {
+		t.Fatalf("sandbox after rollback: %+v", in)
+	}
+	waitFor(t, "the first run's agent to start again", func() bool {
+		return strings.Count(e.must(t, "sandbox", "logs", "rb"), "agent-1") == 2
+	})
+	if full := e.must(t, "blueprint", "status", rs[0].ID); !strings.Contains(full, "rollback of:") || !strings.Contains(full, second.ID) {
+		t.Fatalf("status of the rollback:\n%s", full)
+	}
+	sup, initPid, cgroup := e.record(t, "rb")
+	e.must(t, "sandbox", "destroy", "--force", "rb")
+	e.assertNothingLeft(t, "rb", []int{sup, initPid}, cgroup)
+	e.must(t, "blueprint", "apply", "--no-tty", "--name", "solo", "--", "true")
+	_, stderr, code = e.nc(t, "blueprint", "rollback", e.runs(t)[0].ID)
+	if code != 3 || !strings.Contains(stderr, "first run of sandbox solo") {
+		t.Fatalf("rollback of a first run: exit %d\n%s", code, stderr)
+	}
+}

@@ -199,23 +199,7 @@ func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string)
 	if err := runs.Create(rec); err != nil {
 		return err
 	}
-	ro.onRunning = func() {
-		if err := runs.Update(rec.ID, func(r *state.Run) { r.Outcome = state.OutcomeRunning }); err != nil {
-			app.Logger.Warn("run record", "run", rec.ID, "err", err)
-		}
-	}
-	err = runSandbox(cmd.Context(), app, ro, plan.Sandbox.Command)
-	reason := ""
-	if err != nil && !silent(err) {
-		if live, lerr := runs.LiveRunOf(plan.Sandbox.Name, rec.ID); lerr == nil && live != nil {
-			err = Refused(fmt.Errorf("%w\n  %w", err, inUseError(plan.Sandbox.Name, live)))
-		}
-		reason = err.Error()
-	}
-	if eerr := runs.End(rec.ID, ExitCode(err), reason); eerr != nil {
-		app.Logger.Warn("run record", "run", rec.ID, "err", eerr)
-	}
-	return err
+	return runTracked(cmd.Context(), app, runs, rec.ID, ro, plan.Sandbox.Command)
 }
 
 // runStore is $NEMOCLAW_HOME's run records.

@@ -256,8 +256,8 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 	if err := sigs.Forward(sup.Sandbox(), tty); err != nil {
 		return err
 	}
-	if notify != nil {
-		<-sup.Ready()
+	if notify != nil || o.onRunning != nil {
+		<-sup.Ready() // the state record and launch config are written
 	}
 	if o.onRunning != nil {
 		o.onRunning()

@@ -212,34 +212,7 @@ func (s *Runs) write(r *Run) error {
 	if err != nil {
 		return fmt.Errorf("write run %s: %w", r.ID, err)
 	}
-	dir := filepath.Join(s.Dir, r.ID)
-	f, err := os.CreateTemp(dir, "."+recordFile+".*")
-	if err != nil {
-		return fmt.Errorf("write run %s: %w", r.ID, err)
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), filepath.Join(dir, recordFile))
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-		return fmt.Errorf("write run %s: %w", filepath.Join(dir, recordFile), err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("write run %s: sync: %w", r.ID, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("write run %s: sync %s: %w", r.ID, dir, err)
-	}
-	return nil
+	return writeAtomic(filepath.Join(s.Dir, r.ID, recordFile), append(b, '\n'))
 }
 
 // Get reads run id's record.
@@ -400,4 +373,48 @@ func ShortDigest(d string) string {
 		return d
 	}
 	return hexs[:12]
+}
+
+// CopyFile copies src over dst atomically (temporary file, sync, rename,
+// directory sync), mode 0600: a launch config holds the agent's
+// environment.
+func CopyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return writeAtomic(dst, b)
+}
+
+// writeAtomic replaces path with data: a reader, or a crash, sees the old
+// content or the new, never part of one.
+func writeAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("write %s: sync: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("write %s: sync %s: %w", path, dir, err)
+	}
+	return nil
 }
