@@ -43,11 +43,16 @@ func (e *supEnv) runs(t *testing.T) []runRec {
 // running run; stop ends the run as exited 143 or 137,
 // a later apply supersedes it, and destroy leaves nothing of the sandbox.
 func TestRunsApplyStatus(t *testing.T) {
-	e := newSupEnv(t)
+	requireSandboxKernel(t)
+	asEachLauncher(t, runsApplyStatus)
+}
+
+func runsApplyStatus(t *testing.T, uid int) {
+	e := newSupEnvAs(t, uid)
 	e.must(t, "blueprint", "apply", "--detach", "--name", "bp", "--", "sleep", "1000")
 	rs := e.runs(t)
 	if len(rs) != 1 || rs[0].Sandbox != "bp" || rs[0].Outcome != "running" || rs[0].Status != "running" ||
-		rs[0].Blueprint != "embedded:default" || rs[0].Version == "" || rs[0].UID != os.Getuid() {
+		rs[0].Blueprint != "embedded:default" || rs[0].Version == "" || rs[0].UID != e.launcherUID() {
 		t.Fatalf("status after apply --detach: %+v", rs)
 	}
 	first := rs[0]
@@ -79,6 +84,14 @@ func TestRunsApplyStatus(t *testing.T) {
 	e.assertNothingLeft(t, "bp", []int{sup, initPid}, cgroup)
 }
 
+// launcherUID is the uid nemoclaw runs as.
+func (e *supEnv) launcherUID() int {
+	if e.uid >= 0 {
+		return e.uid
+	}
+	return os.Getuid()
+}
+
 // holdInStart makes the next apply of sandbox name stop half-way, after
 // it took the name and wrote its run record and before the agent runs:
 // the sandbox's approvals.json is a FIFO, which the egress proxy's set-up
@@ -93,6 +106,13 @@ func (e *supEnv) holdInStart(t *testing.T, name string) string {
 	fifo := filepath.Join(dir, "approvals.json")
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if e.uid >= 0 {
+		for _, p := range []string{e.home, filepath.Dir(dir), dir, fifo} {
+			if err := os.Chown(p, e.uid, e.uid); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	return fifo
 }
@@ -118,9 +138,14 @@ func awaitReader(t *testing.T, fifo string) *os.File {
 // process left (and an apply beside the held one is refused, naming it); kill -9 of the launcher instead leaves the supervisor to
 // finish the start, and the run is running.
 func TestRunsKilledMidApply(t *testing.T) {
+	requireSandboxKernel(t)
+	asEachLauncher(t, runsKilledMidApply)
+}
+
+func runsKilledMidApply(t *testing.T, uid int) {
 	for _, victim := range []string{"supervisor", "launcher"} {
 		t.Run(victim, func(t *testing.T) {
-			e := newSupEnv(t)
+			e := newSupEnvAs(t, uid)
 			fifo := e.holdInStart(t, "mid")
 			launcher := e.cmd("blueprint", "apply", "--detach", "--name", "mid", "--", "sleep", "1000")
 			if err := launcher.Start(); err != nil {
