@@ -52,10 +52,19 @@ superseded.`,
 				return err
 			}
 			runs := runStore(app)
+			list, err := runs.List()
+			if err != nil {
+				return err
+			}
 			if len(args) == 1 {
 				r, err := runs.Get(args[0])
 				if err != nil {
 					return err
+				}
+				for _, x := range list {
+					if x.ID == r.ID {
+						r = x // with SupersededBy
+					}
 				}
 				v := runView{Run: r, Status: runs.Describe(r)}
 				if output == "json" {
@@ -63,10 +72,6 @@ superseded.`,
 				}
 				printRun(app, v)
 				return nil
-			}
-			list, err := runs.List()
-			if err != nil {
-				return err
 			}
 			views := make([]runView, 0, len(list))
 			for _, r := range list {
@@ -128,9 +133,13 @@ func printRun(app *App, v runView) {
 // code or the reason the run failed.
 func runTracked(ctx context.Context, app *App, runs *state.Runs, id string, ro *sandboxRunOpts, command []string) error {
 	pid := os.Getpid()
-	pidStart, _ := supervisor.ProcessStart(pid)
-	if err := runs.Update(id, func(r *state.Run) { r.Pid, r.PidStart, r.Detached = pid, pidStart, ro.superviseFd != 0 }); err != nil {
+	if r, err := runs.Get(id); err != nil {
 		return err
+	} else if r.Pid != pid { // made by another process (a rollback's launcher)
+		pidStart, _ := supervisor.ProcessStart(pid)
+		if err := runs.Update(id, func(r *state.Run) { r.Pid, r.PidStart, r.Detached = pid, pidStart, ro.superviseFd != 0 }); err != nil {
+			return err
+		}
 	}
 	ro.onRunning = func() {
 		saved := filepath.Join(runs.Dir, id, supervisor.LaunchFile)
@@ -188,17 +197,12 @@ func rollback(ctx context.Context, app *App, id string, stopTimeout time.Duratio
 	if err != nil {
 		return err
 	}
-	list, err := runs.List()
+	latest, err := runs.Latest(r.Sandbox)
 	if err != nil {
 		return err
 	}
-	for _, x := range list {
-		if x.Sandbox == r.Sandbox {
-			if x.ID != r.ID {
-				return Refused(fmt.Errorf("rollback %s: run %s of sandbox %s came after it\n  what to do: roll back the latest run of the sandbox, nemoclaw blueprint rollback %s", id, x.ID, r.Sandbox, x.ID))
-			}
-			break
-		}
+	if latest != nil && latest.ID != r.ID {
+		return Refused(fmt.Errorf("rollback %s: run %s of sandbox %s came after it\n  what to do: roll back the latest run of the sandbox, nemoclaw blueprint rollback %s", id, latest.ID, r.Sandbox, latest.ID))
 	}
 	prev, err := runs.Previous(r)
 	if err != nil {

@@ -86,10 +86,15 @@ type Run struct {
 	Outcome  string `json:"outcome"`
 	ExitCode *int   `json:"exit_code,omitempty"`
 	Reason   string `json:"reason,omitempty"`
-	// SupersededBy is the later run of the same sandbox that replaced this
-	// one; RollbackOf the run a rollback undid.
+	// Prev is the latest run of the same sandbox when this one was
+	// created: the runs of a sandbox form a chain, newest first, which
+	// apply walks without reading every record.
+	Prev string `json:"prev,omitempty"`
+	// SupersededBy is the next run of the same sandbox, for a run that is
+	// over; it is derived when runs are listed, never stored.
 	SupersededBy string `json:"superseded_by,omitempty"`
-	RollbackOf   string `json:"rollback_of,omitempty"`
+	// RollbackOf is the run a rollback undid.
+	RollbackOf string `json:"rollback_of,omitempty"`
 }
 
 // Runs is the run-record store under Dir ($NEMOCLAW_HOME/state/runs).
@@ -116,7 +121,7 @@ func (s *Runs) now() time.Time {
 // lock takes the store's writer lock (a flock: it ends with the process,
 // even a killed one) and returns its release.
 func (s *Runs) lock() (func(), error) {
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(s.Dir, latestDir), 0o700); err != nil {
 		return nil, fmt.Errorf("lock run records %s: %w", s.Dir, err)
 	}
 	f, err := os.OpenFile(filepath.Join(s.Dir, lockFile), os.O_CREATE|os.O_RDWR|unix.O_NOFOLLOW, 0o600)
@@ -138,6 +143,16 @@ func (s *Runs) Create(r *Run) error {
 		return err
 	}
 	defer unlock()
+	if err := checkSandbox(r.Sandbox); err != nil {
+		return err
+	}
+	prev, err := s.Latest(r.Sandbox)
+	if err != nil {
+		return err
+	}
+	if prev != nil {
+		r.Prev = prev.ID
+	}
 	now := s.now().UTC()
 	if r.Started.IsZero() {
 		r.Started = now
@@ -159,19 +174,35 @@ func (s *Runs) Create(r *Run) error {
 	if err := s.write(r); err != nil {
 		return err
 	}
-	prev, err := s.list()
-	if err != nil {
-		return err
-	}
-	for _, p := range prev {
-		if p.ID != r.ID && p.Sandbox == r.Sandbox && p.SupersededBy == "" && !s.Live(p) {
-			p.SupersededBy = r.ID
-			if err := s.write(p); err != nil {
-				return err
-			}
-		}
+	return writeAtomic(s.latestPath(r.Sandbox), []byte(r.ID+"\n"))
+}
+
+// latestDir holds, per sandbox, the id of its latest run.
+const latestDir = "latest"
+
+func (s *Runs) latestPath(name string) string { return filepath.Join(s.Dir, latestDir, name) }
+
+// checkSandbox refuses a name that could leave latestDir.
+func checkSandbox(name string) error {
+	if name == "" || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
+		return fmt.Errorf("run record: sandbox name %q: want a sandbox name", name)
 	}
 	return nil
+}
+
+// Latest returns the latest run of sandbox name, or nil if it has none.
+func (s *Runs) Latest(name string) (*Run, error) {
+	if err := checkSandbox(name); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(s.latestPath(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the latest run of %s: %w", name, err)
+	}
+	return s.Get(strings.TrimSpace(string(b)))
 }
 
 // Update applies change to run id's record and writes it back, under the
@@ -237,8 +268,9 @@ func (s *Runs) Get(id string) (*Run, error) {
 	return &r, nil
 }
 
-// List returns every run, newest first. A directory without a readable
-// record (a crash between its mkdir and its first write) is skipped.
+// List returns every run, newest first, with SupersededBy filled in. A
+// directory without a readable record (a crash between its mkdir and its
+// first write) is skipped.
 func (s *Runs) List() ([]*Run, error) { return s.list() }
 
 func (s *Runs) list() ([]*Run, error) {
@@ -259,6 +291,17 @@ func (s *Runs) list() ([]*Run, error) {
 		}
 	}
 	// Ids sort by time to the second; Started orders runs within one.
+	next := make(map[string]string, len(out))
+	for _, r := range out {
+		if r.Prev != "" {
+			next[r.Prev] = r.ID
+		}
+	}
+	for _, r := range out {
+		if n := next[r.ID]; n != "" && !s.Live(r) {
+			r.SupersededBy = n
+		}
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Started.Equal(out[j].Started) {
 			return out[i].Started.After(out[j].Started)
@@ -305,33 +348,47 @@ func (s *Runs) Describe(r *Run) string {
 	return o
 }
 
-// LiveRunOf returns the newest live run of sandbox name other than run
-// except, or nil.
-func (s *Runs) LiveRunOf(name, except string) (*Run, error) {
-	runs, err := s.list()
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range runs {
-		if r.Sandbox == name && r.ID != except && s.Live(r) {
-			return r, nil
-		}
-	}
-	return nil, nil
+// ranAgent reports whether r got as far as running its agent: then it
+// held the sandbox's directory lock, so every earlier run of the sandbox
+// had ended by then.
+func ranAgent(r *Run) bool {
+	return r.Outcome == OutcomeRunning || r.Outcome == OutcomeExited
 }
 
-// Previous returns the latest run of r's sandbox before r, or nil.
-func (s *Runs) Previous(r *Run) (*Run, error) {
-	runs, err := s.list()
-	if err != nil {
-		return nil, err
+// LiveRunOf returns the live run of sandbox name other than run except,
+// or nil. It walks the sandbox's chain from its latest run back to the
+// first that ran its agent: runs before that one are over.
+func (s *Runs) LiveRunOf(name, except string) (*Run, error) {
+	r, err := s.Latest(name)
+	for ; err == nil && r != nil; r, err = s.prev(r) {
+		if r.ID != except && s.Live(r) {
+			return r, nil
+		}
+		if ranAgent(r) && r.ID != except {
+			return nil, nil
+		}
 	}
-	for _, p := range runs {
-		if p.Sandbox == r.Sandbox && p.Started.Before(r.Started) && p.Kind != "rollback" {
+	return nil, err
+}
+
+// prev returns the run before r in its sandbox's chain, or nil.
+func (s *Runs) prev(r *Run) (*Run, error) {
+	if r.Prev == "" {
+		return nil, nil
+	}
+	return s.Get(r.Prev)
+}
+
+// Previous returns the latest run before r in its sandbox's chain that
+// ran its agent (the one a rollback of r goes back to), or nil.
+func (s *Runs) Previous(r *Run) (*Run, error) {
+	p, err := s.prev(r)
+	for ; err == nil && p != nil; p, err = s.prev(p) {
+		if ranAgent(p) {
 			return p, nil
 		}
 	}
-	return nil, nil
+	return nil, err
 }
 
 // TreeDigest is "sha256:" of the regular files under dir: each file's

@@ -97,8 +97,8 @@ func TestRunsLive(t *testing.T) {
 			t.Errorf("LiveRunOf(bp, %q) = %+v, %v; want %s", tc.except, r, err, tc.want)
 		}
 	}
-	got, _ := s.Get(a.ID)
-	if got.SupersededBy != "" || s.Describe(got) != "running" {
+	list, _ := s.List()
+	if got := list[1]; got.ID != a.ID || got.SupersededBy != "" || s.Describe(got) != "running" {
 		t.Fatalf("live run: %+v, %q", got, s.Describe(got))
 	}
 }
@@ -161,5 +161,58 @@ func TestTreeDigest(t *testing.T) {
 	}
 	if ShortDigest(d1) != d1[7:19] {
 		t.Fatalf("ShortDigest(%s) = %s", d1, ShortDigest(d1))
+	}
+}
+
+// TestRunsChain: LiveRunOf finds a live run behind runs that failed before
+// their agent ran (a second apply refused by the sandbox's lock) and stops
+// at the first run that ran its agent; Previous skips the failed runs.
+func TestRunsChain(t *testing.T) {
+	s := testRuns(t, false)
+	s.Alive = func(pid int, _ uint64) bool { return pid == 1 }
+	mk := func(pid int, outcome string) *Run {
+		r := &Run{Sandbox: "bp", Pid: pid, Outcome: outcome}
+		if err := s.Create(r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	old := mk(0, OutcomeExited)       // over
+	holder := mk(1, OutcomeRunning)   // live: it holds the sandbox
+	loser := mk(0, OutcomeFailed)     // refused by the lock
+	dead := mk(0, OutcomeStarting)    // killed while starting
+	current := mk(2, OutcomeStarting) // this process
+	for _, tc := range []struct {
+		name, except string
+		want         *Run
+	}{
+		{"from the latest", "", holder},
+		{"except the current", current.ID, holder},
+	} {
+		got, err := s.LiveRunOf("bp", tc.except)
+		if err != nil || got == nil || got.ID != tc.want.ID {
+			t.Errorf("%s: LiveRunOf = %+v, %v; want %s", tc.name, got, err, tc.want.ID)
+		}
+	}
+	if p, err := s.Previous(current); err != nil || p == nil || p.ID != holder.ID {
+		t.Errorf("Previous(current) = %+v, %v; want %s", p, err, holder.ID)
+	}
+	if p, err := s.Previous(holder); err != nil || p == nil || p.ID != old.ID {
+		t.Errorf("Previous(holder) = %+v, %v; want %s", p, err, old.ID)
+	}
+	s.Alive = func(int, uint64) bool { return false } // the holder ended
+	if got, err := s.LiveRunOf("bp", ""); err != nil || got != nil {
+		t.Errorf("after the holder died: LiveRunOf = %+v, %v", got, err)
+	}
+	list, _ := s.List()
+	sup := map[string]string{}
+	for _, r := range list {
+		sup[r.ID] = r.SupersededBy
+	}
+	if sup[old.ID] != holder.ID || sup[loser.ID] != dead.ID || sup[current.ID] != "" {
+		t.Errorf("superseded: %v", sup)
+	}
+	if _, err := s.LiveRunOf("../x", ""); err == nil {
+		t.Error("LiveRunOf(../x): no error")
 	}
 }
