@@ -3,6 +3,8 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/user"
 	"sort"
 	"strings"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/nemoclaw/nemoclaw/runner/blueprint"
 	"github.com/nemoclaw/nemoclaw/runner/state"
+	"github.com/nemoclaw/nemoclaw/runner/supervisor"
 )
 
 func init() {
@@ -170,7 +173,52 @@ func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string)
 	if len(src) > 0 {
 		ro.blueprint = src[0]
 	}
-	return runSandbox(cmd.Context(), app, ro, plan.Sandbox.Command)
+	runs := runStore(app)
+	// A clear refusal naming the run that holds the name; the sandbox
+	// directory's flock (supervisor.lockDir) is what makes two applies at
+	// once exclusive, and a loser's error names the winner below.
+	if live, err := runs.LiveRunOf(plan.Sandbox.Name, ""); err == nil && live != nil {
+		return Refused(inUseError(plan.Sandbox.Name, live))
+	}
+	if o.detach && o.superviseFd == 0 {
+		// The launcher: the detached supervisor it starts writes the run.
+		return runSandbox(cmd.Context(), app, ro, plan.Sandbox.Command)
+	}
+	rec := &state.Run{
+		Kind: "apply", Sandbox: plan.Sandbox.Name, Blueprint: ro.blueprint, Version: b.Version,
+		Digest: o.source.Digest, Signer: o.source.Signer, Profile: profileName(plan),
+		PolicyGeneration: 1, Pid: os.Getpid(), Detached: o.superviseFd != 0, Outcome: state.OutcomeStarting,
+	}
+	rec.UID, rec.User = os.Getuid(), userName()
+	rec.PidStart, _ = supervisor.ProcessStart(rec.Pid)
+	if rec.Digest == "" && b.Dir != blueprint.EmbeddedDefault {
+		if d, err := state.TreeDigest(b.Dir); err == nil {
+			rec.Digest = d
+		}
+	}
+	if err := runs.Create(rec); err != nil {
+		return err
+	}
+	return runTracked(cmd.Context(), app, runs, rec.ID, ro, plan.Sandbox.Command)
+}
+
+// runStore is $NEMOCLAW_HOME's run records.
+func runStore(app *App) *state.Runs {
+	return &state.Runs{Dir: state.RunsDir(app.Home), Alive: supervisor.ProcessAlive}
+}
+
+// inUseError refuses applying to sandbox name while run live holds it.
+func inUseError(name string, live *state.Run) error {
+	return fmt.Errorf("apply: sandbox %q is in use by run %s (%s@%s, pid %d, since %s)\n  what to do: choose another --name, or stop it first (nemoclaw sandbox stop %s)",
+		name, live.ID, live.Blueprint, live.Version, live.Pid, live.Started.Format(time.RFC3339), name)
+}
+
+// userName is the invoking user's name, or "" if it has none.
+func userName() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
 }
 
 func profileName(p *state.Plan) string {

@@ -70,6 +70,9 @@ func AddRegistryFlags(cmd *cobra.Command) *RegistryFlags {
 type SourceFlags struct {
 	// Constraint is the semver constraint for a registry reference (--version).
 	Constraint string
+	// Digest and Signer are set by the RemoteSource: what it fetched and
+	// verified, for apply's run record.
+	Digest, Signer string
 	// LockPath is the lock file to honour and update (--lock).
 	LockPath string
 	// AllowDowngrade accepts a version below the locked one (--allow-downgrade).

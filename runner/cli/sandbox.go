@@ -41,6 +41,9 @@ type sandboxRunOpts struct {
 	// the detached supervisor that --detach re-executes (detach.go).
 	detach      bool
 	superviseFd int
+	// onRunning, if set, is called once the agent runs (before a
+	// detached supervisor tells its launcher): apply's run record.
+	onRunning func()
 }
 
 func newSandboxCmd(app *App) *cobra.Command {
@@ -253,8 +256,13 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 	if err := sigs.Forward(sup.Sandbox(), tty); err != nil {
 		return err
 	}
+	if notify != nil || o.onRunning != nil {
+		<-sup.Ready() // the state record and launch config are written
+	}
+	if o.onRunning != nil {
+		o.onRunning()
+	}
 	if notify != nil {
-		<-sup.Ready()
 		notify.running(o.name)
 	}
 	code, err := sup.Wait()

@@ -249,6 +249,7 @@ removes it.`,
 
 func newSandboxStartCmd(app *App) *cobra.Command {
 	var superviseFd int
+	var runID string
 	cmd := &cobra.Command{
 		Use:   "start NAME",
 		Short: "Bring a stopped sandbox back, detached: same command, workspace, policy and saved approvals",
@@ -273,11 +274,17 @@ the approvals saved with --save. It prints the name once the agent runs.`,
 				pol: l.Policy, env: l.Env, blueprint: l.Blueprint, version: l.Version,
 				approvals: l.Approvals, approvalTimeout: l.ApprovalTimeout, detach: true, superviseFd: superviseFd,
 			}
+			if runID != "" && superviseFd != 0 {
+				return runTracked(cmd.Context(), app, runStore(app), runID, o, l.Command)
+			}
 			return runSandbox(cmd.Context(), app, o, l.Command)
 		},
 	}
 	cmd.Flags().IntVar(&superviseFd, superviseFlag, 0, "")
 	_ = cmd.Flags().MarkHidden(superviseFlag)
+	// --run ID: the run record (blueprint rollback's) this start fills in.
+	cmd.Flags().StringVar(&runID, runFlag, "", "")
+	_ = cmd.Flags().MarkHidden(runFlag)
 	return cmd
 }
 

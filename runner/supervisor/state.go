@@ -144,5 +144,13 @@ func alive(pid int, start uint64) bool {
 	return err == nil && s == start
 }
 
+// ProcessStart is procStart for callers outside the package (run
+// records name their process by pid and start time).
+func ProcessStart(pid int) (uint64, error) { return procStart(pid) }
+
+// ProcessAlive reports whether process pid still is the one that started
+// at start (clock ticks after boot).
+func ProcessAlive(pid int, start uint64) bool { return alive(pid, start) }
+
 // errNoSandbox marks a name with no directory.
 var errNoSandbox = errors.New("no such sandbox")

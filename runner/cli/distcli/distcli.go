@@ -41,6 +41,7 @@ func resolveRemote(ctx context.Context, app *cli.App, ref string, s *cli.SourceF
 		return "", distError(err)
 	}
 	app.Logger.Info("blueprint fetched", "ref", f.Ref, "version", f.Version, "digest", f.Digest, "signer", f.Signer, "from_cache", f.FromCache)
+	s.Digest, s.Signer = f.Digest, f.Signer
 	return f.Dir, nil
 }
 
