@@ -1489,6 +1489,22 @@ static int parse_request(size_t n, struct op *out, int max)
 	return k;
 }
 
+// read_report reads a child's failure report from fd until its end (the
+// child's exec closed it, or the child wrote and exited) into buf, leaving
+// room for a terminating NUL; it returns the bytes read.
+static ssize_t read_report(int fd, char *buf, size_t cap)
+{
+	ssize_t n, got = 0;
+	while ((n = read(fd, buf + got, cap - 1 - got)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		got += n;
+	}
+	return got;
+}
+
 // join_spawn starts the joined process of request id.
 static void join_spawn(uint64_t id, struct op *exec, int *rfds, int nr)
 {
@@ -1531,14 +1547,7 @@ static void join_spawn(uint64_t id, struct op *exec, int *rfds, int nr)
 		return;
 	}
 	char ebuf[2048];
-	ssize_t n, got = 0;
-	while ((n = read(p[0], ebuf + got, sizeof ebuf - 1 - got)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			break;
-		got += n;
-	}
+	ssize_t got = read_report(p[0], ebuf, sizeof ebuf);
 	close(p[0]);
 	if (got > 0) {
 		ebuf[got] = 0;
@@ -1691,14 +1700,7 @@ static int nsinit_main(int skeleton_built)
 	close(p[1]);
 	// The ruleset stays open (close-on-exec) for joined processes.
 	char ebuf[2048];
-	ssize_t n, got = 0;
-	while ((n = read(p[0], ebuf + got, sizeof ebuf - 1 - got)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			break;
-		got += n;
-	}
+	ssize_t got = read_report(p[0], ebuf, sizeof ebuf);
 	close(p[0]);
 	if (got > 0) {
 		ebuf[got] = 0;
