@@ -114,8 +114,17 @@ func TestTerm(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("q did not end term:\n%s", p.text())
 	}
+	// term has exited; what it wrote last may still be on its way out of
+	// the pty (the test holds the other end open, so no EOF says when).
+	ends := func() bool { return strings.HasSuffix(strings.TrimRight(p.text(), "\r\n"), "\x1b[?25h\x1b[?1049l") }
+	for deadline := time.Now().Add(10 * time.Second); !ends() && time.Now().Before(deadline); {
+		select {
+		case <-p.more:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	all := p.text()
-	if !strings.HasSuffix(strings.TrimRight(all, "\r\n"), "\x1b[?25h\x1b[?1049l") {
+	if !ends() {
 		t.Fatalf("term did not leave the alternate screen and show the cursor last: %q", all[max(0, len(all)-80):])
 	}
 	var tio *unix.Termios
