@@ -267,7 +267,7 @@ func (a *approvals) compileGrant(ap Approval, index int) (*endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	ce.key, ce.index = "approved", index
+	ce.setName("approved", index)
 	return ce, nil
 }
 

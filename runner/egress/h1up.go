@@ -74,6 +74,8 @@ type h1Conn struct {
 	limit   int64
 	maxHead int64
 	written int64
+	// raw is c's syscall.RawConn for connQuiet; nil when c is not a socket.
+	raw syscall.RawConn
 }
 
 // Read counts response-head bytes against the limit.
@@ -277,7 +279,7 @@ func (hp *h1Pool) get(ctx context.Context, key string) (*h1Conn, error) {
 		}
 		hp.n--
 		hp.mu.Unlock()
-		if connQuiet(hc.c) {
+		if connQuiet(hc.raw) {
 			hc.reused = true
 			return hc, nil
 		}
@@ -288,6 +290,10 @@ func (hp *h1Pool) get(ctx context.Context, key string) (*h1Conn, error) {
 		return nil, err
 	}
 	hc := &h1Conn{c: c, key: key, maxHead: hp.maxHead}
+	if sc, ok := c.(syscall.Conn); ok {
+		// Taken once: SyscallConn allocates, and connQuiet runs per reuse.
+		hc.raw, _ = sc.SyscallConn()
+	}
 	hc.br = bufio.NewReader(hc)
 	hc.bw = bufio.NewWriter(hc)
 	return hc, nil
@@ -402,18 +408,15 @@ func (hp *h1Pool) closeIdle(final bool) {
 // connQuiet reports whether an idle connection is still open with nothing
 // unread: one non-blocking MSG_PEEK (http.Transport learns the same from
 // its reader goroutine).
-func connQuiet(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
+// rc is the connection's syscall.RawConn (h1Conn.raw); nil (not a socket)
+// counts as quiet.
+func connQuiet(rc syscall.RawConn) bool {
+	if rc == nil {
 		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
 	}
 	quiet := false
 	var b [1]byte
-	err = rc.Read(func(fd uintptr) bool {
+	err := rc.Read(func(fd uintptr) bool {
 		// errno 0 means EOF (0 bytes) or unsolicited bytes (1): not quiet.
 		_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)

@@ -28,6 +28,7 @@ type generation struct {
 type endpoint struct {
 	key   string // network_policies key
 	index int    // index in the group's endpoints
+	name  string // ruleName, set with key and index (setName)
 	ep    *policy.Endpoint
 	host  hostPattern
 	ports []int
@@ -52,8 +53,13 @@ type endpoint struct {
 }
 
 // ruleName names an endpoint in logs and denial bodies.
-func (e *endpoint) ruleName() string {
-	return fmt.Sprintf("network_policies.%s.endpoints[%d]", e.key, e.index)
+func (e *endpoint) ruleName() string { return e.name }
+
+// setName places the endpoint in its group and names it once: the name
+// goes into every decision's audit line, so it is not formatted per request.
+func (e *endpoint) setName(key string, index int) {
+	e.key, e.index = key, index
+	e.name = fmt.Sprintf("network_policies.%s.endpoints[%d]", key, index)
 }
 
 // rule is a compiled policy.Matcher.
@@ -128,7 +134,8 @@ func compileValidated(p *policy.Policy, secrets secretSource) (*generation, erro
 			if err != nil {
 				return nil, err
 			}
-			ce.key, ce.index, ce.binaries = k, i, bins
+			ce.setName(k, i)
+			ce.binaries = bins
 			g.eps = append(g.eps, ce)
 			g.creds = append(g.creds, ce.creds...)
 			g.warnings = append(g.warnings, warn...)
