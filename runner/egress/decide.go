@@ -71,10 +71,10 @@ var errQuery = errors.New("ambiguous query string")
 // split on it), a malformed %-escape (Go drops the pair, others keep it
 // raw). It returns every value of every key in order.
 func parseQueryStrict(raw string) (url.Values, error) {
-	q := url.Values{}
 	if raw == "" {
-		return q, nil
+		return nil, nil // most requests: no map to allocate (rules only read it)
 	}
+	q := url.Values{}
 	if strings.IndexByte(raw, ';') >= 0 {
 		return nil, fmt.Errorf("%w: ';' in query (read as a separator by some servers)", errQuery)
 	}

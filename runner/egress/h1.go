@@ -497,7 +497,7 @@ func (ts *transports) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !ok || f.ep == nil {
 		return nil, errors.New("round trip: no policy decision attached")
 	}
-	u := ts.get(dialClass(f.ep))
+	u := ts.get(f.ep.class)
 	if leanEligible(r) && !ts.p.lim.transportOnly {
 		return u.lean.roundTrip(r)
 	}
@@ -510,7 +510,7 @@ func (ts *transports) RoundTrip(r *http.Request) (*http.Response, error) {
 func (ts *transports) retain(g *generation) {
 	keep := map[string]bool{"": true}
 	for _, e := range g.eps {
-		keep[dialClass(e)] = true
+		keep[e.class] = true
 	}
 	ts.mu.Lock()
 	var drop []*upstream

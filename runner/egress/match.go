@@ -29,6 +29,7 @@ type endpoint struct {
 	key   string // network_policies key
 	index int    // index in the group's endpoints
 	name  string // ruleName, set with key and index (setName)
+	class string // dialClass, computed once at compile (read per request)
 	ep    *policy.Endpoint
 	host  hostPattern
 	ports []int
@@ -271,6 +272,7 @@ func compileEndpoint(where string, ep *policy.Endpoint, secrets secretSource) (*
 	if tunnel && (ce.l7 || len(ce.creds) > 0 || ce.pathScope != nil) {
 		return nil, nil, fmt.Errorf("%s: rules, access, path and credentials need the proxy to read requests, which protocol: tcp and tls: passthrough/skip forbid; drop one", where)
 	}
+	ce.class = dialClass(ce)
 	return ce, warns, nil
 }
 
