@@ -3,6 +3,7 @@ package egress
 import (
 	"bufio"
 	"fmt"
+	"github.com/nemoclaw/nemoclaw/internal/testutil"
 	"io"
 	"net"
 	"net/netip"
@@ -27,7 +28,7 @@ func TestPeerLookupBounded(t *testing.T) {
 	// (this process comes before its child) spends it all here.
 	hoard := min(int(rl.Max)-1024, 30000)
 	if hoard <= peerScanBudget {
-		t.Skipf("RLIMIT_NOFILE hard limit %d leaves no room for more than %d descriptors", rl.Max, peerScanBudget)
+		testutil.SkipOrFail(t, fmt.Sprintf("the RLIMIT_NOFILE hard limit %d leaves no room for more than %d descriptors", rl.Max, peerScanBudget))
 	}
 	old := rl
 	rl.Cur = rl.Max

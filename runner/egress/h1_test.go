@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nemoclaw/nemoclaw/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -102,7 +103,7 @@ func TestExpectContinueSharedUpstream(t *testing.T) {
 	t.Run("curl", func(t *testing.T) {
 		curl, err := exec.LookPath("curl")
 		if err != nil {
-			t.Skip("curl is not installed (make deps installs it)")
+			testutil.SkipOrFail(t, "curl is not installed (make deps installs it)")
 		}
 		f := filepath.Join(t.TempDir(), "up")
 		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
