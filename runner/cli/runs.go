@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -219,7 +218,7 @@ func rollback(ctx context.Context, app *App, id string, stopTimeout time.Duratio
 	if err == nil && in.State == supervisor.StateRunning {
 		err = fmt.Errorf("sandbox %s still runs", r.Sandbox)
 	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) && !strings.Contains(err.Error(), "no such sandbox") {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, supervisor.ErrNoSandbox) {
 		return fmt.Errorf("rollback %s: stop sandbox %s: %w", id, r.Sandbox, err)
 	}
 	dir := supervisor.Dir(app.Home, r.Sandbox)

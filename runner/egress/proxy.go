@@ -334,6 +334,9 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	}
 	p.log.Debug("egress upstream", "target", target, "err", err)
 	msg := fmt.Sprintf("upstream %s: %v", target, err)
+	// net/http's Transport exports no error type for its response-head
+	// limit, only this text (h1Pool returns the same text on purpose, so
+	// the two upstream paths answer alike: TestH1PoolMatchesTransport).
 	if strings.Contains(err.Error(), "server response headers exceeded") {
 		msg = fmt.Sprintf("upstream %s sent response headers over %d bytes, the proxy's limit; the response was dropped", target, p.lim.maxRespHeaderBytes)
 	}

@@ -78,7 +78,7 @@ func Inspect(ctx context.Context, home, name string, timeout time.Duration) (Inf
 	dir := Dir(home, name)
 	st, err := os.Stat(dir)
 	if err != nil || !st.IsDir() {
-		return Info{}, fmt.Errorf("sandbox %s: %w: nothing at %s (see nemoclaw sandbox list)", name, errNoSandbox, dir)
+		return Info{}, fmt.Errorf("sandbox %s: %w: nothing at %s (see nemoclaw sandbox list)", name, ErrNoSandbox, dir)
 	}
 	in := inspectDir(dir, name)
 	if in.State == StateRunning {

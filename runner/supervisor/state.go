@@ -152,5 +152,5 @@ func ProcessStart(pid int) (uint64, error) { return procStart(pid) }
 // at start (clock ticks after boot).
 func ProcessAlive(pid int, start uint64) bool { return alive(pid, start) }
 
-// errNoSandbox marks a name with no directory.
-var errNoSandbox = errors.New("no such sandbox")
+// ErrNoSandbox marks a sandbox name with no directory (errors.Is).
+var ErrNoSandbox = errors.New("no such sandbox")
