@@ -1,0 +1,35 @@
+// Package inference routes a sandbox's model calls: an http.Handler that
+// serves inference.local (OpenAI-compatible, Anthropic messages as a second
+// front door) per sandbox, and the host that discovers, verifies, launches
+// and supervises backend plugins (hashicorp/go-plugin over gRPC).
+//
+// The router and the plugin host meet at Provider: the router asks it for a
+// route's sdk.Backend and never knows whether that backend is a plugin
+// process or an in-process implementation (tests, the SDK harness).
+package inference
+
+import (
+	"context"
+
+	"github.com/nemoclaw/nemoclaw/plugins/sdk"
+)
+
+// Route is one inference route: a blueprint profile resolved for a sandbox.
+type Route struct {
+	// Profile is the blueprint profile's name.
+	Profile string
+	// Plugin is the plugin's name (e.g. "nvidia", binary nemoclaw-inference-nvidia).
+	Plugin string
+	// Config is what the plugin is configured with (it holds the credential).
+	Config sdk.Config
+	// Aliases maps model names the agent may ask for to the backend's model.
+	Aliases map[string]string
+}
+
+// Provider gives the router a ready backend for a route: a plugin process
+// launched, verified and configured by the host, or an in-process backend.
+type Provider interface {
+	// Backend returns a configured backend for the route. The router calls it
+	// per request; implementations cache and restart as needed.
+	Backend(ctx context.Context, r Route) (sdk.Backend, error)
+}
