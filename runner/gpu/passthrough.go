@@ -153,7 +153,7 @@ func notCached(cachePath string, dirs []string, mounts []Mount) []string {
 				continue
 			}
 			any = true
-			if !bytes.Contains(cache, []byte(m.Path+"\x00")) && !bytes.Contains(cache, []byte(sonameLink(m.Path)+"\x00")) {
+			if !bytes.Contains(cache, []byte(m.Path+"\x00")) && !bytes.Contains(cache, []byte(soPrefix(m.Path))) {
 				served = false
 			}
 		}
@@ -164,15 +164,16 @@ func notCached(cachePath string, dirs []string, mounts []Mount) []string {
 	return out
 }
 
-// sonameLink is libX.so.1 for libX.so.535.104.05: the name the cache lists.
-func sonameLink(p string) string {
+// soPrefix is "/dir/libX.so." for /dir/libX.so.535.104.05: the cache
+// lists the library by its soname (libX.so.1), whose number is not the
+// file's.
+func soPrefix(p string) string {
 	base := filepath.Base(p)
 	i := strings.Index(base, ".so.")
 	if i < 0 {
-		return p
+		return p + "\x00"
 	}
-	major, _, _ := strings.Cut(base[i+4:], ".")
-	return filepath.Join(filepath.Dir(p), base[:i+4]+major)
+	return filepath.Join(filepath.Dir(p), base[:i+4])
 }
 
 // defaultLibDirs are where distributions put the driver's libraries.
