@@ -54,8 +54,14 @@ type DeviceLink struct {
 	Path, Target string
 }
 
-// LinkDir is where links that cannot be made at their own path go.
-const LinkDir = "/run/nemoclaw/gpu/lib"
+// LinkDir is where libraries and links that cannot be placed at their own
+// path go (a driver outside the host's /usr, as the GPU Operator installs
+// it): it goes first on LD_LIBRARY_PATH. BinDir is the same for programs
+// (nvidia-smi), first on PATH.
+const (
+	LinkDir = "/run/nemoclaw/gpu/lib"
+	BinDir  = "/run/nemoclaw/gpu/bin"
+)
 
 // devicesSpec is Devices as planned for the init.
 type devicesSpec struct {
@@ -106,6 +112,7 @@ func (d *Devices) plan() (*devicesSpec, []string, error) {
 	}
 	sp := &devicesSpec{}
 	var notes []string
+	relocated := map[string]bool{} // base names moved into LinkDir or BinDir
 	resolve := func(what, host string) (string, os.FileInfo, error) {
 		if !filepath.IsAbs(host) {
 			return "", nil, fmt.Errorf("%s: host path %q must be absolute", what, host)
@@ -152,10 +159,23 @@ func (d *Devices) plan() (*devicesSpec, []string, error) {
 			sp.Files = append(sp.Files, deviceBind{Dst: f.Path, Dir: b.Dir})
 			continue
 		default:
-			// Over the file the host has at that path.
-			if dfi, err := os.Stat(f.Path); err != nil || dfi.IsDir() != b.Dir {
+			// Over the file the host has at that path, or else (the host's
+			// directories are read-only) relocated.
+			dfi, err := os.Stat(f.Path)
+			if err == nil && dfi.IsDir() == b.Dir {
+				break
+			}
+			base := filepath.Base(f.Path)
+			switch {
+			case !b.Dir && strings.Contains(base, ".so"):
+				b.Dst, b.Create = path.Join(LinkDir, base), true
+			case !b.Dir && fi.Mode().Perm()&0o111 != 0:
+				b.Dst, b.Create = path.Join(BinDir, base), true
+			default:
 				return nil, nil, fmt.Errorf("driver file %s: not on the host to bind %s over; files can be placed at their host path, over one of the same kind, or under /run or /tmp", f.Path, from)
 			}
+			relocated[base] = true
+			notes = append(notes, fmt.Sprintf("devices: %s cannot be made in the read-only host directories: bound at %s", f.Path, b.Dst))
 		}
 		sp.Files = append(sp.Files, b)
 	}
@@ -175,7 +195,7 @@ func (d *Devices) plan() (*devicesSpec, []string, error) {
 			continue
 		}
 		target := l.Target
-		if !filepath.IsAbs(target) {
+		if !filepath.IsAbs(target) && !relocated[target] {
 			target = filepath.Join(filepath.Dir(l.Path), target)
 		}
 		sp.Links = append(sp.Links, DeviceLink{Path: path.Join(LinkDir, filepath.Base(l.Path)), Target: target})
@@ -184,13 +204,18 @@ func (d *Devices) plan() (*devicesSpec, []string, error) {
 	return sp, notes, nil
 }
 
-// usesLinkDir reports whether a link was moved into LinkDir.
-func (s *devicesSpec) usesLinkDir() bool {
+// uses reports whether a link or file was moved into dir.
+func (s *devicesSpec) uses(dir string) bool {
 	if s == nil {
 		return false
 	}
 	for _, l := range s.Links {
-		if strings.HasPrefix(l.Path, LinkDir+"/") {
+		if strings.HasPrefix(l.Path, dir+"/") {
+			return true
+		}
+	}
+	for _, f := range s.Files {
+		if strings.HasPrefix(f.Dst, dir+"/") {
 			return true
 		}
 	}
@@ -236,8 +261,10 @@ func (s *devicesSpec) addRules(plan *landlockPlan, d *Devices) {
 			add(f.Dst, unix.LANDLOCK_ACCESS_FS_EXECUTE|unix.LANDLOCK_ACCESS_FS_READ_FILE)
 		}
 	}
-	if s.usesLinkDir() {
-		add(LinkDir, fsReadOnly)
+	for _, dir := range []string{LinkDir, BinDir} {
+		if s.uses(dir) {
+			add(dir, fsReadOnly)
+		}
 	}
 	for _, p := range d.ProcRead {
 		add(p, fsReadOnly)
@@ -281,8 +308,15 @@ func (s *devicesSpec) env(env []string, d *Devices) []string {
 			set(e)
 		}
 	}
+	if s.uses(BinDir) {
+		for _, e := range env {
+			if v, ok := strings.CutPrefix(e, "PATH="); ok {
+				set("PATH=" + BinDir + ":" + v)
+			}
+		}
+	}
 	dirs := append([]string(nil), d.LibraryPath...)
-	if s.usesLinkDir() {
+	if s.uses(LinkDir) {
 		dirs = append([]string{LinkDir}, dirs...)
 	}
 	if len(dirs) > 0 {

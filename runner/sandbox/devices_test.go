@@ -30,10 +30,14 @@ func fakeDevices(t *testing.T) (dir string) {
 	if err := os.MkdirAll(filepath.Join(dir, "lib"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for name, data := range map[string]string{"libcuda.so.550.54.15": "fake libcuda\n", "libnvidia-ml.so.550.54.15": "fake nvml\n", "libother.so.1": "not selected\n"} {
+	for name, data := range map[string]string{"libcuda.so.550.54.15": "fake libcuda\n", "libnvidia-ml.so.550.54.15": "fake nvml\n",
+		"libnvidia-ptxjitcompiler.so.550.54.15": "fake ptx\n", "libother.so.1": "not selected\n"} {
 		if err := os.WriteFile(filepath.Join(dir, "lib", name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "lib", "nvidia-smi"), []byte("#!/bin/sh\necho fake nvidia-smi\n"), 0o755); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
@@ -56,8 +60,13 @@ func TestSandboxDevicePassthrough(t *testing.T) {
 		Files: []DeviceNode{
 			{Path: lib + "/libcuda.so.550.54.15", HostPath: filepath.Join(dir, "lib/libcuda.so.550.54.15")},
 			{Path: lib + "/libnvidia-ml.so.550.54.15", HostPath: filepath.Join(dir, "lib/libnvidia-ml.so.550.54.15")},
+			// A driver outside the host's /usr (a driver container's
+			// root): relocated, as the read-only /usr cannot take it.
+			{Path: "/usr/lib/nemoclaw-test-absent/libnvidia-ptxjitcompiler.so.550.54.15", HostPath: filepath.Join(dir, "lib/libnvidia-ptxjitcompiler.so.550.54.15")},
+			{Path: "/usr/bin/nemoclaw-test-nvidia-smi", HostPath: filepath.Join(dir, "lib/nvidia-smi")},
 		},
-		Links:       []DeviceLink{{Path: lib + "/libcuda.so.1", Target: "libcuda.so.550.54.15"}},
+		Links: []DeviceLink{{Path: lib + "/libcuda.so.1", Target: "libcuda.so.550.54.15"},
+			{Path: "/usr/lib/nemoclaw-test-absent/libnvidia-ptxjitcompiler.so.1", Target: "libnvidia-ptxjitcompiler.so.550.54.15"}},
 		Env:         []string{"NVIDIA_VISIBLE_DEVICES=void"},
 		LibraryPath: []string{lib},
 		ProcWrite:   true,
@@ -73,6 +82,8 @@ if (echo x > ` + lib + `/libcuda.so.550.54.15) 2>/dev/null; then echo "lib writa
 if (echo x > /dev/nvidia2) 2>/dev/null; then echo "dev writable"; else echo "dev read-only"; fi
 for f in ` + lib + `/libcuda.so.1 ` + lib + `/libcuda.so.550.54.15 ` + lib + `/libother.so.1 /dev/nvidia-uvm /dev/nvidia0 /dev/nvidia1 /dev/nvidiactl; do [ -e "$f" ] && echo "has $f" || echo "lacks $f"; done
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH NVIDIA_VISIBLE_DEVICES=$NVIDIA_VISIBLE_DEVICES"
+nemoclaw-test-nvidia-smi
+cat ` + LinkDir + `/libnvidia-ptxjitcompiler.so.1
 echo cuda-thread > /proc/self/comm && read c < /proc/$$/comm && echo "comm=$c"
 if (exec 3<"` + filepath.Join(dir, "nvidia1") + `") 2>/dev/null; then echo "host node reachable"; else echo "host node unreachable"; fi
 `
@@ -88,7 +99,8 @@ if (exec 3<"` + filepath.Join(dir, "nvidia1") + `") 2>/dev/null; then echo "host
 		"lib read-only", "dev read-only",
 		"has /run/nvidia/lib/libcuda.so.1", "has /run/nvidia/lib/libcuda.so.550.54.15", "lacks /run/nvidia/lib/libother.so.1",
 		"has /dev/nvidia-uvm", "has /dev/nvidia0", "lacks /dev/nvidia1", "has /dev/nvidiactl",
-		"LD_LIBRARY_PATH=/run/nvidia/lib NVIDIA_VISIBLE_DEVICES=void",
+		"LD_LIBRARY_PATH=" + LinkDir + ":/run/nvidia/lib NVIDIA_VISIBLE_DEVICES=void",
+		"fake nvidia-smi\nfake ptx\n",
 		"comm=cuda-thread\n",
 		"host node unreachable",
 	} {
@@ -135,7 +147,7 @@ func TestDevicesPlanRefuses(t *testing.T) {
 		{"into workspace", Devices{Files: []DeviceNode{{Path: "/sandbox/lib.so", HostPath: reg}}}, "nothing may be placed under /sandbox"},
 		{"into proc", Devices{Files: []DeviceNode{{Path: "/proc/driver/x", HostPath: reg}}}, "under /proc"},
 		{"link into workspace", Devices{Links: []DeviceLink{{Path: "/sandbox/x", Target: "/etc/passwd"}}}, "under /sandbox"},
-		{"file over nothing", Devices{Files: []DeviceNode{{Path: "/usr/lib/nemoclaw-no-such.so", HostPath: reg}}}, "not on the host"},
+		{"file over nothing", Devices{Files: []DeviceNode{{Path: "/usr/share/nemoclaw-no-such.json", HostPath: reg}}}, "not on the host"},
 	}
 	for _, tt := range tests {
 		_, _, err := tt.d.plan()
