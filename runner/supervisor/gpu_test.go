@@ -90,6 +90,9 @@ nvidia-smi; cat /run/nemoclaw/gpu/lib/libcuda.so.1; echo "LD=$LD_LIBRARY_PATH"
 while [ ! -e /sandbox/done ]; do sleep 0.05; done`
 	var out bytes.Buffer
 	ws := t.TempDir()
+	if err := os.Chown(ws, 10001, 10001); err != nil { // a root-owned workspace is refused
+		t.Fatal(err)
+	}
 	a := start(t, Config{Name: "gpu-a", Home: home, Workdir: ws, Command: []string{"/bin/bash", "-c", script}, Stdout: &out, Stderr: &out,
 		GPUs: gpu.Request{Devices: []string{uuids[1]}}, GPU: gc})
 
