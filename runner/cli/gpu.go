@@ -29,7 +29,7 @@ type gpuFlags struct {
 // addGPUFlags adds --gpus and --gpus-shared to a command that starts a
 // sandbox.
 func addGPUFlags(f *pflag.FlagSet, g *gpuFlags) {
-	f.StringVar(&g.spec, "gpus", "", "GPUs to pass into the sandbox: all, a count, or a list of indexes, GPU-/MIG- UUIDs or GPU:MIG pairs (device=1 for GPU 1 alone); see `nemoclaw gpu`")
+	f.StringVar(&g.spec, "gpus", "", "GPUs to pass into the sandbox: all, a count, or a list of indexes, GPU-/MIG- UUIDs or GPU:MIG pairs (device=1 for GPU 1 alone); nemoclaw gpu lists them")
 	f.BoolVar(&g.shared, "gpus-shared", false, "allow GPUs another running sandbox holds")
 }
 
