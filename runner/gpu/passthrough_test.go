@@ -223,3 +223,51 @@ func TestCheckCDI(t *testing.T) {
 		t.Fatalf("current spec: %+v", st)
 	}
 }
+
+// FuzzCDIPlan feeds spec files to the CDI loader and the plan: whatever a
+// spec holds, the plan has only clean absolute paths and never panics.
+func FuzzCDIPlan(f *testing.F) {
+	for _, p := range []string{"testdata/cdi/full/nvidia.yaml", "testdata/cdi/mig/nvidia.yaml", "testdata/cdi/invalid/nvidia.yaml"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	inv, err := Detect(Config{Lib: migHost()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, spec []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "nvidia.yaml"), spec, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []Request{{All: true}, {Devices: []string{migUUID(1)}}, {Count: 1}} {
+			sel, err := Select(inv, r, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pt, err := PlanPassthrough(PassthroughConfig{CDIDirs: []string{dir}, ProcRoot: dir, LDCache: filepath.Join(dir, "none"),
+				DevRoot: dir, LibDirs: []string{dir}, BinDirs: []string{dir}}, inv, sel, r.All)
+			if err != nil || pt == nil {
+				continue
+			}
+			for _, n := range pt.Nodes {
+				if !filepath.IsAbs(n.Path) || filepath.Clean(n.Path) != n.Path {
+					t.Fatalf("node %q", n.Path)
+				}
+			}
+			for _, m := range pt.Mounts {
+				if !filepath.IsAbs(m.Path) || filepath.Clean(m.Path) != m.Path || !filepath.IsAbs(m.HostPath) {
+					t.Fatalf("mount %+v", m)
+				}
+			}
+			for _, l := range pt.Symlinks {
+				if !filepath.IsAbs(l.Path) {
+					t.Fatalf("link %+v", l)
+				}
+			}
+		}
+	})
+}
