@@ -93,7 +93,8 @@ while [ ! -e /sandbox/done ]; do sleep 0.05; done`
 	if err := os.Chown(ws, 10001, 10001); err != nil { // a root-owned workspace is refused
 		t.Fatal(err)
 	}
-	a := start(t, Config{Name: "gpu-a", Home: home, Workdir: ws, Command: []string{"/bin/bash", "-c", script}, Stdout: &out, Stderr: &out,
+	// Detached: kept after the run, with its launch record.
+	a := start(t, Config{Name: "gpu-a", Home: home, Workdir: ws, Detached: true, Command: []string{"/bin/bash", "-c", script}, Stdout: &out, Stderr: &out,
 		GPUs: gpu.Request{Devices: []string{uuids[1]}}, GPU: gc})
 
 	if _, err := New(Config{Name: "gpu-b", Home: home, Policy: testPolicy(), Command: []string{"true"}, GPUs: gpu.Request{Devices: []string{uuids[1]}}, GPU: gc}); err == nil ||
@@ -120,5 +121,9 @@ while [ ! -e /sandbox/done ]; do sleep 0.05; done`
 	_ = a.Close()
 	if _, err := os.Stat(filepath.Join(home, "sandboxes", "gpu-a", gpu.ClaimFile)); !os.IsNotExist(err) {
 		t.Fatalf("claim left after the run: %v", err)
+	}
+	// sandbox start asks for the same GPU again.
+	if l, err := LoadLaunch(home, "gpu-a"); err != nil || len(l.GPUs.Devices) != 1 || l.GPUs.Devices[0] != uuids[1] {
+		t.Fatalf("launch record's GPUs: %+v %v", l, err)
 	}
 }
