@@ -152,7 +152,12 @@ func MakePlan(b *blueprint.Blueprint, opts PlanOptions) (*Plan, error) {
 		opts.Profile, p.AutoWhy = name, why
 	}
 	for i := range p.Profiles {
-		p.Profiles[i].Chosen = p.Profiles[i].Name == opts.Profile || (opts.Profile == "" && p.Profiles[i].Name == b.DefaultProfileName())
+		pp := &p.Profiles[i]
+		pp.Chosen = pp.Name == opts.Profile || (opts.Profile == "" && pp.Name == b.DefaultProfileName())
+		if pp.Chosen && !pp.Fits {
+			p.Preflight = append(p.Preflight, Check{Name: "gpu for profile " + pp.Name, OK: false,
+				Detail: pp.Why + ": its local model server may not start here; --profile auto picks one that fits"})
+		}
 	}
 	if g := b.Components.GPU; g != nil && g.Required && (g.Count > 0 || len(g.Devices) > 0) {
 		need := gpu.Need{Count: max(g.Count, len(g.Devices)), MinMemoryGiB: g.MinMemoryGiB, MinComputeCapability: g.MinComputeCapability}
