@@ -185,3 +185,48 @@ func TestDevicesLandlockRules(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkStartDevices is what GPU passthrough adds to a sandbox's start
+// and run of /bin/true: three device nodes and two driver files with a link.
+func BenchmarkStartDevices(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("making device nodes (mknod) needs root")
+	}
+	dir := b.TempDir()
+	for _, n := range []string{"nvidiactl", "nvidia-uvm", "nvidia0"} {
+		if err := unix.Mknod(filepath.Join(dir, n), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, n := range []string{"libcuda.so.550.54.15", "libnvidia-ml.so.550.54.15"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	devs := &Devices{ProcWrite: true, LibraryPath: []string{"/run/nvidia/lib"}}
+	for _, n := range []string{"nvidiactl", "nvidia-uvm", "nvidia0"} {
+		devs.Nodes = append(devs.Nodes, DeviceNode{Path: "/dev/" + n, HostPath: filepath.Join(dir, n)})
+	}
+	for _, n := range []string{"libcuda.so.550.54.15", "libnvidia-ml.so.550.54.15"} {
+		devs.Files = append(devs.Files, DeviceNode{Path: "/run/nvidia/lib/" + n, HostPath: filepath.Join(dir, n)})
+	}
+	devs.Links = []DeviceLink{{Path: "/run/nvidia/lib/libcuda.so.1", Target: "libcuda.so.550.54.15"}}
+	home := b.TempDir()
+	for _, c := range []struct {
+		name string
+		devs *Devices
+	}{{"none", nil}, {"gpu", devs}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				sb, err := Start(b.Context(), Config{Policy: testPolicy(), Home: home, Command: []string{"/bin/true"}, Devices: c.devs})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if code, err := sb.Wait(); code != 0 || err != nil {
+					b.Fatalf("exit %d %v", code, err)
+				}
+				sb.Close()
+			}
+		})
+	}
+}
