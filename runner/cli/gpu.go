@@ -20,10 +20,11 @@ func init() {
 	register(newGPUCmd)
 }
 
-// gpuFlags are --gpus and --gpus-shared.
+// gpuFlags are --gpus, --gpus-shared and --cdi-spec-dir.
 type gpuFlags struct {
-	spec   string
-	shared bool
+	spec    string
+	shared  bool
+	cdiDirs []string
 }
 
 // addGPUFlags adds --gpus and --gpus-shared to a command that starts a
@@ -31,6 +32,12 @@ type gpuFlags struct {
 func addGPUFlags(f *pflag.FlagSet, g *gpuFlags) {
 	f.StringVar(&g.spec, "gpus", "", "GPUs to pass into the sandbox: all, a count, or a list of indexes, GPU-/MIG- UUIDs or GPU:MIG pairs (device=1 for GPU 1 alone); nemoclaw gpu lists them")
 	f.BoolVar(&g.shared, "gpus-shared", false, "allow GPUs another running sandbox holds")
+	f.StringSliceVar(&g.cdiDirs, "cdi-spec-dir", nil, "directory of CDI specs for --gpus, repeatable (default: /etc/cdi and /var/run/cdi)")
+}
+
+// config is where the GPUs' files are: the real host, with --cdi-spec-dir.
+func (g *gpuFlags) config() supervisor.GPUConfig {
+	return supervisor.GPUConfig{Passthrough: gpu.PassthroughConfig{CDIDirs: g.cdiDirs}}
 }
 
 // request parses the flags; def is the blueprint's gpu: when --gpus is

@@ -214,7 +214,7 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		Stdin: app.In, Stdout: app.Out, Stderr: app.Err,
 		Approvals: o.approvals, ApprovalTimeout: o.approvalTimeout,
 		Blueprint: o.blueprint, BlueprintVersion: o.version,
-		Logger: logger, Reservation: res, GPUs: gpus,
+		Logger: logger, Reservation: res, GPUs: gpus, GPU: o.gpus.config(),
 	}
 	if notify != nil {
 		cfg.Detached, cfg.Stdin, cfg.Stdout, cfg.Stderr = true, nil, nil, nil
