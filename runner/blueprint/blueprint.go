@@ -176,12 +176,16 @@ type PolicyRef struct {
 	Additions map[string]*policy.NetworkPolicy `yaml:"additions,omitempty" json:"additions,omitempty"`
 }
 
-// GPU is what a blueprint or profile needs from the host's GPUs.
+// GPU is what a blueprint or profile needs from the host's GPUs. In
+// components.gpu, Count or Devices (indexes, GPU-/MIG- UUIDs) also choose
+// the GPUs passed into the sandbox; in a profile it is what the host must
+// have for the profile's local model server (plan, --profile auto).
 type GPU struct {
-	Count                int     `yaml:"count,omitempty" json:"count,omitempty"`
-	MinMemoryGiB         float64 `yaml:"min_memory_gib,omitempty" json:"min_memory_gib,omitempty"`
-	MinComputeCapability string  `yaml:"min_compute_capability,omitempty" json:"min_compute_capability,omitempty"`
-	Required             bool    `yaml:"required,omitempty" json:"required,omitempty"`
+	Count                int      `yaml:"count,omitempty" json:"count,omitempty"`
+	Devices              []string `yaml:"devices,omitempty" json:"devices,omitempty"`
+	MinMemoryGiB         float64  `yaml:"min_memory_gib,omitempty" json:"min_memory_gib,omitempty"`
+	MinComputeCapability string   `yaml:"min_compute_capability,omitempty" json:"min_compute_capability,omitempty"`
+	Required             bool     `yaml:"required,omitempty" json:"required,omitempty"`
 }
 
 // Profile returns the named inference profile, or the default one for "".

@@ -181,6 +181,9 @@ func (l *loader) check(b *Blueprint, doc *strictyaml.Doc) {
 		}
 		l.profile(name, profiles[name], doc, errf, warnf)
 	}
+	if g := b.Components.GPU; g != nil && g.Count > 0 && len(g.Devices) > 0 {
+		errf([]string{"components", "gpu", "devices"}, "gpu: give count or devices, not both (devices names the GPUs; count takes that many free ones)")
+	}
 	if b.DefaultProfile != "" {
 		if _, ok := profiles[b.DefaultProfile]; !ok {
 			errf([]string{"default_profile"}, "default_profile %q is not defined; defined: %s", b.DefaultProfile, strings.Join(sortedKeys(profiles), ", "))

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nemoclaw/nemoclaw/runner/blueprint"
+	"github.com/nemoclaw/nemoclaw/runner/gpu"
 	"github.com/nemoclaw/nemoclaw/runner/state"
 	"github.com/nemoclaw/nemoclaw/runner/supervisor"
 )
@@ -29,6 +30,7 @@ type applyOpts struct {
 	detach      bool
 	superviseFd int
 	source      *SourceFlags
+	gpus        gpuFlags
 }
 
 func newBlueprintApplyCmd(app *App) *cobra.Command {
@@ -67,13 +69,14 @@ after -- replace the blueprint's agent command. The exit code is the agent's;
 	}
 	f := cmd.Flags()
 	addStopTimeoutFlag(f, &o.stopTimeout)
-	f.StringVarP(&o.profile, "profile", "p", "", "inference profile (default: the blueprint's default)")
+	f.StringVarP(&o.profile, "profile", "p", "", "inference profile, or auto for the best this host's GPUs can run (default: the blueprint's default)")
 	f.StringVar(&o.name, "name", "", "sandbox name (default: the blueprint's components.sandbox.name)")
 	f.StringVar(&o.workdir, "workdir", "", "host directory mounted at /sandbox, where the agent acts as its owner; its files keep their owners (default: $NEMOCLAW_HOME/sandboxes/<name>/workspace)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "resolve, verify and plan, then print the plan instead of starting the agent")
 	f.BoolVar(&o.tty, "tty", false, "run on a pseudo-terminal (default: when stdin and stdout are terminals)")
 	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")
 	addDetachFlags(f, &o.detach, &o.superviseFd)
+	addGPUFlags(f, &o.gpus)
 	// Profiles of the blueprint named, when it is the embedded one or a
 	// directory (a registry reference is not fetched for a completion).
 	_ = cmd.RegisterFlagCompletionFunc("profile", func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
@@ -125,7 +128,11 @@ func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string)
 	if err != nil {
 		return err
 	}
-	plan, err := state.MakePlan(b, state.PlanOptions{Profile: o.profile, Home: app.Home, Name: o.name, Preflight: kernelChecks(b.Policy)})
+	popts := state.PlanOptions{Profile: o.profile, Home: app.Home, Name: o.name, Preflight: kernelChecks(b.Policy)}
+	if o.profile == state.AutoProfile || b.Components.GPU != nil {
+		popts.GPUs, popts.GPUErr = gpu.Detect(gpu.Config{Logger: app.Logger})
+	}
+	plan, err := state.MakePlan(b, popts)
 	if err != nil {
 		return Usage(err)
 	}
@@ -169,6 +176,7 @@ func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string)
 		name: plan.Sandbox.Name, workdir: workdir, tty: o.tty, noTTY: o.noTTY, keep: true,
 		stopTimeout: o.stopTimeout, pol: b.Policy, env: env,
 		detach: o.detach, superviseFd: o.superviseFd, blueprint: b.Dir, version: b.Version,
+		gpus: o.gpus, gpuDefault: blueprintGPUs(b, popts.GPUErr, app),
 	}
 	if len(src) > 0 {
 		ro.blueprint = src[0]

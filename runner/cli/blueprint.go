@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nemoclaw/nemoclaw/runner/blueprint"
+	"github.com/nemoclaw/nemoclaw/runner/gpu"
 	"github.com/nemoclaw/nemoclaw/runner/internal/strictyaml"
 	"github.com/nemoclaw/nemoclaw/runner/state"
 )
@@ -145,7 +146,8 @@ hard_requirement Landlock on a kernel without it).`,
 			if err != nil {
 				return err
 			}
-			p, err := state.MakePlan(b, state.PlanOptions{Profile: profile, Home: app.Home, Name: name, Preflight: preflight(app, b.Policy)})
+			inv, gerr := gpu.Detect(gpu.Config{Logger: app.Logger})
+			p, err := state.MakePlan(b, state.PlanOptions{Profile: profile, Home: app.Home, Name: name, Preflight: preflight(app, b.Policy), GPUs: inv, GPUErr: gerr})
 			if err != nil {
 				return Usage(err)
 			}
@@ -163,7 +165,7 @@ hard_requirement Landlock on a kernel without it).`,
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
-	cmd.Flags().StringVarP(&profile, "profile", "p", "", "inference profile (default: the blueprint's default_profile or first profile)")
+	cmd.Flags().StringVarP(&profile, "profile", "p", "", "inference profile, or auto for the best this host's GPUs can run (default: the blueprint's default_profile or first profile)")
 	cmd.Flags().StringVar(&name, "name", "", "sandbox name (default: the blueprint's components.sandbox.name)")
 	return cmd
 }
@@ -212,6 +214,7 @@ func printPlan(w io.Writer, p *state.Plan) {
 	if g := p.GPU; g != nil && g.Count > 0 {
 		printf(w, "gpu        %d GPU(s), min %.0f GiB, compute >= %s\n", g.Count, g.MinMemoryGiB, orDash(g.MinComputeCapability))
 	}
+	printProfiles(w, p)
 	if len(p.Preflight) > 0 {
 		printf(w, "preflight\n")
 		for _, c := range p.Preflight {

@@ -1,12 +1,10 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
-	"github.com/nemoclaw/nemoclaw/runner/gpu"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
 	"github.com/nemoclaw/nemoclaw/runner/state"
@@ -16,20 +14,9 @@ func init() {
 	register(newDoctorCmd)
 }
 
-// gpuCheck reports NVML presence and the GPUs found.
+// gpuCheck reports NVML presence and the GPUs found (gpuChecks' first).
 func gpuCheck(app *App) state.Check {
-	inv, err := gpu.Detect(gpu.Config{Logger: app.Logger})
-	switch {
-	case errors.Is(err, gpu.ErrNoDriver):
-		return state.Check{Name: "nvml", OK: false, Detail: "no NVIDIA driver (libnvidia-ml.so.1 not found): blueprints that need GPUs cannot get them; everything else works"}
-	case err != nil:
-		return state.Check{Name: "nvml", OK: false, Detail: fmt.Sprintf("NVML error: %v; GPU passthrough is unavailable", err)}
-	}
-	detail := fmt.Sprintf("driver %s, CUDA %s, %d GPU(s)", inv.DriverVersion, inv.CUDAVersion, len(inv.Devices))
-	for _, d := range inv.Devices {
-		detail += fmt.Sprintf("; #%d %s %.0f GiB cc %s", d.Index, d.Name, d.MemoryGiB, d.ComputeCapability)
-	}
-	return state.Check{Name: "nvml", OK: true, Detail: detail}
+	return gpuChecks(app)[0]
 }
 
 // preflight gathers the host checks that matter for applying pol: kernel
@@ -53,7 +40,7 @@ isolated, 1 otherwise.`,
 			if err := checkOutput(output, "text", "json"); err != nil {
 				return err
 			}
-			checks := append(kernelChecks(nil), gpuCheck(app))
+			checks := append(kernelChecks(nil), gpuChecks(app)...)
 			if output == "json" {
 				if err := writeJSON(app.Out, checks); err != nil {
 					return err

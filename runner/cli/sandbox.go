@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nemoclaw/nemoclaw/runner/blueprint"
+	"github.com/nemoclaw/nemoclaw/runner/gpu"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
 	"github.com/nemoclaw/nemoclaw/runner/supervisor"
@@ -44,6 +45,10 @@ type sandboxRunOpts struct {
 	// onRunning, if set, is called once the agent runs (before a
 	// detached supervisor tells its launcher): apply's run record.
 	onRunning func()
+	// gpus are --gpus and --gpus-shared; gpuDefault is the blueprint's
+	// gpu: (apply), used without --gpus.
+	gpus       gpuFlags
+	gpuDefault gpu.Request
 }
 
 func newSandboxCmd(app *App) *cobra.Command {
@@ -109,6 +114,7 @@ kernel without the needed Landlock ABI).`,
 	f.StringVar(&o.cpus, "cpus", "", "CPU limit, e.g. 1.5 or 500m (overrides resources.cpu; needs cgroup v2)")
 	addApprovalFlags(f, &o)
 	addDetachFlags(f, &o.detach, &o.superviseFd)
+	addGPUFlags(f, &o.gpus)
 	return cmd
 }
 
@@ -191,6 +197,11 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		res.Release()
 		return err
 	}
+	gpus, err := o.gpus.request(o.gpuDefault)
+	if err != nil {
+		res.Release()
+		return err
+	}
 	stdin, _ := app.In.(*os.File)
 	stdout, _ := app.Out.(*os.File)
 	isTerm := stdin != nil && term.IsTerminal(int(stdin.Fd()))
@@ -203,7 +214,7 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		Stdin: app.In, Stdout: app.Out, Stderr: app.Err,
 		Approvals: o.approvals, ApprovalTimeout: o.approvalTimeout,
 		Blueprint: o.blueprint, BlueprintVersion: o.version,
-		Logger: logger, Reservation: res,
+		Logger: logger, Reservation: res, GPUs: gpus, GPU: o.gpus.config(),
 	}
 	if notify != nil {
 		cfg.Detached, cfg.Stdin, cfg.Stdout, cfg.Stderr = true, nil, nil, nil

@@ -187,6 +187,7 @@ func compileRest(sp *spec) []byte {
 	mount := func(step, src, dst, fstype string, flags uintptr, data string) {
 		p.op(opMount, "mount: "+step, src, dst, fstype, flags, data)
 	}
+	compileDevices(&p, sp.Devices)
 	for _, b := range sp.Binds {
 		from := ""
 		if b.From != "" {

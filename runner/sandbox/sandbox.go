@@ -98,6 +98,8 @@ type Config struct {
 	WindowSize *WindowSize
 	// Files are bind-mounted read-only into the sandbox.
 	Files []File
+	// Devices are host devices passed through (GPUs; devices.go).
+	Devices *Devices
 	// Network asks for in-sandbox listeners.
 	Network NetworkConfig
 	// Logger receives the run's log (nil: discarded).
@@ -599,6 +601,14 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		filePaths = append(filePaths, dst)
 	}
 
+	devs, devNotes, err := cfg.Devices.plan()
+	if err != nil {
+		return nil, stepErr("devices", err)
+	}
+	for _, n := range devNotes {
+		sb.log.Info(n)
+	}
+
 	// The init can make the sandbox's mounts while the rest is planned:
 	// they need only the name, the host's top-level directories, the
 	// workspace and the memory limit (the private /tmp's size).
@@ -607,7 +617,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		return nil, stepErr("mount: read host root", err)
 	}
 	mem, _ := policyMemory(cfg.Policy) // planResources reports a bad value
-	hostTop := hostTopNeeded(cfg.Policy, filePaths)
+	hostTop := hostTopNeeded(cfg.Policy, append(devs.hostPaths(), filePaths...))
 	// $NEMOCLAW_HOME exists before it is hidden: made later, it would
 	// show through a host directory bound now.
 	if err := os.MkdirAll(home, 0o700); err != nil {
@@ -637,6 +647,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		StopTimeoutMs: stopTimeoutMs(cfg.StopTimeout),
 		Hide:          hide,
 		Protect:       sb.protect.paths,
+		Devices:       devs,
 	}
 	sb.stopTimeout = time.Duration(sp.StopTimeoutMs) * time.Millisecond
 	if ws != "" && !rootless {
@@ -677,6 +688,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	for _, n := range notes {
 		sb.log.Warn(n)
 	}
+	devs.addRules(&plan, cfg.Devices)
 	sb.log.Debug("landlock", "abi", abi, "rules", len(plan.Rules), "scoped", plan.Scoped != 0, "tcp_rules", len(plan.Ports))
 
 	bpf, err := seccompProgram()
@@ -703,7 +715,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		sb.log.Info("resources: " + s)
 	}
 
-	sp.Env = agentEnv(cfg, name, uid, rootless, ids)
+	sp.Env = devs.env(agentEnv(cfg, name, uid, rootless, ids), cfg.Devices)
 	sb.agentEnv = sp.Env // joined processes start from it (Exec)
 	sp.Landlock = plan
 	sp.AccessBinds = accessBinds(cfg.Policy.Filesystem)

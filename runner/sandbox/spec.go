@@ -59,6 +59,8 @@ type spec struct {
 	Seccomp       []byte       `json:"seccomp"`
 	Rlimits       []rlimitSpec `json:"rlimits,omitempty"`
 	Network       netSpec      `json:"network"`
+	// Devices are the passed-through devices (devices.go).
+	Devices *devicesSpec `json:"devices,omitempty"`
 }
 
 // bindSpec places host file From (if any) then Data read-only at Dst

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/nemoclaw/nemoclaw/runner/blueprint"
+	"github.com/nemoclaw/nemoclaw/runner/gpu"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 )
 
@@ -40,6 +41,10 @@ type PlanOptions struct {
 	// Getenv looks up credentials' presence (never their values);
 	// os.Getenv when nil.
 	Getenv func(string) string
+	// GPUs and GPUErr are gpu.Detect's answer, for the profiles' GPU
+	// needs and --profile auto (gpu.go).
+	GPUs   *gpu.Inventory
+	GPUErr error
 }
 
 // Plan is what `blueprint apply` would do, computed without side effects.
@@ -53,6 +58,10 @@ type Plan struct {
 	Preflight []Check         `json:"preflight,omitempty"`
 	// Refusals are the reasons apply would refuse; empty when it would run.
 	Refusals []string `json:"refusals,omitempty"`
+	// Profiles say which inference profiles this host can run; AutoWhy
+	// why --profile auto chose the one it did.
+	Profiles []PlanProfile `json:"profiles,omitempty"`
+	AutoWhy  string        `json:"auto_why,omitempty"`
 }
 
 // PlanBlueprint identifies the blueprint.
@@ -134,6 +143,28 @@ func MakePlan(b *blueprint.Blueprint, opts PlanOptions) (*Plan, error) {
 		p.Sandbox.Workspace = filepath.Join(opts.Home, "sandboxes", name, "workspace")
 	}
 	p.Policy = summarize(b)
+	p.Profiles = fitProfiles(b, opts.GPUs, opts.GPUErr)
+	if opts.Profile == AutoProfile {
+		name, why, err := chooseAuto(b, p.Profiles)
+		if err != nil {
+			return nil, err
+		}
+		opts.Profile, p.AutoWhy = name, why
+	}
+	for i := range p.Profiles {
+		pp := &p.Profiles[i]
+		pp.Chosen = pp.Name == opts.Profile || (opts.Profile == "" && pp.Name == b.DefaultProfileName())
+		if pp.Chosen && !pp.Fits {
+			p.Preflight = append(p.Preflight, Check{Name: "gpu for profile " + pp.Name, OK: false,
+				Detail: pp.Why + ": its local model server may not start here; --profile auto picks one that fits"})
+		}
+	}
+	if g := b.Components.GPU; g != nil && g.Required && (g.Count > 0 || len(g.Devices) > 0) {
+		need := gpu.Need{Count: max(g.Count, len(g.Devices)), MinMemoryGiB: g.MinMemoryGiB, MinComputeCapability: g.MinComputeCapability}
+		if ok, why := gpu.Fit(opts.GPUs, opts.GPUErr, need); !ok {
+			p.Refusals = append(p.Refusals, "components.gpu.required: "+why)
+		}
+	}
 
 	if len(b.Profiles) > 0 || opts.Profile != "" || (b.Components.Inference != nil && len(b.Components.Inference.Profiles) > 0) {
 		pname, prof, ok := b.Profile(opts.Profile)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nemoclaw/nemoclaw/runner/gpu"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 )
 
@@ -31,6 +32,8 @@ type Launch struct {
 	ApprovalTimeout time.Duration  `json:"approval_timeout,omitempty"`
 	Blueprint       string         `json:"blueprint,omitempty"`
 	Version         string         `json:"version,omitempty"`
+	// GPUs are asked for again at each start (UUIDs name the same devices).
+	GPUs gpu.Request `json:"gpus,omitzero"`
 }
 
 // launchOf is cfg's Launch, under pol.
@@ -38,7 +41,7 @@ func launchOf(cfg *Config, pol *policy.Policy) *Launch {
 	l := &Launch{
 		V: recordVersion, Policy: pol, Command: cfg.Command, Env: cfg.Env, KeepWorkspace: cfg.KeepWorkspace,
 		StopTimeout: cfg.StopTimeout, Approvals: cfg.Approvals, ApprovalTimeout: cfg.ApprovalTimeout,
-		Blueprint: cfg.Blueprint, Version: cfg.BlueprintVersion,
+		Blueprint: cfg.Blueprint, Version: cfg.BlueprintVersion, GPUs: cfg.GPUs,
 	}
 	if cfg.Workdir != "" {
 		// Absolute: start may run from another directory.

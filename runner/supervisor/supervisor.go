@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/nemoclaw/nemoclaw/runner/egress"
+	"github.com/nemoclaw/nemoclaw/runner/gpu"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
 )
@@ -74,6 +75,10 @@ type Config struct {
 	// Reservation is the directory, lock and CA made ahead for Name (nil:
 	// New makes them).
 	Reservation *Reservation
+	// GPUs are the GPUs passed through (zero: none), claimed for this
+	// sandbox while it runs; GPU says where they are (gpu.go).
+	GPUs gpu.Request
+	GPU  GPUConfig
 }
 
 // Supervisor runs one sandbox. Its methods are called from one goroutine
@@ -86,6 +91,8 @@ type Supervisor struct {
 	proxy *egress.Proxy
 	sbcfg sandbox.Config
 	sb    *sandbox.Sandbox
+	// gpuRelease drops the sandbox's GPU claim (nil: none).
+	gpuRelease func()
 	// agentLog is the agent's output file when detached.
 	agentLog *os.File
 	started  time.Time
@@ -178,6 +185,11 @@ func New(cfg Config) (*Supervisor, error) {
 		}},
 		sandbox.File{Path: sandboxCACert, Later: p.CACertPEM},
 	)
+	if err := s.passGPUs(&sc); err != nil {
+		p.Close()
+		res.Release()
+		return nil, err
+	}
 	s.sbcfg = sc
 	return s, nil
 }
@@ -421,6 +433,9 @@ func (s *Supervisor) stopControl(closeIt bool) {
 // removes the directory) and gives up the name, last.
 func (s *Supervisor) release() error {
 	err := s.res.audit.Close()
+	if s.gpuRelease != nil {
+		s.gpuRelease()
+	}
 	if s.agentLog != nil {
 		s.agentLog.Close()
 		if s.sb == nil {
