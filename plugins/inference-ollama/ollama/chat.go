@@ -23,6 +23,7 @@ func (b *Backend) ChatCompletions(ctx context.Context, req *sdk.Request, w sdk.S
 	if err != nil {
 		return badRequest("encode the chat request: %v", err)
 	}
+	r.model = olReq.Model // named in a 404's advice
 	resp, cancel, err := b.do(ctx, r, "POST", "/api/chat", body)
 	if err != nil {
 		return err

@@ -40,6 +40,7 @@ func (b *Backend) Embeddings(ctx context.Context, req *sdk.Request) (*sdk.Chunk,
 	if err != nil {
 		return nil, badRequest("encode the embeddings request: %v", err)
 	}
+	r.model = m // named in a 404's advice
 	resp, cancel, err := b.do(ctx, r, "POST", "/api/embed", body)
 	if err != nil {
 		return nil, err

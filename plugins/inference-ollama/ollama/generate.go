@@ -21,6 +21,7 @@ func (b *Backend) Completions(ctx context.Context, req *sdk.Request, w sdk.Strea
 	if err != nil {
 		return badRequest("encode the completion request: %v", err)
 	}
+	r.model = olReq.Model // named in a 404's advice
 	resp, cancel, err := b.do(ctx, r, "POST", "/api/generate", body)
 	if err != nil {
 		return err

@@ -332,7 +332,7 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	if n > 0 {
 		b.idle.t.Reset(b.idle.d)
 	}
-	if err != nil && err != io.EOF {
+	if err != nil && err != io.EOF && errors.Is(context.Cause(b.ctx), errIdle) {
 		err = idleErr(b.ctx, b.r, err)
 	}
 	return n, err
