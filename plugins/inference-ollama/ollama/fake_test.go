@@ -165,3 +165,8 @@ func chatReq(body string) *sdk.Request {
 	_ = json.Unmarshal([]byte(body), &s)
 	return &sdk.Request{Model: s.Model, Stream: s.Stream, Body: []byte(body)}
 }
+
+// discard is an sdk.StreamWriter that drops the chunks (benchmarks).
+type discard struct{}
+
+func (discard) Send(sdk.Chunk) error { return nil }

@@ -21,28 +21,34 @@ func newNDJSON(r io.Reader, path string) *ndjson {
 	return &ndjson{sc: sc, path: path}
 }
 
+// line is a streamed object that may carry Ollama's {"error": "..."}.
+type line interface{ errText() string }
+
+func (r *olChatResponse) errText() string     { return r.Error }
+func (r *olGenerateResponse) errText() string { return r.Error }
+
 // next decodes the next non-empty line into v. It returns io.EOF at the
 // end of the body, and an *sdk.Error for an over-long or malformed line,
 // a transport failure, or an {"error": "..."} line.
-func (s *ndjson) next(v any) error {
+func (s *ndjson) next(v line) error {
 	for s.sc.Scan() {
-		line := bytes.TrimSpace(s.sc.Bytes())
-		if len(line) == 0 {
+		raw := bytes.TrimSpace(s.sc.Bytes())
+		if len(raw) == 0 {
 			continue
 		}
-		var e olError
-		if err := json.Unmarshal(line, &e); err != nil {
-			return badGateway("Ollama's %s stream has a line that is not JSON: %v", s.path, err)
-		}
-		if e.Error != "" {
-			msg := e.Error
-			if len(msg) > maxErrorMessage {
-				msg = msg[:maxErrorMessage] + "…"
+		if err := json.Unmarshal(raw, v); err != nil {
+			// An error line is still reported as such if the rest is garbled.
+			var e olError
+			if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+				return streamFailed(s.path, e.Error)
 			}
-			return badGateway("Ollama's %s stream failed: %s", s.path, msg)
-		}
-		if err := json.Unmarshal(line, v); err != nil {
+			if !json.Valid(raw) {
+				return badGateway("Ollama's %s stream has a line that is not JSON: %v", s.path, err)
+			}
 			return badGateway("Ollama's %s stream has a line that is not the JSON its API documents: %v", s.path, err)
+		}
+		if msg := v.errText(); msg != "" {
+			return streamFailed(s.path, msg)
 		}
 		return nil
 	}
@@ -58,6 +64,14 @@ func (s *ndjson) next(v any) error {
 		}
 		return upstreamErr(err, "read Ollama's %s stream", s.path)
 	}
+}
+
+// streamFailed is the error for an {"error": "..."} line.
+func streamFailed(path, msg string) error {
+	if len(msg) > maxErrorMessage {
+		msg = msg[:maxErrorMessage] + "…"
+	}
+	return badGateway("Ollama's %s stream failed: %s", path, msg)
 }
 
 // truncated is the error for a stream that ended before its final object.
