@@ -19,6 +19,11 @@ func (b *Backend) ChatCompletions(ctx context.Context, req *sdk.Request, w sdk.S
 	if err != nil {
 		return err
 	}
+	// Ollama always streams here, also when the caller wants one whole
+	// answer: the idle timer then sees every token, so timeout_secs bounds
+	// silences and never the length of an answer.
+	wantStream := olReq.Stream
+	olReq.Stream = true
 	body, err := json.Marshal(olReq)
 	if err != nil {
 		return badRequest("encode the chat request: %v", err)
@@ -30,18 +35,42 @@ func (b *Backend) ChatCompletions(ctx context.Context, req *sdk.Request, w sdk.S
 	}
 	defer cancel()
 	defer resp.Body.Close()
-	if !olReq.Stream {
-		var out olChatResponse
-		if err := decodeBody(resp.Body, "/api/chat", &out); err != nil {
+	in := newNDJSON(resp.Body, "/api/chat")
+	if !wantStream {
+		out, err := collectChat(in)
+		if err != nil {
 			return err
-		}
-		if out.Error != "" {
-			return badGateway("Ollama's /api/chat failed: %s", out.Error)
 		}
 		c, u := chatCompletion(out, olReq.Model)
 		return send(w, c, u)
 	}
-	return streamChat(newNDJSON(resp.Body, "/api/chat"), olReq.Model, w)
+	return streamChat(in, olReq.Model, w)
+}
+
+// collectChat gathers a whole answer from /api/chat's stream, as Ollama
+// itself does for "stream": false.
+func collectChat(in *ndjson) (olChatResponse, error) {
+	var all olChatResponse
+	var text, thinking strings.Builder
+	for {
+		var line olChatResponse
+		if err := in.next(&line); err == io.EOF {
+			return all, truncated(in.path)
+		} else if err != nil {
+			return all, err
+		}
+		text.WriteString(line.Message.Content)
+		thinking.WriteString(line.Message.Thinking)
+		all.Message.ToolCalls = append(all.Message.ToolCalls, line.Message.ToolCalls...)
+		if text.Len()+thinking.Len() > MaxBodyBytes {
+			return all, badGateway("Ollama's %s answer is larger than %d bytes", in.path, MaxBodyBytes)
+		}
+		if line.Done {
+			all.Model, all.DoneReason, all.olMetrics = line.Model, line.DoneReason, line.olMetrics
+			all.Message.Content, all.Message.Thinking = text.String(), thinking.String()
+			return all, nil
+		}
+	}
 }
 
 // chatRequest translates an OpenAI chat/completions body into /api/chat's.

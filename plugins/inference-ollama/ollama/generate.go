@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/nemoclaw/nemoclaw/plugins/sdk"
@@ -17,6 +18,9 @@ func (b *Backend) Completions(ctx context.Context, req *sdk.Request, w sdk.Strea
 	if err != nil {
 		return err
 	}
+	// Always streamed from Ollama, for the idle timer (see ChatCompletions).
+	wantStream := olReq.Stream
+	olReq.Stream = true
 	body, err := json.Marshal(olReq)
 	if err != nil {
 		return badRequest("encode the completion request: %v", err)
@@ -33,19 +37,9 @@ func (b *Backend) Completions(ctx context.Context, req *sdk.Request, w sdk.Strea
 		return oaTextResponse{ID: id, Object: "text_completion", Created: created, Model: model,
 			Choices: []oaTextChoice{{Text: s, FinishReason: finish}}, Usage: u}
 	}
-	if !olReq.Stream {
-		var out olGenerateResponse
-		if err := decodeBody(resp.Body, "/api/generate", &out); err != nil {
-			return err
-		}
-		if out.Error != "" {
-			return badGateway("Ollama's /api/generate failed: %s", out.Error)
-		}
-		u, su := usage(out.olMetrics)
-		return send(w, text(orModel(out.Model, olReq.Model), out.Response, ptr(finishReason(out.DoneReason, false)), u), su)
-	}
 	in := newNDJSON(resp.Body, "/api/generate")
 	model := olReq.Model
+	var all strings.Builder // the whole answer, when not streamed
 	for {
 		var line olGenerateResponse
 		if err := in.next(&line); err == io.EOF {
@@ -54,14 +48,19 @@ func (b *Backend) Completions(ctx context.Context, req *sdk.Request, w sdk.Strea
 			return err
 		}
 		model = orModel(line.Model, model)
-		if line.Response != "" {
+		if !wantStream {
+			all.WriteString(line.Response)
+			if all.Len() > MaxBodyBytes {
+				return badGateway("Ollama's %s answer is larger than %d bytes", in.path, MaxBodyBytes)
+			}
+		} else if line.Response != "" {
 			if err := send(w, text(model, line.Response, nil, nil), nil); err != nil {
 				return err
 			}
 		}
 		if line.Done {
 			u, su := usage(line.olMetrics)
-			return send(w, text(model, "", ptr(finishReason(line.DoneReason, false)), u), su)
+			return send(w, text(model, all.String(), ptr(finishReason(line.DoneReason, false)), u), su)
 		}
 	}
 }

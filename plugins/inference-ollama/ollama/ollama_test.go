@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"strings"
@@ -30,7 +31,8 @@ func TestChatNonStreamTranslatesBothWays(t *testing.T) {
 
 	var sent olChatRequest
 	f.last(t, "/api/chat", &sent)
-	if sent.Model != "llama3.2" || sent.Stream || sent.KeepAlive != "10m" || string(sent.Format) != `"json"` {
+	// Always streamed from Ollama, for the idle timer.
+	if sent.Model != "llama3.2" || !sent.Stream || sent.KeepAlive != "10m" || string(sent.Format) != `"json"` {
 		t.Errorf("request: %+v", sent)
 	}
 	if len(sent.Messages) != 2 || sent.Messages[0].Role != "system" || sent.Messages[0].Content != "be brief" ||
@@ -109,6 +111,46 @@ func TestChatStreamRelaysEveryLine(t *testing.T) {
 	}
 	if text.String() != "The sky is blue." {
 		t.Errorf("text %q", text.String())
+	}
+}
+
+// TestChatWholeFromStream: a non-streamed request is streamed from Ollama
+// (so the idle timer sees every token) and answered as one
+// chat.completion gathered from every line, tool calls included.
+func TestChatWholeFromStream(t *testing.T) {
+	for _, tc := range []struct {
+		file, content, finish string
+		calls                 []string
+		total                 int64
+	}{
+		{"chat_stream.ndjson", "The sky is blue.", "length", nil, 308},
+		{"chat_tools_stream.ndjson", "", "tool_calls", []string{"get_weather", "get_time"}, 184},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			f := newFake(t, map[string]reply{"/api/chat": {file: tc.file}})
+			b := newBackend(t, f, sdk.Config{})
+			var w recorder
+			if err := b.ChatCompletions(context.Background(), chatReq(`{"model":"llama3.2","messages":[{"role":"user","content":"hi"}]}`), &w); err != nil {
+				t.Fatal(err)
+			}
+			if len(w.chunks) != 1 {
+				t.Fatalf("%d chunks, want one whole answer", len(w.chunks))
+			}
+			var got oaChatResponse
+			w.decode(t, 0, &got)
+			c := got.Choices[0]
+			if got.Object != "chat.completion" || *c.Message.Content != tc.content || *c.FinishReason != tc.finish || got.Usage.TotalTokens != tc.total {
+				t.Errorf("answer: %s", w.chunks[0].Data)
+			}
+			if len(c.Message.ToolCalls) != len(tc.calls) {
+				t.Fatalf("tool calls: %s", w.chunks[0].Data)
+			}
+			for i, name := range tc.calls {
+				if c.Message.ToolCalls[i].Function.Name != name || c.Message.ToolCalls[i].Index != nil {
+					t.Errorf("tool call %d: %+v", i, c.Message.ToolCalls[i])
+				}
+			}
+		})
 	}
 }
 
@@ -197,7 +239,7 @@ func TestCompletions(t *testing.T) {
 	}
 	var sent olGenerateRequest
 	f.last(t, "/api/generate", &sent)
-	if sent.Prompt != "Why is the sky blue?" || sent.Suffix != "END" || sent.Stream || !jsonEqual(mustJSON(sent.Options), map[string]any{"num_predict": 16.0, "stop": []any{"\n", "."}}) {
+	if sent.Prompt != "Why is the sky blue?" || sent.Suffix != "END" || !sent.Stream || !jsonEqual(mustJSON(sent.Options), map[string]any{"num_predict": 16.0, "stop": []any{"\n", "."}}) {
 		t.Errorf("request: %+v", sent)
 	}
 	var got oaTextResponse
@@ -331,7 +373,7 @@ func TestOllamaErrors(t *testing.T) {
 		{"server error", reply{status: 500, body: `{"error":"llama runner process has terminated: exit status 2"}`}, plain, 502, "llama runner process has terminated", 0},
 		{"busy", reply{status: 503, body: `{"error":"server busy, please try again.  maximum pending requests exceeded"}`}, plain, 503, "server busy", 0},
 		{"plain-text error", reply{status: 502, body: "Bad Gateway from nginx"}, plain, 502, "Bad Gateway from nginx", 0},
-		{"not JSON", reply{body: "<html>hello</html>"}, plain, 502, "not the JSON its API documents", 0},
+		{"not JSON", reply{body: "<html>hello</html>"}, plain, 502, "not JSON", 0},
 		{"error in a 200 body", reply{body: `{"error":"unexpected server status"}`}, plain, 502, "unexpected server status", 0},
 		{"error mid-stream", reply{file: "chat_stream_error.ndjson"}, stream, 502, "an error was encountered while running the model", 2},
 		{"truncated stream", reply{file: "chat_stream_truncated.ndjson"}, stream, 502, "ended before its final message", 3},
@@ -531,24 +573,27 @@ func TestIdleTimeout(t *testing.T) {
 			}
 		})
 	}
-	t.Run("steady stream outlives it", func(t *testing.T) {
-		f := newFake(t, map[string]reply{"/api/chat": {handler: func(w http.ResponseWriter, r *http.Request) {
-			for i := 0; i < 12; i++ {
-				w.Write([]byte(`{"model":"m","message":{"role":"assistant","content":"x"},"done":false}` + "\n"))
-				w.(http.Flusher).Flush()
-				time.Sleep(250 * time.Millisecond)
+	// A long answer whose gaps stay short is never cut, streamed or not.
+	for _, stream := range []bool{true, false} {
+		t.Run(fmt.Sprintf("steady answer outlives it stream=%t", stream), func(t *testing.T) {
+			f := newFake(t, map[string]reply{"/api/chat": {handler: func(w http.ResponseWriter, r *http.Request) {
+				for i := 0; i < 12; i++ {
+					w.Write([]byte(`{"model":"m","message":{"role":"assistant","content":"x"},"done":false}` + "\n"))
+					w.(http.Flusher).Flush()
+					time.Sleep(250 * time.Millisecond)
+				}
+				w.Write([]byte(`{"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop"}` + "\n"))
+			}}})
+			b := newBackend(t, f, sdk.Config{TimeoutSecs: 2})
+			var w recorder
+			if err := b.ChatCompletions(context.Background(), chatReq(fmt.Sprintf(`{"model":"m","stream":%t,"messages":[{"role":"user","content":"hi"}]}`, stream)), &w); err != nil {
+				t.Fatalf("an answer with short gaps was cut: %v", err)
 			}
-			w.Write([]byte(`{"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop"}` + "\n"))
-		}}})
-		b := newBackend(t, f, sdk.Config{TimeoutSecs: 2})
-		var w recorder
-		if err := b.ChatCompletions(context.Background(), chatReq(`{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`), &w); err != nil {
-			t.Fatalf("a stream with short gaps was cut: %v", err)
-		}
-		if len(w.chunks) != 14 {
-			t.Errorf("%d chunks", len(w.chunks))
-		}
-	})
+			if want := map[bool]int{true: 14, false: 1}[stream]; len(w.chunks) != want {
+				t.Errorf("%d chunks, want %d", len(w.chunks), want)
+			}
+		})
+	}
 }
 
 // TestCallerGone: when the router's Send fails (the agent hung up), the
