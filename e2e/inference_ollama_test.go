@@ -215,6 +215,7 @@ func TestOllamaRealServer(t *testing.T) {
 			t.Errorf("usage %+v (max_tokens 8)", u)
 		}
 		whole = *c.Message.Content
+		t.Logf("the tiny model answered %q (%d+%d tokens)", whole, u.PromptTokens, u.CompletionTokens)
 	})
 
 	t.Run("chat stream", func(t *testing.T) {

@@ -55,7 +55,13 @@ func (t f32) WriteTo(w io.Writer) (int64, error) {
 }
 
 func vocabulary() (tokens []string, scores []float32, types []int32) {
+	seen := map[string]bool{}
 	add := func(s string, typ int32) {
+		if seen[s] {
+			// llama.cpp aborts the whole server on a duplicate token.
+			panic("duplicate token " + s)
+		}
+		seen[s] = true
 		tokens = append(tokens, s)
 		scores = append(scores, -float32(len(tokens)))
 		types = append(types, typ)
@@ -72,7 +78,7 @@ func vocabulary() (tokens []string, scores []float32, types []int32) {
 		add(string(c), tokNormal)
 		add("\u2581"+string(c), tokNormal)
 	}
-	for _, w := range []string{"the", "hello", "world", "model", "tiny", "say", "is", "a", "of", "and"} {
+	for _, w := range []string{"the", "hello", "world", "model", "tiny", "say", "is", "of", "and"} {
 		add("\u2581"+w, tokNormal)
 	}
 	return tokens, scores, types
