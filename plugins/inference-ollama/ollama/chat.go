@@ -270,6 +270,7 @@ func streamChat(in *ndjson, model string, w sdk.StreamWriter) error {
 		return err
 	}
 	calls := 0
+	fast := contentChunks{id: id, created: created}
 	for {
 		var line olChatResponse
 		if err := in.next(&line); err == io.EOF {
@@ -281,7 +282,13 @@ func streamChat(in *ndjson, model string, w sdk.StreamWriter) error {
 			model = line.Model
 		}
 		m := line.Message
-		if m.Content != "" || m.Thinking != "" || len(m.ToolCalls) > 0 {
+		if m.Content != "" && m.Thinking == "" && len(m.ToolCalls) == 0 {
+			// The common case, once per token: a content delta written
+			// without reflection (TestContentChunkMatchesGeneral).
+			if err := w.Send(sdk.Chunk{Data: fast.content(model, m.Content)}); err != nil {
+				return err
+			}
+		} else if m.Content != "" || m.Thinking != "" || len(m.ToolCalls) > 0 {
 			d := &oaRespMessage{Reasoning: m.Thinking}
 			if m.Content != "" {
 				d.Content = ptr(m.Content)
@@ -299,4 +306,30 @@ func streamChat(in *ndjson, model string, w sdk.StreamWriter) error {
 			return send(w, chunk(&oaRespMessage{}, ptr(finishReason(line.DoneReason, calls > 0)), u), su)
 		}
 	}
+}
+
+// contentChunks writes chat.completion.chunk payloads that carry only a
+// content delta, the same JSON as encoding oaChatResponse, from a prefix
+// built once per stream (and again if the model's name changes).
+type contentChunks struct {
+	id      string
+	created int64
+	model   string
+	prefix  []byte
+}
+
+const contentSuffix = `},"finish_reason":null}]}`
+
+func (c *contentChunks) content(model, text string) []byte {
+	if c.prefix == nil || model != c.model {
+		id, _ := json.Marshal(c.id)
+		m, _ := json.Marshal(model)
+		c.model = model
+		c.prefix = fmt.Appendf(nil, `{"id":%s,"object":"chat.completion.chunk","created":%d,"model":%s,"choices":[{"index":0,"delta":{"content":`, id, c.created, m)
+	}
+	t, _ := json.Marshal(text) // a string always encodes
+	out := make([]byte, 0, len(c.prefix)+len(t)+len(contentSuffix))
+	out = append(out, c.prefix...)
+	out = append(out, t...)
+	return append(out, contentSuffix...)
 }

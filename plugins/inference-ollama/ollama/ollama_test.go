@@ -641,3 +641,24 @@ func jsonEqual(got []byte, want any) bool {
 	}
 	return bytes.Equal(mustJSON(g), mustJSON(want))
 }
+
+// TestContentChunkMatchesGeneral: the fast content-delta encoder writes
+// exactly what encoding the general chunk type writes.
+func TestContentChunkMatchesGeneral(t *testing.T) {
+	fast := contentChunks{id: "chatcmpl-x\"y", created: 1700000000}
+	for _, tc := range []struct{ model, text string }{
+		{"llama3.2", "hello"},
+		{"llama3.2", "quote \" backslash \\ newline \n tab \t nul \x00 bell \x07"},
+		{"we\"ird/model:latest", "<script>&amp;</script> \u2028 \u2029 é 🦙"},
+		{"m", "invalid utf-8 \xff\xfe"},
+	} {
+		want, err := json.Marshal(oaChatResponse{ID: fast.id, Object: "chat.completion.chunk", Created: fast.created, Model: tc.model,
+			Choices: []oaChatChoice{{Delta: &oaRespMessage{Content: ptr(tc.text)}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fast.content(tc.model, tc.text); !bytes.Equal(got, want) {
+			t.Errorf("fast:    %s\ngeneral: %s", got, want)
+		}
+	}
+}

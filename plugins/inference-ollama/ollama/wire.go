@@ -60,7 +60,6 @@ type olMetrics struct {
 // not streamed). Error is set on a line that reports a failure mid-stream.
 type olChatResponse struct {
 	Model      string    `json:"model"`
-	CreatedAt  string    `json:"created_at"`
 	Message    olMessage `json:"message"`
 	Done       bool      `json:"done"`
 	DoneReason string    `json:"done_reason"`
