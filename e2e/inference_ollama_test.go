@@ -141,11 +141,29 @@ func (c *collector) Send(ch sdk.Chunk) error { c.chunks = append(c.chunks, ch); 
 //
 // The same server is what the inference.local end-to-end test (a sandbox
 // calling the router, which calls this backend as a plugin) points its
-// Ollama profile at: extend from startRealOllama.
+// Ollama profile at: extend from startRealOllama and testOllamaBackend.
 func TestOllamaRealServer(t *testing.T) {
 	o := startRealOllama(t)
+	for _, name := range []string{"in-process", "plugin"} {
+		t.Run(name, func(t *testing.T) {
+			mk := ollamaBackends[name]
+			if mk == nil {
+				testutil.SkipOrFail(t, "The Ollama plugin binary needs sdk.Serve and sdktest: drop the sdkserve build tags once plugins/sdk's host side is merged.")
+			}
+			testOllamaBackend(t, o, mk(t))
+		})
+	}
+}
+
+// ollamaBackends are the ways the real-server test reaches the Ollama
+// backend: in process, and as the plugin binary over go-plugin
+// (inference_ollama_plugin_test.go).
+var ollamaBackends = map[string]func(t *testing.T) sdk.Backend{
+	"in-process": func(*testing.T) sdk.Backend { return ollama.New(nil) },
+}
+
+func testOllamaBackend(t *testing.T, o *realOllama, b sdk.Backend) {
 	ctx := context.Background()
-	b := ollama.New(nil)
 	if err := b.Configure(ctx, sdk.Config{Endpoint: o.endpoint, Model: tinyModel, TimeoutSecs: 120}); err != nil {
 		t.Fatal(err)
 	}
@@ -329,9 +347,9 @@ func TestOllamaRealServer(t *testing.T) {
 		if err := b.ChatCompletions(ctx, req, &collector{}); !errors.As(err, &se) || se.Status != 404 || !strings.Contains(se.Message, "ollama pull absent") {
 			t.Errorf("error %v, want a 404 naming `ollama pull absent`", err)
 		}
-		other := ollama.New(nil)
-		other.Configure(ctx, sdk.Config{Endpoint: o.endpoint, Model: "absent"})
-		if err := other.Health(ctx); !errors.As(err, &se) || se.Status != 404 {
+		b.Configure(ctx, sdk.Config{Endpoint: o.endpoint, Model: "absent"})
+		defer b.Configure(ctx, sdk.Config{Endpoint: o.endpoint, Model: tinyModel})
+		if err := b.Health(ctx); !errors.As(err, &se) || se.Status != 404 {
 			t.Errorf("Health of a route to a missing model: %v", err)
 		}
 	})
