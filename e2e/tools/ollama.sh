@@ -41,14 +41,16 @@ if [ ! -x "$BIN" ]; then
 	# GOBIN keeps the binary out of ~/go/bin; the temporary name makes an
 	# interrupted build leave no half-written "ollama" behind.
 	tmp=$(mktemp -d "$DIR/gobin.XXXXXX")
+	trap 'rm -rf "$tmp"' EXIT
 	CGO_ENABLED=1 CGO_CPPFLAGS="-I$inc" GOBIN="$tmp" \
 		go install -trimpath -ldflags=-s "$MOD@$VERSION"
 	mv "$tmp/ollama" "$BIN"
-	rmdir "$tmp"
 	echo "ollama.sh: built $MOD@$VERSION in $(( $(date +%s) - start ))s into $BIN"
 fi
 
-if [ ! -s "$MODEL" ]; then
+# The model is rewritten when its generator changes.
+src_sum=$(sha256sum "$HERE/tinymodel/main.go" | cut -d' ' -f1)
+if [ ! -s "$MODEL" ] || [ "$(cat "$MODEL.src" 2>/dev/null)" != "$src_sum" ]; then
 	start=$(date +%s)
 	# The generator imports Ollama's own GGUF writer, so it is a module of
 	# its own here in the cache: nemoclaw's go.mod never names Ollama.
@@ -61,5 +63,6 @@ if [ ! -s "$MODEL" ]; then
 	fi
 	(cd "$gen" && go mod tidy >/dev/null && CGO_ENABLED=0 go build -o tinymodel . && ./tinymodel "$MODEL.tmp")
 	mv "$MODEL.tmp" "$MODEL"
+	echo "$src_sum" >"$MODEL.src"
 	echo "ollama.sh: wrote $MODEL ($(stat -c %s "$MODEL") bytes) in $(( $(date +%s) - start ))s"
 fi
