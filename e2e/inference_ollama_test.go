@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -234,6 +235,22 @@ func testOllamaBackend(t *testing.T, o *realOllama, b sdk.Backend) {
 		}
 		whole = *c.Message.Content
 		t.Logf("the tiny model answered %q (%d+%d tokens)", whole, u.PromptTokens, u.CompletionTokens)
+
+		// Ollama's own OpenAI-compatible endpoint, given the same request,
+		// answers the same text, finish reason and token counts.
+		resp, err := http.Post(o.endpoint+"/v1/chat/completions", "application/json", bytes.NewReader(chatBody(false, "").Body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ref chatMsg
+		if err := json.NewDecoder(resp.Body).Decode(&ref); err != nil || len(ref.Choices) != 1 || ref.Usage == nil || ref.Choices[0].Message.Content == nil {
+			t.Fatalf("Ollama's /v1/chat/completions: %d %v", resp.StatusCode, err)
+		}
+		rc := ref.Choices[0]
+		if *rc.Message.Content != whole || *rc.FinishReason != *c.FinishReason || *ref.Usage != *u {
+			t.Errorf("Ollama's own OpenAI endpoint answered %q %s %+v; the backend %q %s %+v", *rc.Message.Content, *rc.FinishReason, *ref.Usage, whole, *c.FinishReason, *u)
+		}
 	})
 
 	t.Run("chat stream", func(t *testing.T) {
