@@ -20,6 +20,9 @@ LDFLAGS      := -s -w -X github.com/nemoclaw/nemoclaw/runner/version.Build=$(she
 # Packages needed to build (libseccomp) and by the end-to-end tests (the real
 # clients and servers the tests drive).
 DEPS_PKGS    := libseccomp-dev gcc pkg-config git curl python3 nodejs iproute2 docker-registry apache2-utils
+# What e2e/tools/ollama.sh needs to build the real Ollama server the
+# inference tests run (cgo, llama.cpp headers its module zip lacks).
+OLLAMA_PKGS  := g++ nlohmann-json3-dev libstb-dev
 # Peers the benchmarks compare against.
 BENCH_PKGS   := bubblewrap firejail tinyproxy squid wrk hyperfine
 
@@ -71,8 +74,11 @@ build: deps
 # The third-party clients the interoperability tests drive (oras, crane,
 # cosign) are built from the Go module proxy once per machine and cached;
 # a cold build takes minutes, so it runs here, outside the suite's timeout.
+# So is Ollama (CPU only) with a tiny model for the inference tests.
 e2e-tools: build
 	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 60m -run '^TestInteropToolsBuilt$$' ./e2e
+	$(call install_pkgs,$(OLLAMA_PKGS))
+	bash e2e/tools/ollama.sh
 
 test: build e2e-tools
 	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
