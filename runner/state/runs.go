@@ -443,15 +443,21 @@ func CopyFile(src, dst string) error {
 	return writeAtomic(dst, b)
 }
 
-// writeAtomic replaces path with data: a reader, or a crash, sees the old
-// content or the new, never part of one.
-func writeAtomic(path string, data []byte) error {
+// writeAtomic replaces path with data, mode 0600: a reader, or a crash,
+// sees the old content or the new, never part of one.
+func writeAtomic(path string, data []byte) error { return writeAtomicMode(path, data, 0o600) }
+
+// writeAtomicMode is writeAtomic with the file's mode.
+func writeAtomicMode(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	_, err = f.Write(data)
+	if err == nil && mode != 0o600 { // CreateTemp made it 0600
+		err = f.Chmod(mode)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
