@@ -44,6 +44,11 @@ type sandboxRunOpts struct {
 	// onRunning, if set, is called once the agent runs (before a
 	// detached supervisor tells its launcher): apply's run record.
 	onRunning func()
+	// args is the command line a detach re-executes (nil: the one
+	// nemoclaw was given); quiet leaves the detached sandbox's name
+	// unprinted (a rollback prints its run instead).
+	args  []string
+	quiet bool
 }
 
 func newSandboxCmd(app *App) *cobra.Command {
@@ -162,12 +167,16 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		return Usage(errors.New("--tty and --no-tty exclude each other"))
 	}
 	if o.detach && o.superviseFd == 0 {
-		return runDetached(app, o)
+		args := o.args
+		if args == nil {
+			args = app.args
+		}
+		return runDetached(app, o, args)
 	}
-	var notify *detachNotifier
+	var notify *supervisor.Notifier
 	if o.superviseFd != 0 {
-		notify = newDetachNotifier(o.superviseFd)
-		defer func() { notify.failed(rerr) }() // a no-op once the agent runs
+		notify = supervisor.NewNotifier(o.superviseFd)
+		defer func() { notify.Failed(rerr) }() // a no-op once the agent runs
 	}
 	// The sandbox's life is its agent's: SIGINT, SIGTERM, SIGHUP and
 	// SIGQUIT go to the agent rather than ending the run, and SIGWINCH
@@ -231,7 +240,7 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		}
 	}()
 	if notify != nil {
-		notify.logTo(sup.Dir())
+		notify.LogTo(sup.Dir())
 	} else if isTerminal(app.Err) {
 		printBanner(app, &cfg, sup.Dir())
 	}
@@ -263,7 +272,7 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		o.onRunning()
 	}
 	if notify != nil {
-		notify.running(o.name)
+		notify.Running(o.name)
 	}
 	code, err := sup.Wait()
 	// Before the supervisor's Close: the forwarder uses the sandbox's terminal.

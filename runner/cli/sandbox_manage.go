@@ -265,19 +265,7 @@ the approvals saved with --save. It prints the name once the agent runs.`,
 			if err := checkSandboxName(args[0]); err != nil {
 				return err
 			}
-			l, err := supervisor.LoadLaunch(app.Home, args[0])
-			if err != nil {
-				return err
-			}
-			o := &sandboxRunOpts{
-				name: args[0], workdir: l.Workdir, keep: l.KeepWorkspace, noTTY: true, stopTimeout: l.StopTimeout,
-				pol: l.Policy, env: l.Env, blueprint: l.Blueprint, version: l.Version,
-				approvals: l.Approvals, approvalTimeout: l.ApprovalTimeout, detach: true, superviseFd: superviseFd,
-			}
-			if runID != "" && superviseFd != 0 {
-				return runTracked(cmd.Context(), app, runStore(app), runID, o, l.Command)
-			}
-			return runSandbox(cmd.Context(), app, o, l.Command)
+			return startSandbox(cmd.Context(), app, args[0], runID, superviseFd, false)
 		},
 	}
 	cmd.Flags().IntVar(&superviseFd, superviseFlag, 0, "")
@@ -286,6 +274,29 @@ the approvals saved with --save. It prints the name once the agent runs.`,
 	cmd.Flags().StringVar(&runID, runFlag, "", "")
 	_ = cmd.Flags().MarkHidden(runFlag)
 	return cmd
+}
+
+// startSandbox is `sandbox start name`: the launcher, which detaches, or
+// with superviseFd the detached supervisor, which fills in run record
+// runID (a rollback's) if given. quiet leaves the name unprinted.
+func startSandbox(ctx context.Context, app *App, name, runID string, superviseFd int, quiet bool) error {
+	l, err := supervisor.LoadLaunch(app.Home, name)
+	if err != nil {
+		return err
+	}
+	o := &sandboxRunOpts{
+		name: name, workdir: l.Workdir, keep: l.KeepWorkspace, noTTY: true, stopTimeout: l.StopTimeout,
+		pol: l.Policy, env: l.Env, blueprint: l.Blueprint, version: l.Version,
+		approvals: l.Approvals, approvalTimeout: l.ApprovalTimeout, detach: true, superviseFd: superviseFd,
+		quiet: quiet,
+	}
+	if runID != "" {
+		o.args = []string{"sandbox", "start", name, "--" + runFlag, runID}
+		if superviseFd != 0 {
+			return runTracked(ctx, app, runStore(app), runID, o, l.Command)
+		}
+	}
+	return runSandbox(ctx, app, o, l.Command)
 }
 
 func newSandboxDestroyCmd(app *App) *cobra.Command {

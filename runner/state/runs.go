@@ -95,6 +95,15 @@ type Run struct {
 	SupersededBy string `json:"superseded_by,omitempty"`
 	// RollbackOf is the run a rollback undid.
 	RollbackOf string `json:"rollback_of,omitempty"`
+	// Pin is the lock entry a registry blueprint was applied under: what
+	// a rollback to this run writes back.
+	Pin *Pin `json:"pin,omitempty"`
+}
+
+// Pin is a lock entry and the lock file (an absolute path) it is in.
+type Pin struct {
+	LockFile string `json:"lock_file"`
+	LockEntry
 }
 
 // Runs is the run-record store under Dir ($NEMOCLAW_HOME/state/runs).
@@ -293,7 +302,7 @@ func (s *Runs) list() ([]*Run, error) {
 	// Ids sort by time to the second; Started orders runs within one.
 	next := make(map[string]string, len(out))
 	for _, r := range out {
-		if r.Prev != "" {
+		if r.Prev != "" && !(r.Kind == "rollback" && r.Outcome == OutcomeFailed) { // a failed rollback replaced nothing
 			next[r.Prev] = r.ID
 		}
 	}

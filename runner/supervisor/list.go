@@ -364,3 +364,17 @@ func (in Info) Summary() string {
 	}
 	return in.State
 }
+
+// EnsureStopped stops sandbox name if it runs (StopSandbox) and makes
+// sure its supervisor is gone; a sandbox that does not run, or does not
+// exist, is not an error.
+func EnsureStopped(ctx context.Context, home, name string, timeout time.Duration) error {
+	in, err := StopSandbox(ctx, home, name, timeout)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrNoSandbox) {
+		return nil
+	}
+	if err == nil && in.State == StateRunning {
+		err = fmt.Errorf("stop %s: the sandbox still runs (supervisor pid %d)", name, in.SupervisorPid)
+	}
+	return err
+}
