@@ -90,9 +90,10 @@ func newSandboxListCmd(app *App) *cobra.Command {
 		Long: `List shows every sandbox directory under $NEMOCLAW_HOME/sandboxes: its state,
 blueprint and version, uptime, network policy generation and the requests
 waiting for approval. A sandbox whose supervisor was killed (or whose host
-rebooted) shows as "supervisor died after TIME", TIME being its last sign
-of life; its processes died with the supervisor. ` + "`nemoclaw sandbox destroy NAME`" + `
-removes what it left.`,
+rebooted) shows as "supervisor died after TIME", or "supervisor died at
+TIME while starting (pid N)" when its agent never ran, TIME being its last
+sign of life; its processes died with the supervisor. ` + "`nemoclaw sandbox destroy NAME`" + `
+removes what it left, ` + "`nemoclaw sandbox start NAME`" + ` brings it back.`,
 		Example: `  nemoclaw sandbox list
   nemoclaw sandbox list -o json`,
 		Args: noArgs,

@@ -9,6 +9,7 @@ package supervisor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -98,6 +99,11 @@ type Supervisor struct {
 	// init then reports nothing, and Wait makes that exit 137.
 	killed atomic.Bool
 
+	// startingPrev is the record a StateStarting one replaced (nil: none),
+	// put back if the agent never runs; starting says one was written.
+	startingPrev []byte
+	starting     bool
+
 	mu     sync.Mutex
 	ctl    net.Listener // guarded by mu
 	closed bool         // set by Close/Finish: a control socket made after it is closed at once
@@ -136,6 +142,8 @@ func New(cfg Config) (*Supervisor, error) {
 	if err := res.wait(); err != nil {
 		return nil, err
 	}
+	s := &Supervisor{cfg: cfg, log: log, res: res}
+	s.markStarting()
 	p, err := egress.New(egress.Config{
 		Sandbox:         cfg.Name,
 		Policy:          cfg.Policy,
@@ -147,10 +155,11 @@ func New(cfg Config) (*Supervisor, error) {
 		CA:              res.ca,
 	})
 	if err != nil {
+		s.unmarkStarting()
 		res.Release()
 		return nil, &RefusedError{fmt.Errorf("sandbox: %w\n  what to do: fix the network_policies entry named above (check it with `nemoclaw policy validate FILE`)", err)}
 	}
-	s := &Supervisor{cfg: cfg, log: log, res: res, proxy: p}
+	s.proxy = p
 	sc := sandbox.Config{
 		Name: cfg.Name, Workdir: cfg.Workdir, Policy: cfg.Policy, Command: cfg.Command, Env: cfg.Env,
 		Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr, TTY: cfg.TTY, WindowSize: cfg.WindowSize,
@@ -160,6 +169,7 @@ func New(cfg Config) (*Supervisor, error) {
 		f, err := os.OpenFile(filepath.Join(res.dir, AgentLogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 		if err != nil {
 			p.Close()
+			s.unmarkStarting()
 			res.Release()
 			return nil, fmt.Errorf("sandbox: agent log: %w", err)
 		}
@@ -430,6 +440,7 @@ func (s *Supervisor) release() error {
 	dir := s.res.dir
 	_ = os.Remove(filepath.Join(dir, ControlSocket))
 	if s.sb == nil {
+		s.unmarkStarting()
 		if st, err := os.Lstat(filepath.Join(dir, LogFile)); err == nil && st.Mode().IsRegular() && st.Size() == 0 {
 			_ = os.Remove(filepath.Join(dir, LogFile)) // made for a run that never started, and empty
 		}
@@ -462,6 +473,51 @@ func (s *Supervisor) release() error {
 		s.res.lock.Close() // last: the name is free once its socket is gone
 	}
 	return err
+}
+
+// markStarting records, for a sandbox that outlives its run, that its
+// supervisor (this process) is setting it up: a supervisor killed before
+// its agent runs is then listed as having died while starting, not as
+// stopped. A quick foreground run pays for no such write.
+func (s *Supervisor) markStarting() {
+	if !s.keeps() {
+		return
+	}
+	prev, err := os.ReadFile(filepath.Join(s.res.dir, StateFile))
+	if err == nil {
+		s.startingPrev = prev
+	}
+	pid := os.Getpid()
+	start, _ := procStart(pid)
+	rec := Record{
+		Name: s.cfg.Name, State: StateStarting, SupervisorPid: pid, SupervisorStart: start, Started: time.Now(),
+		Blueprint: s.cfg.Blueprint, Version: s.cfg.BlueprintVersion, Detached: s.cfg.Detached, Command: s.cfg.Command,
+	}
+	if err := writeRecord(s.res.dir, &rec); err != nil {
+		s.log.Warn("state record: a kill before the agent runs will show as stopped", "err", err)
+		return
+	}
+	s.starting = true
+}
+
+// unmarkStarting puts back the record markStarting replaced (or removes
+// its own) when the agent never ran.
+func (s *Supervisor) unmarkStarting() {
+	if !s.starting {
+		return
+	}
+	s.starting = false
+	path := filepath.Join(s.res.dir, StateFile)
+	if s.startingPrev == nil {
+		_ = os.Remove(path)
+		return
+	}
+	var prev Record
+	if err := json.Unmarshal(s.startingPrev, &prev); err == nil {
+		if err := writeRecord(s.res.dir, &prev); err != nil {
+			s.log.Warn("state record", "err", err)
+		}
+	}
 }
 
 // keeps reports whether the sandbox outlives its run: detached, or with
