@@ -1,0 +1,58 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestSandboxConnectDetach drives connect in a real pty: ctrl-p ctrl-q
+// detaches, connect exits 0 and the shell (with a job it started) runs
+// on; a ctrl-p followed by another key reaches the shell; --detach-keys
+// picks another sequence; an exit without detaching ends the shell.
+func TestSandboxConnectDetach(t *testing.T) {
+	requireSandboxKernel(t)
+	e := newSupEnv(t)
+	e.startWaiting(t, "dk")
+
+	cmd, out := e.inPTY(t, "sandbox", "connect", "dk")
+	out.expect(t, "$ ")
+	out.send(t, "exec sleep 4301 & echo D-$((40+2))\n")
+	out.expect(t, "D-42")
+	// A lone ctrl-p reaches the shell; the ctrl-p ctrl-q after it detaches.
+	out.send(t, "\x10\x10\x11")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("connect after ctrl-p ctrl-q: %v\n%s", err, out.text())
+	}
+	out.expect(t, "detached from sandbox dk")
+	if len(findCmdline("sleep\x004301")) == 0 {
+		t.Fatalf("the detached shell's job is gone:\n%s", out.text())
+	}
+	// The detached shell runs on: it is in the sandbox's process list.
+	if ps := e.must(t, "sandbox", "exec", "dk", "--", "sh", "-c", "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done"); !strings.Contains(ps, "sleep 4301") || !strings.Contains(ps, "-i") {
+		t.Fatalf("processes in the sandbox after the detach:\n%s", ps)
+	}
+
+	// Another sequence; the default one is then ordinary input.
+	cmd, out = e.inPTY(t, "sandbox", "connect", "--detach-keys", "ctrl-],q", "dk")
+	out.expect(t, "$ ")
+	out.send(t, "\x10\x11echo K-$((3*3))\n")
+	out.expect(t, "K-9")
+	out.send(t, "\x1dq")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("connect after ctrl-] q: %v\n%s", err, out.text())
+	}
+	out.expect(t, "detached from sandbox dk")
+
+	// exit without a detach ends the shell as before.
+	cmd, out = e.inPTY(t, "sandbox", "exec", "-t", "dk", "--", "sh", "-c", "echo up-$((1+1)); exec sleep 4302")
+	out.expect(t, "up-2")
+	out.send(t, "\x03")
+	if err := cmd.Wait(); exitCode(err) != 130 {
+		t.Fatalf("exec -t after ^C: %v, want 130\n%s", err, out.text())
+	}
+
+	// A bad sequence is a usage error.
+	if _, errs, code := e.nc(t, "sandbox", "connect", "--detach-keys", "ctrl-1", "dk"); code != 2 || !strings.Contains(errs, "ctrl-1") {
+		t.Fatalf("--detach-keys ctrl-1: exit %d\n%s", code, errs)
+	}
+}
