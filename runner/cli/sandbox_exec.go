@@ -97,6 +97,12 @@ leave it running in the sandbox.`,
 	return cmd
 }
 
+// joinsSandbox reports whether args are `sandbox exec` or `sandbox
+// connect`, which catch SIGTERM themselves (to pass it on).
+func joinsSandbox(args []string) bool {
+	return len(args) > 1 && args[0] == "sandbox" && (args[1] == "exec" || args[1] == "connect")
+}
+
 // execInSandbox runs spec in sandbox name through its supervisor, on this
 // process's streams, and returns the process's exit status. With a TTY on
 // a terminal and detach keys, the keys typed are passed through a pipe
@@ -135,8 +141,14 @@ func execInSandbox(ctx context.Context, app *App, name string, spec supervisor.E
 		}
 	}
 	// Caught before the start: a signal racing it is passed on, not lost.
+	// Each signal costs os/signal a round trip to its thread: SIGWINCH
+	// only where a size follows.
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGWINCH)
+	caught := []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
+	if spec.TTY && isTerm {
+		caught = append(caught, syscall.SIGWINCH)
+	}
+	signal.Notify(sigs, caught...)
 	defer signal.Stop(sigs)
 	// Raw before the start, as `sandbox run`: keys typed while it starts
 	// reach the command, not this terminal's line editor.

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"sort"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -57,7 +57,7 @@ type LockEntry struct {
 }
 
 // sha256Digest is the only digest form a lock holds.
-var sha256Digest = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+var sha256Digest = pattern("sha256:" + strings.Repeat("f", 64))
 
 // ReadLock reads a lock file strictly; a missing file is an empty lock.
 // check, if not nil, is asked about every entry (see ParseLock).
