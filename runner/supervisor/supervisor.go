@@ -267,6 +267,9 @@ func (s *Supervisor) startBackground() {
 		case <-t.C:
 		}
 	}
+	// The socket first: a record that says running promises a supervisor
+	// that answers (a `sandbox stop` right after it sees the record).
+	ctl, lerr := egress.ListenControl(filepath.Join(s.res.dir, ControlSocket))
 	cgroup := cgroupOf(s.sb.Pid(), s.cfg.Name)
 	supStart, _ := procStart(os.Getpid())
 	initStart, _ := procStart(s.sb.Pid())
@@ -285,10 +288,9 @@ func (s *Supervisor) startBackground() {
 			s.log.Warn("launch record: `nemoclaw sandbox start` cannot bring this sandbox back", "err", err)
 		}
 	}
-	ctl, err := egress.ListenControl(filepath.Join(s.res.dir, ControlSocket))
-	if err != nil {
+	if lerr != nil {
 		close(s.bgDone)
-		s.log.Warn("control socket: status, stop, live policy changes and approvals are unavailable for this run", "err", err)
+		s.log.Warn("control socket: status, stop, live policy changes and approvals are unavailable for this run", "err", lerr)
 		return
 	}
 	s.mu.Lock()
