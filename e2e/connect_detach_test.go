@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSandboxConnectDetach drives connect in a real pty: ctrl-p ctrl-q
@@ -20,7 +23,7 @@ func TestSandboxConnectDetach(t *testing.T) {
 	out.expect(t, "D-42")
 	// A lone ctrl-p reaches the shell; the ctrl-p ctrl-q after it detaches.
 	out.send(t, "\x10\x10\x11")
-	if err := cmd.Wait(); err != nil {
+	if err := waitBounded(cmd); err != nil {
 		t.Fatalf("connect after ctrl-p ctrl-q: %v\n%s", err, out.text())
 	}
 	out.expect(t, "detached from sandbox dk")
@@ -38,7 +41,7 @@ func TestSandboxConnectDetach(t *testing.T) {
 	out.send(t, "\x10\x11echo K-$((3*3))\n")
 	out.expect(t, "K-9")
 	out.send(t, "\x1dq")
-	if err := cmd.Wait(); err != nil {
+	if err := waitBounded(cmd); err != nil {
 		t.Fatalf("connect after ctrl-] q: %v\n%s", err, out.text())
 	}
 	out.expect(t, "detached from sandbox dk")
@@ -47,7 +50,7 @@ func TestSandboxConnectDetach(t *testing.T) {
 	cmd, out = e.inPTY(t, "sandbox", "exec", "-t", "dk", "--", "sh", "-c", "echo up-$((1+1)); exec sleep 4302")
 	out.expect(t, "up-2")
 	out.send(t, "\x03")
-	if err := cmd.Wait(); exitCode(err) != 130 {
+	if err := waitBounded(cmd); exitCode(err) != 130 {
 		t.Fatalf("exec -t after ^C: %v, want 130\n%s", err, out.text())
 	}
 
@@ -55,4 +58,16 @@ func TestSandboxConnectDetach(t *testing.T) {
 	if _, errs, code := e.nc(t, "sandbox", "connect", "--detach-keys", "ctrl-1", "dk"); code != 2 || !strings.Contains(errs, "ctrl-1") {
 		t.Fatalf("--detach-keys ctrl-1: exit %d\n%s", code, errs)
 	}
+}
+
+// waitBounded waits for cmd, killing it after 20 s: a connect that did
+// not detach fails the test instead of hanging it.
+func waitBounded(cmd *exec.Cmd) error {
+	t := time.AfterFunc(20*time.Second, func() { _ = cmd.Process.Kill() })
+	defer t.Stop()
+	err := cmd.Wait()
+	if !t.Stop() {
+		return fmt.Errorf("still running after 20 s (killed): %v", err)
+	}
+	return err
 }
