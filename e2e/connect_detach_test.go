@@ -21,12 +21,16 @@ func TestSandboxConnectDetach(t *testing.T) {
 	out.expect(t, "$ ")
 	out.send(t, "exec sleep 4301 & echo D-$((40+2))\n")
 	out.expect(t, "D-42")
+	waitUntil(t, "the shell's job to start", func() bool { return len(findCmdline("sleep\x004301")) > 0 })
 	// A lone ctrl-p reaches the shell; the ctrl-p ctrl-q after it detaches.
 	out.send(t, "\x10\x10\x11")
 	if err := waitBounded(cmd); err != nil {
 		t.Fatalf("connect after ctrl-p ctrl-q: %v\n%s", err, out.text())
 	}
 	out.expect(t, "detached from sandbox dk")
+	// A hang-up, had the detach sent one, would have ended the shell and
+	// its job by now.
+	time.Sleep(500 * time.Millisecond)
 	if len(findCmdline("sleep\x004301")) == 0 {
 		t.Fatalf("the detached shell's job is gone:\n%s", out.text())
 	}

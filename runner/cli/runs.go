@@ -109,6 +109,9 @@ func printRun(app *App, v runView) {
 	row("digest", dash(v.Digest))
 	row("signer", dash(v.Signer))
 	row("profile", dash(v.Profile))
+	if v.Pin != nil {
+		row("pinned in", v.Pin.LockFile)
+	}
 	row("policy generation", fmt.Sprint(v.PolicyGeneration))
 	row("started", v.Started.Local().Format(time.RFC3339))
 	if !v.Ended.IsZero() {
