@@ -57,7 +57,15 @@ func TestSupervisorKilledWhileStarting(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.must(t, "sandbox", "start", "ks")
-	waitFor(t, "the recovered agent", func() bool { return strings.Count(e.must(t, "sandbox", "logs", "ks"), "agent-up") == 2 })
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		logs := e.must(t, "sandbox", "logs", "ks")
+		if strings.Count(logs, "agent-up") >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the recovered agent did not write its line; logs:\n%s\nstatus:\n%s", logs, e.must(t, "sandbox", "status", "ks"))
+		}
+	}
 	sup2, initPid, cgroup := e.record(t, "ks")
 	nsIDs := namespacesOf(t, initPid)
 	dir := filepath.Join(e.home, "sandboxes", "ks")

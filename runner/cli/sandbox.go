@@ -222,66 +222,36 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 			cfg.WindowSize = &sandbox.WindowSize{Rows: uint16(h), Cols: uint16(w)}
 		}
 	}
-	sup, err := supervisor.New(cfg)
-	if err != nil {
-		var re *supervisor.RefusedError
-		if errors.As(err, &re) {
-			return Refused(err)
+	rc := supervisor.RunConfig{Config: cfg, Signals: sigs, Notifier: notify, OnRunning: o.onRunning, Exits: app.exits}
+	if isTerm && notify == nil {
+		rc.Terminal = stdin
+	}
+	rc.Prepare = func(sup *supervisor.Supervisor) (func(), error) {
+		if notify == nil && isTerminal(app.Err) {
+			printBanner(app, &cfg, sup.Dir())
 		}
-		return err
-	}
-	end := sup.Close
-	if app.exits {
-		end = sup.Finish
-	}
-	defer func() {
-		if err := end(); err != nil {
-			logger.Warn("sandbox cleanup", "err", err)
+		if !useTTY || !isTerm {
+			return nil, nil
 		}
-	}()
-	if notify != nil {
-		notify.LogTo(sup.Dir())
-	} else if isTerminal(app.Err) {
-		printBanner(app, &cfg, sup.Dir())
-	}
-	if useTTY && isTerm {
 		old, err := term.MakeRaw(int(stdin.Fd()))
 		if err != nil {
-			return fmt.Errorf("sandbox: tty: raw mode: %w", err)
+			return nil, fmt.Errorf("sandbox: tty: raw mode: %w", err)
 		}
 		app.rawTerminal(true)
-		defer func() {
+		return func() {
 			app.rawTerminal(false)
 			_ = term.Restore(int(stdin.Fd()), old)
-		}()
+		}, nil
 	}
-	if err := sup.Start(context.WithoutCancel(ctx)); err != nil {
-		return sandboxError(err)
-	}
-	var tty *os.File
-	if isTerm && notify == nil {
-		tty = stdin
-	}
-	if err := sigs.Forward(sup.Sandbox(), tty); err != nil {
-		return err
-	}
-	if notify != nil || o.onRunning != nil {
-		<-sup.Ready() // the state record and launch config are written
-	}
-	if o.onRunning != nil {
-		o.onRunning()
-	}
-	if notify != nil {
-		notify.Running(o.name)
-	}
-	code, err := sup.Wait()
-	// Before the supervisor's Close: the forwarder uses the sandbox's terminal.
-	if app.exits {
-		sigs.StopIgnoringHangup()
-	} else {
-		sigs.Stop()
-	}
-	if err != nil {
+	code, err := supervisor.Run(ctx, rc)
+	var re *supervisor.RefusedError
+	var se *supervisor.StartError
+	switch {
+	case errors.As(err, &re):
+		return Refused(err)
+	case errors.As(err, &se):
+		return sandboxError(se.Err)
+	case err != nil:
 		return err
 	}
 	return ExitStatus(code)
