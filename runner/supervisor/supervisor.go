@@ -337,6 +337,21 @@ func cgroupOf(pid int, name string) string {
 	return ""
 }
 
+// leafCgroup is the host path of cgroup (v2) leaf under process pid's, or
+// "" if pid's cannot be read.
+func leafCgroup(pid int, leaf string) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			return filepath.Join("/sys/fs/cgroup", rest, leaf)
+		}
+	}
+	return ""
+}
+
 // Ready is closed once the state record is written and the control socket
 // serves (or failed to): what a detached supervisor waits for before it
 // tells its launcher that the sandbox runs, so that `sandbox list` right
@@ -491,9 +506,13 @@ func (s *Supervisor) markStarting() {
 	}
 	pid := os.Getpid()
 	start, _ := procStart(pid)
+	// Cgroup is where runner/sandbox will make the sandbox's (a leaf of
+	// this process's own, named for the sandbox): destroy removes it if a
+	// kill leaves it behind before the running record names it.
 	rec := Record{
 		Name: s.cfg.Name, State: StateStarting, SupervisorPid: pid, SupervisorStart: start, Started: time.Now(),
 		Blueprint: s.cfg.Blueprint, Version: s.cfg.BlueprintVersion, Detached: s.cfg.Detached, Command: s.cfg.Command,
+		Cgroup: leafCgroup(pid, "nemoclaw-"+s.cfg.Name),
 	}
 	if err := writeRecord(s.res.dir, &rec); err != nil {
 		s.log.Warn("state record: a kill before the agent runs will show as stopped", "err", err)
