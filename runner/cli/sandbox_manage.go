@@ -1,12 +1,9 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -389,11 +386,13 @@ output is a terminal, so that it cannot repaint the screen.`,
 				printf(app.Err, "%s: no %s\n", name, what)
 				return nil
 			}
-			running := func() bool { return supervisor.Running(app.Home, name) }
-			if !follow {
-				running = func() bool { return false }
+			fc := supervisor.FollowConfig{Path: filepath.Join(dir, file), Line: func(l string) {
+				printf(app.Out, "%s\n", format(l, isTerminal(app.Out)))
+			}}
+			if follow {
+				fc.Running = func() bool { return supervisor.Running(app.Home, name) }
 			}
-			return tailLines(cmd.Context(), filepath.Join(dir, file), isTerminal(app.Out), running, format, app.Out)
+			return supervisor.Follow(cmd.Context(), fc)
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines until the sandbox stops")
@@ -436,65 +435,4 @@ func formatAuditLine(l string, _ bool) string {
 		fmt.Fprintf(&b, " x%d", e.Count)
 	}
 	return b.String()
-}
-
-// tailLines prints path's lines through format and, while running says
-// the writer is alive, waits for more (a file not made yet included). A
-// last line without its newline is held until it is complete, or printed
-// once nothing more can come.
-func tailLines(ctx context.Context, path string, terminal bool, running func() bool, format func(string, bool) string, out io.Writer) error {
-	var (
-		f       *os.File
-		r       *bufio.Reader
-		partial string
-	)
-	defer func() {
-		if f != nil {
-			f.Close()
-		}
-	}()
-	for {
-		if f == nil {
-			var err error
-			f, err = os.Open(path)
-			switch {
-			case errors.Is(err, os.ErrNotExist):
-				f = nil
-			case err != nil:
-				return fmt.Errorf("logs: %w", err)
-			default:
-				r = bufio.NewReader(f)
-			}
-		}
-		if r != nil {
-			for {
-				s, err := r.ReadString('\n')
-				partial += s
-				if err != nil {
-					break
-				}
-				printf(out, "%s\n", format(strings.TrimSuffix(partial, "\n"), terminal))
-				partial = ""
-			}
-		}
-		// Asked before the last read's result is trusted: a writer that
-		// ended after the read may have written more just before.
-		if !running() {
-			if r != nil {
-				rest, _ := io.ReadAll(r)
-				partial += string(rest)
-				for _, l := range strings.SplitAfter(partial, "\n") {
-					if l != "" {
-						printf(out, "%s\n", format(strings.TrimSuffix(l, "\n"), terminal))
-					}
-				}
-			}
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
