@@ -7,7 +7,11 @@
 // user or an agent's tool runner pays, the CLI's own start and the
 // control-socket round trip included.
 //
-//	join [-runs 200] [-rounds 10] [-nemoclaw PATH]
+// With -floor too, bench/join/floor (a client linking only the standard
+// library that sends the same exec request) is timed beside it: the
+// lower bound of any separate client process.
+//
+//	join [-runs 200] [-rounds 10] [-nemoclaw PATH [-floor PATH]]
 package main
 
 import (
@@ -16,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -28,14 +33,15 @@ func main() {
 	runs := flag.Int("runs", 200, "runs of each command, over all rounds")
 	rounds := flag.Int("rounds", 10, "interleaved rounds")
 	nemoclaw := flag.String("nemoclaw", "", "a nemoclaw binary to time `sandbox run -- /bin/true` with")
+	floor := flag.String("floor", "", "bench/join/floor's binary, timed beside `nemoclaw sandbox exec`")
 	flag.Parse()
-	if err := run(*runs, *rounds, *nemoclaw); err != nil {
+	if err := run(*runs, *rounds, *nemoclaw, *floor); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/join:", err)
 		os.Exit(1)
 	}
 }
 
-func run(runs, rounds int, nemoclaw string) error {
+func run(runs, rounds int, nemoclaw, floor string) error {
 	home, err := os.MkdirTemp("", "nemoclaw-bench-join-")
 	if err != nil {
 		return err
@@ -87,6 +93,12 @@ func run(runs, rounds int, nemoclaw string) error {
 			name string
 			f    func() error
 		}{"exec (CLI)", command(nemoclaw, "sandbox", "exec", "bench", "--", "/bin/true")})
+		if floor != "" {
+			cases = append(cases, struct {
+				name string
+				f    func() error
+			}{"exec (floor)", command(floor, filepath.Join(home, "sandboxes", "bench", "control.sock"), "/bin/true")})
+		}
 	}
 	times := make([][]time.Duration, len(cases))
 	per := (runs + rounds - 1) / rounds
@@ -121,6 +133,9 @@ func run(runs, rounds int, nemoclaw string) error {
 	if len(cases) > 2 {
 		fmt.Printf("exec / nemoclaw sandbox run = %.2fx\n", med[0]/med[2])
 		fmt.Printf("exec (CLI) / bwrap = %.2fx  (goal <= 0.50x)\n", med[3]/med[1])
+	}
+	if len(cases) > 4 {
+		fmt.Printf("exec (floor) / bwrap = %.2fx; exec (CLI) / exec (floor) = %.2fx\n", med[4]/med[1], med[3]/med[4])
 	}
 	return nil
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Exec into a running sandbox against cold starts (issue 18's benchmark):
 # Sandbox.Exec and `nemoclaw sandbox exec NAME --` of /bin/true, bwrap … /bin/true
-# and `nemoclaw sandbox run -- /bin/true`, interleaved in one run. See bench/join/main.go.
+# and `nemoclaw sandbox run -- /bin/true`, interleaved in one run, with the
+# floor of a separate client (bench/join/floor). See bench/join/main.go.
 #
 #   bench/join/run.sh                          # builds ./cmd/nemoclaw first
 #   NEMOCLAW_BIN_DIR=bin RUNS=400 bench/join/run.sh
@@ -18,4 +19,5 @@ if [[ -z "${NEMOCLAW:-}" ]]; then
 fi
 command -v bwrap >/dev/null || { echo "bench/join: bwrap is required (apt-get install bubblewrap)" >&2; exit 1; }
 go build -o "$work/join" ./bench/join
-"$work/join" -runs "${RUNS:-200}" -rounds "${ROUNDS:-10}" -nemoclaw "$NEMOCLAW"
+go build -o "$work/floor" ./bench/join/floor
+"$work/join" -runs "${RUNS:-200}" -rounds "${ROUNDS:-10}" -nemoclaw "$NEMOCLAW" -floor "$work/floor"

@@ -185,8 +185,9 @@ func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string)
 	// A clear refusal naming the run that holds the name; the sandbox
 	// directory's flock (supervisor.lockDir) is what makes two applies at
 	// once exclusive, and a loser's error names the winner below.
-	if live, err := runs.LiveRunOf(plan.Sandbox.Name, ""); err == nil && live != nil {
-		return Refused(inUseError(plan.Sandbox.Name, live))
+	var iu *state.InUseError
+	if err := runs.CheckFree(plan.Sandbox.Name, ""); errors.As(err, &iu) {
+		return Refused(err)
 	}
 	if o.detach && o.superviseFd == 0 {
 		// The launcher: the detached supervisor it starts writes the run.
@@ -196,6 +197,7 @@ func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string)
 		Kind: "apply", Sandbox: plan.Sandbox.Name, Blueprint: ro.blueprint, Version: b.Version,
 		Digest: o.source.Digest, Signer: o.source.Signer, Profile: profileName(plan),
 		PolicyGeneration: 1, Pid: os.Getpid(), Detached: o.superviseFd != 0, Outcome: state.OutcomeStarting,
+		Pin: o.source.Pin,
 	}
 	rec.UID, rec.User = os.Getuid(), userName()
 	rec.PidStart, _ = supervisor.ProcessStart(rec.Pid)
@@ -213,12 +215,6 @@ func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string)
 // runStore is $NEMOCLAW_HOME's run records.
 func runStore(app *App) *state.Runs {
 	return &state.Runs{Dir: state.RunsDir(app.Home), Alive: supervisor.ProcessAlive}
-}
-
-// inUseError refuses applying to sandbox name while run live holds it.
-func inUseError(name string, live *state.Run) error {
-	return fmt.Errorf("apply: sandbox %q is in use by run %s (%s@%s, pid %d, since %s)\n  what to do: choose another --name, or stop it first (nemoclaw sandbox stop %s)",
-		name, live.ID, live.Blueprint, live.Version, live.Pid, live.Started.Format(time.RFC3339), name)
 }
 
 // userName is the invoking user's name, or "" if it has none.

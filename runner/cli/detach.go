@@ -1,21 +1,16 @@
 package cli
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 
 	"github.com/nemoclaw/nemoclaw/runner/supervisor"
 )
@@ -38,22 +33,21 @@ func addDetachFlags(f *pflag.FlagSet, detach *bool, fd *int) {
 func superviseArgs(args []string) ([]string, error) {
 	for i := 0; i+1 < len(args) && args[i] != "--"; i++ {
 		if launchWords(args[i], args[i+1]) {
-			return slices.Concat(args[:i+2], []string{"--" + superviseFlag + "=3"}, args[i+2:]), nil
+			return slices.Concat(args[:i+2], []string{"--" + superviseFlag + "=" + strconv.Itoa(supervisor.NotifyFd)}, args[i+2:]), nil
 		}
 	}
 	return nil, errors.New("--detach: no `sandbox run`, `sandbox start` or `blueprint apply` in the command line")
 }
 
-// runDetached starts this command line again as a supervisor in a session
-// of its own (setsid: no terminal, no SIGHUP when this one closes), its
-// standard streams on /dev/null until it has its log file, and returns once
-// it reports that the agent runs, printing the sandbox's name.
-func runDetached(app *App, o *sandboxRunOpts) error {
+// runDetached starts args (this command line) again as a supervisor
+// detached from the terminal (supervisor.Detach) and returns once it
+// reports that the agent runs, printing the sandbox's name unless o.quiet.
+func runDetached(app *App, o *sandboxRunOpts, args []string) error {
 	if o.tty {
 		return Usage(errors.New("--detach and --tty exclude each other: a detached agent has no terminal (its output goes to `nemoclaw sandbox logs NAME`)"))
 	}
 	discardWarmFiles() // the supervisor makes its own
-	args, err := superviseArgs(app.args)
+	sargs, err := superviseArgs(args)
 	if err != nil {
 		return Usage(err)
 	}
@@ -61,88 +55,20 @@ func runDetached(app *App, o *sandboxRunOpts) error {
 	if err != nil {
 		return fmt.Errorf("detach: find nemoclaw's executable: %w", err)
 	}
-	r, w, err := os.Pipe()
+	name, err := supervisor.Detach(supervisor.DetachConfig{
+		Exe: exe, Args: sargs, Home: app.Home, Env: append(os.Environ(), "NEMOCLAW_HOME="+app.Home),
+	})
+	var de *supervisor.DetachError
+	if errors.As(err, &de) {
+		return WithExitCode(de.Code, errors.New(de.Msg))
+	}
 	if err != nil {
-		return fmt.Errorf("detach: %w", err)
+		return err
 	}
-	defer r.Close()
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		w.Close()
-		return fmt.Errorf("detach: %w", err)
+	if !o.quiet {
+		printf(app.Out, "%s\n", name)
 	}
-	defer null.Close()
-	cmd := exec.Command(exe, args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, null
-	cmd.ExtraFiles = []*os.File{w} // fd 3
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	w.Close()
-	if err != nil {
-		return fmt.Errorf("detach: start the supervisor: %w", err)
-	}
-	line, _ := bufio.NewReader(r).ReadString('\n')
-	kind, msg, _ := strings.Cut(strings.TrimSuffix(line, "\n"), "\t")
-	if kind == "ok" {
-		_ = cmd.Process.Release() // it lives on, reparented
-		printf(app.Out, "%s\n", msg)
-		return nil
-	}
-	werr := cmd.Wait()
-	code := cmd.ProcessState.ExitCode()
-	if kind == "err" {
-		msg = strings.ReplaceAll(msg, "\\n", "\n")
-		if code <= 0 {
-			code = ExitError
-		}
-		return WithExitCode(code, errors.New(msg))
-	}
-	return fmt.Errorf("detach: the supervisor ended (%v) before the agent ran; its log, if it made one, is under %s", werr, filepath.Join(app.Home, "sandboxes"))
-}
-
-// detachNotifier is the detached supervisor's end of runDetached's pipe.
-type detachNotifier struct {
-	f    *os.File
-	done bool
-}
-
-func newDetachNotifier(fd int) *detachNotifier {
-	return &detachNotifier{f: os.NewFile(uintptr(fd), "supervise-fd")}
-}
-
-// logTo points the process's stdout and stderr at the sandbox's log file,
-// so that whatever the Go runtime or a library prints lands there.
-func (n *detachNotifier) logTo(dir string) {
-	f, err := os.OpenFile(filepath.Join(dir, supervisor.LogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	_ = unix.Dup3(int(f.Fd()), 1, 0)
-	_ = unix.Dup3(int(f.Fd()), 2, 0)
-}
-
-// running tells the launcher that the agent runs.
-func (n *detachNotifier) running(name string) {
-	n.send("ok\t" + name)
-}
-
-// failed tells the launcher why the agent does not run, err (the error
-// the command returns), if running was not sent.
-func (n *detachNotifier) failed(err error) {
-	if err == nil {
-		err = errors.New("the detached supervisor ended before the agent ran")
-	}
-	n.send("err\t" + strings.ReplaceAll(err.Error(), "\n", "\\n"))
-}
-
-func (n *detachNotifier) send(line string) {
-	if n.done {
-		return
-	}
-	n.done = true
-	_, _ = io.WriteString(n.f, line+"\n")
-	n.f.Close()
+	return nil
 }
 
 // printBanner tells the operator, before the agent takes the terminal,

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nemoclaw/nemoclaw/runner/state"
 )
 
 // The flag definitions of the distribution commands live here, without the
@@ -71,8 +73,10 @@ type SourceFlags struct {
 	// Constraint is the semver constraint for a registry reference (--version).
 	Constraint string
 	// Digest and Signer are set by the RemoteSource: what it fetched and
-	// verified, for apply's run record.
+	// verified, for apply's run record; Pin, the lock entry it left, if
+	// it honoured a lock (what a rollback writes back).
 	Digest, Signer string
+	Pin            *state.Pin
 	// LockPath is the lock file to honour and update (--lock).
 	LockPath string
 	// AllowDowngrade accepts a version below the locked one (--allow-downgrade).

@@ -34,9 +34,10 @@ type Options struct {
 func Main() int {
 	args := os.Args[1:]
 	ctx, stop := context.Background(), func() {}
-	if !launchesSandbox(args) {
+	if !launchesSandbox(args) && !joinsSandbox(args) {
 		// A sandbox run forwards SIGTERM to its agent instead (and
-		// os/signal's set-up would slow its start).
+		// os/signal's set-up would slow its start); exec and connect
+		// catch it themselves, to pass it on.
 		ctx, stop = signal.NotifyContext(ctx, syscall.SIGTERM)
 	}
 	defer stop()

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
@@ -112,6 +109,9 @@ func printRun(app *App, v runView) {
 	row("digest", dash(v.Digest))
 	row("signer", dash(v.Signer))
 	row("profile", dash(v.Profile))
+	if v.Pin != nil {
+		row("pinned in", v.Pin.LockFile)
+	}
 	row("policy generation", fmt.Sprint(v.PolicyGeneration))
 	row("started", v.Started.Local().Format(time.RFC3339))
 	if !v.Ended.IsZero() {
@@ -125,40 +125,30 @@ func printRun(app *App, v runView) {
 	_ = tw.Flush()
 }
 
-// runTracked runs the sandbox of ro as run id of runs: the record is
-// claimed by this process (its pid: the supervisor's), marked running
-// once the agent runs (with a copy of the sandbox's launch config, what
-// a rollback to this run starts again), and ended with the agent's exit
-// code or the reason the run failed.
+// runTracked runs the sandbox of ro as run id of runs (state.Track):
+// the record is claimed by this process, the supervisor's, marked running
+// once the agent runs and ended with the agent's exit code or the reason
+// the run failed.
 func runTracked(ctx context.Context, app *App, runs *state.Runs, id string, ro *sandboxRunOpts, command []string) error {
 	pid := os.Getpid()
-	if r, err := runs.Get(id); err != nil {
-		return err
-	} else if r.Pid != pid { // made by another process (a rollback's launcher)
-		pidStart, _ := supervisor.ProcessStart(pid)
-		if err := runs.Update(id, func(r *state.Run) { r.Pid, r.PidStart, r.Detached = pid, pidStart, ro.superviseFd != 0 }); err != nil {
-			return err
-		}
-	}
-	ro.onRunning = func() {
-		saved := filepath.Join(runs.Dir, id, supervisor.LaunchFile)
-		if err := state.CopyFile(filepath.Join(supervisor.Dir(app.Home, ro.name), supervisor.LaunchFile), saved); err != nil {
-			app.Logger.Warn("run record: keep the launch config", "run", id, "err", err)
-		}
-		if err := runs.Update(id, func(r *state.Run) { r.Outcome = state.OutcomeRunning }); err != nil {
-			app.Logger.Warn("run record", "run", id, "err", err)
-		}
-	}
-	err := runSandbox(ctx, app, ro, command)
-	reason := ""
-	if err != nil && !silent(err) {
-		if live, lerr := runs.LiveRunOf(ro.name, id); lerr == nil && live != nil {
-			err = Refused(fmt.Errorf("%w\n  %w", err, inUseError(ro.name, live)))
-		}
-		reason = err.Error()
-	}
-	if eerr := runs.End(id, ExitCode(err), reason); eerr != nil {
-		app.Logger.Warn("run record", "run", id, "err", eerr)
+	pidStart, _ := supervisor.ProcessStart(pid)
+	err := state.Track(ctx, state.TrackConfig{
+		Runs: runs, ID: id, Sandbox: ro.name, Pid: pid, PidStart: pidStart, Detached: ro.superviseFd != 0,
+		LaunchPath: filepath.Join(supervisor.Dir(app.Home, ro.name), supervisor.LaunchFile),
+		Outcome: func(err error) (int, string) {
+			if err != nil && !silent(err) {
+				return ExitCode(err), err.Error()
+			}
+			return ExitCode(err), ""
+		},
+		Logger: app.Logger,
+	}, func(ctx context.Context, onRunning func()) error {
+		ro.onRunning = onRunning
+		return runSandbox(ctx, app, ro, command)
+	})
+	var iu *state.InUseError
+	if errors.As(err, &iu) {
+		return Refused(err)
 	}
 	return err
 }
@@ -176,9 +166,13 @@ func newBlueprintRollbackCmd(app *App) *cobra.Command {
 that sandbox, then starts it again, detached, from the launch config kept
 with the run before RUN of the same sandbox (its policy, command,
 environment and workspace, as that run started them), and records the
-rollback as a run of its own. The workspace is the sandbox's and is not
-rolled back. The blueprint is not fetched again and nemoclaw.lock is not
-changed: the restored launch config is what that blueprint produced.`,
+rollback as a run of its own. A run applied from a registry has its pin
+(reference, version, digest, signer) written back into the nemoclaw.lock
+it was applied with. The workspace is the sandbox's and is not rolled
+back, and the blueprint is not fetched again: the restored launch config
+is what that blueprint produced. A rollback that fails after its first
+change undoes the lock and launch config and may be tried again; the
+sandbox then stays stopped, and nemoclaw sandbox start brings it back.`,
 		Example: `  nemoclaw blueprint rollback 20261207T014800Z-1a2b`,
 		Args:    argsRange(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -189,69 +183,31 @@ changed: the restored launch config is what that blueprint produced.`,
 	return cmd
 }
 
-// rollback is `blueprint rollback id`.
+// rollback is `blueprint rollback id` (state.Rollback): the sandbox is
+// stopped with supervisor.StopSandbox and started again, detached, as
+// `sandbox start --run` would.
 func rollback(ctx context.Context, app *App, id string, stopTimeout time.Duration) error {
-	runs := runStore(app)
-	r, err := runs.Get(id)
-	if err != nil {
-		return err
-	}
-	latest, err := runs.Latest(r.Sandbox)
-	if err != nil {
-		return err
-	}
-	if latest != nil && latest.ID != r.ID {
-		return Refused(fmt.Errorf("rollback %s: run %s of sandbox %s came after it\n  what to do: roll back the latest run of the sandbox, nemoclaw blueprint rollback %s", id, latest.ID, r.Sandbox, latest.ID))
-	}
-	prev, err := runs.Previous(r)
-	if err != nil {
-		return err
-	}
-	if prev == nil {
-		return Refused(fmt.Errorf("rollback %s: it is the first run of sandbox %s: there is nothing to go back to\n  what to do: stop it (nemoclaw sandbox stop %s) or destroy it", id, r.Sandbox, r.Sandbox))
-	}
-	saved := filepath.Join(runs.Dir, prev.ID, supervisor.LaunchFile)
-	if _, err := os.Stat(saved); err != nil {
-		return Refused(fmt.Errorf("rollback %s: the run before it, %s, kept no launch config (its agent never ran): %w", id, prev.ID, err))
-	}
-	in, err := supervisor.StopSandbox(ctx, app.Home, r.Sandbox, stopTimeout)
-	if err == nil && in.State == supervisor.StateRunning {
-		err = fmt.Errorf("sandbox %s still runs", r.Sandbox)
-	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, supervisor.ErrNoSandbox) {
-		return fmt.Errorf("rollback %s: stop sandbox %s: %w", id, r.Sandbox, err)
-	}
-	dir := supervisor.Dir(app.Home, r.Sandbox)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("rollback %s: %w", id, err)
-	}
-	if err := state.CopyFile(saved, filepath.Join(dir, supervisor.LaunchFile)); err != nil {
-		return fmt.Errorf("rollback %s: restore the launch config of run %s: %w", id, prev.ID, err)
-	}
-	rec := &state.Run{
-		Kind: "rollback", RollbackOf: r.ID, Sandbox: r.Sandbox, Blueprint: prev.Blueprint, Version: prev.Version,
-		Digest: prev.Digest, Signer: prev.Signer, Profile: prev.Profile, PolicyGeneration: 1,
-		UID: os.Getuid(), User: userName(), Pid: os.Getpid(), Detached: true, Outcome: state.OutcomeStarting,
-	}
-	rec.PidStart, _ = supervisor.ProcessStart(rec.Pid)
-	if err := runs.Create(rec); err != nil {
-		return err
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("rollback %s: find nemoclaw's executable: %w", id, err)
-	}
-	// `sandbox start` detaches its supervisor, which fills in rec.
-	c := exec.CommandContext(ctx, exe, "sandbox", "start", r.Sandbox, "--"+runFlag, rec.ID)
-	c.Env = append(os.Environ(), "NEMOCLAW_HOME="+app.Home)
-	c.Stdout, c.Stderr = io.Discard, app.Err
-	if err := c.Run(); err != nil {
-		if cur, gerr := runs.Get(rec.ID); gerr == nil && cur.Outcome == state.OutcomeStarting && cur.Pid == rec.Pid {
-			_ = runs.End(rec.ID, ExitError, "sandbox start: "+err.Error())
-		}
-		return WithExitCode(ExitError, fmt.Errorf("rollback %s: start sandbox %s as run %s launched it: %w (run %s records it)", id, r.Sandbox, prev.ID, err, rec.ID))
+	pid := os.Getpid()
+	pidStart, _ := supervisor.ProcessStart(pid)
+	rec, err := state.Rollback(ctx, state.RollbackConfig{
+		Runs: runStore(app), ID: id,
+		LaunchPath: func(name string) string { return filepath.Join(supervisor.Dir(app.Home, name), supervisor.LaunchFile) },
+		Stop: func(ctx context.Context, name string) error {
+			return supervisor.EnsureStopped(ctx, app.Home, name, stopTimeout)
+		},
+		Start: func(ctx context.Context, name, runID string) error {
+			return startSandbox(ctx, app, name, runID, 0, true)
+		},
+		UID: os.Getuid(), User: userName(), Pid: pid, PidStart: pidStart, Logger: app.Logger,
+	})
+	var re *state.RefusedError
+	switch {
+	case errors.As(err, &re):
+		return Refused(err)
+	case err != nil:
+		return WithExitCode(ExitCode(err), err)
 	}
 	printf(app.Out, "%s\n", rec.ID)
-	app.Logger.Info("rolled back", "run", id, "sandbox", r.Sandbox, "to", prev.ID, "as", rec.ID)
+	app.Logger.Info("rolled back", "run", id, "sandbox", rec.Sandbox, "as", rec.ID)
 	return nil
 }

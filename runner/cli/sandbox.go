@@ -49,6 +49,11 @@ type sandboxRunOpts struct {
 	// gpu: (apply), used without --gpus.
 	gpus       gpuFlags
 	gpuDefault gpu.Request
+	// args is the command line a detach re-executes (nil: the one
+	// nemoclaw was given); quiet leaves the detached sandbox's name
+	// unprinted (a rollback prints its run instead).
+	args  []string
+	quiet bool
 }
 
 func newSandboxCmd(app *App) *cobra.Command {
@@ -168,12 +173,16 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		return Usage(errors.New("--tty and --no-tty exclude each other"))
 	}
 	if o.detach && o.superviseFd == 0 {
-		return runDetached(app, o)
+		args := o.args
+		if args == nil {
+			args = app.args
+		}
+		return runDetached(app, o, args)
 	}
-	var notify *detachNotifier
+	var notify *supervisor.Notifier
 	if o.superviseFd != 0 {
-		notify = newDetachNotifier(o.superviseFd)
-		defer func() { notify.failed(rerr) }() // a no-op once the agent runs
+		notify = supervisor.NewNotifier(o.superviseFd)
+		defer func() { notify.Failed(rerr) }() // a no-op once the agent runs
 	}
 	// The sandbox's life is its agent's: SIGINT, SIGTERM, SIGHUP and
 	// SIGQUIT go to the agent rather than ending the run, and SIGWINCH
@@ -224,66 +233,36 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 			cfg.WindowSize = &sandbox.WindowSize{Rows: uint16(h), Cols: uint16(w)}
 		}
 	}
-	sup, err := supervisor.New(cfg)
-	if err != nil {
-		var re *supervisor.RefusedError
-		if errors.As(err, &re) {
-			return Refused(err)
+	rc := supervisor.RunConfig{Config: cfg, Signals: sigs, Notifier: notify, OnRunning: o.onRunning, Exits: app.exits}
+	if isTerm && notify == nil {
+		rc.Terminal = stdin
+	}
+	rc.Prepare = func(sup *supervisor.Supervisor) (func(), error) {
+		if notify == nil && isTerminal(app.Err) {
+			printBanner(app, &cfg, sup.Dir())
 		}
-		return err
-	}
-	end := sup.Close
-	if app.exits {
-		end = sup.Finish
-	}
-	defer func() {
-		if err := end(); err != nil {
-			logger.Warn("sandbox cleanup", "err", err)
+		if !useTTY || !isTerm {
+			return nil, nil
 		}
-	}()
-	if notify != nil {
-		notify.logTo(sup.Dir())
-	} else if isTerminal(app.Err) {
-		printBanner(app, &cfg, sup.Dir())
-	}
-	if useTTY && isTerm {
 		old, err := term.MakeRaw(int(stdin.Fd()))
 		if err != nil {
-			return fmt.Errorf("sandbox: tty: raw mode: %w", err)
+			return nil, fmt.Errorf("sandbox: tty: raw mode: %w", err)
 		}
 		app.rawTerminal(true)
-		defer func() {
+		return func() {
 			app.rawTerminal(false)
 			_ = term.Restore(int(stdin.Fd()), old)
-		}()
+		}, nil
 	}
-	if err := sup.Start(context.WithoutCancel(ctx)); err != nil {
-		return sandboxError(err)
-	}
-	var tty *os.File
-	if isTerm && notify == nil {
-		tty = stdin
-	}
-	if err := sigs.Forward(sup.Sandbox(), tty); err != nil {
-		return err
-	}
-	if notify != nil || o.onRunning != nil {
-		<-sup.Ready() // the state record and launch config are written
-	}
-	if o.onRunning != nil {
-		o.onRunning()
-	}
-	if notify != nil {
-		notify.running(o.name)
-	}
-	code, err := sup.Wait()
-	// Before the supervisor's Close: the forwarder uses the sandbox's terminal.
-	if app.exits {
-		sigs.StopIgnoringHangup()
-	} else {
-		sigs.Stop()
-	}
-	if err != nil {
+	code, err := supervisor.Run(ctx, rc)
+	var re *supervisor.RefusedError
+	var se *supervisor.StartError
+	switch {
+	case errors.As(err, &re):
+		return Refused(err)
+	case errors.As(err, &se):
+		return sandboxError(se.Err)
+	case err != nil:
 		return err
 	}
 	return ExitStatus(code)

@@ -1,12 +1,9 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -90,9 +87,10 @@ func newSandboxListCmd(app *App) *cobra.Command {
 		Long: `List shows every sandbox directory under $NEMOCLAW_HOME/sandboxes: its state,
 blueprint and version, uptime, network policy generation and the requests
 waiting for approval. A sandbox whose supervisor was killed (or whose host
-rebooted) shows as "supervisor died after TIME", TIME being its last sign
-of life; its processes died with the supervisor. ` + "`nemoclaw sandbox destroy NAME`" + `
-removes what it left.`,
+rebooted) shows as "supervisor died after TIME", or "supervisor died at
+TIME while starting (pid N)" when its agent never ran, TIME being its last
+sign of life; its processes died with the supervisor. ` + "`nemoclaw sandbox destroy NAME`" + `
+removes what it left, ` + "`nemoclaw sandbox start NAME`" + ` brings it back.`,
 		Example: `  nemoclaw sandbox list
   nemoclaw sandbox list -o json`,
 		Args: noArgs,
@@ -265,20 +263,7 @@ the approvals saved with --save. It prints the name once the agent runs.`,
 			if err := checkSandboxName(args[0]); err != nil {
 				return err
 			}
-			l, err := supervisor.LoadLaunch(app.Home, args[0])
-			if err != nil {
-				return err
-			}
-			o := &sandboxRunOpts{
-				name: args[0], workdir: l.Workdir, keep: l.KeepWorkspace, noTTY: true, stopTimeout: l.StopTimeout,
-				pol: l.Policy, env: l.Env, blueprint: l.Blueprint, version: l.Version,
-				approvals: l.Approvals, approvalTimeout: l.ApprovalTimeout, detach: true, superviseFd: superviseFd,
-				gpuDefault: l.GPUs,
-			}
-			if runID != "" && superviseFd != 0 {
-				return runTracked(cmd.Context(), app, runStore(app), runID, o, l.Command)
-			}
-			return runSandbox(cmd.Context(), app, o, l.Command)
+			return startSandbox(cmd.Context(), app, args[0], runID, superviseFd, false)
 		},
 	}
 	cmd.Flags().IntVar(&superviseFd, superviseFlag, 0, "")
@@ -287,6 +272,29 @@ the approvals saved with --save. It prints the name once the agent runs.`,
 	cmd.Flags().StringVar(&runID, runFlag, "", "")
 	_ = cmd.Flags().MarkHidden(runFlag)
 	return cmd
+}
+
+// startSandbox is `sandbox start name`: the launcher, which detaches, or
+// with superviseFd the detached supervisor, which fills in run record
+// runID (a rollback's) if given. quiet leaves the name unprinted.
+func startSandbox(ctx context.Context, app *App, name, runID string, superviseFd int, quiet bool) error {
+	l, err := supervisor.LoadLaunch(app.Home, name)
+	if err != nil {
+		return err
+	}
+	o := &sandboxRunOpts{
+		name: name, workdir: l.Workdir, keep: l.KeepWorkspace, noTTY: true, stopTimeout: l.StopTimeout,
+		pol: l.Policy, env: l.Env, blueprint: l.Blueprint, version: l.Version,
+		approvals: l.Approvals, approvalTimeout: l.ApprovalTimeout, detach: true, superviseFd: superviseFd,
+		quiet: quiet, gpuDefault: l.GPUs,
+	}
+	if runID != "" {
+		o.args = []string{"sandbox", "start", name, "--" + runFlag, runID}
+		if superviseFd != 0 {
+			return runTracked(ctx, app, runStore(app), runID, o, l.Command)
+		}
+	}
+	return runSandbox(ctx, app, o, l.Command)
 }
 
 func newSandboxDestroyCmd(app *App) *cobra.Command {
@@ -378,11 +386,13 @@ output is a terminal, so that it cannot repaint the screen.`,
 				printf(app.Err, "%s: no %s\n", name, what)
 				return nil
 			}
-			running := func() bool { return supervisor.Running(app.Home, name) }
-			if !follow {
-				running = func() bool { return false }
+			fc := supervisor.FollowConfig{Path: filepath.Join(dir, file), Line: func(l string) {
+				printf(app.Out, "%s\n", format(l, isTerminal(app.Out)))
+			}}
+			if follow {
+				fc.Running = func() bool { return supervisor.Running(app.Home, name) }
 			}
-			return tailLines(cmd.Context(), filepath.Join(dir, file), isTerminal(app.Out), running, format, app.Out)
+			return supervisor.Follow(cmd.Context(), fc)
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines until the sandbox stops")
@@ -425,65 +435,4 @@ func formatAuditLine(l string, _ bool) string {
 		fmt.Fprintf(&b, " x%d", e.Count)
 	}
 	return b.String()
-}
-
-// tailLines prints path's lines through format and, while running says
-// the writer is alive, waits for more (a file not made yet included). A
-// last line without its newline is held until it is complete, or printed
-// once nothing more can come.
-func tailLines(ctx context.Context, path string, terminal bool, running func() bool, format func(string, bool) string, out io.Writer) error {
-	var (
-		f       *os.File
-		r       *bufio.Reader
-		partial string
-	)
-	defer func() {
-		if f != nil {
-			f.Close()
-		}
-	}()
-	for {
-		if f == nil {
-			var err error
-			f, err = os.Open(path)
-			switch {
-			case errors.Is(err, os.ErrNotExist):
-				f = nil
-			case err != nil:
-				return fmt.Errorf("logs: %w", err)
-			default:
-				r = bufio.NewReader(f)
-			}
-		}
-		if r != nil {
-			for {
-				s, err := r.ReadString('\n')
-				partial += s
-				if err != nil {
-					break
-				}
-				printf(out, "%s\n", format(strings.TrimSuffix(partial, "\n"), terminal))
-				partial = ""
-			}
-		}
-		// Asked before the last read's result is trusted: a writer that
-		// ended after the read may have written more just before.
-		if !running() {
-			if r != nil {
-				rest, _ := io.ReadAll(r)
-				partial += string(rest)
-				for _, l := range strings.SplitAfter(partial, "\n") {
-					if l != "" {
-						printf(out, "%s\n", format(strings.TrimSuffix(l, "\n"), terminal))
-					}
-				}
-			}
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }

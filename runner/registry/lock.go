@@ -1,162 +1,38 @@
 package registry
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
 
-	"go.yaml.in/yaml/v3"
-
-	"github.com/nemoclaw/nemoclaw/runner/internal/strictyaml"
+	"github.com/nemoclaw/nemoclaw/runner/state"
 )
 
 // DefaultLockFile is the lock file's name, in the current directory unless
 // --lock says otherwise.
-const DefaultLockFile = "nemoclaw.lock"
+const DefaultLockFile = state.DefaultLockFile
 
-// Lock is nemoclaw.lock: the digests a project's blueprints are pinned to.
-// It is YAML:
-//
-//	version: 1
-//	blueprints:
-//	  - ref: registry.example.com/team/bp
-//	    constraint: ~> 1.2
-//	    tag: 1.2.3
-//	    version: 1.2.3
-//	    digest: sha256:…
-//	    signer: key sha256:…
-type Lock struct {
-	// Version is the format version; only 1 exists.
-	Version int `yaml:"version"`
-	// Blueprints has one entry per repository, sorted by Ref.
-	Blueprints []LockEntry `yaml:"blueprints"`
-}
+// Lock is nemoclaw.lock (state.Lock: a rollback restores pins from the
+// lean nemoclaw, which links no registry code).
+type Lock = state.Lock
 
-// LockEntry pins one repository.
-type LockEntry struct {
-	// Ref is the repository, host/repo.
-	Ref string `yaml:"ref"`
-	// Constraint is the semver constraint it was resolved with, if any.
-	Constraint string `yaml:"constraint,omitempty"`
-	// Tag is the tag that was resolved, if any.
-	Tag string `yaml:"tag,omitempty"`
-	// Version is the blueprint's version (its manifest annotation).
-	Version string `yaml:"version"`
-	// Digest is the manifest digest; an apply with a lock uses only this.
-	Digest string `yaml:"digest"`
-	// Signer is who signed it ("key sha256:…", "SUBJECT (issuer URL)"),
-	// or "unverified" when it was accepted with --insecure-skip-verify.
-	Signer string `yaml:"signer"`
-}
+// LockEntry pins one repository (state.LockEntry).
+type LockEntry = state.LockEntry
 
 // ReadLock reads a lock file strictly; a missing file is an empty lock.
-func ReadLock(path string) (*Lock, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return &Lock{Version: 1}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return ParseLock(path, data)
-}
+func ReadLock(path string) (*Lock, error) { return state.ReadLock(path, checkLockEntry) }
 
 // ParseLock decodes lock file data; path is used in messages.
 func ParseLock(path string, data []byte) (*Lock, error) {
-	l := &Lock{}
-	// The strict decoder names file:line:col and the valid keys, and refuses
-	// YAML anchors and aliases as for every other nemoclaw file; an empty
-	// lock file is an empty lock.
-	if _, err := strictyaml.Decode(path, data, l); err != nil && !errors.Is(err, strictyaml.ErrEmpty) {
-		return nil, fmt.Errorf("lock: %w", err)
-	}
-	if l.Version == 0 && len(l.Blueprints) == 0 {
-		l.Version = 1
-	}
-	if l.Version != 1 {
-		return nil, fmt.Errorf("lock %s: version %d: want version: 1", path, l.Version)
-	}
-	seen := map[string]bool{}
-	for i, e := range l.Blueprints {
-		if _, err := ParseReference(e.Ref); err != nil || e.Ref == "" {
-			return nil, fmt.Errorf("lock %s: blueprints[%d].ref %q: want host/repo", path, i, e.Ref)
-		}
-		if seen[e.Ref] {
-			return nil, fmt.Errorf("lock %s: blueprints[%d].ref %q appears twice", path, i, e.Ref)
-		}
-		seen[e.Ref] = true
-		if _, err := parseDigest(e.Digest); err != nil {
-			return nil, fmt.Errorf("lock %s: blueprints[%d].digest %q: %w", path, i, e.Digest, err)
-		}
-	}
-	return l, nil
+	return state.ParseLock(path, data, checkLockEntry)
 }
 
-// Find returns the entry for repository (host/repo), or nil.
-func (l *Lock) Find(repository string) *LockEntry {
-	for i := range l.Blueprints {
-		if l.Blueprints[i].Ref == repository {
-			return &l.Blueprints[i]
-		}
+// checkLockEntry refuses an entry whose ref is not a repository or whose
+// digest is not a sha256 digest.
+func checkLockEntry(e LockEntry) error {
+	if _, err := ParseReference(e.Ref); err != nil {
+		return fmt.Errorf("ref %q: want host/repo", e.Ref)
+	}
+	if _, err := parseDigest(e.Digest); err != nil {
+		return fmt.Errorf("digest %q: %w", e.Digest, err)
 	}
 	return nil
-}
-
-// Set adds or replaces the entry for e.Ref.
-func (l *Lock) Set(e LockEntry) {
-	if old := l.Find(e.Ref); old != nil {
-		*old = e
-		return
-	}
-	l.Blueprints = append(l.Blueprints, e)
-	sort.Slice(l.Blueprints, func(i, j int) bool { return l.Blueprints[i].Ref < l.Blueprints[j].Ref })
-}
-
-// Write saves the lock atomically (temp file + rename).
-func (l *Lock) Write(path string) error {
-	l.Version = 1
-	var buf bytes.Buffer
-	buf.WriteString("# nemoclaw.lock: blueprint digests pinned by 'nemoclaw blueprint pull'.\n# Change it with 'nemoclaw blueprint update', not by hand.\n")
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(l); err != nil {
-		return fmt.Errorf("lock %s: %w", path, err)
-	}
-	if err := enc.Close(); err != nil {
-		return fmt.Errorf("lock %s: %w", path, err)
-	}
-	if err := writeFileAtomic(path, buf.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("lock %s: %w", path, err)
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to path through a temp file in the same
-// directory, so readers see the old or the new file, never a torn one. It
-// does not fsync: a lock file is regenerated by the next pull, and ext4's
-// rename heuristics already flush the data of a replacing rename.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-	}
-	return err
 }

@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -49,8 +48,39 @@ const (
 )
 
 // idPattern is what an id looks like: the UTC time it was made, to the
-// second, and 4 random hex digits; ids sort by time.
-var idPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}$`)
+// second, and 4 random hex digits; ids sort by time. A pattern rather than
+// a regexp: compiling one at package initialisation cost every nemoclaw
+// start 40 µs (`sandbox exec` among them).
+var idPattern = pattern("99999999T999999Z-ffff")
+
+// pattern matches strings of its template's length where the template
+// has '9' a decimal digit, 'f' a lowercase hex digit, anything else itself.
+type pattern string
+
+// MatchString reports whether s matches p.
+func (p pattern) MatchString(s string) bool {
+	if len(s) != len(p) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch p[i] {
+		case '9':
+			if c < '0' || c > '9' {
+				return false
+			}
+		case 'f':
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		default:
+			if c != p[i] {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // Run is one `blueprint apply` (or rollback): what was applied, when, by
 // whom and how it ended. It lives in $NEMOCLAW_HOME/state/runs/ID/record.json.
@@ -95,6 +125,15 @@ type Run struct {
 	SupersededBy string `json:"superseded_by,omitempty"`
 	// RollbackOf is the run a rollback undid.
 	RollbackOf string `json:"rollback_of,omitempty"`
+	// Pin is the lock entry a registry blueprint was applied under: what
+	// a rollback to this run writes back.
+	Pin *Pin `json:"pin,omitempty"`
+}
+
+// Pin is a lock entry and the lock file (an absolute path) it is in.
+type Pin struct {
+	LockFile string `json:"lock_file"`
+	LockEntry
 }
 
 // Runs is the run-record store under Dir ($NEMOCLAW_HOME/state/runs).
@@ -293,7 +332,7 @@ func (s *Runs) list() ([]*Run, error) {
 	// Ids sort by time to the second; Started orders runs within one.
 	next := make(map[string]string, len(out))
 	for _, r := range out {
-		if r.Prev != "" {
+		if r.Prev != "" && !(r.Kind == "rollback" && r.Outcome == OutcomeFailed) { // a failed rollback replaced nothing
 			next[r.Prev] = r.ID
 		}
 	}
@@ -443,15 +482,21 @@ func CopyFile(src, dst string) error {
 	return writeAtomic(dst, b)
 }
 
-// writeAtomic replaces path with data: a reader, or a crash, sees the old
-// content or the new, never part of one.
-func writeAtomic(path string, data []byte) error {
+// writeAtomic replaces path with data, mode 0600: a reader, or a crash,
+// sees the old content or the new, never part of one.
+func writeAtomic(path string, data []byte) error { return writeAtomicMode(path, data, 0o600) }
+
+// writeAtomicMode is writeAtomic with the file's mode.
+func writeAtomicMode(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	_, err = f.Write(data)
+	if err == nil && mode != 0o600 { // CreateTemp made it 0600
+		err = f.Chmod(mode)
+	}
 	if err == nil {
 		err = f.Sync()
 	}

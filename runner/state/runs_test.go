@@ -216,3 +216,26 @@ func TestRunsChain(t *testing.T) {
 		t.Error("LiveRunOf(../x): no error")
 	}
 }
+
+func TestIDPattern(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		want bool
+	}{
+		{"20261207T014800Z-1a2b", true},
+		{"20261207T014800Z-1A2B", false},
+		{"20261207T014800Z-1a2", false},
+		{"20261207T014800Z-1a2bc", false},
+		{"2026120xT014800Z-1a2b", false},
+		{"20261207t014800Z-1a2b", false},
+		{"../../../etc/passwd00", false},
+		{"", false},
+	} {
+		if got := idPattern.MatchString(tc.s); got != tc.want {
+			t.Errorf("idPattern.MatchString(%q) = %v", tc.s, got)
+		}
+	}
+	if !sha256Digest.MatchString("sha256:"+strings.Repeat("0a", 32)) || sha256Digest.MatchString("sha512:"+strings.Repeat("0a", 32)) || sha256Digest.MatchString("sha256:"+strings.Repeat("0a", 31)) {
+		t.Error("sha256Digest")
+	}
+}

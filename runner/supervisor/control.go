@@ -54,6 +54,9 @@ type Response struct {
 	// ExitCode is an OpExec process's exit code (128+N for signal N),
 	// or 126/127 for a command that could not be executed.
 	ExitCode *int `json:"exit_code,omitempty"`
+	// Detached acknowledges an exec client's ExecControl.Detach: its
+	// process runs on without it.
+	Detached bool `json:"detached,omitempty"`
 }
 
 // serveControl answers control requests on l until it is closed. Every

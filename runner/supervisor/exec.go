@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +48,12 @@ type ExecSpec struct {
 	TTY     bool     `json:"tty,omitempty"`
 	Rows    uint16   `json:"rows,omitempty"`
 	Cols    uint16   `json:"cols,omitempty"`
+	// Detachable, with TTY, lets the client detach (ExecControl.Detach)
+	// and leave the process running. Its stdin must then be a pipe that
+	// the client writes (it watches the keys for its detach sequence): a
+	// terminal read here could not be let go of without taking a key
+	// typed after the detach.
+	Detachable bool `json:"detachable,omitempty"`
 }
 
 // ExecControl is a message from an exec client to its running process:
@@ -55,6 +62,10 @@ type ExecControl struct {
 	Rows   uint16 `json:"rows,omitempty"`
 	Cols   uint16 `json:"cols,omitempty"`
 	Signal int    `json:"signal,omitempty"`
+	// Detach lets go of a Detachable process: its output is dropped from
+	// here on, its input's end is not passed on, and the client's going
+	// away no longer hangs it up. The supervisor answers Response.Detached.
+	Detach bool `json:"detach,omitempty"`
 }
 
 // readRequest reads a connection's request: a JSON object, or an exec
@@ -183,6 +194,16 @@ func (s *Supervisor) serveExec(c net.Conn, req Request, files []*os.File, rest i
 	if x.TTY && x.Rows > 0 && x.Cols > 0 {
 		cfg.WindowSize = &sandbox.WindowSize{Rows: x.Rows, Cols: x.Cols}
 	}
+	exited := make(chan struct{})
+	var detached atomic.Bool
+	if x.TTY && x.Detachable {
+		if isTerminalFile(files[0]) {
+			fail(errors.New("control: exec: a detachable process's stdin must be a pipe, not a terminal"), 0)
+			return
+		}
+		cfg.Stdin = &detachableInput{r: files[0], detached: &detached, exited: exited}
+		cfg.Stdout = &detachableOutput{w: files[1], detached: &detached}
+	}
 	p, err := s.sb.Exec(context.Background(), cfg)
 	if err != nil {
 		var se *sandbox.StepError
@@ -201,7 +222,6 @@ func (s *Supervisor) serveExec(c net.Conn, req Request, files []*os.File, rest i
 		_ = enc.Encode(r)
 	}
 	send(Response{V: APIVersion, ControlResponse: egress.ControlResponse{OK: true, Sandbox: s.cfg.Name}, Pid: p.Pid()})
-	exited := make(chan struct{})
 	go func() {
 		dec := json.NewDecoder(bufio.NewReader(rest))
 		for {
@@ -210,6 +230,9 @@ func (s *Supervisor) serveExec(c net.Conn, req Request, files []*os.File, rest i
 				select {
 				case <-exited:
 				default:
+					if detached.Load() {
+						return // it runs on without its client
+					}
 					hup := syscall.SIGKILL
 					if x.TTY {
 						hup = syscall.SIGHUP
@@ -223,6 +246,10 @@ func (s *Supervisor) serveExec(c net.Conn, req Request, files []*os.File, rest i
 			}
 			if m.Signal > 0 && m.Signal < 65 {
 				_ = p.Signal(syscall.Signal(m.Signal))
+			}
+			if m.Detach && x.TTY && x.Detachable && !detached.Swap(true) {
+				s.log.Info("exec: detached", "pid", p.Pid())
+				send(Response{V: APIVersion, ControlResponse: egress.ControlResponse{OK: true, Sandbox: s.cfg.Name}, Detached: true})
 			}
 		}
 	}()
@@ -239,6 +266,52 @@ func (s *Supervisor) serveExec(c net.Conn, req Request, files []*os.File, rest i
 	send(r)
 	s.log.Info("exec: exited", "pid", p.Pid(), "code", code)
 }
+
+// detachableInput is a Detachable process's input: once detached, the end
+// of its client's pipe is not passed on (a pseudo-terminal would read it
+// as ^D and the shell exit); the copy then waits for the process's exit.
+type detachableInput struct {
+	r        *os.File
+	detached *atomic.Bool
+	exited   <-chan struct{}
+}
+
+func (d *detachableInput) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err != nil && d.detached.Load() {
+		<-d.exited
+		return n, io.ErrClosedPipe // not EOF: nothing is typed into the terminal
+	}
+	return n, err
+}
+
+// detachableOutput is a Detachable process's output: dropped once detached
+// (the client's terminal belongs to its shell again).
+type detachableOutput struct {
+	w        *os.File
+	detached *atomic.Bool
+}
+
+func (d *detachableOutput) Write(p []byte) (int, error) {
+	if d.detached.Load() {
+		return len(p), nil
+	}
+	n, err := d.w.Write(p)
+	if err != nil && d.detached.Load() {
+		return len(p), nil
+	}
+	return n, err
+}
+
+// isTerminalFile reports whether f is a terminal.
+func isTerminalFile(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// ErrDetached is ExecSession.Wait's error once the client detached: the
+// process runs on.
+var ErrDetached = errors.New("exec: detached; the process runs on")
 
 // ExecSession is a process started in the sandbox through Client.Exec.
 type ExecSession struct {
@@ -322,6 +395,11 @@ func (e *ExecSession) send(m ExecControl) error {
 	return err
 }
 
+// Detach lets go of a Detachable process; Wait then returns ErrDetached.
+func (e *ExecSession) Detach() error {
+	return e.send(ExecControl{Detach: true})
+}
+
 // Resize sets the process's terminal size (with a TTY).
 func (e *ExecSession) Resize(rows, cols uint16) error {
 	return e.send(ExecControl{Rows: rows, Cols: cols})
@@ -338,6 +416,9 @@ func (e *ExecSession) Wait() (int, error) {
 	var resp Response
 	if err := e.dec.Decode(&resp); err != nil {
 		return 0, fmt.Errorf("exec: the supervisor went away before the process's exit: %w", err)
+	}
+	if resp.Detached {
+		return 0, ErrDetached
 	}
 	if resp.ExitCode == nil {
 		return 0, fmt.Errorf("exec: %s", resp.Error)

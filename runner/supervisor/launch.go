@@ -85,8 +85,8 @@ func LoadLaunch(home, name string) (*Launch, error) {
 	}
 	dir := Dir(home, name)
 	in := inspectDir(dir, name)
-	if in.State == StateRunning {
-		return nil, fmt.Errorf("start %s: the sandbox is running already (supervisor pid %d)", name, in.SupervisorPid)
+	if in.State == StateRunning || in.State == StateStarting {
+		return nil, fmt.Errorf("start %s: the sandbox is %s already (supervisor pid %d)", name, in.State, in.SupervisorPid)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, LaunchFile))
 	if errors.Is(err, fs.ErrNotExist) {

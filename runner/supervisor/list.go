@@ -23,7 +23,7 @@ import (
 // Info describes one sandbox as `sandbox list` and `sandbox status` show it.
 type Info struct {
 	Name  string `json:"name"`
-	State string `json:"state"` // StateRunning, StateStopped or StateDead
+	State string `json:"state"` // StateStarting, StateRunning, StateStopped or StateDead
 	// Pid is the host pid of the sandbox's init; SupervisorPid its
 	// supervisor's.
 	Pid           int       `json:"pid,omitempty"`
@@ -37,6 +37,9 @@ type Info struct {
 	// latest write to its record, log or audit log. Nothing records the
 	// moment of a SIGKILL.
 	DiedAfter time.Time `json:"died_after,omitzero"`
+	// DiedWhile is, for a dead supervisor, what it was doing: "starting"
+	// (the agent never ran) or "running".
+	DiedWhile string `json:"died_while,omitempty"`
 	// Generation and Pending come from a running supervisor: its policy
 	// generation and how many requests wait for approval.
 	Generation uint64   `json:"generation,omitempty"`
@@ -99,8 +102,8 @@ func inspectDir(dir, name string) Info {
 	}
 	in := infoFromRecord(rec)
 	in.Name, in.Dir = name, dir
-	if rec.State == StateRunning && !alive(rec.SupervisorPid, rec.SupervisorStart) {
-		in.State, in.DiedAfter = StateDead, lastSign(dir)
+	if (rec.State == StateRunning || rec.State == StateStarting) && !alive(rec.SupervisorPid, rec.SupervisorStart) {
+		in.State, in.DiedAfter, in.DiedWhile = StateDead, lastSign(dir), rec.State
 	}
 	return in
 }
@@ -231,6 +234,16 @@ func Destroy(ctx context.Context, cfg DestroyConfig) error {
 	if err != nil {
 		return err
 	}
+	if in.State == StateStarting {
+		if !cfg.Force {
+			return fmt.Errorf("destroy %s: the sandbox is starting (supervisor pid %d)\n  what to do: wait for it and stop it (nemoclaw sandbox stop %s), or pass --force", cfg.Name, in.SupervisorPid, cfg.Name)
+		}
+		// No control socket yet: the supervisor is killed, and what it
+		// started with it (PR_SET_PDEATHSIG).
+		if rec, rerr := readRecord(in.Dir); rerr == nil {
+			killVerified(rec.SupervisorPid, rec.SupervisorStart)
+		}
+	}
 	if in.State == StateRunning {
 		if !cfg.Force {
 			return fmt.Errorf("destroy %s: the sandbox is running (supervisor pid %d)\n  what to do: stop it first (nemoclaw sandbox stop %s), or pass --force", cfg.Name, in.SupervisorPid, cfg.Name)
@@ -248,7 +261,7 @@ func Destroy(ctx context.Context, cfg DestroyConfig) error {
 	}
 	rec, err := readRecord(in.Dir)
 	if err == nil {
-		if alive(rec.SupervisorPid, rec.SupervisorStart) && rec.State == StateRunning {
+		if alive(rec.SupervisorPid, rec.SupervisorStart) && (rec.State == StateRunning || rec.State == StateStarting) {
 			return fmt.Errorf("destroy %s: supervisor pid %d still runs", cfg.Name, rec.SupervisorPid)
 		}
 		killVerified(rec.InitPid, rec.InitStart)
@@ -352,15 +365,35 @@ func (in Info) Uptime(now time.Time) string {
 }
 
 // Summary is the one-line state for a human: "running", "stopped (exit 0)",
-// "supervisor died after TIME".
+// "supervisor died after TIME", "supervisor died at TIME while starting
+// (pid N)" (TIME: its last sign of life).
 func (in Info) Summary() string {
 	switch in.State {
 	case StateDead:
+		if in.DiedWhile == StateStarting {
+			return fmt.Sprintf("supervisor died at %s while starting (pid %d)", in.DiedAfter.Format(time.DateTime), in.SupervisorPid)
+		}
 		return "supervisor died after " + in.DiedAfter.Format(time.DateTime)
+	case StateStarting:
+		return fmt.Sprintf("starting (supervisor pid %d)", in.SupervisorPid)
 	case StateStopped:
 		if in.ExitCode != nil {
 			return "stopped (exit " + strconv.Itoa(*in.ExitCode) + ")"
 		}
 	}
 	return in.State
+}
+
+// EnsureStopped stops sandbox name if it runs (StopSandbox) and makes
+// sure its supervisor is gone; a sandbox that does not run, or does not
+// exist, is not an error.
+func EnsureStopped(ctx context.Context, home, name string, timeout time.Duration) error {
+	in, err := StopSandbox(ctx, home, name, timeout)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrNoSandbox) {
+		return nil
+	}
+	if err == nil && in.State == StateRunning {
+		err = fmt.Errorf("stop %s: the sandbox still runs (supervisor pid %d)", name, in.SupervisorPid)
+	}
+	return err
 }

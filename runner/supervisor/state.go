@@ -22,6 +22,10 @@ const (
 	// was killed, or the host rebooted). The sandbox's processes died with
 	// it: the init is tied to the supervisor by PR_SET_PDEATHSIG.
 	StateDead = "dead"
+	// StateStarting: its supervisor is setting it up (the agent does not
+	// run yet). A record left in this state by a supervisor that is gone
+	// is StateDead with Info.DiedWhile "starting".
+	StateStarting = "starting"
 )
 
 // recordVersion is the version of the Record format.
@@ -33,7 +37,7 @@ const recordVersion = 1
 type Record struct {
 	V     int    `json:"v"`
 	Name  string `json:"name"`
-	State string `json:"state"` // StateRunning or StateStopped
+	State string `json:"state"` // StateStarting, StateRunning or StateStopped
 	// SupervisorPid and SupervisorStart (clock ticks after boot, field 22
 	// of /proc/PID/stat) name the supervisor process; the start time tells
 	// it from a later process that got the same pid.

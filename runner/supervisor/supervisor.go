@@ -9,6 +9,7 @@ package supervisor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -105,6 +106,11 @@ type Supervisor struct {
 	// init then reports nothing, and Wait makes that exit 137.
 	killed atomic.Bool
 
+	// startingPrev is the record a StateStarting one replaced (nil: none),
+	// put back if the agent never runs; starting says one was written.
+	startingPrev []byte
+	starting     bool
+
 	mu     sync.Mutex
 	ctl    net.Listener // guarded by mu
 	closed bool         // set by Close/Finish: a control socket made after it is closed at once
@@ -143,6 +149,8 @@ func New(cfg Config) (*Supervisor, error) {
 	if err := res.wait(); err != nil {
 		return nil, err
 	}
+	s := &Supervisor{cfg: cfg, log: log, res: res}
+	s.markStarting()
 	p, err := egress.New(egress.Config{
 		Sandbox:         cfg.Name,
 		Policy:          cfg.Policy,
@@ -154,10 +162,11 @@ func New(cfg Config) (*Supervisor, error) {
 		CA:              res.ca,
 	})
 	if err != nil {
+		s.unmarkStarting()
 		res.Release()
 		return nil, &RefusedError{fmt.Errorf("sandbox: %w\n  what to do: fix the network_policies entry named above (check it with `nemoclaw policy validate FILE`)", err)}
 	}
-	s := &Supervisor{cfg: cfg, log: log, res: res, proxy: p}
+	s.proxy = p
 	sc := sandbox.Config{
 		Name: cfg.Name, Workdir: cfg.Workdir, Policy: cfg.Policy, Command: cfg.Command, Env: cfg.Env,
 		Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr, TTY: cfg.TTY, WindowSize: cfg.WindowSize,
@@ -167,6 +176,7 @@ func New(cfg Config) (*Supervisor, error) {
 		f, err := os.OpenFile(filepath.Join(res.dir, AgentLogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 		if err != nil {
 			p.Close()
+			s.unmarkStarting()
 			res.Release()
 			return nil, fmt.Errorf("sandbox: agent log: %w", err)
 		}
@@ -269,6 +279,9 @@ func (s *Supervisor) startBackground() {
 		case <-t.C:
 		}
 	}
+	// The socket first: a record that says running promises a supervisor
+	// that answers (a `sandbox stop` right after it sees the record).
+	ctl, lerr := egress.ListenControl(filepath.Join(s.res.dir, ControlSocket))
 	cgroup := cgroupOf(s.sb.Pid(), s.cfg.Name)
 	supStart, _ := procStart(os.Getpid())
 	initStart, _ := procStart(s.sb.Pid())
@@ -287,10 +300,9 @@ func (s *Supervisor) startBackground() {
 			s.log.Warn("launch record: `nemoclaw sandbox start` cannot bring this sandbox back", "err", err)
 		}
 	}
-	ctl, err := egress.ListenControl(filepath.Join(s.res.dir, ControlSocket))
-	if err != nil {
+	if lerr != nil {
 		close(s.bgDone)
-		s.log.Warn("control socket: status, stop, live policy changes and approvals are unavailable for this run", "err", err)
+		s.log.Warn("control socket: status, stop, live policy changes and approvals are unavailable for this run", "err", lerr)
 		return
 	}
 	s.mu.Lock()
@@ -332,6 +344,21 @@ func cgroupOf(pid int, name string) string {
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		if rest, ok := strings.CutPrefix(line, "0::"); ok && strings.HasPrefix(filepath.Base(rest), "nemoclaw-"+name) {
 			return filepath.Join("/sys/fs/cgroup", rest)
+		}
+	}
+	return ""
+}
+
+// leafCgroup is the host path of cgroup (v2) leaf under process pid's, or
+// "" if pid's cannot be read.
+func leafCgroup(pid int, leaf string) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			return filepath.Join("/sys/fs/cgroup", rest, leaf)
 		}
 	}
 	return ""
@@ -445,6 +472,7 @@ func (s *Supervisor) release() error {
 	dir := s.res.dir
 	_ = os.Remove(filepath.Join(dir, ControlSocket))
 	if s.sb == nil {
+		s.unmarkStarting()
 		if st, err := os.Lstat(filepath.Join(dir, LogFile)); err == nil && st.Mode().IsRegular() && st.Size() == 0 {
 			_ = os.Remove(filepath.Join(dir, LogFile)) // made for a run that never started, and empty
 		}
@@ -477,6 +505,55 @@ func (s *Supervisor) release() error {
 		s.res.lock.Close() // last: the name is free once its socket is gone
 	}
 	return err
+}
+
+// markStarting records, for a sandbox that outlives its run, that its
+// supervisor (this process) is setting it up: a supervisor killed before
+// its agent runs is then listed as having died while starting, not as
+// stopped. A quick foreground run pays for no such write.
+func (s *Supervisor) markStarting() {
+	if !s.keeps() {
+		return
+	}
+	prev, err := os.ReadFile(filepath.Join(s.res.dir, StateFile))
+	if err == nil {
+		s.startingPrev = prev
+	}
+	pid := os.Getpid()
+	start, _ := procStart(pid)
+	// Cgroup is where runner/sandbox will make the sandbox's (a leaf of
+	// this process's own, named for the sandbox): destroy removes it if a
+	// kill leaves it behind before the running record names it.
+	rec := Record{
+		Name: s.cfg.Name, State: StateStarting, SupervisorPid: pid, SupervisorStart: start, Started: time.Now(),
+		Blueprint: s.cfg.Blueprint, Version: s.cfg.BlueprintVersion, Detached: s.cfg.Detached, Command: s.cfg.Command,
+		Cgroup: leafCgroup(pid, "nemoclaw-"+s.cfg.Name),
+	}
+	if err := writeRecord(s.res.dir, &rec); err != nil {
+		s.log.Warn("state record: a kill before the agent runs will show as stopped", "err", err)
+		return
+	}
+	s.starting = true
+}
+
+// unmarkStarting puts back the record markStarting replaced (or removes
+// its own) when the agent never ran.
+func (s *Supervisor) unmarkStarting() {
+	if !s.starting {
+		return
+	}
+	s.starting = false
+	path := filepath.Join(s.res.dir, StateFile)
+	if s.startingPrev == nil {
+		_ = os.Remove(path)
+		return
+	}
+	var prev Record
+	if err := json.Unmarshal(s.startingPrev, &prev); err == nil {
+		if err := writeRecord(s.res.dir, &prev); err != nil {
+			s.log.Warn("state record", "err", err)
+		}
+	}
 }
 
 // keeps reports whether the sandbox outlives its run: detached, or with

@@ -268,6 +268,13 @@ func TestInspectStates(t *testing.T) {
 		{"running, pid gone", &Record{State: StateRunning, SupervisorPid: gone.Process.Pid, SupervisorStart: 1}, StateDead, func(i Info) bool { return !i.DiedAfter.IsZero() }},
 		{"running, pid reused", &Record{State: StateRunning, SupervisorPid: os.Getpid(), SupervisorStart: self + 1}, StateDead, nil},
 		{"stopped", &Record{State: StateStopped, ExitCode: &code}, StateStopped, func(i Info) bool { return i.Summary() == "stopped (exit 3)" }},
+		{"starting and alive", &Record{State: StateStarting, SupervisorPid: os.Getpid(), SupervisorStart: self}, StateStarting, func(i Info) bool {
+			return i.Summary() == "starting (supervisor pid "+strconv.Itoa(os.Getpid())+")"
+		}},
+		{"starting, pid gone", &Record{State: StateStarting, SupervisorPid: gone.Process.Pid, SupervisorStart: 1}, StateDead, func(i Info) bool {
+			return i.DiedWhile == StateStarting && strings.HasPrefix(i.Summary(), "supervisor died at ") &&
+				strings.HasSuffix(i.Summary(), " while starting (pid "+strconv.Itoa(gone.Process.Pid)+")")
+		}},
 		{"no record", nil, StateStopped, nil},
 		{"newer record", &Record{State: StateRunning, V: recordVersion + 1}, StateStopped, func(i Info) bool { return strings.Contains(i.Problem, "upgrade nemoclaw") }},
 	} {
@@ -294,7 +301,7 @@ func TestInspectStates(t *testing.T) {
 		})
 	}
 	all, err := List(context.Background(), home, 100*time.Millisecond)
-	if err != nil || len(all) != 6 {
+	if err != nil || len(all) != 8 {
 		t.Fatalf("list: %d entries, %v", len(all), err)
 	}
 }

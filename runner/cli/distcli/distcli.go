@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/term"
@@ -23,6 +24,7 @@ import (
 	"github.com/nemoclaw/nemoclaw/runner/cli"
 	"github.com/nemoclaw/nemoclaw/runner/registry"
 	"github.com/nemoclaw/nemoclaw/runner/signing"
+	"github.com/nemoclaw/nemoclaw/runner/state"
 )
 
 // resolveRemote is cli's RemoteSource: ref is resolved through the lock,
@@ -42,6 +44,17 @@ func resolveRemote(ctx context.Context, app *cli.App, ref string, s *cli.SourceF
 	}
 	app.Logger.Info("blueprint fetched", "ref", f.Ref, "version", f.Version, "digest", f.Digest, "signer", f.Signer, "from_cache", f.FromCache)
 	s.Digest, s.Signer = f.Digest, f.Signer
+	if s.LockPath != "" {
+		// The pin as the lock now holds it: what a rollback to this
+		// apply writes back.
+		if abs, err := filepath.Abs(s.LockPath); err == nil {
+			if l, err := registry.ReadLock(abs); err == nil {
+				if e := l.Find(f.Ref); e != nil && e.Digest == f.Digest {
+					s.Pin = &state.Pin{LockFile: abs, LockEntry: *e}
+				}
+			}
+		}
+	}
 	return f.Dir, nil
 }
 
