@@ -36,7 +36,7 @@ RACE_PKGS    := ./runner/sandbox ./runner/cli ./runner/egress ./runner/superviso
 FUZZTIME     ?= 60s
 ARGS         ?=
 
-.PHONY: all build test e2e-tools lint bench run deps bench-deps fuzz clean help
+.PHONY: all build test e2e-tools lint bench run deps bench-deps fuzz clean help generate proto-tools
 
 all: build
 
@@ -74,7 +74,7 @@ build: deps
 e2e-tools: build
 	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 60m -run '^TestInteropToolsBuilt$$' ./e2e
 
-test: build e2e-tools
+test: build e2e-tools proto-tools
 	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 
@@ -87,6 +87,25 @@ bench: bench-deps build
 
 run: build
 	$(BIN)/nemoclaw blueprint apply $(ARGS)
+
+# The inference plugin protocol (schema/inference.proto) is compiled into
+# plugins/sdk/proto/inferencev1 and checked in; `make generate` reproduces it
+# and a test (TestGeneratedProtoCurrent) fails when the two disagree. protoc
+# is Debian's; the Go generators are pinned and cached once per machine.
+PROTO_TOOLS               := $(HOME)/.cache/nemoclaw-protoc-bin
+PROTOC_GEN_GO_VERSION     := v1.36.11
+PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+
+proto-tools:
+	$(call install_pkgs,protobuf-compiler)
+	@test -x $(PROTO_TOOLS)/protoc-gen-go || GOBIN=$(PROTO_TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	@test -x $(PROTO_TOOLS)/protoc-gen-go-grpc || GOBIN=$(PROTO_TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+generate: proto-tools
+	PATH=$(PROTO_TOOLS):$$PATH protoc -I schema \
+	  --go_out=. --go_opt=module=github.com/nemoclaw/nemoclaw \
+	  --go-grpc_out=. --go-grpc_opt=module=github.com/nemoclaw/nemoclaw \
+	  schema/inference.proto
 
 # Run every fuzz target for FUZZTIME each.
 fuzz:
