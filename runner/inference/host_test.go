@@ -108,7 +108,10 @@ func newHost(t *testing.T, cfg HostConfig) *Host {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 func trusted(t *testing.T, name string) (*Host, sdk.Backend) {
 	t.Helper()
