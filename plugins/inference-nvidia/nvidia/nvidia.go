@@ -18,8 +18,11 @@ const CatalogEndpoint = "https://integrate.api.nvidia.com/v1"
 
 // New returns the backend. The API catalog (*.api.nvidia.com) needs a key;
 // a local NIM may run without one.
-func New() *openaicompat.Backend {
-	return openaicompat.New(openaicompat.Options{
+func New() *openaicompat.Backend { return openaicompat.New(Options()) }
+
+// Options are the backend's openaicompat options (tests swap the Transport).
+func Options() openaicompat.Options {
+	return openaicompat.Options{
 		Name:            "nvidia",
 		Version:         Version,
 		DefaultEndpoint: CatalogEndpoint,
@@ -30,5 +33,5 @@ func New() *openaicompat.Backend {
 			h := u.Hostname()
 			return h == "api.nvidia.com" || strings.HasSuffix(h, ".api.nvidia.com")
 		},
-	})
+	}
 }

@@ -17,8 +17,11 @@ const Version = "0.1.0"
 const DefaultEndpoint = "http://127.0.0.1:8000/v1"
 
 // New returns the backend.
-func New() *openaicompat.Backend {
-	return openaicompat.New(openaicompat.Options{
+func New() *openaicompat.Backend { return openaicompat.New(Options()) }
+
+// Options are the backend's openaicompat options (tests swap the Transport).
+func Options() openaicompat.Options {
+	return openaicompat.Options{
 		Name:            "vllm",
 		Version:         Version,
 		DefaultEndpoint: DefaultEndpoint,
@@ -26,7 +29,7 @@ func New() *openaicompat.Backend {
 			sdk.CapChat, sdk.CapCompletions, sdk.CapEmbeddings, sdk.CapTools, sdk.CapStreaming,
 		},
 		MapError: mapError,
-	})
+	}
 }
 
 // mapError explains vLLM's refusal of tool calls: vLLM serves "tool_choice":

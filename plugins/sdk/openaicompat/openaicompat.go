@@ -277,7 +277,10 @@ func (b *Backend) call(ctx context.Context, method, path string, req *sdk.Reques
 // or an answer cut short.
 func (b *Backend) failed(ctx context.Context, idle time.Duration, path string, err error, afterHead bool) error {
 	var se *sdk.Error
+	var gone callerGone
 	switch {
+	case errors.As(err, &gone):
+		return gone.error
 	case errors.As(err, &se):
 		return se
 	case context.Cause(ctx) == errIdle:
@@ -311,7 +314,18 @@ func (b *Backend) whole(body io.Reader, w sdk.StreamWriter) error {
 	if err != nil {
 		return b.malformed("answer", err)
 	}
-	return w.Send(sdk.Chunk{Data: data, Usage: u})
+	return send(w, sdk.Chunk{Data: data, Usage: u})
+}
+
+// callerGone carries the error of a StreamWriter (the caller went away), to
+// be returned as it is rather than taken for a backend failure.
+type callerGone struct{ error }
+
+func send(w sdk.StreamWriter, c sdk.Chunk) error {
+	if err := w.Send(c); err != nil {
+		return callerGone{err}
+	}
+	return nil
 }
 
 // events relays a server-sent event stream, one chunk per event's data.
@@ -331,7 +345,7 @@ func (b *Backend) events(body io.Reader, responses bool, w sdk.StreamWriter) err
 			return b.malformed(fmt.Sprintf("stream event %d", n+1), err)
 		}
 		n++
-		if err := w.Send(sdk.Chunk{Data: bytes.Clone(data), Usage: u}); err != nil {
+		if err := send(w, sdk.Chunk{Data: bytes.Clone(data), Usage: u}); err != nil {
 			return err
 		}
 		if responses && terminalResponseEvent(data) {
