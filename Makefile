@@ -26,8 +26,11 @@ BENCH_PKGS   := bubblewrap firejail tinyproxy squid wrk hyperfine
 # ./cmd/... is nemoclaw (the command users type) and nemoclaw-dist (the
 # registry and signing commands, which nemoclaw hands over to by exec; kept
 # out of nemoclaw for its start-up time): both must land side by side in
-# $(BIN). The inference plugins join the build once plugins/ holds them.
-BIN_PKGS     := ./cmd/... $(if $(wildcard plugins/*/*.go),./plugins/...)
+# $(BIN).
+BIN_PKGS     := ./cmd/...
+# The inference plugins (plugins/inference-NAME) are built next to them as
+# nemoclaw-inference-NAME, where the plugin host looks for bundled plugins.
+PLUGIN_PKGS  := $(patsubst %/main.go,%,$(wildcard plugins/inference-*/main.go))
 
 TEST_TIMEOUT ?= 10m
 # The packages whose goroutines meet (the launcher, its terminal relays and
@@ -66,6 +69,7 @@ bench-deps: deps
 build: deps
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(BIN_PKGS)
+	@for p in $(PLUGIN_PKGS); do $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nemoclaw-$$(basename $$p) ./$$p || exit 1; done
 	@for b in nemoclaw nemoclaw-dist; do test -x $(BIN)/$$b || { echo "make build: no $(BIN)/$$b"; exit 1; }; done
 
 # The third-party clients the interoperability tests drive (oras, crane,
