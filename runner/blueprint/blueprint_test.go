@@ -63,6 +63,7 @@ func TestInvalidBlueprints(t *testing.T) {
 		{"duplicate-profile-key", 6, 7, `duplicate key "default"`},
 		{"relative-workdir", 5, 14, "must be an absolute host path"},
 		{"bad-gpu", 5, 29, "does not match pattern"},
+		{"bad-plugin-sha256", 9, 17, "does not match pattern"},
 		// Issue 13 item 21: anchors and aliases are refused in blueprints too.
 		{"anchor", 6, 10, "YAML anchors and aliases are not supported (anchor &ep); write the value out"},
 		// Issue 13 item 22: blueprint validate refuses what sandbox run would.
