@@ -35,7 +35,7 @@ PLUGIN_PKGS  := $(patsubst %/main.go,%,$(wildcard plugins/inference-*/main.go))
 TEST_TIMEOUT ?= 10m
 # The packages whose goroutines meet (the launcher, its terminal relays and
 # signal forwarding, the proxy) run a second time under the race detector.
-RACE_PKGS    := ./runner/sandbox ./runner/cli ./runner/egress ./runner/supervisor
+RACE_PKGS    := ./runner/sandbox ./runner/cli ./runner/egress ./runner/supervisor ./runner/inference ./plugins/sdk/...
 FUZZTIME     ?= 60s
 ARGS         ?=
 
