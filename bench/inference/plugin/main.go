@@ -224,4 +224,3 @@ func streamCost(base, plugin sdk.Backend, chunks, n int) {
 	per := func(d time.Duration) time.Duration { return d / time.Duration(chunks) }
 	fmt.Printf("  stream     per chunk base %9s  plugin %9s  added %9s   (goal: <= 20µs per chunk)\n", per(tb), per(tp), per(tp)-per(tb))
 }
-
