@@ -498,3 +498,30 @@ func TestLockFileInvalid(t *testing.T) {
 		})
 	}
 }
+
+// TestRestartBackoff: a plugin that keeps failing to start is not started
+// again on every request: after the second failure in a row requests are
+// refused until the backoff has passed, saying why.
+func TestRestartBackoff(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "plugins")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A program that is no plugin: it exits before the handshake.
+	copyFile(t, "/bin/true", filepath.Join(dir, BinaryPrefix+"broken"))
+	h := newHost(t, HostConfig{Dirs: []string{dir}, RestartBackoff: time.Hour})
+	if _, err := h.Trust("broken"); err != nil {
+		t.Fatal(err)
+	}
+	r := Route{Profile: "p", Plugin: "broken"}
+	for i := 0; i < 2; i++ {
+		if _, err := h.Backend(context.Background(), r); err == nil || !strings.Contains(err.Error(), "start plugin broken") {
+			t.Fatalf("start %d = %v; want a start failure", i+1, err)
+		}
+	}
+	_, err := h.Backend(context.Background(), r)
+	var se *sdk.Error
+	if !errors.As(err, &se) || se.Status != 503 || !strings.Contains(se.Message, "failed 2 times in a row") || !strings.Contains(se.Message, "next start in") {
+		t.Fatalf("third request = %v; want a 503 naming the backoff", err)
+	}
+}
