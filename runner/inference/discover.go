@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 )
@@ -18,7 +17,22 @@ import (
 // "nvidia" is the executable nemoclaw-inference-nvidia.
 const BinaryPrefix = "nemoclaw-inference-"
 
-var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+// validName reports whether s is a plugin name: 1 to 63 of lowercase
+// letters, digits, '-' and '_', starting with a letter or digit. (Checked
+// by hand: a regexp compiled at package init would cost every nemoclaw
+// start.)
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[0] == '_' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
 
 // Plugin is one plugin binary found by discovery.
 type Plugin struct {
@@ -86,7 +100,7 @@ func (h *Host) discover() ([]Plugin, error) {
 		dirErr := checkDir(dir)
 		for _, e := range ents {
 			name, ok := strings.CutPrefix(e.Name(), BinaryPrefix)
-			if !ok || !pluginName.MatchString(name) || seen[name] {
+			if !ok || !validName(name) || seen[name] {
 				continue
 			}
 			seen[name] = true

@@ -84,7 +84,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		cfg.StartTimeout = 10 * time.Second
 	}
 	for name, pin := range cfg.Pins {
-		if !sha256Hex.MatchString(pin) {
+		if !isSHA256Hex(pin) {
 			return nil, fmt.Errorf("new plugin host: the pin for plugin %s is %q, not 64 lowercase hex digits", name, pin)
 		}
 	}
@@ -193,7 +193,7 @@ func (h *Host) Close() error {
 // routeKey identifies a route's process: the plugin and all of its
 // configuration, so that a plugin process holds one credential only.
 func routeKey(r Route) (string, error) {
-	if !pluginName.MatchString(r.Plugin) {
+	if !validName(r.Plugin) {
 		return "", fmt.Errorf("route %s: plugin name %q is not a plugin name (lowercase letters, digits, - and _)", r.Profile, r.Plugin)
 	}
 	cfg, err := json.Marshal(r.Config)

@@ -525,3 +525,17 @@ func TestRestartBackoff(t *testing.T) {
 		t.Fatalf("third request = %v; want a 503 naming the backoff", err)
 	}
 }
+
+func TestNamesAndPins(t *testing.T) {
+	for s, want := range map[string]bool{"echo": true, "a": true, "nim-local_2": true, strings.Repeat("a", 63): true,
+		"": false, "-x": false, "_x": false, "Echo": false, "a/b": false, "..": false, "a b": false, strings.Repeat("a", 64): false} {
+		if validName(s) != want {
+			t.Errorf("validName(%q) = %v", s, !want)
+		}
+	}
+	for s, want := range map[string]bool{strings.Repeat("0a", 32): true, strings.Repeat("0A", 32): false, strings.Repeat("0a", 31): false, strings.Repeat("g", 64): false} {
+		if isSHA256Hex(s) != want {
+			t.Errorf("isSHA256Hex(%q) = %v", s, !want)
+		}
+	}
+}

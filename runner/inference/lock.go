@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"time"
 )
 
@@ -28,7 +27,18 @@ type lockEntry struct {
 	TrustedAt time.Time `json:"trusted_at"`
 }
 
-var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+// isSHA256Hex reports whether s is a SHA-256 in 64 lowercase hex digits.
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 func (h *Host) lockPath() string {
 	if h.cfg.Home == "" {
@@ -68,7 +78,7 @@ func readLock(path string) (*lockFile, error) {
 		return nil, fmt.Errorf("parse plugins lock %s: version %d is not 1; this nemoclaw cannot read it", path, l.Version)
 	}
 	for name, e := range l.Plugins {
-		if !sha256Hex.MatchString(e.SHA256) {
+		if !isSHA256Hex(e.SHA256) {
 			return nil, fmt.Errorf("parse plugins lock %s: plugin %s has sha256 %q, not 64 lowercase hex digits", path, name, e.SHA256)
 		}
 	}

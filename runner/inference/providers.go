@@ -17,7 +17,7 @@ import (
 func PluginFor(providerType, plugin string) (string, error) {
 	if plugin != "" {
 		name := strings.TrimPrefix(plugin, BinaryPrefix)
-		if !pluginName.MatchString(name) {
+		if !validName(name) {
 			return "", fmt.Errorf("plugin %q is not a plugin name: give NAME of a binary %sNAME (lowercase letters, digits, - and _)", plugin, BinaryPrefix)
 		}
 		return name, nil
