@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -74,6 +75,7 @@ func main() {
 	conc := flag.Int("c", 8, "concurrent callers in the throughput runs")
 	chunks := flag.Int("chunks", 1000, "chunks per streamed response")
 	streams := flag.Int("streams", 30, "streamed responses per side")
+	cpuprofile := flag.String("cpuprofile", "", "write the host side's CPU profile of the plugin throughput run to this file")
 	flag.Parse()
 	if *dir == "" {
 		log.Fatal("-dir is required (see bench/inference/plugin.sh)")
@@ -89,6 +91,16 @@ func main() {
 	fmt.Printf("plugin round trip: synthetic backend, in-process vs through the plugin host (%d calls, %d callers for %s, %d x %d-chunk streams)\n", *calls, *conc, *dur, *streams, *chunks)
 	small := &sdk.Request{Model: "m", Body: []byte(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`)}
 	compare("synthetic", synth{}, viaPlugin, small, *calls, *dur, *conc)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		throughput(viaPlugin, small, *dur, *conc)
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 	streamCost(synth{}, viaPlugin, *chunks, *streams)
 
 	// The vLLM plugin against a fake OpenAI server, vs that server direct.
