@@ -42,6 +42,8 @@ type HostConfig struct {
 	// that does not answer is stopped and started again on the next
 	// request. 0 is 30s; negative turns the checks off.
 	HealthInterval time.Duration
+	// HealthTimeout is how long a ping may take. 0 is 5s.
+	HealthTimeout time.Duration
 	// RestartBackoff is the wait before a plugin that crashed or failed to
 	// start twice in a row is started again, doubled per further failure
 	// up to MaxRestartBackoff. 0 is 500ms (max 30s).
@@ -73,6 +75,9 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	}
 	if cfg.HealthInterval == 0 {
 		cfg.HealthInterval = 30 * time.Second
+	}
+	if cfg.HealthTimeout <= 0 {
+		cfg.HealthTimeout = 5 * time.Second
 	}
 	if cfg.RestartBackoff <= 0 {
 		cfg.RestartBackoff = 500 * time.Millisecond
@@ -143,7 +148,7 @@ func (h *Host) Describe(ctx context.Context, name string) (sdk.Description, erro
 	if err != nil {
 		return sdk.Description{}, err
 	}
-	defer c.Kill()
+	defer c.stop()
 	return b.Describe(ctx)
 }
 
@@ -210,12 +215,12 @@ func routeKey(r Route) (string, error) {
 // path checked and then executed could be swapped in between (TOCTOU), and
 // even a file descriptor of the file itself could be written through by
 // its owner after hashing; sealed memfd contents cannot change at all.
-func (h *Host) start(ctx context.Context, p Plugin) (*plugin.Client, sdk.Backend, error) {
+func (h *Host) start(ctx context.Context, p Plugin) (*proc, sdk.Backend, error) {
 	if p.Refused != nil {
 		return nil, nil, p.Refused
 	}
 	type result struct {
-		c   *plugin.Client
+		c   *proc
 		b   sdk.Backend
 		err error
 	}
@@ -235,7 +240,7 @@ func (h *Host) start(ctx context.Context, p Plugin) (*plugin.Client, sdk.Backend
 	return r.c, r.b, r.err
 }
 
-func (h *Host) startOnThread(p Plugin) (*plugin.Client, sdk.Backend, error) {
+func (h *Host) startOnThread(p Plugin) (*proc, sdk.Backend, error) {
 	real, err := checkFile(p.Dir, p.Path)
 	if err != nil {
 		return nil, nil, err
@@ -256,19 +261,35 @@ func (h *Host) startOnThread(p Plugin) (*plugin.Client, sdk.Backend, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cc := sdk.ClientConfig(cmd, newHclog(h.log, "plugin."+p.Name))
 	cc.StartTimeout = h.cfg.StartTimeout
-	c := plugin.NewClient(cc)
-	rpc, err := c.Client()
+	c := &proc{Client: plugin.NewClient(cc), cmd: cmd}
+	rpc, err := c.Client.Client()
 	if err != nil {
-		c.Kill()
+		c.stop()
 		return nil, nil, fmt.Errorf("start plugin %s (%s): %w", p.Name, p.Path, err)
 	}
 	raw, err := rpc.Dispense(sdk.PluginKey)
 	if err != nil {
-		c.Kill()
+		c.stop()
 		return nil, nil, fmt.Errorf("start plugin %s: %w", p.Name, err)
 	}
 	h.log.Info("inference plugin started", "plugin", p.Name, "path", p.Path, "sha256", sum, "pid", c.ReattachConfig().Pid)
 	return c, raw.(sdk.Backend), nil
+}
+
+// proc is a started plugin process.
+type proc struct {
+	*plugin.Client
+	cmd *exec.Cmd
+}
+
+// stop kills the process, then lets go-plugin clean up. go-plugin's Kill
+// alone first asks the plugin to shut down and waits for the answer without
+// limit, which a hung plugin never gives.
+func (p *proc) stop() {
+	if p.cmd.Process != nil {
+		_ = p.cmd.Process.Kill() // after the process was reaped: "already finished", harmless
+	}
+	p.Client.Kill()
 }
 
 // sealedCopy copies the file at path into a sealed memfd, hashing it on the way.

@@ -539,3 +539,33 @@ func TestNamesAndPins(t *testing.T) {
 		}
 	}
 }
+
+// TestHungPluginReplaced: a plugin that stops answering (SIGSTOP) fails its
+// health check and is killed; the call stuck in it ends with
+// ErrPluginExited and the next call is served by a new process.
+func TestHungPluginReplaced(t *testing.T) {
+	dir, _ := install(t, "testplugin")
+	h := newHost(t, HostConfig{Dirs: []string{dir}, HealthInterval: 50 * time.Millisecond, HealthTimeout: 200 * time.Millisecond})
+	if _, err := h.Trust("testplugin"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.Backend(context.Background(), Route{Profile: "p", Plugin: "testplugin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := pluginPid(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	if _, err := pluginPid(b); !errors.Is(err, ErrPluginExited) {
+		t.Fatalf("call into the stopped plugin = %v; want ErrPluginExited", err)
+	}
+	pid2, err := pluginPid(b)
+	if err != nil || pid2 == pid {
+		t.Fatalf("after the health check: pid %d (was %d), %v", pid2, pid, err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-plugin"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/nemoclaw/nemoclaw/plugins/sdk"
 )
@@ -28,7 +29,7 @@ type instance struct {
 	route Route
 
 	mu       sync.Mutex
-	client   *plugin.Client
+	client   *proc
 	backend  sdk.Backend
 	started  time.Time
 	failures int       // starts that failed or crashes soon after start, in a row
@@ -81,7 +82,7 @@ func (in *instance) startLocked(ctx context.Context) (sdk.Backend, error) {
 		return nil, fmt.Errorf("route %s: %w", in.route.Profile, err)
 	}
 	if err := b.Configure(ctx, in.route.Config); err != nil {
-		c.Kill()
+		c.stop()
 		return nil, fmt.Errorf("route %s: configure plugin %s: %w", in.route.Profile, in.route.Plugin, err)
 	}
 	in.client, in.backend, in.started = c, b, time.Now()
@@ -94,7 +95,7 @@ func (in *instance) reapLocked(why string) {
 	if in.client == nil {
 		return
 	}
-	in.client.Kill()
+	in.client.stop()
 	if time.Since(in.started) < crashWindow {
 		in.failures++
 	} else {
@@ -116,30 +117,52 @@ func (in *instance) lost(b sdk.Backend, why string) {
 	}
 }
 
+// ping checks that the plugin process answers go-plugin's gRPC health
+// service within HealthTimeout; one that does not (hung, stopped) is killed,
+// which also ends the calls stuck in it with ErrPluginExited. The lock is
+// not held while waiting, so requests are not held up by a slow ping.
+// (go-plugin's own Ping waits forever.)
 func (in *instance) ping() {
 	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.client == nil {
+	c := in.client
+	in.mu.Unlock()
+	if c == nil {
 		return
 	}
-	if in.client.Exited() {
-		in.reapLocked("exited")
-		return
+	err := errors.New("exited")
+	if !c.Exited() {
+		err = pingGRPC(c, in.h.cfg.HealthTimeout)
 	}
-	rpc, err := in.client.Client()
 	if err == nil {
-		err = rpc.Ping()
+		return
 	}
-	if err != nil {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.client == c {
 		in.reapLocked(fmt.Sprintf("failed its health check: %v", err))
 	}
+}
+
+func pingGRPC(c *proc, timeout time.Duration) error {
+	rpc, err := c.Client.Client()
+	if err != nil {
+		return err
+	}
+	gc, ok := rpc.(*plugin.GRPCClient)
+	if !ok {
+		return fmt.Errorf("plugin speaks %T, not gRPC", rpc)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	_, err = healthpb.NewHealthClient(gc.Conn).Check(ctx, &healthpb.HealthCheckRequest{Service: plugin.GRPCServiceName})
+	return err
 }
 
 func (in *instance) kill() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.client != nil {
-		in.client.Kill()
+		in.client.stop()
 		in.client, in.backend = nil, nil
 	}
 }
