@@ -188,7 +188,11 @@ func checkDir(dir string) error {
 		}
 		m := st.Mode()
 		if m.Perm()&0o022 != 0 && (first || m&fs.ModeSticky == 0) {
-			return fmt.Errorf("%w: directory %s (holding plugin directory %s) is writable by group or others (mode %s); run chmod go-w %s", ErrUnsafePath, p, dir, m.Perm(), p)
+			what := "plugin directory " + p
+			if !first {
+				what = fmt.Sprintf("directory %s, above plugin directory %s,", p, dir)
+			}
+			return fmt.Errorf("%w: %s is writable by group or others (mode %04o); run chmod go-w %s", ErrUnsafePath, what, m.Perm(), p)
 		}
 		if p == "/" {
 			return nil
@@ -228,10 +232,10 @@ func checkFile(dir, path string) (string, error) {
 		return "", err
 	}
 	if st.Mode().Perm()&0o022 != 0 {
-		return "", fmt.Errorf("%w: %s is writable by group or others (mode %s); run chmod go-w %s", ErrUnsafePath, real, st.Mode().Perm(), real)
+		return "", fmt.Errorf("%w: %s is writable by group or others (mode %04o); run chmod go-w %s", ErrUnsafePath, real, st.Mode().Perm(), real)
 	}
 	if st.Mode().Perm()&0o111 == 0 {
-		return "", fmt.Errorf("%w: %s is not executable (mode %s)", ErrUnsafePath, real, st.Mode().Perm())
+		return "", fmt.Errorf("%w: %s is not executable (mode %04o)", ErrUnsafePath, real, st.Mode().Perm())
 	}
 	return real, nil
 }

@@ -148,7 +148,7 @@ func (h *Host) Describe(ctx context.Context, name string) (sdk.Description, erro
 	if err != nil {
 		return sdk.Description{}, err
 	}
-	defer c.stop()
+	defer c.stop(stopGrace)
 	return b.Describe(ctx)
 }
 
@@ -264,12 +264,12 @@ func (h *Host) startOnThread(p Plugin) (*proc, sdk.Backend, error) {
 	c := &proc{Client: plugin.NewClient(cc), cmd: cmd}
 	rpc, err := c.Client.Client()
 	if err != nil {
-		c.stop()
+		c.stop(0)
 		return nil, nil, fmt.Errorf("start plugin %s (%s): %w", p.Name, p.Path, err)
 	}
 	raw, err := rpc.Dispense(sdk.PluginKey)
 	if err != nil {
-		c.stop()
+		c.stop(0)
 		return nil, nil, fmt.Errorf("start plugin %s: %w", p.Name, err)
 	}
 	h.log.Info("inference plugin started", "plugin", p.Name, "path", p.Path, "sha256", sum, "pid", c.ReattachConfig().Pid)
@@ -282,15 +282,31 @@ type proc struct {
 	cmd *exec.Cmd
 }
 
-// stop kills the process, then lets go-plugin clean up. go-plugin's Kill
-// alone first asks the plugin to shut down and waits for the answer without
-// limit, which a hung plugin never gives.
-func (p *proc) stop() {
+// stop ends the process: go-plugin's Kill asks the plugin to shut down and
+// waits for it without limit, so after grace (0: at once, for a plugin
+// that is hung or failed its health check) the process is killed and
+// go-plugin's Kill then returns and cleans up.
+func (p *proc) stop(grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		p.Client.Kill()
+		close(done)
+	}()
+	if grace > 0 {
+		select {
+		case <-done:
+			return
+		case <-time.After(grace):
+		}
+	}
 	if p.cmd.Process != nil {
 		_ = p.cmd.Process.Kill() // after the process was reaped: "already finished", harmless
 	}
-	p.Client.Kill()
+	<-done
 }
+
+// stopGrace is how long a plugin stopped in the ordinary way may take.
+const stopGrace = 2 * time.Second
 
 // sealedCopy copies the file at path into a sealed memfd, hashing it on the way.
 func sealedCopy(path, name string) (*os.File, string, error) {

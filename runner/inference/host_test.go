@@ -207,7 +207,7 @@ func TestDiscoveryRefusals(t *testing.T) {
 		{"unpinned", func(*testing.T, string, string, *HostConfig) {}, ErrUntrusted, "--trust testplugin"},
 		{"world-writable dir", func(t *testing.T, dir, _ string, _ *HostConfig) { chmod(t, dir, 0o777) }, ErrUnsafePath, "writable by group or others"},
 		{"group-writable file", func(t *testing.T, _, path string, _ *HostConfig) { chmod(t, path, 0o775) }, ErrUnsafePath, "chmod go-w"},
-		{"writable parent", func(t *testing.T, dir, _ string, _ *HostConfig) { chmod(t, filepath.Dir(dir), 0o777) }, ErrUnsafePath, "holding plugin directory"},
+		{"writable parent", func(t *testing.T, dir, _ string, _ *HostConfig) { chmod(t, filepath.Dir(dir), 0o777) }, ErrUnsafePath, "above plugin directory"},
 		{"symlink out", func(t *testing.T, _, path string, _ *HostConfig) {
 			other := filepath.Join(t.TempDir(), "elsewhere")
 			copyFile(t, built["testplugin"], other)

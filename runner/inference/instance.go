@@ -82,7 +82,7 @@ func (in *instance) startLocked(ctx context.Context) (sdk.Backend, error) {
 		return nil, fmt.Errorf("route %s: %w", in.route.Profile, err)
 	}
 	if err := b.Configure(ctx, in.route.Config); err != nil {
-		c.stop()
+		c.stop(stopGrace)
 		return nil, fmt.Errorf("route %s: configure plugin %s: %w", in.route.Profile, in.route.Plugin, err)
 	}
 	in.client, in.backend, in.started = c, b, time.Now()
@@ -95,7 +95,7 @@ func (in *instance) reapLocked(why string) {
 	if in.client == nil {
 		return
 	}
-	in.client.stop()
+	in.client.stop(0)
 	if time.Since(in.started) < crashWindow {
 		in.failures++
 	} else {
@@ -162,7 +162,7 @@ func (in *instance) kill() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.client != nil {
-		in.client.stop()
+		in.client.stop(stopGrace)
 		in.client, in.backend = nil, nil
 	}
 }

@@ -65,7 +65,7 @@ func readLock(path string) (*lockFile, error) {
 		return nil, err
 	}
 	if st.Mode().Perm()&0o022 != 0 {
-		return nil, fmt.Errorf("%w: plugins lock %s is writable by group or others (mode %s); run chmod 600 %s", ErrUnsafePath, path, st.Mode().Perm(), path)
+		return nil, fmt.Errorf("%w: plugins lock %s is writable by group or others (mode %04o); run chmod 600 %s", ErrUnsafePath, path, st.Mode().Perm(), path)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
