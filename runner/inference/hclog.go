@@ -2,15 +2,22 @@ package inference
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log"
 	"log/slog"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 )
 
-// hclogAdapter sends go-plugin's log lines (its own, and the ones it relays
-// from a plugin's stderr) to the host's *slog.Logger.
+// hclogAdapter sends go-plugin's own log lines to the host's *slog.Logger.
+//
+// A plugin's stderr is not relayed through it: go-plugin parses each stderr
+// line as hclog JSON with unchecked type assertions (a plugin printing
+// {"@message": 1} would panic the host), so the children go-plugin names for
+// that relay log nothing and stderrLog (ClientConfig.Stderr) relays the
+// lines instead, parsed defensively.
 type hclogAdapter struct {
 	l     *slog.Logger
 	name  string
@@ -66,6 +73,7 @@ func (a *hclogAdapter) With(args ...any) hclog.Logger {
 
 func (a *hclogAdapter) Named(name string) hclog.Logger {
 	c := *a
+	c.level = hclog.Off // go-plugin names children only to relay stderr (and stdio, relayed by stderrLog too)
 	if c.name != "" {
 		name = c.name + "." + name
 	}
@@ -85,4 +93,61 @@ func (a *hclogAdapter) StandardLogger(opts *hclog.StandardLoggerOptions) *log.Lo
 
 func (a *hclogAdapter) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
 	return slog.NewLogLogger(a.l.Handler(), slog.LevelInfo).Writer()
+}
+
+// stderrLog relays a plugin's output into the host's log, one record per
+// line: hclog-style JSON lines ({"@level", "@message", …}, as sdk.Logger
+// writes) keep their level, message and fields; anything else is logged as
+// text at debug level. Lines are bounded (go-plugin's reader cuts at 64 KiB).
+type stderrLog struct {
+	log *slog.Logger
+	buf []byte
+}
+
+const maxStderrLine = 64 << 10
+
+func (s *stderrLog) Write(p []byte) (int, error) {
+	for _, b := range p {
+		if b == '\n' {
+			s.emit()
+			continue
+		}
+		if len(s.buf) < maxStderrLine {
+			s.buf = append(s.buf, b)
+		}
+	}
+	return len(p), nil
+}
+
+func (s *stderrLog) emit() {
+	line := s.buf
+	s.buf = s.buf[:0]
+	if len(line) == 0 {
+		return
+	}
+	var m map[string]any
+	err := json.Unmarshal(line, &m)
+	msg, okMsg := m["@message"].(string)
+	lvl, okLvl := m["@level"].(string)
+	if err != nil || !okMsg || !okLvl && m["@level"] != nil {
+		s.log.Debug(string(line))
+		return
+	}
+	level := slog.LevelInfo
+	switch strings.ToLower(lvl) {
+	case "trace", "debug":
+		level = slog.LevelDebug
+	case "warn", "warning":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	attrs := make([]any, 0, 2*len(m))
+	for k, v := range m {
+		if strings.HasPrefix(k, "@") {
+			continue
+		}
+		attrs = append(attrs, k, v)
+	}
+	s.log.Log(context.Background(), level, msg, attrs...)
 }

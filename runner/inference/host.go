@@ -260,6 +260,11 @@ func (h *Host) startOnThread(p Plugin) (*proc, sdk.Backend, error) {
 	// SIGKILL the plugin when the host dies, however it dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cc := sdk.ClientConfig(cmd, newHclog(h.log, "plugin."+p.Name))
+	cc.Stderr = &stderrLog{log: h.log.With("plugin", p.Name)}
+	// What the plugin writes to os.Stdout and os.Stderr after Serve
+	// (go-plugin streams them over gRPC) is relayed too.
+	cc.SyncStdout = &stderrLog{log: h.log.With("plugin", p.Name, "stream", "stdout")}
+	cc.SyncStderr = &stderrLog{log: h.log.With("plugin", p.Name, "stream", "stderr")}
 	cc.StartTimeout = h.cfg.StartTimeout
 	c := &proc{Client: plugin.NewClient(cc), cmd: cmd}
 	rpc, err := c.Client.Client()

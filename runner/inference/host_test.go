@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nemoclaw/nemoclaw/internal/testutil"
 	"github.com/nemoclaw/nemoclaw/plugins/sdk"
 	"github.com/nemoclaw/nemoclaw/plugins/sdk/sdktest"
 )
@@ -97,7 +98,9 @@ func newHost(t *testing.T, cfg HostConfig) *Host {
 	if cfg.Home == "" {
 		cfg.Home = t.TempDir()
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	h, err := NewHost(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -567,5 +570,34 @@ func TestHungPluginReplaced(t *testing.T) {
 	pid2, err := pluginPid(b)
 	if err != nil || pid2 == pid {
 		t.Fatalf("after the health check: pid %d (was %d), %v", pid2, pid, err)
+	}
+}
+
+// TestPluginLogs: a plugin's sdk.Logger lines reach the host's logger with
+// their level, message and fields; a stderr line that would panic
+// go-plugin's own parser is logged as text and the host lives on.
+func TestPluginLogs(t *testing.T) {
+	dir, _ := install(t, "testplugin")
+	var buf testutil.Buffer
+	h := newHost(t, HostConfig{Dirs: []string{dir}, Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if _, err := h.Trust("testplugin"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.Backend(context.Background(), Route{Profile: "p", Plugin: "testplugin", Config: sdk.Config{Model: "model-7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pluginPid(b); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`level=WARN msg=configured plugin=testplugin model=model-7`, `msg="{\"@message\": 1,`}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		log := buf.String()
+		if strings.Contains(log, want[0]) && strings.Contains(log, want[1]) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host log lacks %q:\n%s", want, log)
+		}
 	}
 }

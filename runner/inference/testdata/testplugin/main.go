@@ -22,8 +22,12 @@ func (p *testPlugin) Describe(context.Context) (sdk.Description, error) {
 	return sdk.Description{Name: "testplugin", Version: "0.0.1", Capabilities: []sdk.Capability{sdk.CapChat, sdk.CapStreaming}}, nil
 }
 
+// Configure logs through sdk.Logger, then writes a line go-plugin's own
+// stderr parser would panic on, which the host must survive.
 func (p *testPlugin) Configure(_ context.Context, c sdk.Config) error {
 	p.cfg = c
+	sdk.Logger().Warn("configured", "model", c.Model)
+	fmt.Fprintln(os.NewFile(2, "stderr"), `{"@message": 1, "@level": ["x"], "@timestamp": 2}`)
 	return nil
 }
 
