@@ -44,6 +44,10 @@ type HostConfig struct {
 	HealthInterval time.Duration
 	// HealthTimeout is how long a ping may take. 0 is 5s.
 	HealthTimeout time.Duration
+	// IdleStop stops a route's plugin after this long without a call (a
+	// route switched away from, a sandbox gone); the next call starts it
+	// again. Checked with the health pings. 0 is 10 minutes.
+	IdleStop time.Duration
 	// RestartBackoff is the wait before a plugin that crashed or failed to
 	// start twice in a row is started again, doubled per further failure
 	// up to MaxRestartBackoff. 0 is 500ms (max 30s).
@@ -75,6 +79,9 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	}
 	if cfg.HealthInterval == 0 {
 		cfg.HealthInterval = 30 * time.Second
+	}
+	if cfg.IdleStop <= 0 {
+		cfg.IdleStop = 10 * time.Minute
 	}
 	if cfg.HealthTimeout <= 0 {
 		cfg.HealthTimeout = 5 * time.Second
@@ -159,9 +166,22 @@ func (h *Host) Backend(ctx context.Context, r Route) (sdk.Backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	in, err := h.instance(key, r)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := in.live(ctx); err != nil {
+		return nil, err
+	}
+	return &pluginBackend{h: h, key: key, route: r}, nil
+}
+
+// instance returns the route's instance, made on first use (and again
+// after it was stopped for idleness).
+func (h *Host) instance(key string, r Route) (*instance, error) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.closed {
-		h.mu.Unlock()
 		return nil, errors.New("plugin host is closed")
 	}
 	in := h.insts[key]
@@ -169,11 +189,7 @@ func (h *Host) Backend(ctx context.Context, r Route) (sdk.Backend, error) {
 		in = &instance{h: h, route: r}
 		h.insts[key] = in
 	}
-	h.mu.Unlock()
-	if _, err := in.live(ctx); err != nil {
-		return nil, err
-	}
-	return &pluginBackend{in: in}, nil
+	return in, nil
 }
 
 // Close stops every plugin.
@@ -354,7 +370,13 @@ func (h *Host) healthLoop() {
 		}
 		h.mu.Lock()
 		insts := make([]*instance, 0, len(h.insts))
-		for _, in := range h.insts {
+		for key, in := range h.insts {
+			if in.idle(h.cfg.IdleStop) {
+				delete(h.insts, key)
+				go in.kill()
+				h.log.Info("inference plugin stopped: idle", "plugin", in.route.Plugin, "route", in.route.Profile, "idle_stop", h.cfg.IdleStop)
+				continue
+			}
 			insts = append(insts, in)
 		}
 		h.mu.Unlock()

@@ -601,3 +601,30 @@ func TestPluginLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleStop: a route's plugin unused for IdleStop is stopped; a handle
+// kept from before still works and gets a new process.
+func TestIdleStop(t *testing.T) {
+	dir, _ := install(t, "testplugin")
+	h := newHost(t, HostConfig{Dirs: []string{dir}, HealthInterval: 20 * time.Millisecond, IdleStop: 100 * time.Millisecond})
+	if _, err := h.Trust("testplugin"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.Backend(context.Background(), Route{Profile: "p", Plugin: "testplugin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := pluginPid(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); alive(pid); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("idle plugin pid %d still runs", pid)
+		}
+	}
+	pid2, err := pluginPid(b)
+	if err != nil || pid2 == pid {
+		t.Fatalf("after the idle stop: pid %d (was %d), %v", pid2, pid, err)
+	}
+}

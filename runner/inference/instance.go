@@ -35,6 +35,8 @@ type instance struct {
 	failures int       // starts that failed or crashes soon after start, in a row
 	notUntil time.Time // no start before this (backoff)
 	lastErr  error
+	lastUsed time.Time // the last call's start or end
+	inflight int       // calls in progress
 }
 
 // live returns the running backend, starting the plugin if it is not
@@ -42,6 +44,7 @@ type instance struct {
 func (in *instance) live(ctx context.Context) (sdk.Backend, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	in.lastUsed = time.Now()
 	if in.client != nil && !in.client.Exited() {
 		return in.backend, nil
 	}
@@ -158,6 +161,21 @@ func pingGRPC(c *proc, timeout time.Duration) error {
 	return err
 }
 
+// used counts a call in (+1) or out (-1).
+func (in *instance) used(d int) {
+	in.mu.Lock()
+	in.inflight += d
+	in.lastUsed = time.Now()
+	in.mu.Unlock()
+}
+
+// idle reports whether the instance served no call for longer than d.
+func (in *instance) idle(d time.Duration) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.inflight == 0 && time.Since(in.lastUsed) > d
+}
+
 func (in *instance) kill() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -168,24 +186,33 @@ func (in *instance) kill() {
 }
 
 // pluginBackend is what Host.Backend returns: each call goes to the
-// route's live process, and a transport failure reaps that process and
+// route's live process (looked up per call, so a handle kept across an idle
+// stop still reaches a supervised one), and a transport failure reaps that process and
 // comes back as ErrPluginExited with a 502 for the agent.
 type pluginBackend struct {
-	in *instance
+	h     *Host
+	key   string
+	route Route
 }
 
 func (p *pluginBackend) do(ctx context.Context, what string, f func(sdk.Backend) error) error {
-	b, err := p.in.live(ctx)
+	in, err := p.h.instance(p.key, p.route)
 	if err != nil {
 		return err
 	}
+	b, err := in.live(ctx)
+	if err != nil {
+		return err
+	}
+	in.used(+1)
 	err = f(b)
+	in.used(-1)
 	if err == nil || !errors.Is(err, sdk.ErrTransport) {
 		return err
 	}
-	p.in.lost(b, fmt.Sprintf("failed during %s: %v", what, err))
+	in.lost(b, fmt.Sprintf("failed during %s: %v", what, err))
 	return fmt.Errorf("%w: %w", ErrPluginExited, &sdk.Error{Status: 502, Type: "backend_unavailable",
-		Message: fmt.Sprintf("inference plugin %s stopped during %s; the next request starts it again", p.in.route.Plugin, what)})
+		Message: fmt.Sprintf("inference plugin %s stopped during %s; the next request starts it again", p.route.Plugin, what)})
 }
 
 func (p *pluginBackend) Describe(ctx context.Context) (d sdk.Description, err error) {
