@@ -220,8 +220,11 @@ func (p *pluginBackend) Describe(ctx context.Context) (d sdk.Description, err er
 	return d, err
 }
 
-func (p *pluginBackend) Configure(ctx context.Context, cfg sdk.Config) error {
-	return p.do(ctx, "configure", func(b sdk.Backend) error { return b.Configure(ctx, cfg) })
+// Configure is refused: the host configures each process from its Route
+// (at every start, restarts included); a route changes by asking
+// Host.Backend for the new Route, which gets a process of its own.
+func (p *pluginBackend) Configure(context.Context, sdk.Config) error {
+	return fmt.Errorf("configure plugin %s: the plugin host configures plugins from their route; call Host.Backend with the new route instead", p.route.Plugin)
 }
 
 func (p *pluginBackend) Health(ctx context.Context) error {
