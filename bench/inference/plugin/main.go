@@ -13,6 +13,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -20,11 +21,13 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
+	"os/exec"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,10 +67,26 @@ type discard struct{ n int }
 
 func (d *discard) Send(c sdk.Chunk) error { d.n++; return nil }
 
+// fakeEnv makes this binary the fake OpenAI server: it prints its URL and
+// serves until killed.
+const fakeEnv = "BENCH_FAKE_OPENAI"
+
 func main() {
 	if os.Getenv(sdk.Handshake().MagicCookieKey) != "" {
 		sdk.Serve(synth{})
 		return
+	}
+	if os.Getenv(fakeEnv) != "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("http://%s\n", ln.Addr())
+		log.Fatal(http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(answer)
+		})))
 	}
 	dir := flag.String("dir", "", "plugin directory holding nemoclaw-inference-bench and nemoclaw-inference-vllm")
 	calls := flag.Int("calls", 5000, "sequential calls per side for latency")
@@ -103,19 +122,40 @@ func main() {
 	}
 	streamCost(synth{}, viaPlugin, *chunks, *streams)
 
-	// The vLLM plugin against a fake OpenAI server, vs that server direct.
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(answer)
-	}))
-	defer srv.Close()
-	vllm, err := h.Backend(ctx, inference.Route{Profile: "vllm", Plugin: "vllm", Config: sdk.Config{Endpoint: srv.URL + "/v1", Model: "m"}})
+	// The vLLM plugin against a fake OpenAI server in a process of its own
+	// (as a real vLLM is), vs that server called directly.
+	srvURL, stopSrv := fakeServer()
+	defer stopSrv()
+	vllm, err := h.Backend(ctx, inference.Route{Profile: "vllm", Plugin: "vllm", Config: sdk.Config{Endpoint: srvURL + "/v1", Model: "m"}})
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("\nvLLM plugin: fake OpenAI server over HTTP, direct vs through the plugin\n")
-	compare("http", direct{url: srv.URL + "/v1/chat/completions", c: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}, vllm, small, *calls, *dur, *conc)
+	compare("http", direct{url: srvURL + "/v1/chat/completions", c: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}, vllm, small, *calls, *dur, *conc)
+}
+
+// fakeServer starts this binary as the fake OpenAI server and returns its URL.
+func fakeServer() (string, func()) {
+	exe, err := os.Executable()
+	if err != nil {
+		log.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), fakeEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		log.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	url, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		log.Fatalf("fake server: %v", err)
+	}
+	return strings.TrimSpace(url), func() { cmd.Process.Kill(); cmd.Wait() }
 }
 
 func host(dir string) *inference.Host {
