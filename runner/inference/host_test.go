@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nemoclaw/nemoclaw/internal/testutil"
 	"github.com/nemoclaw/nemoclaw/plugins/sdk"
 	"github.com/nemoclaw/nemoclaw/plugins/sdk/sdktest"
@@ -626,5 +628,30 @@ func TestIdleStop(t *testing.T) {
 	pid2, err := pluginPid(b)
 	if err != nil || pid2 == pid {
 		t.Fatalf("after the idle stop: pid %d (was %d), %v", pid2, pid, err)
+	}
+}
+
+// TestSealedCopy: what the host executes is a copy whose bytes cannot
+// change after they were hashed (F_SEAL_WRITE, _GROW, _SHRINK, _SEAL).
+func TestSealedCopy(t *testing.T) {
+	mf, sum, err := sealedCopy(built["echo"], "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mf.Close()
+	p := Plugin{Name: "echo", Dir: filepath.Dir(built["echo"]), Path: built["echo"]}
+	new(Host).vet(&p, &lockFile{})
+	if sum != p.SHA256 {
+		t.Fatalf("memfd hash %s, file hash %s", sum, p.SHA256)
+	}
+	if _, err := mf.WriteAt([]byte("x"), 0); err == nil {
+		t.Fatal("wrote into the sealed copy")
+	}
+	if err := mf.Truncate(1); err == nil {
+		t.Fatal("shrank the sealed copy")
+	}
+	if _, err := unix.FcntlInt(mf.Fd(), unix.F_ADD_SEALS, 0); err == nil {
+		// F_SEAL_SEAL: no seal can be added or removed any more.
+		t.Fatal("the seals can still be changed")
 	}
 }
