@@ -234,13 +234,16 @@ type client struct {
 }
 
 // transportErr classifies a gRPC call's error: the caller's own
-// cancellation comes back as the context's error, the rest as ErrTransport.
+// cancellation comes back as the context's error, a message over the size
+// limit as a 413, the rest as ErrTransport.
 func transportErr(ctx context.Context, what string, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if s, ok := status.FromError(err); ok && (s.Code() == codes.Canceled || s.Code() == codes.DeadlineExceeded) && ctx.Err() != nil {
-		return ctx.Err()
+	if s, ok := status.FromError(err); ok && s.Code() == codes.ResourceExhausted {
+		// A message over MaxMessageBytes: the request's fault (or the
+		// answer's), not the plugin's; the connection is fine.
+		return &Error{Status: 413, Type: "invalid_request_error", Message: fmt.Sprintf("%s: the request or its answer exceeds the plugin protocol's %d MiB message limit", what, MaxMessageBytes>>20)}
 	}
 	return fmt.Errorf("%w: %s: %v", ErrTransport, what, err)
 }

@@ -162,3 +162,18 @@ func TestWireTransport(t *testing.T) {
 		t.Fatalf("call to a stopped plugin = %v, want ErrTransport", err)
 	}
 }
+
+// TestWireMessageLimit: a request over MaxMessageBytes is the request's
+// fault (413), not a failed plugin (which the host would restart).
+func TestWireMessageLimit(t *testing.T) {
+	b := sdktest.Serve(t, &scripted{chunks: 1})
+	big := make([]byte, sdk.MaxMessageBytes+1)
+	_, err := sdktest.Chat(context.Background(), b, "m", false, string(big))
+	checkSDKErr(t, err, &sdk.Error{Status: 413, Type: "invalid_request_error", Message: "chat completions: the request or its answer exceeds the plugin protocol's 32 MiB message limit"})
+	if errors.Is(err, sdk.ErrTransport) {
+		t.Fatal("an oversized request was taken for a plugin failure")
+	}
+	if _, err := sdktest.Chat(context.Background(), b, "m", false, `{}`); err != nil {
+		t.Fatalf("the next call: %v", err)
+	}
+}
