@@ -29,17 +29,20 @@ BENCH_PKGS   := bubblewrap firejail tinyproxy squid wrk hyperfine
 # ./cmd/... is nemoclaw (the command users type) and nemoclaw-dist (the
 # registry and signing commands, which nemoclaw hands over to by exec; kept
 # out of nemoclaw for its start-up time): both must land side by side in
-# $(BIN). The inference plugins join the build once plugins/ holds them.
-BIN_PKGS     := ./cmd/... $(if $(wildcard plugins/*/*.go),./plugins/...)
+# $(BIN).
+BIN_PKGS     := ./cmd/...
+# The inference plugins (plugins/inference-NAME) are built next to them as
+# nemoclaw-inference-NAME, where the plugin host looks for bundled plugins.
+PLUGIN_PKGS  := $(patsubst %/main.go,%,$(wildcard plugins/inference-*/main.go))
 
 TEST_TIMEOUT ?= 10m
 # The packages whose goroutines meet (the launcher, its terminal relays and
 # signal forwarding, the proxy) run a second time under the race detector.
-RACE_PKGS    := ./runner/sandbox ./runner/cli ./runner/egress ./runner/supervisor
+RACE_PKGS    := ./runner/sandbox ./runner/cli ./runner/egress ./runner/supervisor ./runner/inference ./plugins/sdk/...
 FUZZTIME     ?= 60s
 ARGS         ?=
 
-.PHONY: all build test e2e-tools lint bench run deps bench-deps fuzz clean help
+.PHONY: all build test e2e-tools lint bench run deps bench-deps fuzz clean help generate proto-tools
 
 all: build
 
@@ -69,6 +72,7 @@ bench-deps: deps
 build: deps
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(BIN_PKGS)
+	@for p in $(PLUGIN_PKGS); do $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nemoclaw-$$(basename $$p) ./$$p || exit 1; done
 	@for b in nemoclaw nemoclaw-dist; do test -x $(BIN)/$$b || { echo "make build: no $(BIN)/$$b"; exit 1; }; done
 
 # The third-party clients the interoperability tests drive (oras, crane,
@@ -80,7 +84,7 @@ e2e-tools: build
 	$(call install_pkgs,$(OLLAMA_PKGS))
 	bash e2e/tools/ollama.sh
 
-test: build e2e-tools
+test: build e2e-tools proto-tools
 	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 
@@ -93,6 +97,25 @@ bench: bench-deps build
 
 run: build
 	$(BIN)/nemoclaw blueprint apply $(ARGS)
+
+# The inference plugin protocol (schema/inference.proto) is compiled into
+# plugins/sdk/proto/inferencev1 and checked in; `make generate` reproduces it
+# and a test (TestGeneratedProtoCurrent) fails when the two disagree. protoc
+# is Debian's; the Go generators are pinned and cached once per machine.
+PROTO_TOOLS               := $(HOME)/.cache/nemoclaw-protoc-bin
+PROTOC_GEN_GO_VERSION     := v1.36.11
+PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+
+proto-tools:
+	$(call install_pkgs,protobuf-compiler)
+	@test -x $(PROTO_TOOLS)/protoc-gen-go || GOBIN=$(PROTO_TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	@test -x $(PROTO_TOOLS)/protoc-gen-go-grpc || GOBIN=$(PROTO_TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+generate: proto-tools
+	PATH=$(PROTO_TOOLS):$$PATH protoc -I schema \
+	  --go_out=. --go_opt=module=github.com/nemoclaw/nemoclaw \
+	  --go-grpc_out=. --go-grpc_opt=module=github.com/nemoclaw/nemoclaw \
+	  schema/inference.proto
 
 # Run every fuzz target for FUZZTIME each.
 fuzz:

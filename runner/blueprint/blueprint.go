@@ -157,6 +157,9 @@ type InferenceProfile struct {
 	DynamicEndpoint   bool   `yaml:"dynamic_endpoint,omitempty" json:"dynamic_endpoint,omitempty"`
 	// Plugin is the backend plugin binary (default from ProviderType).
 	Plugin string `yaml:"plugin,omitempty" json:"plugin,omitempty"`
+	// PluginSHA256 pins the plugin binary's SHA-256, as the plugins lock
+	// does; a binary with another checksum is refused.
+	PluginSHA256 string `yaml:"sha256,omitempty" json:"sha256,omitempty"`
 	// GPU declares this profile's GPU needs.
 	GPU *GPU `yaml:"gpu,omitempty" json:"gpu,omitempty"`
 }

@@ -65,6 +65,7 @@ func TestInvalidBlueprints(t *testing.T) {
 		{"bad-gpu", 5, 29, "does not match pattern"},
 		{"gpu-count-and-devices", 5, 14, "give count or devices, not both"},
 		{"gpu-bad-device", 4, 15, "does not match pattern"},
+		{"bad-plugin-sha256", 9, 17, "does not match pattern"},
 		// Issue 13 item 21: anchors and aliases are refused in blueprints too.
 		{"anchor", 6, 10, "YAML anchors and aliases are not supported (anchor &ep); write the value out"},
 		// Issue 13 item 22: blueprint validate refuses what sandbox run would.
