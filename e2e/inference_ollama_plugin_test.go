@@ -1,8 +1,3 @@
-//go:build sdkserve
-
-// The sdkserve build tag keeps this file out until sdk.Serve and sdktest
-// (the inference host's side of plugins/sdk) are merged; drop it then.
-
 package e2e
 
 import (

@@ -1,12 +1,7 @@
-//go:build sdkserve
-
 // Command nemoclaw-inference-ollama is nemoclaw's Ollama inference plugin:
 // nemoclaw's plugin host launches it and talks to it over go-plugin gRPC;
 // it calls the Ollama API on the host (127.0.0.1:11434 unless the profile's
 // endpoint says otherwise). All of its logic is in package ollama.
-//
-// The sdkserve build tag keeps this file out of the build until sdk.Serve
-// lands (plugins/sdk on the inference host branch); drop the tag then.
 package main
 
 import (
