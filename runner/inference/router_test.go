@@ -448,7 +448,9 @@ func TestRouterStreamFailures(t *testing.T) {
 				if len(ev) != tc.data+1 || strings.Contains(out, "[DONE]") {
 					t.Fatalf("want %d data events then one error event and no [DONE], got %q", tc.data, out)
 				}
-				var e struct{ Error struct{ Message, Type string } }
+				var e struct {
+					Error struct{ Message, Type string }
+				}
 				if json.Unmarshal([]byte(ev[len(ev)-1]), &e) != nil || e.Error.Message == "" {
 					t.Fatalf("last event is not an OpenAI error: %s", ev[len(ev)-1])
 				}

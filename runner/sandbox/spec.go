@@ -75,6 +75,8 @@ type bindSpec struct {
 type netSpec struct {
 	ProxyPort int  `json:"proxy_port,omitempty"` // 0: no proxy listener
 	DNS       bool `json:"dns,omitempty"`
+	// Inference: TCP listeners on InferenceAddr:80 and :443.
+	Inference bool `json:"inference,omitempty"`
 }
 
 // rlimitSpec is one setrlimit call.
@@ -124,7 +126,9 @@ func stopTimeoutMs(d time.Duration) int64 {
 
 // Listener names in statusMsg.Listeners.
 const (
-	lnProxy  = "proxy-tcp"
-	lnDNSUDP = "dns-udp"
-	lnDNSTCP = "dns-tcp"
+	lnProxy    = "proxy-tcp"
+	lnDNSUDP   = "dns-udp"
+	lnDNSTCP   = "dns-tcp"
+	lnInfHTTP  = "inference-http"
+	lnInfHTTPS = "inference-https"
 )

@@ -41,6 +41,8 @@ type Request struct {
 	StopTimeoutMillis int64 `json:"stop_timeout_ms,omitempty"`
 	// Exec is OpExec's process.
 	Exec *ExecSpec `json:"exec,omitempty"`
+	// Profile is OpInferenceSet's profile.
+	Profile string `json:"profile,omitempty"`
 }
 
 // Response answers a Request. Status answers carry Info as well as the
@@ -54,6 +56,8 @@ type Response struct {
 	// ExitCode is an OpExec process's exit code (128+N for signal N),
 	// or 126/127 for a command that could not be executed.
 	ExitCode *int `json:"exit_code,omitempty"`
+	// Inference is OpInferenceSet's answer: the route now in force.
+	Inference *InferenceInfo `json:"inference,omitempty"`
 }
 
 // serveControl answers control requests on l until it is closed. Every
@@ -117,6 +121,8 @@ func (s *Supervisor) control(req Request) Response {
 		return Response{V: APIVersion, ControlResponse: egress.ControlResponse{OK: true, Sandbox: s.cfg.Name, Generation: s.proxy.Generation()}}
 	case OpExec:
 		return s.fail(errors.New("control: exec: send it with its files (supervisor.Client.Exec), not as a bare request"))
+	case OpInferenceSet:
+		return s.setInference(req.Profile)
 	}
 	r := Response{V: APIVersion, ControlResponse: s.proxy.Control(req.ControlRequest)}
 	if r.OK && (req.Op == egress.OpSetPolicy || req.Op == egress.OpAddPreset) && s.keeps() {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/nemoclaw/nemoclaw/runner/egress"
+	"github.com/nemoclaw/nemoclaw/runner/inference"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
 )
@@ -74,6 +75,9 @@ type Config struct {
 	// Reservation is the directory, lock and CA made ahead for Name (nil:
 	// New makes them).
 	Reservation *Reservation
+	// Inference is the sandbox's inference routes and backend provider
+	// (nil: inference.local answers 503, no route).
+	Inference *InferenceConfig
 }
 
 // Supervisor runs one sandbox. Its methods are called from one goroutine
@@ -84,8 +88,11 @@ type Supervisor struct {
 	log   *slog.Logger
 	res   *Reservation
 	proxy *egress.Proxy
-	sbcfg sandbox.Config
-	sb    *sandbox.Sandbox
+	// router serves inference.local (through the proxy and on the
+	// sandbox's 127.0.0.2 listeners).
+	router *inference.Router
+	sbcfg  sandbox.Config
+	sb     *sandbox.Sandbox
 	// agentLog is the agent's output file when detached.
 	agentLog *os.File
 	started  time.Time
@@ -136,7 +143,14 @@ func New(cfg Config) (*Supervisor, error) {
 	if err := res.wait(); err != nil {
 		return nil, err
 	}
+	var proxy atomic.Pointer[egress.Proxy]
+	router, err := newRouter(&cfg, proxy.Load)
+	if err != nil {
+		res.Release()
+		return nil, err
+	}
 	p, err := egress.New(egress.Config{
+		Inference:       router,
 		Sandbox:         cfg.Name,
 		Policy:          cfg.Policy,
 		Logger:          log,
@@ -150,7 +164,8 @@ func New(cfg Config) (*Supervisor, error) {
 		res.Release()
 		return nil, &RefusedError{fmt.Errorf("sandbox: %w\n  what to do: fix the network_policies entry named above (check it with `nemoclaw policy validate FILE`)", err)}
 	}
-	s := &Supervisor{cfg: cfg, log: log, res: res, proxy: p}
+	proxy.Store(p)
+	s := &Supervisor{cfg: cfg, log: log, res: res, proxy: p, router: router}
 	sc := sandbox.Config{
 		Name: cfg.Name, Workdir: cfg.Workdir, Policy: cfg.Policy, Command: cfg.Command, Env: cfg.Env,
 		Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr, TTY: cfg.TTY, WindowSize: cfg.WindowSize,
@@ -167,6 +182,10 @@ func New(cfg Config) (*Supervisor, error) {
 		sc.Stdout, sc.Stderr = f, f
 	}
 	sc.Network.Proxy, sc.Network.DNS, sc.Network.ProxyPort = true, true, sandbox.DefaultProxyPort
+	// inference.local's own listeners, for clients that ignore the proxy
+	// variables: only where the sandbox has routes (a plain run pays
+	// nothing; the proxy still answers 503 for it).
+	sc.Network.Inference = cfg.Inference != nil && len(cfg.Inference.Routes) > 0
 	sc.Env = append(sc.Env, p.Env(sandboxProxyURL, sandboxCABundle, sandboxCACert)...)
 	// The CA may still be in the making: the sandbox asks for it only
 	// once it has planned everything else.
@@ -226,6 +245,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 			}
 		}()
 	}
+	s.serveInference()
 	// The record and the control socket cost disk inodes: made off the
 	// agent's critical path.
 	s.bgDone = make(chan struct{})
