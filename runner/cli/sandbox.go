@@ -44,6 +44,9 @@ type sandboxRunOpts struct {
 	// onRunning, if set, is called once the agent runs (before a
 	// detached supervisor tells its launcher): apply's run record.
 	onRunning func()
+	// inference is the blueprint's routes (apply); its provider is
+	// started by the process that runs the supervisor.
+	inference *supervisor.InferenceConfig
 }
 
 func newSandboxCmd(app *App) *cobra.Command {
@@ -203,7 +206,11 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		Stdin: app.In, Stdout: app.Out, Stderr: app.Err,
 		Approvals: o.approvals, ApprovalTimeout: o.approvalTimeout,
 		Blueprint: o.blueprint, BlueprintVersion: o.version,
-		Logger: logger, Reservation: res,
+		Logger: logger, Reservation: res, Inference: o.inference,
+	}
+	if o.inference != nil && len(o.inference.Routes) > 0 {
+		stop := startInference(app, o.inference)
+		defer func() { _ = stop() }()
 	}
 	if notify != nil {
 		cfg.Detached, cfg.Stdin, cfg.Stdout, cfg.Stderr = true, nil, nil, nil

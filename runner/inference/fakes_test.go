@@ -137,10 +137,6 @@ func (b *httpBackend) Embeddings(ctx context.Context, req *sdk.Request) (*sdk.Ch
 	return got, err
 }
 
-type writerFunc func(sdk.Chunk) error
-
-func (f writerFunc) Send(c sdk.Chunk) error { return f(c) }
-
 // fakeOpenAI is a fake OpenAI-compatible server: it answers chat (plain,
 // streamed, with a tool call when the request offers tools), completions
 // and embeddings in the API's wire format, and records what it received.
