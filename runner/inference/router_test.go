@@ -20,7 +20,21 @@ import (
 	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/nemoclaw/nemoclaw/plugins/sdk"
+	"github.com/nemoclaw/nemoclaw/runner/inference/inferencetest"
 )
+
+// fakeServer is a FakeOpenAI served over HTTP.
+type fakeServer struct {
+	*inferencetest.FakeOpenAI
+	URL string
+}
+
+func newFake(t testing.TB) *fakeServer {
+	f := &inferencetest.FakeOpenAI{}
+	s := httptest.NewServer(f)
+	t.Cleanup(s.Close)
+	return &fakeServer{FakeOpenAI: f, URL: s.URL}
+}
 
 const (
 	routeKey  = "nvapi-route-secret-0123456789"
@@ -32,14 +46,14 @@ const (
 type testRouter struct {
 	rt    *Router
 	srv   *httptest.Server
-	fake  *fakeOpenAI
+	fake  *fakeServer
 	mu    sync.Mutex
 	audit []AuditEvent
 }
 
 func newTestRouter(t *testing.T, mutate func(*RouterConfig)) *testRouter {
 	t.Helper()
-	tr := &testRouter{fake: newFakeOpenAI(t)}
+	tr := &testRouter{fake: newFake(t)}
 	cfg := RouterConfig{
 		Sandbox: "sb",
 		Routes: []Route{
@@ -47,7 +61,7 @@ func newTestRouter(t *testing.T, mutate func(*RouterConfig)) *testRouter {
 				Aliases: map[string]string{"gpt-4o": "", "small": "meta/llama-3.2-1b-instruct"}},
 		},
 		Active:   "main",
-		Provider: mapProvider{"main": &httpBackend{}},
+		Provider: mapProvider{"main": &inferencetest.HTTPBackend{}},
 		Audit: func(e AuditEvent) {
 			tr.mu.Lock()
 			tr.audit = append(tr.audit, e)
@@ -97,7 +111,7 @@ func (tr *testRouter) post(t *testing.T, path, body string, hdr ...string) (*htt
 // the caller's, in any header or body.
 func (tr *testRouter) checkBackendSaw(t *testing.T, model string) {
 	t.Helper()
-	auth, bodies, headers := tr.fake.received()
+	auth, bodies, headers := tr.fake.Received()
 	if len(auth) == 0 {
 		t.Fatal("the backend received no request")
 	}
@@ -275,7 +289,7 @@ func TestRouterResponsesTranslated(t *testing.T) {
 			if r.Status != "completed" || r.Usage.TotalTokens == 0 {
 				t.Fatalf("status %q usage %+v", r.Status, r.Usage)
 			}
-			_, bodies, _ := tr.fake.received()
+			_, bodies, _ := tr.fake.Received()
 			var chat chatRequest
 			if err := json.Unmarshal(bodies[0], &chat); err != nil || chat.Messages[0].Role != "system" || chat.Messages[1].Content != "hello" {
 				t.Fatalf("chat request sent to the backend: %s", bodies[0])
@@ -289,7 +303,7 @@ func TestRouterResponsesTranslated(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Fatalf("%d %s", res.StatusCode, body)
 	}
-	_, bodies, _ := tr.fake.received()
+	_, bodies, _ := tr.fake.Received()
 	if !strings.Contains(string(bodies[0]), `{"role":"tool","content":"sunny","tool_call_id":"call_1"}`) {
 		t.Fatalf("backend got %s", bodies[0])
 	}
@@ -381,7 +395,7 @@ func TestRouterRefusals(t *testing.T) {
 			}
 		})
 	}
-	if auth, _, _ := tr.fake.received(); len(auth) != 0 {
+	if auth, _, _ := tr.fake.Received(); len(auth) != 0 {
 		t.Fatalf("refused requests reached the backend: %d", len(auth))
 	}
 }
@@ -516,10 +530,10 @@ func TestRouterAuditHoldsNoSecrets(t *testing.T) {
 
 // Two sandboxes, each its own router on its own route, at once.
 func TestRouterTwoSandboxesAtOnce(t *testing.T) {
-	fake := newFakeOpenAI(t)
+	fake := newFake(t)
 	mk := func(model, key string) *httptest.Server {
 		rt, err := NewRouter(RouterConfig{Routes: []Route{{Profile: "p", Config: sdk.Config{Endpoint: fake.URL + "/v1", Model: model, Credential: key}}},
-			Active: "p", Provider: mapProvider{"p": &httpBackend{}}})
+			Active: "p", Provider: mapProvider{"p": &inferencetest.HTTPBackend{}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -555,7 +569,7 @@ func TestRouterTwoSandboxesAtOnce(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
-	auth, bodies, _ := fake.received()
+	auth, bodies, _ := fake.Received()
 	for i := range auth {
 		if (auth[i] == "Bearer key-a") != strings.Contains(string(bodies[i]), "model-a") {
 			t.Fatalf("a request for one sandbox's route carried the other's key: %s %s", auth[i], bodies[i])
@@ -568,7 +582,7 @@ func TestRouterLiveSwitch(t *testing.T) {
 	slow := &scriptBackend{chunks: []string{okChunk}, then: "hang", release: release}
 	tr := newTestRouter(t, func(c *RouterConfig) {
 		c.Routes = append(c.Routes, Route{Profile: "slow", Plugin: "script", Config: sdk.Config{Model: "slow-model"}})
-		c.Provider = mapProvider{"main": &httpBackend{}, "slow": slow}
+		c.Provider = mapProvider{"main": &inferencetest.HTTPBackend{}, "slow": slow}
 		c.Active = "slow"
 	})
 	// A stream in flight on "slow" keeps its route across the switch.
