@@ -2,8 +2,12 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"hash/crc32"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +18,7 @@ import (
 	"github.com/nemoclaw/nemoclaw/plugins/sdk"
 	"github.com/nemoclaw/nemoclaw/runner/egress"
 	"github.com/nemoclaw/nemoclaw/runner/inference"
+	"github.com/nemoclaw/nemoclaw/runner/inference/inferencetest"
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
 )
 
@@ -140,5 +145,103 @@ print("PY", json.load(urllib.request.urlopen(r))["choices"][0]["message"]["conte
 	audit, _ := os.ReadFile(filepath.Join(home, "sandboxes", "inf", "audit.jsonl"))
 	if strings.Contains(string(audit), key) || strings.Contains(string(audit), "sk-agent") {
 		t.Fatal("the audit log holds a key")
+	}
+}
+
+// buildOpenAIClient compiles testdata/openaiclient (the official OpenAI Go
+// client) statically into a directory the sandbox user can read.
+func buildOpenAIClient(t *testing.T) string {
+	t.Helper()
+	wd, _ := os.Getwd()
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("nemoclaw-openaiclient-%d-%08x", os.Getuid(), crc32.ChecksumIEEE([]byte(wd))))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(dir, 0o755)
+	tmp := filepath.Join(dir, fmt.Sprintf("openaiclient.%d", os.Getpid()))
+	cmd := exec.Command("go", "build", "-o", tmp, "./testdata/openaiclient")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the OpenAI client: %v\n%s", err, out)
+	}
+	bin := filepath.Join(dir, "openaiclient")
+	if err := os.Rename(tmp, bin); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+type httpProvider struct{ b *inferencetest.HTTPBackend }
+
+func (p httpProvider) Backend(ctx context.Context, r inference.Route) (sdk.Backend, error) {
+	return p.b, p.b.Configure(ctx, r.Config)
+}
+
+// TestOpenAIClientInSandbox: the official OpenAI Go client, inside a real
+// sandbox, through https://inference.local (the proxy) and
+// http://127.0.0.2 (direct): chat streamed and not, tools, responses
+// streamed and not (translated), embeddings and models, answered by a
+// fake OpenAI server on the host that receives the route's key, which the
+// agent never sees.
+func TestOpenAIClientInSandbox(t *testing.T) {
+	needKernel(t)
+	if _, err := exec.LookPath("go"); err != nil {
+		testutil.SkipOrFail(t, "the go toolchain is not on PATH to build the OpenAI client")
+	}
+	bin := buildOpenAIClient(t)
+	const key = "nvapi-openai-client-test-secret-7"
+	fake := &inferencetest.FakeOpenAI{}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	out := &testutil.Buffer{}
+	// The client goes in the workspace, which a root launcher wants owned
+	// by someone else (a user's project).
+	base, err := os.MkdirTemp("", "nemoclaw-oai-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	work := filepath.Join(base, "work")
+	data, err := os.ReadFile(bin)
+	if err == nil {
+		err = errors.Join(os.Chmod(base, 0o755), os.Mkdir(work, 0o755), os.WriteFile(filepath.Join(work, "openaiclient"), data, 0o755))
+	}
+	if err == nil && os.Geteuid() == 0 {
+		err = errors.Join(os.Chown(work, 1000, 1000), os.Chown(filepath.Join(work, "openaiclient"), 1000, 1000))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, Config{Name: "oai", Detached: true, Stdout: out, Stderr: out, Workdir: work,
+		Command: []string{"sh", "-c", "/sandbox/openaiclient && NO_PROXY='*' no_proxy='*' /sandbox/openaiclient http://inference.local/v1 && env && cat /proc/[0-9]*/cmdline | tr '\\0' ' '"},
+		Inference: &InferenceConfig{Profile: "main", Provider: httpProvider{&inferencetest.HTTPBackend{}}, Routes: []inference.Route{
+			{Profile: "main", Plugin: "http", Config: sdk.Config{Endpoint: srv.URL + "/v1", Model: "meta/llama-3.1-8b-instruct", Credential: key}, Aliases: map[string]string{"gpt-4o": ""}},
+		}}})
+	if code, err := s.Wait(); err != nil || code != 0 {
+		t.Fatalf("agent exit %d %v:\n%s", code, err, out.String())
+	}
+	got := out.String()
+	for _, want := range []string{
+		`chat meta/llama-3.1-8b-instruct "hi hi hi "`, `stream 5 chunks "hi hi hi "`, `tools get_weather {"city":"Paris"}`,
+		`responses completed "hi hi hi "`, `responses-stream "hi hi hi "`, "embeddings 3", "model meta/llama-3.1-8b-instruct\nmodel gpt-4o",
+	} {
+		if strings.Count(got, want) != 2 {
+			t.Errorf("want %q twice (through the proxy and direct)", want)
+		}
+	}
+	if strings.Contains(got, key) {
+		t.Error("the route's key is visible inside the sandbox")
+	}
+	if t.Failed() {
+		t.Fatalf("agent output:\n%s", got)
+	}
+	auth, _, _ := fake.Received()
+	if len(auth) != 12 { // six calls per run reach it; models is the router's own
+		t.Fatalf("the backend got %d requests, want 12", len(auth))
+	}
+	for _, a := range auth {
+		if a != "Bearer "+key {
+			t.Fatalf("the backend got Authorization %q, want the route's key", a)
+		}
 	}
 }
