@@ -265,3 +265,33 @@ func startInference(app *App, ic *supervisor.InferenceConfig) func() error {
 	}
 	return stop
 }
+
+// planBackendLine says whether the planned profile's backend answers, for
+// `blueprint plan` ("" when there is nothing to check).
+func planBackendLine(ctx context.Context, app *App, b *blueprint.Blueprint, plan *state.Plan) string {
+	if plan.Inference == nil {
+		return ""
+	}
+	_, p, ok := b.Profile(plan.Inference.Profile)
+	if !ok || p == nil {
+		return ""
+	}
+	if env := inference.MissingCredential(p, os.LookupEnv); env != "" {
+		return fmt.Sprintf("not checked: %s is not set on the host", env)
+	}
+	if inferenceHostCtor == nil {
+		return "not checked: this nemoclaw has no inference plugin host linked in"
+	}
+	r := inference.RouteOf(plan.Inference.Profile, p, os.LookupEnv)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	be, _, stop, err := routeBackend(ctx, app, r, p)
+	if err == nil {
+		defer func() { _ = stop() }()
+		err = be.Health(ctx)
+	}
+	if err != nil {
+		return fmt.Sprintf("DOWN: %v (the agent's calls will fail until it answers)", err)
+	}
+	return "up"
+}

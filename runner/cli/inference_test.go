@@ -89,6 +89,9 @@ func TestInferenceCommands(t *testing.T) {
 		{"credential set", &cliBackend{}, "nvapi-x", []string{"inference", "test"}, 0, []string{"model nvidia/nemotron"}},
 		{"no host", nil, "", []string{"inference", "test", "--profile", "ollama"}, 1, []string{"no inference plugin host linked in"}},
 		{"unknown profile", &cliBackend{}, "", []string{"inference", "models", "--profile", "zz"}, 2, []string{`no inference profile "zz"; its profiles: nvidia, ollama, vllm`}},
+		{"plan backend down", &cliBackend{down: true}, "", []string{"blueprint", "plan", "--profile", "ollama"}, 0, []string{"inference backend DOWN: dial tcp 127.0.0.1:11434: connection refused"}},
+		{"plan backend up", &cliBackend{}, "", []string{"blueprint", "plan", "--profile", "ollama"}, 0, []string{"inference backend up"}},
+		{"plan credential missing", &cliBackend{}, "", []string{"blueprint", "plan"}, 0, []string{"NVIDIA_API_KEY (missing)", "inference backend not checked: NVIDIA_API_KEY is not set"}},
 		{"set needs profile", nil, "", []string{"inference", "set", "agent"}, 2, []string{"set needs --profile"}},
 		{"set on no sandbox", nil, "", []string{"inference", "set", "agent", "--profile", "ollama"}, 1, []string{"no running supervisor"}},
 	} {
