@@ -56,3 +56,38 @@ func lineWith(out, prefix string) string {
 	}
 	return ""
 }
+
+// TestInferenceSetLive: `nemoclaw inference set` switches a detached
+// sandbox's route while it runs, and GET /v1/models inside it follows; a
+// second sandbox on another profile is untouched; an unknown profile is
+// refused with the sandbox's profiles named.
+func TestInferenceSetLive(t *testing.T) {
+	e := newSupEnv(t)
+	for _, s := range []struct{ name, profile string }{{"inf-a", "ollama"}, {"inf-b", "vllm"}} {
+		if out := e.must(t, "blueprint", "apply", "--detach", "--name", s.name, "--profile", s.profile, "--", "sleep", "600"); out != s.name+"\n" {
+			t.Fatalf("--detach printed %q", out)
+		}
+	}
+	models := func(name string) string {
+		return e.must(t, "sandbox", "exec", name, "--", "curl", "-sS", "--noproxy", "*", "http://inference.local/v1/models")
+	}
+	if got := models("inf-a"); !strings.Contains(got, `"id":"llama3.2"`) {
+		t.Fatalf("inf-a before the switch: %s", got)
+	}
+	if out := e.must(t, "inference", "set", "inf-a", "--profile", "nvidia"); !strings.Contains(out, "profile nvidia") {
+		t.Fatalf("inference set: %q", out)
+	}
+	if got := models("inf-a"); !strings.Contains(got, `"id":"nvidia/nemotron-3-super-120b-a12b"`) {
+		t.Fatalf("inf-a after the switch: %s", got)
+	}
+	if got := models("inf-b"); !strings.Contains(got, `"id":"nvidia/nemotron-3-nano-30b-a3b"`) {
+		t.Fatalf("inf-b changed with inf-a: %s", got)
+	}
+	_, stderr, code := e.nc(t, "inference", "set", "inf-a", "--profile", "nope")
+	if code == 0 || !strings.Contains(stderr, "no such profile; its profiles: nvidia, ollama, vllm") {
+		t.Fatalf("unknown profile: exit %d: %s", code, stderr)
+	}
+	for _, n := range []string{"inf-a", "inf-b"} {
+		e.must(t, "sandbox", "stop", "--stop-timeout", "0s", n)
+	}
+}
