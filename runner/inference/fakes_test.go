@@ -9,6 +9,11 @@ import (
 	"github.com/nemoclaw/nemoclaw/runner/inference/inferencetest"
 )
 
+// providerFunc adapts a function to Provider.
+type providerFunc func(context.Context, Route) (sdk.Backend, error)
+
+func (f providerFunc) Backend(ctx context.Context, r Route) (sdk.Backend, error) { return f(ctx, r) }
+
 // mapProvider hands each route the backend registered for its profile.
 type mapProvider map[string]sdk.Backend
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -174,8 +175,12 @@ func (rt *Router) noProvider() string {
 	return "no inference backend host is running for this sandbox"
 }
 
-// describe returns b's description, asking once per backend.
+// describe returns b's description, asking once per backend (per call
+// for a backend whose type cannot be a map key).
 func (rt *Router) describe(ctx context.Context, b sdk.Backend) (sdk.Description, error) {
+	if !reflect.TypeOf(b).Comparable() {
+		return b.Describe(ctx)
+	}
 	rt.descMu.Lock()
 	d, ok := rt.descs[b]
 	rt.descMu.Unlock()

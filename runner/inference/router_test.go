@@ -658,3 +658,20 @@ func FuzzTranslate(f *testing.F) {
 		}
 	})
 }
+
+// valueBackend is a backend whose type cannot be a map key.
+type valueBackend struct {
+	*scriptBackend
+	tags []string
+}
+
+func TestRouterUncomparableBackend(t *testing.T) {
+	tr := newTestRouter(t, func(c *RouterConfig) {
+		c.Provider = providerFunc(func(context.Context, Route) (sdk.Backend, error) {
+			return valueBackend{scriptBackend: &scriptBackend{chunks: []string{`{"choices":[]}`}}, tags: []string{"x"}}, nil
+		})
+	})
+	if res, out := tr.post(t, "/v1/chat/completions", `{"model":"gpt-4o"}`); res.StatusCode != 200 || out != `{"choices":[]}` {
+		t.Fatalf("%d %s", res.StatusCode, out)
+	}
+}
