@@ -49,6 +49,8 @@ func (b *scriptBackend) ChatCompletions(ctx context.Context, req *sdk.Request, w
 	switch b.then {
 	case "error":
 		return errors.New("connection reset by the backend")
+	case "leak":
+		return &sdk.Error{Status: 401, Type: "authentication_error", Message: "key " + routeKey + " was refused"}
 	case "block":
 		<-ctx.Done()
 		return ctx.Err()

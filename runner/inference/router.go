@@ -21,6 +21,9 @@ const (
 	// DefaultMaxBodyBytes bounds a request body: long contexts and
 	// embedding batches fit, a runaway upload does not.
 	DefaultMaxBodyBytes = 32 << 20
+	// DefaultMaxConcurrent bounds a sandbox's inference calls in flight:
+	// each may hold a request body of up to MaxBodyBytes in memory.
+	DefaultMaxConcurrent = 64
 	// DefaultIdleTimeout is the idle-gap timeout of a route whose profile
 	// sets no timeout_secs: the longest wait for the backend's next chunk
 	// (for a non-streamed request, for its whole answer).
@@ -71,6 +74,9 @@ type RouterConfig struct {
 	Logger *slog.Logger
 	// MaxBodyBytes bounds request bodies (default DefaultMaxBodyBytes).
 	MaxBodyBytes int64
+	// MaxConcurrent bounds the calls in flight (default
+	// DefaultMaxConcurrent); more are answered 429.
+	MaxConcurrent int
 
 	// idle overrides every route's idle timeout (tests).
 	idle time.Duration
@@ -87,6 +93,8 @@ type Router struct {
 	// descs caches each backend's Describe (a plugin call) by backend.
 	descMu sync.Mutex
 	descs  map[sdk.Backend]sdk.Description
+	// slots holds one token per call in flight.
+	slots chan struct{}
 }
 
 // NewRouter checks cfg and builds a router.
@@ -97,7 +105,11 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	rt := &Router{cfg: cfg, log: cfg.Logger, routes: map[string]*Route{}, descs: map[sdk.Backend]sdk.Description{}}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = DefaultMaxConcurrent
+	}
+	rt := &Router{cfg: cfg, log: cfg.Logger, routes: map[string]*Route{}, descs: map[sdk.Backend]sdk.Description{},
+		slots: make(chan struct{}, cfg.MaxConcurrent)}
 	for i := range cfg.Routes {
 		r := cfg.Routes[i]
 		if r.Profile == "" {

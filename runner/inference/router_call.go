@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nemoclaw/nemoclaw/plugins/sdk"
@@ -146,6 +147,16 @@ func (e *errIdle) Error() string {
 }
 
 func errStatus(c *call, err error) (int, string, string) {
+	st, typ, msg := classify(c, err)
+	// The contract says no backend puts its key in an error; if one
+	// does anyway, it does not reach the agent.
+	if k := c.route; k != nil && len(k.Config.Credential) >= 4 {
+		msg = strings.ReplaceAll(msg, k.Config.Credential, "[credential]")
+	}
+	return st, typ, msg
+}
+
+func classify(c *call, err error) (int, string, string) {
 	var se *sdk.Error
 	var ie *errIdle
 	switch {
@@ -223,6 +234,13 @@ func (c *call) resolveModel(asked string) (string, bool) {
 func (c *call) serve(kind endpointKind) {
 	if c.route == nil {
 		c.fail(http.StatusServiceUnavailable, "server_error", "this sandbox has no inference route: give its blueprint an inference profile, or set one with `nemoclaw inference set SANDBOX --profile P` on the host")
+		return
+	}
+	select {
+	case c.rt.slots <- struct{}{}:
+		defer func() { <-c.rt.slots }()
+	default:
+		c.fail(http.StatusTooManyRequests, "rate_limit_error", fmt.Sprintf("%d inference calls are in flight in this sandbox (the router's limit); retry when one ends", cap(c.rt.slots)))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, c.rt.cfg.MaxBodyBytes))

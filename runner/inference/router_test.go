@@ -675,3 +675,32 @@ func TestRouterUncomparableBackend(t *testing.T) {
 		t.Fatalf("%d %s", res.StatusCode, out)
 	}
 }
+
+func TestRouterConcurrencyCap(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	tr := newTestRouter(t, func(c *RouterConfig) {
+		c.Provider = mapProvider{"main": &scriptBackend{chunks: []string{okChunk}, then: "hang", release: release}}
+		c.MaxConcurrent = 1
+	})
+	res, err := http.Post(tr.srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if _, err := io.ReadFull(res.Body, make([]byte, 4)); err != nil { // in flight
+		t.Fatal(err)
+	}
+	r2, out := tr.post(t, "/v1/chat/completions", `{}`)
+	if r2.StatusCode != 429 || !strings.Contains(out, "1 inference calls are in flight") {
+		t.Fatalf("%d %s", r2.StatusCode, out)
+	}
+}
+
+func TestRouterScrubsCredentialFromErrors(t *testing.T) {
+	tr := scripted(t, &scriptBackend{then: "leak"}, 0)
+	res, out := tr.post(t, "/v1/chat/completions", `{}`)
+	if res.StatusCode != 401 || strings.Contains(out, routeKey) || !strings.Contains(out, "key [credential] was refused") {
+		t.Fatalf("%d %s", res.StatusCode, out)
+	}
+}
