@@ -54,6 +54,15 @@ func (b *scriptBackend) ChatCompletions(ctx context.Context, req *sdk.Request, w
 	case "block":
 		<-ctx.Done()
 		return ctx.Err()
+	case "gate":
+		// The next chunk only after the client has read the first: a
+		// router that buffered would never get it.
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return w.Send(sdk.Chunk{Data: []byte(okChunk)})
 	case "hang":
 		<-b.release
 		return w.Send(sdk.Chunk{Data: []byte(`{"late":true}`)})

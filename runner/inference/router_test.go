@@ -1,6 +1,7 @@
 package inference
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -702,5 +703,36 @@ func TestRouterScrubsCredentialFromErrors(t *testing.T) {
 	res, out := tr.post(t, "/v1/chat/completions", `{}`)
 	if res.StatusCode != 401 || strings.Contains(out, routeKey) || !strings.Contains(out, "key [credential] was refused") {
 		t.Fatalf("%d %s", res.StatusCode, out)
+	}
+}
+
+// TestRouterNoBuffering: each chunk reaches the client before the backend
+// sends the next one.
+func TestRouterNoBuffering(t *testing.T) {
+	gate := make(chan struct{})
+	tr := scripted(t, &scriptBackend{chunks: []string{okChunk}, then: "gate", release: gate}, 0)
+	res, err := http.Post(tr.srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	first := make(chan string, 1)
+	br := bufio.NewReader(res.Body)
+	go func() {
+		l, _ := br.ReadString('\n')
+		first <- l
+	}()
+	select {
+	case l := <-first:
+		if l != "data: "+okChunk+"\n" {
+			t.Fatalf("first line %q", l)
+		}
+	case <-time.After(30 * time.Second): // a deadlock guard, not a timing check
+		t.Fatal("the first chunk did not arrive while the backend waited: the router buffers")
+	}
+	close(gate)
+	rest, _ := io.ReadAll(br)
+	if strings.Count(string(rest), okChunk) != 1 || !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
+		t.Fatalf("rest %q", rest)
 	}
 }
