@@ -710,27 +710,42 @@ func TestRouterScrubsCredentialFromErrors(t *testing.T) {
 // sends the next one.
 func TestRouterNoBuffering(t *testing.T) {
 	gate := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
 	tr := scripted(t, &scriptBackend{chunks: []string{okChunk}, then: "gate", release: gate}, 0)
-	res, err := http.Post(tr.srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"stream":true}`))
-	if err != nil {
-		t.Fatal(err)
+	t.Cleanup(open) // before the server's Close: a failure must not leave the handler waiting
+	// The request and the first read run aside, so that a router that
+	// buffers (no headers, no chunk) fails the test instead of hanging it.
+	type got struct {
+		br   *bufio.Reader
+		body io.Closer
+		line string
 	}
-	defer res.Body.Close()
-	first := make(chan string, 1)
-	br := bufio.NewReader(res.Body)
+	first := make(chan got, 1)
 	go func() {
-		l, _ := br.ReadString('\n')
-		first <- l
-	}()
-	select {
-	case l := <-first:
-		if l != "data: "+okChunk+"\n" {
-			t.Fatalf("first line %q", l)
+		res, err := http.Post(tr.srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"stream":true}`))
+		if err != nil {
+			first <- got{line: err.Error()}
+			return
 		}
+		br := bufio.NewReader(res.Body)
+		l, _ := br.ReadString('\n')
+		first <- got{br, res.Body, l}
+	}()
+	var br *bufio.Reader
+	select {
+	case g := <-first:
+		if g.body != nil {
+			defer g.body.Close()
+		}
+		if g.line != "data: "+okChunk+"\n" {
+			t.Fatalf("first line %q", g.line)
+		}
+		br = g.br
 	case <-time.After(30 * time.Second): // a deadlock guard, not a timing check
 		t.Fatal("the first chunk did not arrive while the backend waited: the router buffers")
 	}
-	close(gate)
+	open()
 	rest, _ := io.ReadAll(br)
 	if strings.Count(string(rest), okChunk) != 1 || !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
 		t.Fatalf("rest %q", rest)
