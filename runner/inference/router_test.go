@@ -751,3 +751,37 @@ func TestRouterNoBuffering(t *testing.T) {
 		t.Fatalf("rest %q", rest)
 	}
 }
+
+// FuzzChatStream feeds arbitrary backend chunks through both stream
+// translations: they end in an error or in well-formed events, never a
+// panic.
+func FuzzChatStream(f *testing.F) {
+	f.Add([]byte(okChunk), []byte(`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":3,"id":"c","function":{"name":"f","arguments":"{"}}]}}]}`))
+	f.Add([]byte(`{"choices":[{"index":0,"delta":{"tool_calls":[{"function":{"arguments":"x"}}]}}]}`), []byte(`{"usage":{"prompt_tokens":1}}`))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		for _, anth := range []bool{false, true} {
+			rec := httptest.NewRecorder()
+			c := &call{w: rec, anthropic: anth, responsesAPI: !anth, out: newSSEOut(rec)}
+			var ev chatEvents = &responsesEmitter{c: c, id: "resp_1"}
+			if anth {
+				ev = &messagesEmitter{c: c, id: "msg_1"}
+			}
+			cs := &chatStream{ev: ev}
+			err := cs.chunk(sdk.Chunk{Data: a})
+			if err == nil {
+				err = cs.chunk(sdk.Chunk{Data: b})
+			}
+			if err == nil {
+				err = cs.end()
+			}
+			if err != nil {
+				continue
+			}
+			for _, d := range sse(rec.Body.String()) {
+				if !json.Valid([]byte(d)) {
+					t.Fatalf("event data is not JSON: %q", d)
+				}
+			}
+		}
+	})
+}
