@@ -126,9 +126,13 @@ func stopTimeoutMs(d time.Duration) int64 {
 
 // Listener names in statusMsg.Listeners.
 const (
-	lnProxy    = "proxy-tcp"
-	lnDNSUDP   = "dns-udp"
-	lnDNSTCP   = "dns-tcp"
+	lnProxy  = "proxy-tcp"
+	lnDNSUDP = "dns-udp"
+	lnDNSTCP = "dns-tcp"
+)
+
+// The inference.local listeners' names in statusMsg.Listeners.
+const (
 	lnInfHTTP  = "inference-http"
 	lnInfHTTPS = "inference-https"
 )

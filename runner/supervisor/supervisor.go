@@ -88,11 +88,8 @@ type Supervisor struct {
 	log   *slog.Logger
 	res   *Reservation
 	proxy *egress.Proxy
-	// router serves inference.local (through the proxy and on the
-	// sandbox's 127.0.0.2 listeners).
-	router *inference.Router
-	sbcfg  sandbox.Config
-	sb     *sandbox.Sandbox
+	sbcfg sandbox.Config
+	sb    *sandbox.Sandbox
 	// agentLog is the agent's output file when detached.
 	agentLog *os.File
 	started  time.Time
@@ -109,6 +106,10 @@ type Supervisor struct {
 	ctl    net.Listener // guarded by mu
 	closed bool         // set by Close/Finish: a control socket made after it is closed at once
 	rec    Record       // guarded by mu
+
+	// router serves inference.local (through the proxy and on the
+	// sandbox's 127.0.0.2 listeners).
+	router *inference.Router
 }
 
 // RefusedError is a policy the proxy refused: the launcher reports it as a
