@@ -343,6 +343,9 @@ func TestRouterMessagesTranslated(t *testing.T) {
 				}
 				m = *res
 			}
+			if m.Usage.InputTokens != 9 || m.Usage.OutputTokens == 0 {
+				t.Errorf("usage %+v", m.Usage)
+			}
 			if tc.tools {
 				if string(m.StopReason) != "tool_use" || len(m.Content) != 1 || m.Content[0].Type != "tool_use" || m.Content[0].Name != "get_weather" || string(m.Content[0].Input) != `{"city":"Paris"}` {
 					t.Fatalf("message %+v", m)

@@ -336,9 +336,10 @@ func (e *messagesEmitter) finish(res *chatResult) error {
 	if err := e.closeBlock(); err != nil {
 		return err
 	}
-	u := anthropicUsage(res.usage)
+	// The usage comes last in a chat stream: both counts go here
+	// (message_start could only say 0).
 	if err := e.send("message_delta", map[string]any{"delta": map[string]any{"stop_reason": stopReason(res.finish), "stop_sequence": nil},
-		"usage": map[string]int64{"output_tokens": u["output_tokens"]}}); err != nil {
+		"usage": anthropicUsage(res.usage)}); err != nil {
 		return err
 	}
 	return e.send("message_stop", map[string]any{})
