@@ -71,8 +71,10 @@ bench-deps: deps
 
 build: deps
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(BIN_PKGS)
 	@for p in $(PLUGIN_PKGS); do $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/nemoclaw-$$(basename $$p) ./$$p || exit 1; done
+	@# the plugins built here are pinned by this build: nemoclaw trusts each
+	@# one found next to it when its checksum is the one recorded here
+	$(GO) build -trimpath -ldflags "$(LDFLAGS) -X github.com/nemoclaw/nemoclaw/runner/version.BundledPlugins=$$(cd $(BIN) && for p in $(notdir $(PLUGIN_PKGS)); do printf '%s=%s,' $${p#inference-} $$(sha256sum nemoclaw-$$p | cut -d' ' -f1); done)" -o $(BIN)/ $(BIN_PKGS)
 	@for b in nemoclaw nemoclaw-dist; do test -x $(BIN)/$$b || { echo "make build: no $(BIN)/$$b"; exit 1; }; done
 
 # The third-party clients the interoperability tests drive (oras, crane,

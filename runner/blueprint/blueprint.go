@@ -162,6 +162,10 @@ type InferenceProfile struct {
 	PluginSHA256 string `yaml:"sha256,omitempty" json:"sha256,omitempty"`
 	// GPU declares this profile's GPU needs.
 	GPU *GPU `yaml:"gpu,omitempty" json:"gpu,omitempty"`
+	// Aliases are other model names the agent may ask inference.local for,
+	// each mapped to a backend model ("" or null: Model). Any other name is
+	// refused with 404.
+	Aliases map[string]string `yaml:"aliases,omitempty" json:"aliases,omitempty"`
 }
 
 // Router is NemoClaw's model router config (kept, not used).

@@ -60,6 +60,7 @@ func TestInvalidBlueprints(t *testing.T) {
 		{"addition-bad-host", 9, 19, `would allow every host`},
 		{"credential-in-url", 8, 19, "must not embed credentials"},
 		{"bad-timeout", 9, 23, "minimum: got 0, want 1"},
+		{"bad-alias", 9, 18, `alias " gpt-4o" is empty or has surrounding spaces`},
 		{"duplicate-profile-key", 6, 7, `duplicate key "default"`},
 		{"relative-workdir", 5, 14, "must be an absolute host path"},
 		{"bad-gpu", 5, 29, "does not match pattern"},

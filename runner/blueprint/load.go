@@ -243,6 +243,11 @@ func (l *loader) profile(name string, p *InferenceProfile, doc *strictyaml.Doc, 
 	if p.DynamicEndpoint && p.Endpoint == "" {
 		warnf(pp, "profile %q has a dynamic endpoint: it must be supplied at apply time", name)
 	}
+	for a := range p.Aliases {
+		if strings.TrimSpace(a) == "" || a != strings.TrimSpace(a) {
+			errf(append(pp, "aliases"), "alias %q is empty or has surrounding spaces; name the model the agent asks for", a)
+		}
+	}
 }
 
 // presets loads every preset under policies/presets.

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nemoclaw/nemoclaw/runner/inference"
 )
 
 // Exit codes, documented in the README and in `nemoclaw --help`.
@@ -36,6 +38,10 @@ type App struct {
 	In io.Reader
 	// Version is the build's version string.
 	Version string
+	// InferenceHost starts what gives inference routes their backends
+	// (nil: the plugin host, runner/inference NewHost); tests put an
+	// in-process provider here. pins are the routes' plugin checksums.
+	InferenceHost func(app *App, pins map[string]string) (inference.Provider, func() error, error)
 
 	// args are the words Execute was given (os.Args[1:] in main): a command
 	// that needs nemoclaw-dist hands them to it unchanged.

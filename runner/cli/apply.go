@@ -181,6 +181,7 @@ func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string)
 	if len(src) > 0 {
 		ro.blueprint = src[0]
 	}
+	ro.inference = applyInference(app, b, plan)
 	runs := runStore(app)
 	// A clear refusal naming the run that holds the name; the sandbox
 	// directory's flock (supervisor.lockDir) is what makes two applies at

@@ -157,6 +157,9 @@ hard_requirement Landlock on a kernel without it).`,
 				}
 			} else {
 				printPlan(app.Out, p)
+				if line := planBackendLine(cmd.Context(), app, b, p); line != "" {
+					printf(app.Out, "inference backend %s\n", line)
+				}
 			}
 			if len(p.Refusals) > 0 {
 				return Refused(fmt.Errorf("apply would refuse: %s", strings.Join(p.Refusals, "; ")))

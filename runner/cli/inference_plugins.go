@@ -11,19 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nemoclaw/nemoclaw/runner/inference"
+	"github.com/nemoclaw/nemoclaw/runner/version"
 )
-
-func init() {
-	register(newInferenceCmd)
-}
-
-// newInferenceCmd is a minimal `inference` group holding `inference plugins`;
-// the router's commands (set, models, test) join it.
-func newInferenceCmd(app *App) *cobra.Command {
-	g := &cobra.Command{Use: "inference", Short: "Inference routes and backend plugins", Args: noArgs, RunE: groupHelp}
-	g.AddCommand(newInferencePluginsCmd(app))
-	return g
-}
 
 // pluginListing is one row of `inference plugins` (and its JSON).
 type pluginListing struct {
@@ -70,7 +59,7 @@ their version and capabilities.`,
 			if err := checkOutput(output, "text", "json"); err != nil {
 				return err
 			}
-			h, err := inference.NewHost(inference.HostConfig{Home: app.Home, Dirs: dirs, ExecutableDir: executableDir(), Logger: app.Logger, HealthInterval: -1})
+			h, err := inference.NewHost(inference.HostConfig{Home: app.Home, Dirs: dirs, ExecutableDir: executableDir(), BundledPins: version.BundledPluginPins(), Logger: app.Logger, HealthInterval: -1})
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nemoclaw/nemoclaw/runner/inference"
 )
 
 // Options configure Execute; zero values mean the process's own streams.
@@ -26,6 +28,8 @@ type Options struct {
 	// may then leave to the exit what it would release for nothing, such
 	// as a sandbox's served sockets.
 	Exits bool
+	// InferenceHost replaces the inference plugin host (App.InferenceHost).
+	InferenceHost func(app *App, pins map[string]string) (inference.Provider, func() error, error)
 }
 
 // Main runs this process's command line and returns its exit code: what a
@@ -60,7 +64,7 @@ func Execute(ctx context.Context, opts Options) error {
 		printf(opts.Stderr, "nemoclaw: %v\n", err)
 		return err
 	}
-	app := &App{Home: defaultHome(), Out: opts.Stdout, Err: opts.Stderr, In: opts.Stdin, Version: opts.Version, args: opts.Args, exits: opts.Exits}
+	app := &App{Home: defaultHome(), Out: opts.Stdout, Err: opts.Stderr, In: opts.Stdin, Version: opts.Version, args: opts.Args, exits: opts.Exits, InferenceHost: opts.InferenceHost}
 	if launchesSandbox(opts.Args) {
 		warmSandboxLaunch(app) // overlaps cobra's set-up and the policy load
 		defer discardWarmFiles()

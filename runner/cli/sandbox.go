@@ -54,6 +54,9 @@ type sandboxRunOpts struct {
 	// unprinted (a rollback prints its run instead).
 	args  []string
 	quiet bool
+	// inference is the blueprint's routes (apply); its provider is
+	// started by the process that runs the supervisor.
+	inference *supervisor.InferenceConfig
 }
 
 func newSandboxCmd(app *App) *cobra.Command {
@@ -223,7 +226,11 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		Stdin: app.In, Stdout: app.Out, Stderr: app.Err,
 		Approvals: o.approvals, ApprovalTimeout: o.approvalTimeout,
 		Blueprint: o.blueprint, BlueprintVersion: o.version,
-		Logger: logger, Reservation: res, GPUs: gpus, GPU: o.gpus.config(),
+		Logger: logger, Reservation: res, GPUs: gpus, GPU: o.gpus.config(), Inference: o.inference,
+	}
+	if o.inference != nil && len(o.inference.Routes) > 0 {
+		stop := startInference(app, o.inference)
+		defer func() { _ = stop() }()
 	}
 	if notify != nil {
 		cfg.Detached, cfg.Stdin, cfg.Stdout, cfg.Stderr = true, nil, nil, nil

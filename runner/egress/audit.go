@@ -31,6 +31,14 @@ type Event struct {
 	Reason   string `json:"reason,omitempty"`
 	Status   int    `json:"status,omitempty"`
 	Gen      uint64 `json:"generation,omitempty"`
+	// Inference Activity only: the backend model and plugin, the tokens
+	// the backend reported, the call's latency and time to first byte.
+	Model            string `json:"model,omitempty"`
+	Plugin           string `json:"plugin,omitempty"`
+	PromptTokens     int64  `json:"prompt_tokens,omitempty"`
+	CompletionTokens int64  `json:"completion_tokens,omitempty"`
+	LatencyUs        int64  `json:"latency_us,omitempty"`
+	TTFBUs           int64  `json:"ttfb_us,omitempty"`
 	// Count is set on summary records: how many decisions they stand for.
 	Count int64 `json:"count,omitempty"`
 }

@@ -39,6 +39,19 @@ func appendEvent(b []byte, e *Event) []byte {
 		b = append(b, `,"generation":`...)
 		b = strconv.AppendUint(b, e.Gen, 10)
 	}
+	b = appendField(b, "model", e.Model, true)
+	b = appendField(b, "plugin", e.Plugin, true)
+	for _, f := range []struct {
+		k string
+		v int64
+	}{{"prompt_tokens", e.PromptTokens}, {"completion_tokens", e.CompletionTokens}, {"latency_us", e.LatencyUs}, {"ttfb_us", e.TTFBUs}} {
+		if f.v != 0 {
+			b = append(b, ',', '"')
+			b = append(b, f.k...)
+			b = append(b, '"', ':')
+			b = strconv.AppendInt(b, f.v, 10)
+		}
+	}
 	if e.Count != 0 {
 		b = append(b, `,"count":`...)
 		b = strconv.AppendInt(b, e.Count, 10)

@@ -110,7 +110,7 @@ func (p *Proxy) answerDNS(w dns.ResponseWriter, req *dns.Msg) {
 		// name must not receive the agent's prompts.
 		ev.Decision, ev.Rule = Allow, "inference.local (answered by the supervisor)"
 		if q.Qtype == dns.TypeA {
-			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 30}, A: net.IPv4(127, 0, 0, 1)})
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 30}, A: net.IP(InferenceAddr.AsSlice())})
 		}
 		p.audit.record(ev)
 		_ = w.WriteMsg(m)

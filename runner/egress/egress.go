@@ -72,6 +72,11 @@ type Config struct {
 	// LookupEnv reads the host environment for credential secrets (default
 	// os.LookupEnv).
 	LookupEnv func(string) (string, bool)
+	// Inference serves inference.local (the sandbox's inference router):
+	// requests through the proxy (http, and https via CONNECT terminated
+	// with the sandbox CA) and on the InferenceAddr listeners
+	// (ServeInference). nil: answered 503, no router is running.
+	Inference http.Handler
 	// CA is the interception CA (from NewCA or StartCA, which New does not
 	// wait for); nil: New creates one.
 	CA *CA

@@ -317,6 +317,10 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, ci *connInf
 			missing: "use the host's DNS name or its canonical dotted-quad address"}, "")
 		return
 	}
+	if t.host == inferenceHost {
+		p.connectInference(w, r, ci, t)
+		return
+	}
 	g := p.gen.Load()
 	cands, v := g.candidates(t, ci.peer.get, p.appr.granted())
 	if v != nil && v.noEndpoint {

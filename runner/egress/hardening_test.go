@@ -564,7 +564,7 @@ func TestInferenceLocal(t *testing.T) {
 	}), func(c *Config) { c.Resolver = res })
 	addr := dnsServe(t, h)
 	r := dnsAsk(t, addr, "inference.local.", dns.TypeA)
-	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "127.0.0.1" {
+	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "127.0.0.2" {
 		t.Fatalf("DNS inference.local: %v", r)
 	}
 	c := h.client(false)

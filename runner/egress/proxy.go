@@ -40,6 +40,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				missing: "send requests for the host the tunnel was opened to"}, "")
 			return
 		}
+		if ci.tunnel.host == inferenceHost {
+			p.serveInference(w, r) // connectInference opened it
+			return
+		}
 		p.handleRequest(w, r, ci, *ci.tunnel, ci.scheme)
 		return
 	}
@@ -56,6 +60,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			p.denyRequest(w, r, ci, target{host: clip(host), port: port}, &verdict{action: Deny, reason: err.Error(),
 				missing: "use the host's DNS name or its canonical dotted-quad address"}, "")
+			return
+		}
+		if t.host == inferenceHost && p.cfg.Inference != nil {
+			if !inferencePort(t.port) {
+				p.denyRequest(w, r, ci, t, p.inferenceRefusal(t), "")
+				return
+			}
+			p.serveInference(w, r)
 			return
 		}
 		p.handleRequest(w, r, ci, t, "http")

@@ -138,21 +138,28 @@ func (h *Host) vet(p *Plugin, lock *lockFile) {
 		return
 	}
 	p.SHA256 = hex.EncodeToString(hs.Sum(nil))
-	p.Pin, p.PinSource = h.pin(p.Name, lock)
+	p.Pin, p.PinSource = h.pin(p, lock)
 	p.Refused = checkPin(*p)
 }
 
 // pin returns a plugin's pinned checksum: the profile's (HostConfig.Pins)
-// before the lock file's.
-func (h *Host) pin(name string, lock *lockFile) (string, string) {
-	if s := h.cfg.Pins[name]; s != "" {
+// before the lock file's, and for a plugin next to the nemoclaw binary the
+// checksum that nemoclaw's own build recorded.
+func (h *Host) pin(p *Plugin, lock *lockFile) (string, string) {
+	if s := h.cfg.Pins[p.Name]; s != "" {
 		return strings.ToLower(s), "profile"
 	}
-	if e, ok := lock.Plugins[name]; ok {
+	if e, ok := lock.Plugins[p.Name]; ok {
 		return e.SHA256, h.lockPath()
+	}
+	if s := h.cfg.BundledPins[p.Name]; s != "" && h.cfg.ExecutableDir != "" && p.Dir == h.cfg.ExecutableDir {
+		return s, BundledPinSource
 	}
 	return "", ""
 }
+
+// BundledPinSource is the PinSource of a plugin pinned by nemoclaw's build.
+const BundledPinSource = "this nemoclaw build"
 
 func checkPin(p Plugin) error {
 	switch {

@@ -36,6 +36,10 @@ type HostConfig struct {
 	// Pins are checksums by plugin name that blueprint profiles declare
 	// (sha256); they take precedence over the lock file.
 	Pins map[string]string
+	// BundledPins are the checksums of the plugins built with this
+	// nemoclaw (version.BundledPluginPins); they pin only a plugin found
+	// in ExecutableDir, after Pins and the lock file.
+	BundledPins map[string]string
 	// Logger receives the host's and the plugins' log lines.
 	Logger *slog.Logger
 	// HealthInterval is how often a running plugin is pinged; a plugin

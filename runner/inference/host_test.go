@@ -2,6 +2,7 @@ package inference
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -566,6 +567,20 @@ func TestHungPluginReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer syscall.Kill(pid, syscall.SIGKILL)
+	// kill returns before every thread of the target has stopped; a call
+	// made now could still be answered. Wait for the stopped state.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.LastIndexByte(st, ')'); i > 0 && len(st) > i+2 && st[i+2] == 'T' {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin %d did not stop: %s", pid, st)
+		}
+	}
 	if _, err := pluginPid(b); !errors.Is(err, ErrPluginExited) {
 		t.Fatalf("call into the stopped plugin = %v; want ErrPluginExited", err)
 	}

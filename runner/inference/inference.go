@@ -24,6 +24,25 @@ type Route struct {
 	Config sdk.Config
 	// Aliases maps model names the agent may ask for to the backend's model.
 	Aliases map[string]string
+	// PluginSHA256 is the plugin checksum the profile pins ("" for none):
+	// it wins over plugins.lock (HostConfig.Pins).
+	PluginSHA256 string
+}
+
+// Pins returns the plugin checksums that routes pin, by plugin name, for
+// HostConfig.Pins.
+func Pins(routes []Route) map[string]string {
+	var out map[string]string
+	for _, r := range routes {
+		if r.PluginSHA256 == "" {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[r.Plugin] = r.PluginSHA256
+	}
+	return out
 }
 
 // Provider gives the router a ready backend for a route: a plugin process

@@ -143,6 +143,13 @@ func planLandlock(p *policy.Policy, abi int, nc NetworkConfig, files []string) (
 		if nc.DNS {
 			plan.Ports = append(plan.Ports, portRule{Port: 53, Access: unix.LANDLOCK_ACCESS_NET_CONNECT_TCP})
 		}
+		if nc.Inference {
+			// inference.local's listeners; the netns has only lo, so
+			// these ports reach nothing outside the sandbox.
+			plan.Ports = append(plan.Ports,
+				portRule{Port: 80, Access: unix.LANDLOCK_ACCESS_NET_CONNECT_TCP},
+				portRule{Port: 443, Access: unix.LANDLOCK_ACCESS_NET_CONNECT_TCP})
+		}
 	}
 	rights := map[string]uint64{}
 	add := func(p string, access uint64) {

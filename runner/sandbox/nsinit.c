@@ -645,7 +645,10 @@ static void op_listen(struct op *o)
 		fail_errno(o, "socket");
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	// An optional sixth argument is the IPv4 address (host order): the
+	// inference listeners bind 127.0.0.2; the others 127.0.0.1.
+	uint32_t addr = o->nargs > 5 ? (uint32_t)anum(&o->a[5]) : INADDR_LOOPBACK;
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(addr)};
 	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
 		fail_errno(o, "bind");
 	if (type == SOCK_STREAM && listen(fd, 1024) < 0)

@@ -230,6 +230,11 @@ func compileRest(sp *spec) []byte {
 		p.op(opListen, "network: listen 127.0.0.1:53/udp", lnDNSUDP, unix.SOCK_DGRAM, unix.IPPROTO_UDP, 53)
 		p.op(opListen, "network: listen 127.0.0.1:53/tcp", lnDNSTCP, unix.SOCK_STREAM, unix.IPPROTO_TCP, 53)
 	}
+	if sp.Network.Inference {
+		a := uint64(InferenceAddr[0])<<24 | uint64(InferenceAddr[1])<<16 | uint64(InferenceAddr[2])<<8 | uint64(InferenceAddr[3])
+		p.op(opListen, "network: listen 127.0.0.2:80 (inference.local)", lnInfHTTP, unix.SOCK_STREAM, unix.IPPROTO_TCP, 80, a)
+		p.op(opListen, "network: listen 127.0.0.2:443 (inference.local)", lnInfHTTPS, unix.SOCK_STREAM, unix.IPPROTO_TCP, 443, a)
+	}
 	for _, r := range sp.Rlimits {
 		p.op(opRlimit, "rlimit: "+r.Name, r.Resource, r.Value)
 	}

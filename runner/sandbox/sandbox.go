@@ -62,7 +62,15 @@ type NetworkConfig struct {
 	ProxyPort int
 	// DNS creates UDP and TCP listeners on 127.0.0.1:53.
 	DNS bool
+	// Inference creates TCP listeners on InferenceAddr ports 80 and 443,
+	// where inference.local resolves, for clients that ignore the proxy
+	// variables (see InferenceListeners).
+	Inference bool
 }
+
+// InferenceAddr is where inference.local resolves inside a sandbox (see
+// egress.InferenceAddr, which must agree).
+var InferenceAddr = [4]byte{127, 0, 0, 2}
 
 // WindowSize is a terminal size in character cells.
 type WindowSize struct {
@@ -153,6 +161,8 @@ type Sandbox struct {
 	proxyLn net.Listener
 	dnsPC   net.PacketConn
 	dnsLn   net.Listener
+	// infHTTP and infHTTPS are the inference.local listeners.
+	infHTTP, infHTTPS net.Listener
 	// taken marks the listeners a caller has taken (takenProxy...): the
 	// caller closes those, Close the others.
 	taken atomic.Uint32
@@ -725,6 +735,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		sp.Network.ProxyPort = nc.ProxyPort
 	}
 	sp.Network.DNS = cfg.Network.DNS
+	sp.Network.Inference = cfg.Network.Inference
 	if err := fillLater(sp.Binds); err != nil {
 		st.abort()
 		return nil, err
@@ -1053,6 +1064,10 @@ func (sb *Sandbox) adoptListeners(names []string, fds []int) error {
 			sb.dnsLn, err = net.FileListener(f)
 		case lnDNSUDP:
 			sb.dnsPC, err = net.FilePacketConn(f)
+		case lnInfHTTP:
+			sb.infHTTP, err = net.FileListener(f)
+		case lnInfHTTPS:
+			sb.infHTTPS, err = net.FileListener(f)
 		}
 		f.Close()
 		if err != nil {
@@ -1136,7 +1151,16 @@ const (
 	takenProxy = 1 << iota
 	takenDNSUDP
 	takenDNSTCP
+	takenInference
 )
+
+// InferenceListeners returns the listeners on InferenceAddr:80 and :443,
+// or nils when Network.Inference was not requested. The caller takes
+// them, as with ProxyListener.
+func (sb *Sandbox) InferenceListeners() (http, https net.Listener) {
+	sb.taken.Or(takenInference)
+	return sb.infHTTP, sb.infHTTPS
+}
 
 // ProxyListener returns the listener on the sandbox's 127.0.0.1:ProxyPort, or
 // nil when Network.Proxy was not requested. The caller takes it: it serves
@@ -1222,7 +1246,7 @@ func (sb *Sandbox) cleanup() error {
 	for _, l := range []struct {
 		c   io.Closer
 		bit uint32
-	}{{sb.proxyLn, takenProxy}, {sb.dnsPC, takenDNSUDP}, {sb.dnsLn, takenDNSTCP}} {
+	}{{sb.proxyLn, takenProxy}, {sb.dnsPC, takenDNSUDP}, {sb.dnsLn, takenDNSTCP}, {sb.infHTTP, takenInference}, {sb.infHTTPS, takenInference}} {
 		if l.c != nil && !isNilCloser(l.c) && taken&l.bit == 0 {
 			_ = l.c.Close()
 		}

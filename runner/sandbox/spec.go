@@ -77,6 +77,8 @@ type bindSpec struct {
 type netSpec struct {
 	ProxyPort int  `json:"proxy_port,omitempty"` // 0: no proxy listener
 	DNS       bool `json:"dns,omitempty"`
+	// Inference: TCP listeners on InferenceAddr:80 and :443.
+	Inference bool `json:"inference,omitempty"`
 }
 
 // rlimitSpec is one setrlimit call.
@@ -129,4 +131,10 @@ const (
 	lnProxy  = "proxy-tcp"
 	lnDNSUDP = "dns-udp"
 	lnDNSTCP = "dns-tcp"
+)
+
+// The inference.local listeners' names in statusMsg.Listeners.
+const (
+	lnInfHTTP  = "inference-http"
+	lnInfHTTPS = "inference-https"
 )

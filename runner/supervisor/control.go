@@ -41,6 +41,8 @@ type Request struct {
 	StopTimeoutMillis int64 `json:"stop_timeout_ms,omitempty"`
 	// Exec is OpExec's process.
 	Exec *ExecSpec `json:"exec,omitempty"`
+	// Profile is OpInferenceSet's profile.
+	Profile string `json:"profile,omitempty"`
 }
 
 // Response answers a Request. Status answers carry Info as well as the
@@ -57,6 +59,8 @@ type Response struct {
 	// Detached acknowledges an exec client's ExecControl.Detach: its
 	// process runs on without it.
 	Detached bool `json:"detached,omitempty"`
+	// Inference is OpInferenceSet's answer: the route now in force.
+	Inference *InferenceInfo `json:"inference,omitempty"`
 }
 
 // serveControl answers control requests on l until it is closed. Every
@@ -120,6 +124,8 @@ func (s *Supervisor) control(req Request) Response {
 		return Response{V: APIVersion, ControlResponse: egress.ControlResponse{OK: true, Sandbox: s.cfg.Name, Generation: s.proxy.Generation()}}
 	case OpExec:
 		return s.fail(errors.New("control: exec: send it with its files (supervisor.Client.Exec), not as a bare request"))
+	case OpInferenceSet:
+		return s.setInference(req.Profile)
 	}
 	r := Response{V: APIVersion, ControlResponse: s.proxy.Control(req.ControlRequest)}
 	if r.OK && (req.Op == egress.OpSetPolicy || req.Op == egress.OpAddPreset) && s.keeps() {

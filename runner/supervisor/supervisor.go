@@ -25,6 +25,7 @@ import (
 
 	"github.com/nemoclaw/nemoclaw/runner/egress"
 	"github.com/nemoclaw/nemoclaw/runner/gpu"
+	"github.com/nemoclaw/nemoclaw/runner/inference"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 	"github.com/nemoclaw/nemoclaw/runner/sandbox"
 )
@@ -80,6 +81,9 @@ type Config struct {
 	// sandbox while it runs; GPU says where they are (gpu.go).
 	GPUs gpu.Request
 	GPU  GPUConfig
+	// Inference is the sandbox's inference routes and backend provider
+	// (nil: inference.local answers 503, no route).
+	Inference *InferenceConfig
 }
 
 // Supervisor runs one sandbox. Its methods are called from one goroutine
@@ -115,6 +119,10 @@ type Supervisor struct {
 	ctl    net.Listener // guarded by mu
 	closed bool         // set by Close/Finish: a control socket made after it is closed at once
 	rec    Record       // guarded by mu
+
+	// router serves inference.local (through the proxy and on the
+	// sandbox's 127.0.0.2 listeners).
+	router *inference.Router
 }
 
 // RefusedError is a policy the proxy refused: the launcher reports it as a
@@ -149,9 +157,16 @@ func New(cfg Config) (*Supervisor, error) {
 	if err := res.wait(); err != nil {
 		return nil, err
 	}
-	s := &Supervisor{cfg: cfg, log: log, res: res}
+	var proxy atomic.Pointer[egress.Proxy]
+	router, err := newRouter(&cfg, proxy.Load)
+	if err != nil {
+		res.Release()
+		return nil, err
+	}
+	s := &Supervisor{cfg: cfg, log: log, res: res, router: router}
 	s.markStarting()
 	p, err := egress.New(egress.Config{
+		Inference:       router,
 		Sandbox:         cfg.Name,
 		Policy:          cfg.Policy,
 		Logger:          log,
@@ -166,6 +181,7 @@ func New(cfg Config) (*Supervisor, error) {
 		res.Release()
 		return nil, &RefusedError{fmt.Errorf("sandbox: %w\n  what to do: fix the network_policies entry named above (check it with `nemoclaw policy validate FILE`)", err)}
 	}
+	proxy.Store(p)
 	s.proxy = p
 	sc := sandbox.Config{
 		Name: cfg.Name, Workdir: cfg.Workdir, Policy: cfg.Policy, Command: cfg.Command, Env: cfg.Env,
@@ -184,6 +200,10 @@ func New(cfg Config) (*Supervisor, error) {
 		sc.Stdout, sc.Stderr = f, f
 	}
 	sc.Network.Proxy, sc.Network.DNS, sc.Network.ProxyPort = true, true, sandbox.DefaultProxyPort
+	// inference.local's own listeners, for clients that ignore the proxy
+	// variables: only where the sandbox has routes (a plain run pays
+	// nothing; the proxy still answers 503 for it).
+	sc.Network.Inference = cfg.Inference != nil && len(cfg.Inference.Routes) > 0
 	sc.Env = append(sc.Env, p.Env(sandboxProxyURL, sandboxCABundle, sandboxCACert)...)
 	// The CA may still be in the making: the sandbox asks for it only
 	// once it has planned everything else.
@@ -248,6 +268,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 			}
 		}()
 	}
+	s.serveInference()
 	// The record and the control socket cost disk inodes: made off the
 	// agent's critical path.
 	s.bgDone = make(chan struct{})

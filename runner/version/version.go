@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	goversion "github.com/hashicorp/go-version"
 )
@@ -76,4 +77,25 @@ func Identity() string {
 		}
 	}
 	return id
+}
+
+// BundledPlugins is the SHA-256 of each inference plugin built with this
+// nemoclaw, "name=hex,name=hex", set by the build (make build links it in
+// with -ldflags -X). A plugin found next to the nemoclaw binary whose
+// checksum matches is trusted without a plugins.lock entry: it is part of
+// the same build as nemoclaw itself.
+var BundledPlugins = ""
+
+// BundledPluginPins parses BundledPlugins (nil when the build set none).
+func BundledPluginPins() map[string]string {
+	if BundledPlugins == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(BundledPlugins, ",") {
+		if name, sum, ok := strings.Cut(kv, "="); ok && name != "" && len(sum) == 64 {
+			out[name] = strings.ToLower(sum)
+		}
+	}
+	return out
 }

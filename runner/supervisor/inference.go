@@ -1,0 +1,109 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nemoclaw/nemoclaw/runner/egress"
+	"github.com/nemoclaw/nemoclaw/runner/inference"
+)
+
+// OpInferenceSet switches the sandbox's inference route to another of its
+// profiles (Request.Profile), live: calls in flight finish on the old
+// route, /v1/models follows at once.
+const OpInferenceSet = "inference-set"
+
+// InferenceConfig is a sandbox's inference: its routes (one per blueprint
+// profile, credentials read from the supervisor's environment, never
+// passed into the sandbox) and the provider of their backends.
+type InferenceConfig struct {
+	// Routes are the sandbox's routes.
+	Routes []inference.Route
+	// Profile is the route in force at start.
+	Profile string
+	// Provider gives each route's backend (the plugin host); nil: every
+	// call is answered 503 with Unavailable.
+	Provider inference.Provider
+	// Unavailable says why there is no provider.
+	Unavailable string
+}
+
+// InferenceInfo answers OpInferenceSet: the route now in force.
+type InferenceInfo struct {
+	Profile  string   `json:"profile"`
+	Plugin   string   `json:"plugin,omitempty"`
+	Model    string   `json:"model,omitempty"`
+	Profiles []string `json:"profiles,omitempty"`
+}
+
+// newRouter builds the sandbox's router; its calls are audited through
+// the proxy's audit log, which proxy() returns once it exists.
+func newRouter(cfg *Config, proxy func() *egress.Proxy) (*inference.Router, error) {
+	ic := cfg.Inference
+	if ic == nil {
+		ic = &InferenceConfig{}
+	}
+	rc := inference.RouterConfig{Sandbox: cfg.Name, Routes: ic.Routes, Active: ic.Profile, Provider: ic.Provider,
+		NoProviderReason: ic.Unavailable, Logger: cfg.Logger,
+		Audit: func(e inference.AuditEvent) {
+			if p := proxy(); p != nil {
+				p.AuditInference(egress.InferenceEvent{Route: e.Route, Plugin: e.Plugin, Model: e.Model, Method: e.Method, Path: e.Path,
+					Error: e.Error, Status: e.Status, Stream: e.Stream, PromptTokens: e.Usage.PromptTokens,
+					CompletionTokens: e.Usage.CompletionTokens, Latency: e.Latency, TTFB: e.TTFB})
+			}
+		}}
+	if rc.NoProviderReason == "" {
+		rc.NoProviderReason = "no inference plugin host runs for this sandbox (see `nemoclaw inference plugins`)"
+	}
+	rt, err := inference.NewRouter(rc)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	return rt, nil
+}
+
+// setInference serves OpInferenceSet.
+func (s *Supervisor) setInference(profile string) Response {
+	if profile == "" {
+		return s.fail(errors.New("control: inference-set: name a profile (--profile P)"))
+	}
+	if err := s.router.SetRoute(profile); err != nil {
+		return s.fail(fmt.Errorf("control: %w", err))
+	}
+	r, _ := s.router.Active()
+	return Response{V: APIVersion, ControlResponse: egress.ControlResponse{OK: true, Sandbox: s.cfg.Name, Generation: s.proxy.Generation()},
+		Inference: &InferenceInfo{Profile: r.Profile, Plugin: r.Plugin, Model: r.Config.Model, Profiles: s.router.Profiles()}}
+}
+
+// SetInference asks the supervisor to switch the sandbox's inference route.
+func (c *Client) SetInference(ctx context.Context, profile string) (*InferenceInfo, error) {
+	resp, err := c.Call(ctx, Request{ControlRequest: egress.ControlRequest{Op: OpInferenceSet}, Profile: profile})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Inference, nil
+}
+
+// serveInference serves the sandbox's inference.local listeners.
+func (s *Supervisor) serveInference() {
+	hl, tl := s.sb.InferenceListeners()
+	if hl != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.proxy.ServeInference(hl, false); err != nil {
+				s.log.Warn("inference.local http", "err", err)
+			}
+		}()
+	}
+	if tl != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.proxy.ServeInference(tl, true); err != nil {
+				s.log.Warn("inference.local https", "err", err)
+			}
+		}()
+	}
+}
