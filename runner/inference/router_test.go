@@ -38,8 +38,8 @@ func newFake(t testing.TB) *fakeServer {
 }
 
 const (
-	testRouteKey  = "nvapi-route-secret-0123456789"
-	callerKey = "sk-caller-should-never-leave"
+	testRouteKey = "nvapi-route-secret-0123456789"
+	callerKey    = "sk-caller-should-never-leave"
 )
 
 // testRouter is a router with one "main" route to an httpBackend in front
