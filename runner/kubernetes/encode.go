@@ -24,9 +24,9 @@ const (
 func Write(w io.Writer, r *Rendered, format string) error {
 	switch format {
 	case FormatJSON:
-		items := make([]runtime.RawExtension, 0, len(r.Objects))
+		items := make([]runtime.Object, 0, len(r.Objects))
 		for _, o := range r.Objects {
-			items = append(items, runtime.RawExtension{Object: o.Object})
+			items = append(items, o.Object)
 		}
 		list := map[string]any{"apiVersion": "v1", "kind": "List", "items": items}
 		enc := json.NewEncoder(w)

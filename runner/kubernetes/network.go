@@ -117,10 +117,15 @@ func egressRules(b *blueprint.Blueprint, profile string, prof *blueprint.Inferen
 			continue
 		}
 		if a, err := netip.ParseAddr(strings.Trim(d.host, "[]")); err == nil {
-			switch policy.ClassifyAddr(a) {
-			case policy.AddrPublic:
+			switch class := policy.ClassifyAddr(a); class {
+			case policy.AddrPublic, policy.AddrPrivate:
+				// The proxy reaches a private address only when an
+				// endpoint names it exactly, as this one does.
 				exact = append(exact, networkingv1.NetworkPolicyEgressRule{
 					To: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: netip.PrefixFrom(a, a.BitLen()).String()}}}, Ports: tcpPorts(d.ports)})
+				if class == policy.AddrPrivate {
+					notes = append(notes, fmt.Sprintf("%s: the private address %s on %s is open because the blueprint names it exactly", d.why, d.host, portList(d.ports)))
+				}
 			case policy.AddrLoopback:
 				notes = append(notes, fmt.Sprintf("%s: %s is the pod's own loopback, not a node's or the host's: run that service in the pod or name a Service instead", d.why, d.host))
 			default:
