@@ -515,3 +515,94 @@ func TestKubernetesRender(t *testing.T) {
 		}
 	})
 }
+
+// startController runs the agent-sandbox controller (with its extensions:
+// templates, warm pools, claims) as its own service account, with the
+// ClusterRoles the module ships and a token from the TokenRequest API.
+func (c *cluster) startController() {
+	c.t.Helper()
+	rbac := filepath.Join(agentSandboxDir(c.t), "k8s")
+	for _, f := range []string{"rbac.generated.yaml", "extensions-rbac.generated.yaml"} {
+		b, err := os.ReadFile(filepath.Join(rbac, f))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if f == "extensions-rbac.generated.yaml" { // it binds to a namespace made below
+			c.mustKubectl(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"agent-sandbox-system"}}`, "apply", "--server-side", "-f", "-")
+		}
+		c.mustKubectl(string(b), "apply", "--server-side", "-f", "-")
+	}
+	c.mustKubectl("", "-n", "agent-sandbox-system", "create", "serviceaccount", "agent-sandbox-controller")
+	c.mustKubectl("", "create", "clusterrolebinding", "agent-sandbox-controller", "--clusterrole", "agent-sandbox-controller", "--serviceaccount", "agent-sandbox-system:agent-sandbox-controller")
+	token := strings.TrimSpace(c.mustKubectl("", "-n", "agent-sandbox-system", "create", "token", "agent-sandbox-controller", "--duration", "2h"))
+	kc := filepath.Join(c.dir, "controller.kubeconfig")
+	c.writeKubeconfig(kc, map[string]any{"token": token})
+	c.start("agent-sandbox-controller", "--kubeconfig", kc, "--extensions", "--leader-elect=false",
+		"--metrics-bind-address=0", "--health-probe-bind-address=0")
+}
+
+// waitPods waits for the pods labelled selector in ns and returns them.
+func (c *cluster) waitPods(ns, selector string, n int) []any {
+	c.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		items, _ := c.getJSON("-n", ns, "pods", "-l", selector)["items"].([]any)
+		if len(items) >= n {
+			return items
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("no %d pod(s) %s in %s after 2 minutes: the controller did not reconcile", n, selector, ns)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// TestKubernetesController runs the agent-sandbox controller against the
+// test's API server: it reconciles the rendered Sandbox, and the rendered
+// SandboxWarmPool, into Pods whose spec is what we rendered (admitted by
+// Pod Security at the level we claim), and leaves the network policy to
+// ours (Unmanaged: no permissive default policy appears).
+func TestKubernetesController(t *testing.T) {
+	c := startCluster(t)
+	c.installCRDs()
+	c.namespace("agents", "baseline")
+	c.startController()
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		kind string
+	}{
+		{"agent", []string{"--namespace", "agents", "--image", "registry.example.com/nemoclaw/agent:0.1"}, "Sandbox"},
+		{"nemoclaw", []string{filepath.Join("..", "runner", "blueprint", "testdata", "nemoclaw-blueprint"), "--namespace", "agents", "--name", "nemoclaw", "--warm-pool", "1"}, "SandboxTemplate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := render(t, tc.args...)
+			c.mustKubectl(out, "apply", "--server-side", "--field-manager", "nemoclaw", "-f", "-")
+			tmpl := renderedObject(t, out, tc.kind)["spec"].(map[string]any)["podTemplate"].(map[string]any)
+			pod := c.waitPods("agents", "nemoclaw.dev/sandbox="+tc.name, 1)[0].(map[string]any)
+			if d := subset(tmpl["spec"], pod["spec"], "pod.spec"); d != "" {
+				t.Errorf("the controller's pod differs from the rendered one: %s", d)
+			}
+			if d := subset(tmpl["metadata"], pod["metadata"], "pod.metadata"); d != "" {
+				t.Errorf("the controller's pod lacks our labels or annotations: %s", d)
+			}
+		})
+	}
+	// The template controller has seen the templates once it has labelled
+	// them; with Unmanaged it must not have made its default policy.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		labels, _ := c.getJSON("-n", "agents", "sandboxtemplate", "nemoclaw")["metadata"].(map[string]any)["labels"].(map[string]any)
+		if labels["agents.x-k8s.io/sandbox-template-ref-hash"] != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the controller never reconciled SandboxTemplate nemoclaw")
+		}
+		time.Sleep(time.Second)
+	}
+	if got := strings.Fields(c.mustKubectl("", "-n", "agents", "get", "networkpolicies", "-o", "name")); !reflect.DeepEqual(got, []string{"networkpolicy.networking.k8s.io/agent-egress", "networkpolicy.networking.k8s.io/nemoclaw-egress"}) {
+		t.Errorf("network policies %v: want only the rendered ones", got)
+	}
+}

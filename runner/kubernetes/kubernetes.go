@@ -212,7 +212,9 @@ func Render(cfg Config) (*Rendered, error) {
 		TypeMeta:   metav1.TypeMeta{APIVersion: extv1.GroupVersion.String(), Kind: extv1.SandboxTemplateKind},
 		ObjectMeta: meta.object(name),
 		Spec: extv1.SandboxTemplateSpec{
-			SandboxBlueprint: sandboxv1.SandboxBlueprint{PodTemplate: pod},
+			// No Service: the pod serves nothing (ingress is denied);
+			// forward_ports are reached with kubectl port-forward.
+			SandboxBlueprint: sandboxv1.SandboxBlueprint{PodTemplate: pod, Service: new(false)},
 			// The NetworkPolicy is ours (below): it covers the template's
 			// pods and a Sandbox's alike, and says why each rule is there.
 			// A Managed template with no rules would get the controller's
@@ -252,7 +254,7 @@ func Render(cfg Config) (*Rendered, error) {
 			TypeMeta:   metav1.TypeMeta{APIVersion: sandboxv1.GroupVersion.String(), Kind: "Sandbox"},
 			ObjectMeta: meta.object(name),
 			Spec: sandboxv1.SandboxSpec{
-				SandboxBlueprint: sandboxv1.SandboxBlueprint{PodTemplate: *pod.DeepCopy()},
+				SandboxBlueprint: sandboxv1.SandboxBlueprint{PodTemplate: *pod.DeepCopy(), Service: new(false)},
 			},
 		}
 		r.Objects = append(r.Objects, Object{"One sandbox from the same pod template (--warm-pool K renders a SandboxWarmPool and a SandboxClaim instead).", sb})
