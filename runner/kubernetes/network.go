@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"fmt"
+	"iter"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -45,22 +46,12 @@ type destination struct {
 func destinations(b *blueprint.Blueprint, profile string, prof *blueprint.InferenceProfile) ([]destination, []string) {
 	var out []destination
 	var notes []string
-	keys := make([]string, 0, len(b.Policy.NetworkPolicies))
-	for k := range b.Policy.NetworkPolicies {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		for _, e := range b.Policy.NetworkPolicies[k].Endpoints {
-			if e == nil {
-				continue
-			}
-			ports := e.EffectivePorts()
-			if len(ports) == 0 {
-				ports = []int{443}
-			}
-			out = append(out, destination{host: strings.ToLower(e.Host), ports: ports, ips: e.AllowedIPs, why: "network policy " + k})
+	for k, e := range endpoints(b.Policy) {
+		ports := e.EffectivePorts()
+		if len(ports) == 0 {
+			ports = []int{443}
 		}
+		out = append(out, destination{host: strings.ToLower(e.Host), ports: ports, ips: e.AllowedIPs, why: "network policy " + k})
 	}
 	if prof != nil {
 		switch {
@@ -242,4 +233,23 @@ func orAny(h string) string {
 		return "*"
 	}
 	return h
+}
+
+// endpoints yields the policy's endpoints with their network policy's key,
+// in key order, so that the output is the same on every run.
+func endpoints(p *policy.Policy) iter.Seq2[string, *policy.Endpoint] {
+	return func(yield func(string, *policy.Endpoint) bool) {
+		keys := make([]string, 0, len(p.NetworkPolicies))
+		for k := range p.NetworkPolicies {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			for _, e := range p.NetworkPolicies[k].Endpoints {
+				if e != nil && !yield(k, e) {
+					return
+				}
+			}
+		}
+	}
 }

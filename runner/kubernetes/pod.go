@@ -3,7 +3,6 @@ package kubernetes
 import (
 	"fmt"
 	"path"
-	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -50,34 +49,24 @@ func credentials(b *blueprint.Blueprint, prof *blueprint.InferenceProfile) ([]cr
 			return nil, err
 		}
 	}
-	keys := make([]string, 0, len(b.Policy.NetworkPolicies))
-	for k := range b.Policy.NetworkPolicies {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		for _, e := range b.Policy.NetworkPolicies[k].Endpoints {
-			if e == nil {
-				continue
-			}
-			for _, c := range e.Credentials {
-				why := fmt.Sprintf("network policy %s, credential %s", k, c.Name)
-				switch {
-				case c.Env != "":
-					if err := add(credential{key: c.Env, env: c.Env, why: why}); err != nil {
-						return nil, err
-					}
-				case c.File != "":
-					f := path.Clean(c.File)
-					if !path.IsAbs(f) {
-						return nil, fmt.Errorf("render: %s: file %q must be absolute to be mounted in the pod", why, c.File)
-					}
-					if p, ok := agentReadable(b.Policy, f); ok {
-						return nil, fmt.Errorf("render: %s: file %s would be readable by the agent (the policy's filesystem_policy allows %s); keep credential files outside every read_only and read_write path", why, f, p)
-					}
-					if err := add(credential{key: "file." + strings.ToLower(c.Name), file: f, why: why}); err != nil {
-						return nil, err
-					}
+	for k, e := range endpoints(b.Policy) {
+		for _, c := range e.Credentials {
+			why := fmt.Sprintf("network policy %s, credential %s", k, c.Name)
+			switch {
+			case c.Env != "":
+				if err := add(credential{key: c.Env, env: c.Env, why: why}); err != nil {
+					return nil, err
+				}
+			case c.File != "":
+				f := path.Clean(c.File)
+				if !path.IsAbs(f) {
+					return nil, fmt.Errorf("render: %s: file %q must be absolute to be mounted in the pod", why, c.File)
+				}
+				if p, ok := agentReadable(b.Policy, f); ok {
+					return nil, fmt.Errorf("render: %s: file %s would be readable by the agent (the policy's filesystem_policy allows %s); keep credential files outside every read_only and read_write path", why, f, p)
+				}
+				if err := add(credential{key: "file." + strings.ToLower(c.Name), file: f, why: why}); err != nil {
+					return nil, err
 				}
 			}
 		}
