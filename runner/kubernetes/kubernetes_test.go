@@ -417,3 +417,33 @@ func TestSeccompProfile(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderCredentialFile: a credential file outside the agent's paths is
+// mounted read-only from the Secret at the path the policy names, into the
+// supervisor only; one under /sandbox (the workspace) is refused.
+func TestRenderCredentialFile(t *testing.T) {
+	cfg := load(t, "credfile-ok")
+	cfg.Image = "x"
+	r, err := Render(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := find[*extv1.SandboxTemplate](t, r).Spec.PodTemplate.Spec
+	var mount *corev1.VolumeMount
+	for i, m := range pod.Containers[0].VolumeMounts {
+		if m.Name == "credentials" {
+			mount = &pod.Containers[0].VolumeMounts[i]
+		}
+	}
+	if mount == nil || mount.MountPath != "/run/nemoclaw/api/token" || mount.SubPath != "file.api_token" || !mount.ReadOnly {
+		t.Fatalf("credential mount %+v", mount)
+	}
+	v := pod.Volumes[len(pod.Volumes)-1]
+	if v.Secret == nil || v.Secret.SecretName != "credfile-ok-credentials" || v.Secret.Items[0].Key != "file.api_token" {
+		t.Errorf("credential volume %+v", v)
+	}
+	cfg.Blueprint.Policy.NetworkPolicies["api"].Endpoints[0].Credentials[0].File = "/sandbox/.token"
+	if _, err := Render(cfg); err == nil || !strings.Contains(err.Error(), "readable by the agent") {
+		t.Errorf("a credential file in the workspace: %v", err)
+	}
+}

@@ -80,7 +80,11 @@ func agentReadable(p *policy.Policy, f string) (string, bool) {
 	if p.Filesystem == nil {
 		return "", false
 	}
-	for _, a := range append(append([]string{}, p.Filesystem.ReadOnly...), p.Filesystem.ReadWrite...) {
+	allowed := append(append([]string{}, p.Filesystem.ReadOnly...), p.Filesystem.ReadWrite...)
+	if p.Filesystem.IncludeWorkdir {
+		allowed = append(allowed, "/sandbox")
+	}
+	for _, a := range allowed {
 		a = path.Clean(a)
 		if a == "/" || f == a || strings.HasPrefix(f, a+"/") {
 			return a, true
