@@ -74,6 +74,13 @@ type cluster struct {
 	caPEM      []byte
 }
 
+// on returns c for subtest t: its helpers fail t, not the parent.
+func (c *cluster) on(t *testing.T) *cluster {
+	cc := *c
+	cc.t = t
+	return &cc
+}
+
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -374,6 +381,18 @@ func (c *cluster) getJSON(args ...string) map[string]any {
 	return m
 }
 
+// nemoclawBlueprint is NemoClaw's own blueprint (a copy kept in
+// runner/blueprint's testdata), as an absolute path: nemoclaw runs in the
+// user's project directory.
+func nemoclawBlueprint(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "runner", "blueprint", "testdata", "nemoclaw-blueprint"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // openclawBlueprint is an OpenClaw blueprint: NemoClaw's OpenClaw sandbox
 // policy with the gateway as the agent command.
 func openclawBlueprint(t *testing.T) string {
@@ -426,17 +445,21 @@ func TestKubernetesRender(t *testing.T) {
 	c.installCRDs()
 	c.namespace("agents", "baseline")
 	c.namespace("strict", "restricted")
+	// The platform's Kata runtime class (RuntimeClass admission refuses a
+	// pod naming one that does not exist).
+	c.mustKubectl(`{"apiVersion":"node.k8s.io/v1","kind":"RuntimeClass","metadata":{"name":"kata"},"handler":"kata"}`, "apply", "--server-side", "-f", "-")
 
 	cases := []struct {
 		name, kind string
 		args       []string
 	}{
 		{"agent", "Sandbox", []string{"--namespace", "agents", "--image", "registry.example.com/nemoclaw/agent:0.1"}},
-		{"nemoclaw", "SandboxClaim", []string{filepath.Join("..", "runner", "blueprint", "testdata", "nemoclaw-blueprint"), "--namespace", "agents", "--name", "nemoclaw", "--warm-pool", "2", "--profile", "ncp"}},
+		{"nemoclaw", "SandboxClaim", []string{nemoclawBlueprint(t), "--namespace", "agents", "--name", "nemoclaw", "--warm-pool", "2", "--profile", "ncp"}},
 		{"openclaw", "Sandbox", []string{openclawBlueprint(t), "--namespace", "agents", "--runtime-class", "kata"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			c := c.on(t)
 			out := render(t, tc.args...)
 			c.mustKubectl(out, "apply", "--server-side", "--field-manager", "nemoclaw", "-f", "-")
 			want := renderedObject(t, out, "SandboxTemplate")
@@ -476,6 +499,7 @@ func TestKubernetesRender(t *testing.T) {
 	}
 
 	t.Run("refused before any object", func(t *testing.T) {
+		c := c.on(t)
 		c.namespace("refused", "baseline")
 		hard := filepath.Join(t.TempDir(), "hard")
 		if err := os.MkdirAll(filepath.Join(hard, "policies"), 0o755); err != nil {
@@ -574,9 +598,10 @@ func TestKubernetesController(t *testing.T) {
 		kind string
 	}{
 		{"agent", []string{"--namespace", "agents", "--image", "registry.example.com/nemoclaw/agent:0.1"}, "Sandbox"},
-		{"nemoclaw", []string{filepath.Join("..", "runner", "blueprint", "testdata", "nemoclaw-blueprint"), "--namespace", "agents", "--name", "nemoclaw", "--warm-pool", "1"}, "SandboxTemplate"},
+		{"nemoclaw", []string{nemoclawBlueprint(t), "--namespace", "agents", "--name", "nemoclaw", "--warm-pool", "1"}, "SandboxTemplate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			c := c.on(t)
 			out := render(t, tc.args...)
 			c.mustKubectl(out, "apply", "--server-side", "--field-manager", "nemoclaw", "-f", "-")
 			tmpl := renderedObject(t, out, tc.kind)["spec"].(map[string]any)["podTemplate"].(map[string]any)

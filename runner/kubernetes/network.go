@@ -26,11 +26,13 @@ const InferenceHost = "inference.local"
 // Address ranges the public-egress rule excludes: RFC 1918, CGNAT,
 // benchmarking, link-local (cloud metadata), loopback, multicast and
 // reserved for IPv4; for IPv6 the forms that embed an IPv4 address
-// (mapped, compatible, NAT64, 6to4), unique-local, link-local and
-// multicast. The proxy refuses them too unless an endpoint names them.
+// (compatible, NAT64, 6to4), unique-local, link-local and
+// multicast. IPv4-mapped addresses (::ffff:0:0/96) travel as IPv4 packets,
+// which the IPv4 rule judges; the API server refuses them in an ipBlock.
+// The proxy refuses all of these too unless an endpoint names them.
 var (
 	exceptV4 = []string{"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4"}
-	exceptV6 = []string{"::/96", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "fc00::/7", "fe80::/10", "ff00::/8"}
+	exceptV6 = []string{"::/96", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "fc00::/7", "fe80::/10", "ff00::/8"}
 )
 
 // destination is one host:port set the pod's supervisor dials.
