@@ -551,13 +551,13 @@ func (c *cluster) startController() {
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		if f == "extensions-rbac.generated.yaml" { // it binds to a namespace made below
-			c.mustKubectl(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"agent-sandbox-system"}}`, "apply", "--server-side", "-f", "-")
-		}
 		c.mustKubectl(string(b), "apply", "--server-side", "-f", "-")
 	}
+	c.mustKubectl(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"agent-sandbox-system"}}`, "apply", "--server-side", "-f", "-")
 	c.mustKubectl("", "-n", "agent-sandbox-system", "create", "serviceaccount", "agent-sandbox-controller")
-	c.mustKubectl("", "create", "clusterrolebinding", "agent-sandbox-controller", "--clusterrole", "agent-sandbox-controller", "--serviceaccount", "agent-sandbox-system:agent-sandbox-controller")
+	for _, role := range []string{"agent-sandbox-controller", "agent-sandbox-controller-extensions"} {
+		c.mustKubectl("", "create", "clusterrolebinding", role, "--clusterrole", role, "--serviceaccount", "agent-sandbox-system:agent-sandbox-controller")
+	}
 	token := strings.TrimSpace(c.mustKubectl("", "-n", "agent-sandbox-system", "create", "token", "agent-sandbox-controller", "--duration", "2h"))
 	kc := filepath.Join(c.dir, "controller.kubeconfig")
 	c.writeKubeconfig(kc, map[string]any{"token": token})
