@@ -630,4 +630,51 @@ func TestKubernetesController(t *testing.T) {
 	if got := strings.Fields(c.mustKubectl("", "-n", "agents", "get", "networkpolicies", "-o", "name")); !reflect.DeepEqual(got, []string{"networkpolicy.networking.k8s.io/agent-egress", "networkpolicy.networking.k8s.io/nemoclaw-egress"}) {
 		t.Errorf("network policies %v: want only the rendered ones", got)
 	}
+
+	// Roll the pinned blueprint forward as docs/kubernetes.md says: render
+	// the new version with the same command line and apply it. The
+	// garbage collector (kube-controller-manager) removes what the
+	// controller lets go; the warm pool replaces its unclaimed pod with
+	// one that mounts the new version's ConfigMap.
+	c.start("kube-controller-manager", "--kubeconfig", c.kubeconfig, "--controllers=garbage-collector-controller",
+		"--leader-elect=false", "--secure-port=0")
+	next := filepath.Join(t.TempDir(), "nemoclaw-0.2.0")
+	if out, err := exec.Command("cp", "-r", nemoclawBlueprint(t), next).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	bp, err := os.ReadFile(filepath.Join(next, "blueprint.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(next, "blueprint.yaml"), bytes.Replace(bp, []byte(`version: "0.1.0"`), []byte(`version: "0.2.0"`), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := render(t, next, "--namespace", "agents", "--name", "nemoclaw", "--warm-pool", "1")
+	cm := renderedObject(t, out, "ConfigMap")["metadata"].(map[string]any)["name"].(string)
+	c.mustKubectl(out, "apply", "--server-side", "--field-manager", "nemoclaw", "-f", "-")
+	deadline = time.Now().Add(2 * time.Minute)
+	for {
+		// The claim's sandbox is the claim's now: it keeps the version
+		// it started with until the claim ends.
+		claimed := c.mustKubectl("", "-n", "agents", "get", "sandboxclaim", "nemoclaw", "-o", "jsonpath={.status.sandbox.name}")
+		var volumes []string
+		for _, p := range c.waitPods("agents", "nemoclaw.dev/sandbox=nemoclaw", 1) {
+			if p.(map[string]any)["metadata"].(map[string]any)["name"] == claimed {
+				continue
+			}
+			for _, v := range p.(map[string]any)["spec"].(map[string]any)["volumes"].([]any) {
+				if ref, ok := v.(map[string]any)["configMap"].(map[string]any); ok {
+					volumes = append(volumes, ref["name"].(string))
+				}
+			}
+		}
+		if reflect.DeepEqual(volumes, []string{cm}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after rolling forward, the warm pool's pods (the claim has %q) mount %v, want only %s\n%s", claimed, volumes, cm,
+				c.mustKubectl("", "-n", "agents", "get", "sandboxes,pods", "-o", "custom-columns=KIND:.kind,NAME:.metadata.name,DELETING:.metadata.deletionTimestamp,OWNER:.metadata.ownerReferences[0].name,FINALIZERS:.metadata.finalizers"))
+		}
+		time.Sleep(time.Second)
+	}
 }
