@@ -28,6 +28,7 @@ require (
 	k8s.io/apimachinery v0.37.2
 	oras.land/oras-go/v2 v2.7.0
 	sigs.k8s.io/agent-sandbox v1.0.1
+	sigs.k8s.io/yaml v1.6.0
 )
 
 require (
@@ -114,5 +115,4 @@ require (
 	sigs.k8s.io/json v0.0.0-20250730193827-2d320260d730 // indirect
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
-	sigs.k8s.io/yaml v1.6.0 // indirect
 )
