@@ -39,6 +39,8 @@ have_all && { echo "$dest"; exit 0; }
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0
 work=$(mktemp -d "${TMPDIR:-/tmp}/nemoclaw-kube-build.XXXXXX")
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+# Outside any module: nothing here may touch the repository's go.mod/go.sum.
+cd "$work"
 
 # copy_module MOD@VER DIR: the module's source, writable, in DIR.
 copy_module() {
