@@ -678,3 +678,32 @@ func TestKubernetesController(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 }
+
+// TestKubernetesRenderSigned renders a signed blueprint by registry
+// reference: it is fetched and verified first, and its signer and manifest
+// digest are pinned in the annotations; an unsigned one is refused (exit
+// 3) with nothing printed. No cluster is needed to check what is printed.
+func TestKubernetesRenderSigned(t *testing.T) {
+	r := startDistRegistry(t)
+	u := newUser(t)
+	u.login(r)
+	key := filepath.Join(u.home, "publisher")
+	u.must("key", "generate", key)
+	u.trust(r, key+".pub")
+	ref := strings.TrimSpace(u.must("blueprint", "push", blueprintVersion(t, "1.0.0", ""), r.addr+"/team/coder"))
+	manifest := ref[strings.LastIndex(ref, "@")+1:]
+
+	u.refused("signature", "blueprint", "render", r.addr+"/team/coder:1.0.0", "--target", "kubernetes", "--image", "x")
+	u.must("blueprint", "sign", ref, "--key", key+".key")
+	out := u.must("blueprint", "render", r.addr+"/team/coder:1.0.0", "--target", "kubernetes", "--image", "x")
+	ann := renderedObject(t, out, "SandboxTemplate")["metadata"].(map[string]any)["annotations"].(map[string]any)
+	if ann["nemoclaw.dev/blueprint-manifest-digest"] != manifest {
+		t.Errorf("manifest digest annotation %v, pushed %s", ann["nemoclaw.dev/blueprint-manifest-digest"], manifest)
+	}
+	if signer, _ := ann["nemoclaw.dev/blueprint-signer"].(string); !strings.HasPrefix(signer, "key ") {
+		t.Errorf("signer annotation %q: want the verified key", signer)
+	}
+	if src := ann["nemoclaw.dev/blueprint-source"]; src != r.addr+"/team/coder:1.0.0" {
+		t.Errorf("source annotation %v", src)
+	}
+}

@@ -47,7 +47,10 @@ const PodSecurityLevel = "baseline"
 
 // Annotation and label keys the rendered objects carry.
 const (
-	AnnotationDigest   = "nemoclaw.dev/blueprint-digest"
+	AnnotationDigest = "nemoclaw.dev/blueprint-digest"
+	// AnnotationManifest is the OCI manifest digest a registry
+	// reference resolved to (absent for a directory).
+	AnnotationManifest = "nemoclaw.dev/blueprint-manifest-digest"
 	AnnotationSigner   = "nemoclaw.dev/blueprint-signer"
 	AnnotationVersion  = "nemoclaw.dev/blueprint-version"
 	AnnotationSource   = "nemoclaw.dev/blueprint-source"
@@ -85,6 +88,9 @@ type Config struct {
 	// Signer is the verified signer's identity; "" for an unsigned local
 	// directory or the embedded blueprint (which the binary carries).
 	Signer string
+	// ManifestDigest is the OCI manifest digest a registry reference was
+	// fetched and verified at; "" for a directory.
+	ManifestDigest string
 	// Namespace and Name place the objects; Name defaults to the
 	// blueprint's sandbox name.
 	Namespace, Name string
@@ -189,7 +195,7 @@ func Render(cfg Config) (*Rendered, error) {
 
 	meta := objectMeta{
 		name: name, namespace: ns, digest: r.Digest, signer: cfg.Signer,
-		version: b.Version, source: cmp.Or(cfg.Source, b.Dir), profile: profile,
+		version: b.Version, source: cmp.Or(cfg.Source, b.Dir), profile: profile, manifest: cfg.ManifestDigest,
 	}
 	cm, items, err := blueprintConfigMap(meta, files)
 	if err != nil {
@@ -272,7 +278,7 @@ func sandboxImage(b *blueprint.Blueprint) string {
 
 // objectMeta is what every rendered object's metadata carries.
 type objectMeta struct {
-	name, namespace, digest, signer, version, source, profile string
+	name, namespace, digest, signer, version, source, profile, manifest string
 }
 
 func (m objectMeta) labels() map[string]string {
@@ -294,6 +300,9 @@ func (m objectMeta) annotations() map[string]string {
 	}
 	if m.profile != "" {
 		a[AnnotationProfile] = m.profile
+	}
+	if m.manifest != "" {
+		a[AnnotationManifest] = m.manifest
 	}
 	return a
 }

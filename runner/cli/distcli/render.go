@@ -71,7 +71,7 @@ hard_requirement blueprint is refused (exit 3). See docs/kubernetes.md.`,
 			if err != nil {
 				return err
 			}
-			cfg.Blueprint, cfg.Signer, cfg.Logger = b, src.Signer, app.Logger
+			cfg.Blueprint, cfg.Signer, cfg.ManifestDigest, cfg.Logger = b, src.Signer, src.Digest, app.Logger
 			cfg.Source = b.Dir
 			if len(args) > 0 {
 				cfg.Source = args[0]
