@@ -694,6 +694,9 @@ func TestKubernetesRenderSigned(t *testing.T) {
 	manifest := ref[strings.LastIndex(ref, "@")+1:]
 
 	u.refused("signature", "blueprint", "render", r.addr+"/team/coder:1.0.0", "--target", "kubernetes", "--image", "x")
+	if out, _, _ := u.run("", "blueprint", "render", r.addr+"/team/coder:1.0.0", "--target", "kubernetes", "--image", "x"); out != "" {
+		t.Errorf("an unsigned blueprint was refused, but render printed:\n%s", out)
+	}
 	u.must("blueprint", "sign", ref, "--key", key+".key")
 	out := u.must("blueprint", "render", r.addr+"/team/coder:1.0.0", "--target", "kubernetes", "--image", "x")
 	ann := renderedObject(t, out, "SandboxTemplate")["metadata"].(map[string]any)["annotations"].(map[string]any)
