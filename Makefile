@@ -80,11 +80,15 @@ build: deps
 # The third-party clients the interoperability tests drive (oras, crane,
 # cosign) are built from the Go module proxy once per machine and cached;
 # a cold build takes minutes, so it runs here, outside the suite's timeout.
-# So is Ollama (CPU only) with a tiny model for the inference tests.
+# So is Ollama (CPU only) with a tiny model for the inference tests, and
+# so is the Kubernetes control plane of the render tests (kube-apiserver,
+# kubectl, kube-controller-manager, etcd, the agent-sandbox controller:
+# e2e/kube-tools.sh).
 e2e-tools: build
 	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 60m -run '^TestInteropToolsBuilt$$' ./e2e
 	$(call install_pkgs,$(OLLAMA_PKGS))
 	bash e2e/tools/ollama.sh
+	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 80m -run '^TestKubeToolsBuilt$$' ./e2e
 
 test: build e2e-tools proto-tools
 	NEMOCLAW_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

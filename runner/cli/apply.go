@@ -106,8 +106,16 @@ after -- replace the blueprint's agent command. The exit code is the agent's;
 // local directory, or a verified OCI artifact (in nemoclaw-dist: the lean
 // nemoclaw hands a registry reference's whole command line to it).
 func resolveBlueprint(cmd *cobra.Command, app *App, o *applyOpts, src []string) (*blueprint.Blueprint, error) {
+	return ResolveBlueprint(cmd, app, o.source, src)
+}
+
+// ResolveBlueprint loads the blueprint src names (none or
+// "embedded:default": the embedded one; a local directory; a registry
+// reference, fetched and verified by the RemoteSource, which sets s.Digest
+// and s.Signer).
+func ResolveBlueprint(cmd *cobra.Command, app *App, s *SourceFlags, src []string) (*blueprint.Blueprint, error) {
 	if len(src) == 0 || src[0] == blueprint.EmbeddedDefault {
-		if o.source.Constraint != "" {
+		if s.Constraint != "" {
 			return nil, Usage(errors.New("--version needs a registry reference"))
 		}
 		return blueprint.Default()
@@ -115,7 +123,7 @@ func resolveBlueprint(cmd *cobra.Command, app *App, o *applyOpts, src []string) 
 	if !isLocalSource(src[0]) && !strings.Contains(src[0], "/") {
 		return nil, Usage(fmt.Errorf("%s is neither a directory nor a registry reference (host/repo[:tag|@digest])", src[0]))
 	}
-	dir, err := o.source.resolve(cmd, app, src[0])
+	dir, err := s.resolve(cmd, app, src[0])
 	if err != nil {
 		return nil, err
 	}

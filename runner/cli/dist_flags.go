@@ -140,3 +140,8 @@ func (s *SourceFlags) resolve(cmd *cobra.Command, app *App, arg string) (string,
 	}
 	return remoteSource(cmd.Context(), app, arg, s)
 }
+
+// AddSourceFlags registers the flags of a command that takes a blueprint
+// source (--version, --lock, --allow-downgrade, verification, registry);
+// for the commands of runner/cli/distcli.
+func AddSourceFlags(cmd *cobra.Command) *SourceFlags { return addSourceFlags(cmd) }

@@ -30,6 +30,7 @@ var constructors = map[commands.Command]func(app *cli.App) *cobra.Command{
 	commands.Key:             newKeyCmd,
 	commands.Registry:        newRegistryCmd,
 	commands.Trust:           newTrustCmd,
+	commands.BlueprintRender: newBlueprintRenderCmd,
 }
 
 func init() {

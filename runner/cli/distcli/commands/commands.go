@@ -25,7 +25,8 @@ var (
 	Key             = Command{"", "key", "Manage blueprint signing keys"}
 	Registry        = Command{"", "registry", "Log in to and out of OCI registries"}
 	Trust           = Command{"", "trust", "Manage which keys and keyless identities are trusted for which repositories"}
+	BlueprintRender = Command{"blueprint", "render [DIR|REF] --target kubernetes", "Render a verified blueprint as Kubernetes objects (agent-sandbox) that run it under the same policy"}
 )
 
 // All is every command nemoclaw-dist adds to the tree nemoclaw has.
-var All = []Command{BlueprintPush, BlueprintPull, BlueprintUpdate, BlueprintList, BlueprintSign, BlueprintVerify, Key, Registry, Trust}
+var All = []Command{BlueprintPush, BlueprintPull, BlueprintUpdate, BlueprintList, BlueprintSign, BlueprintVerify, Key, Registry, Trust, BlueprintRender}
