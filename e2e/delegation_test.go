@@ -131,7 +131,9 @@ func TestHelperMissing(t *testing.T) {
 }
 
 // TestLeanStartHasNoDistInit: starting the lean nemoclaw initialises none
-// of the registry and signing dependencies (the reason for the split).
+// of the registry, signing and Kubernetes dependencies (the reason for the
+// split). gRPC is allowed: the inference plugin host, which the supervisor
+// runs, speaks go-plugin's gRPC (its start cost is in docs/performance.md).
 func TestLeanStartHasNoDistInit(t *testing.T) {
 	cmd := exec.Command(Bin("nemoclaw"), "version")
 	cmd.Env = append(bareEnv(t.TempDir()), "GODEBUG=inittrace=1")
@@ -140,7 +142,7 @@ func TestLeanStartHasNoDistInit(t *testing.T) {
 		t.Fatalf("nemoclaw version: exit %d, no init trace: %s", code, errs)
 	}
 	for _, line := range strings.Split(errs, "\n") {
-		for _, bad := range []string{"sigstore", "oras.land", "google.golang.org/grpc", "runner/registry", "runner/signing"} {
+		for _, bad := range []string{"sigstore", "oras.land", "k8s.io", "runner/registry", "runner/signing", "runner/kubernetes"} {
 			if strings.Contains(line, bad) {
 				t.Errorf("nemoclaw initialises %s: %s", bad, line)
 			}
