@@ -16,7 +16,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -257,7 +256,7 @@ func (s *Supervisor) startBackground() {
 		case <-t.C:
 		}
 	}
-	cgroup := cgroupOf(s.sb.Pid(), s.cfg.Name)
+	cgroup := s.sb.Cgroup()
 	supStart, _ := procStart(os.Getpid())
 	initStart, _ := procStart(s.sb.Pid())
 	s.mu.Lock()
@@ -305,22 +304,6 @@ func (s *Supervisor) workspace() string {
 		return s.cfg.Workdir
 	case s.cfg.KeepWorkspace:
 		return filepath.Join(s.res.dir, "workspace")
-	}
-	return ""
-}
-
-// cgroupOf returns the host path of the cgroup (v2) runner/sandbox made
-// for sandbox name, if process pid is in it; "" otherwise, and always when
-// the sandbox runs in its launcher's cgroup, which destroy must not touch.
-func cgroupOf(pid int, name string) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if rest, ok := strings.CutPrefix(line, "0::"); ok && strings.HasPrefix(filepath.Base(rest), "nemoclaw-"+name) {
-			return filepath.Join("/sys/fs/cgroup", rest)
-		}
 	}
 	return ""
 }

@@ -1,0 +1,232 @@
+package sandbox
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// MemoryEnforcement says how a policy's resources.memory is held.
+type MemoryEnforcement string
+
+// The memory enforcement mechanisms.
+const (
+	// MemoryAuto uses a cgroup v2 (memory.max) where one can be made and
+	// the supervisor's watch of resident memory otherwise.
+	MemoryAuto MemoryEnforcement = ""
+	// MemoryCgroup requires the cgroup: the start fails without one.
+	MemoryCgroup MemoryEnforcement = "cgroup"
+	// MemorySupervisor skips the cgroup and has the supervisor watch the
+	// sandbox's resident memory (what a host without delegation gets).
+	MemorySupervisor MemoryEnforcement = "supervisor"
+)
+
+// MemoryEnforcementEnv names the environment variable that selects the
+// mechanism when Config.MemoryEnforcement is empty ("cgroup",
+// "supervisor"; unset or "auto": MemoryAuto). It is read by the process
+// that starts the sandbox, so a detached supervisor inherits it.
+const MemoryEnforcementEnv = "NEMOCLAW_MEMORY_ENFORCEMENT"
+
+// memoryEnforcement resolves Config.MemoryEnforcement and the environment.
+func memoryEnforcement(how MemoryEnforcement) (MemoryEnforcement, error) {
+	if how == MemoryAuto {
+		how = MemoryEnforcement(os.Getenv(MemoryEnforcementEnv))
+	}
+	switch how {
+	case MemoryAuto, "auto":
+		return MemoryAuto, nil
+	case MemoryCgroup, MemorySupervisor:
+		return how, nil
+	}
+	return "", fmt.Errorf("memory enforcement %q (Config.MemoryEnforcement or %s) is not one of auto, cgroup, supervisor", how, MemoryEnforcementEnv)
+}
+
+// MemoryLimitError is how a sandbox ended that used more memory than its
+// limit: the supervisor's watch killed it, or the cgroup's OOM killer
+// killed a process in it.
+type MemoryLimitError struct {
+	// Limit is resources.memory in bytes.
+	Limit uint64
+	// Used is the resident memory measured when the watch acted (0 when
+	// the cgroup's OOM killer did).
+	Used uint64
+	// Mechanism is "supervisor" or "cgroup".
+	Mechanism string
+	// OOMKills is the cgroup's oom_kill count (cgroup only).
+	OOMKills int
+}
+
+// Error implements error.
+func (e *MemoryLimitError) Error() string {
+	if e.Mechanism == string(MemoryCgroup) {
+		return fmt.Sprintf("sandbox: memory limit exceeded: the kernel's OOM killer killed %d process(es) of the sandbox at memory.max=%s (cgroup v2)\n  what to do: raise resources.memory in the policy or --memory", e.OOMKills, fmtBytes(e.Limit))
+	}
+	return fmt.Sprintf("sandbox: memory limit exceeded: resident memory %s > limit %s; every process of the sandbox was killed (enforced by the supervisor: no cgroup v2)\n  what to do: raise resources.memory in the policy or --memory", fmtBytes(e.Used), fmtBytes(e.Limit))
+}
+
+func fmtBytes(b uint64) string {
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
+
+// Polling intervals of the watch: slow while the sandbox is far from its
+// limit, fast once it is past half of it, so that an agent racing towards
+// the limit is caught within a few tens of milliseconds of allocation.
+const (
+	memPollSlow = 200 * time.Millisecond
+	memPollFast = 20 * time.Millisecond
+)
+
+// watchResident enforces limit on the sandbox's resident memory until the
+// sandbox ends: every poll it sums the anonymous and shared-memory
+// resident pages (RssAnon + RssShmem of /proc/PID/status: counters the
+// kernel keeps, so a poll walks no page tables) of every process in the
+// sandbox's pid namespace, and kills the whole sandbox (its init, pid 1 of
+// that namespace) once the sum is over limit. File-backed pages are not
+// counted: they are page cache the kernel reclaims, as a cgroup would.
+// Address space that is only reserved (PROT_NONE, untouched) is not
+// resident, which is the point: V8, Go and JVMs reserve far more than
+// they use.
+func (sb *Sandbox) watchResident(limit uint64) {
+	var ns unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/pid", sb.pid), &ns); err != nil {
+		// Fail closed: a limit that cannot be measured is not a limit.
+		sb.log.Error("memory limit: cannot find the sandbox's pid namespace, so its memory cannot be measured: killing it", "err", err)
+		sb.memErr.Store(&MemoryLimitError{Limit: limit, Mechanism: string(MemorySupervisor)})
+		_ = sb.proc.Kill()
+		return
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	var peak uint64
+	for {
+		select {
+		case <-sb.done:
+			sb.log.Debug("memory watch ended", "peak_resident", peak, "limit", limit)
+			return
+		case <-t.C:
+		}
+		used, err := nsResident(ns.Dev, ns.Ino)
+		if err != nil {
+			sb.log.Warn("memory limit: reading /proc", "err", err)
+		}
+		peak = max(peak, used)
+		if used > limit {
+			e := &MemoryLimitError{Limit: limit, Used: used, Mechanism: string(MemorySupervisor)}
+			sb.memErr.Store(e)
+			sb.log.Error("memory limit exceeded: killing the sandbox", "resident", used, "limit", limit, "mechanism", "supervisor")
+			_ = sb.proc.Kill() // pid 1 of the namespace: the kernel kills the rest
+			return
+		}
+		next := memPollSlow
+		if used > limit/2 {
+			next = memPollFast
+		}
+		t.Reset(next)
+	}
+}
+
+// nsResident sums RssAnon and RssShmem over the processes whose pid
+// namespace is (dev, ino).
+func nsResident(dev, ino uint64) (uint64, error) {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return 0, err
+	}
+	var total uint64
+	var st unix.Stat_t
+	buf := make([]byte, 4096)
+	for _, n := range names {
+		if n == "" || n[0] < '1' || n[0] > '9' {
+			continue
+		}
+		// A process that exited since the listing, or that this user may
+		// not inspect, is not the sandbox's: the sandbox's processes are
+		// this user's (or mapped from it) and stat-able until they exit.
+		if unix.Stat("/proc/"+n+"/ns/pid", &st) != nil || st.Dev != dev || st.Ino != ino {
+			continue
+		}
+		total += statusRSS(filepath.Join("/proc", n, "status"), buf)
+	}
+	return total, nil
+}
+
+// statusRSS reads RssAnon + RssShmem (bytes) from a /proc/PID/status file.
+func statusRSS(path string, buf []byte) uint64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	n, _ := f.Read(buf)
+	f.Close()
+	return parseStatusRSS(buf[:n])
+}
+
+// parseStatusRSS takes RssAnon and RssShmem (kB) out of status text.
+func parseStatusRSS(b []byte) uint64 {
+	var total uint64
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		var rest []byte
+		var ok bool
+		if rest, ok = bytes.CutPrefix(line, []byte("RssAnon:")); !ok {
+			if rest, ok = bytes.CutPrefix(line, []byte("RssShmem:")); !ok {
+				continue
+			}
+		}
+		f := bytes.Fields(rest)
+		if len(f) != 2 || string(f[1]) != "kB" {
+			continue
+		}
+		if kb, err := strconv.ParseUint(string(f[0]), 10, 64); err == nil && kb < 1<<44 {
+			total += kb << 10
+		}
+	}
+	return total
+}
+
+// cgroupOOM is the cgroup's oom_kill count from memory.events.
+func cgroupOOM(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "memory.events"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("oom_kill ")); ok {
+			n, _ := strconv.Atoi(string(bytes.TrimSpace(v)))
+			return n
+		}
+	}
+	return 0
+}
+
+// memoryEnded is the MemoryLimitError of a sandbox that ended over its
+// memory limit, nil otherwise; it logs the cgroup case, which the watch
+// did not see.
+func (sb *Sandbox) memoryEnded() error {
+	if e := sb.memErr.Load(); e != nil {
+		return e
+	}
+	if sb.cgroupDir != "" && sb.memLimit > 0 {
+		if n := cgroupOOM(sb.cgroupDir); n > 0 {
+			e := &MemoryLimitError{Limit: sb.memLimit, Mechanism: string(MemoryCgroup), OOMKills: n}
+			sb.log.Error("memory limit exceeded: the kernel's OOM killer acted in the sandbox's cgroup", "oom_kills", n, "limit", sb.memLimit, "mechanism", "cgroup", "cgroup", sb.cgroupDir)
+			return e
+		}
+	}
+	return nil
+}

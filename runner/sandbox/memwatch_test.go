@@ -1,0 +1,172 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nemoclaw/nemoclaw/internal/testutil"
+	"github.com/nemoclaw/nemoclaw/runner/policy"
+)
+
+// memHelperEnv makes the test binary a memory hog inside the sandbox:
+// "RESERVE_MIB TOUCH_MIB" reserves RESERVE_MIB of address space with
+// PROT_NONE (as V8 and Go do), then makes TOUCH_MIB resident, a MiB at a
+// time, says "touched", and exits 0.
+const memHelperEnv = "NEMOCLAW_TEST_MEMHOG"
+
+// memHog is the helper's body (TestMain runs it).
+func memHog(spec string) int {
+	var reserve, touch int
+	if _, err := fmt.Sscanf(spec, "%d %d", &reserve, &touch); err != nil {
+		fmt.Fprintln(os.Stderr, "memhog:", err)
+		return 2
+	}
+	if reserve > 0 {
+		if _, err := unix.Mmap(-1, 0, reserve<<20, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE); err != nil {
+			fmt.Fprintln(os.Stderr, "memhog: reserve:", err)
+			return 3
+		}
+	}
+	for i := 0; i < touch; i++ {
+		b, err := unix.Mmap(-1, 0, 1<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "memhog: touch:", err)
+			return 4
+		}
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
+		}
+	}
+	fmt.Println("touched")
+	return 0
+}
+
+// startMemHog runs the helper (copied into the workspace) in a sandbox
+// with limit and the given mechanism.
+func startMemHog(t *testing.T, how MemoryEnforcement, limit string, reserveMiB, touchMiB int) (int, string, error, string) {
+	t.Helper()
+	needKernel(t)
+	ws := t.TempDir()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ws, "memhog"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		// A root launcher refuses a root-owned workspace: a user's.
+		for _, p := range []string{ws, filepath.Join(ws, "memhog")} {
+			if err := os.Chown(p, 1000, 1000); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pol := testPolicy()
+	pol.Resources = &policy.Resources{Memory: limit}
+	var out, logs testutil.Buffer
+	sb, err := Start(context.Background(), Config{
+		Policy: pol, Home: t.TempDir(), Workdir: ws, MemoryEnforcement: how,
+		Command: []string{"/sandbox/memhog"},
+		Env:     []string{memHelperEnv + "=" + strconv.Itoa(reserveMiB) + " " + strconv.Itoa(touchMiB)},
+		Stdout:  &out, Stderr: &out,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		if how == MemoryCgroup {
+			testutil.SkipOrFail(t, "this host cannot give a sandbox a cgroup v2 with the memory controller: "+err.Error())
+		}
+		t.Fatalf("start: %v", err)
+	}
+	defer sb.Close()
+	if how == MemoryCgroup && sb.Cgroup() == "" {
+		t.Fatal("memory enforcement cgroup started without a cgroup")
+	}
+	code, werr := sb.Wait()
+	return code, out.String(), werr, logs.String()
+}
+
+// TestMemoryLimitReservationsNotCounted: address space that is reserved
+// but not touched (8 GiB, PROT_NONE) does not count against a 1Gi limit,
+// under both mechanisms; RLIMIT_DATA, the old fallback, refused it.
+func TestMemoryLimitReservationsNotCounted(t *testing.T) {
+	for _, how := range []MemoryEnforcement{MemorySupervisor, MemoryCgroup} {
+		t.Run(string(how), func(t *testing.T) {
+			code, out, err, logs := startMemHog(t, how, "1Gi", 8<<10, 64)
+			if code != 0 || err != nil || !strings.Contains(out, "touched") {
+				t.Fatalf("8 GiB reserved, 64 MiB touched under 1Gi: exit %d, err %v, output %q\nlog:\n%s", code, err, out, logs)
+			}
+			if !strings.Contains(logs, "resident memory") && !strings.Contains(logs, "cgroup v2") {
+				t.Errorf("the run log does not say which mechanism holds the memory limit:\n%s", logs)
+			}
+		})
+	}
+}
+
+// TestMemoryLimitExceeded: a program that makes more memory resident
+// than the limit is killed, and the error and the log say why.
+func TestMemoryLimitExceeded(t *testing.T) {
+	for _, how := range []MemoryEnforcement{MemorySupervisor, MemoryCgroup} {
+		t.Run(string(how), func(t *testing.T) {
+			code, out, err, logs := startMemHog(t, how, "128Mi", 0, 512)
+			var me *MemoryLimitError
+			if !errors.As(err, &me) || me.Mechanism != string(how) || code != 137 {
+				t.Fatalf("512 MiB touched under 128Mi: exit %d, err %v, want a MemoryLimitError from %s and exit 137; output %q\nlog:\n%s", code, err, how, out, logs)
+			}
+			if strings.Contains(out, "touched") {
+				t.Errorf("the hog finished: the limit did not hold")
+			}
+			if !strings.Contains(err.Error(), "memory limit exceeded") || !strings.Contains(logs, "memory limit exceeded") {
+				t.Errorf("error %q or log does not say \"memory limit exceeded\":\n%s", err, logs)
+			}
+			if how == MemorySupervisor && me.Used <= me.Limit {
+				t.Errorf("measured %d bytes, limit %d: killed under the limit", me.Used, me.Limit)
+			}
+		})
+	}
+}
+
+func TestParseStatusRSS(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint64
+	}{
+		{"Name:\tx\nRssAnon:\t    1024 kB\nRssFile:\t 9999 kB\nRssShmem:\t 8 kB\n", (1024 + 8) << 10},
+		{"RssAnon:\t1 MB\n", 0},                    // unknown unit: not guessed
+		{"RssAnon:\t-5 kB\nRssShmem: x kB\n", 0},   // garbage
+		{"RssAnon:\t99999999999999999999 kB\n", 0}, // overflow
+		{"RssAnon: 4 kB", 4 << 10},                 // no final newline
+		{"", 0},
+	} {
+		if got := parseStatusRSS([]byte(tc.in)); got != tc.want {
+			t.Errorf("parseStatusRSS(%q) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestMemoryEnforcementSwitch(t *testing.T) {
+	t.Setenv(MemoryEnforcementEnv, "supervisor")
+	if got, err := memoryEnforcement(MemoryAuto); err != nil || got != MemorySupervisor {
+		t.Errorf("env supervisor: %q, %v", got, err)
+	}
+	if got, err := memoryEnforcement(MemoryCgroup); err != nil || got != MemoryCgroup {
+		t.Errorf("config beats env: %q, %v", got, err)
+	}
+	t.Setenv(MemoryEnforcementEnv, "rlimit")
+	if _, err := memoryEnforcement(MemoryAuto); err == nil || !strings.Contains(err.Error(), MemoryEnforcementEnv) {
+		t.Errorf("bad value: %v, want an error naming %s", err, MemoryEnforcementEnv)
+	}
+}
