@@ -116,6 +116,9 @@ type Config struct {
 	// ignores SIGTERM (an interactive shell does) must not make its
 	// sandbox unstoppable. 0 means DefaultStopTimeout; negative, no limit.
 	StopTimeout time.Duration
+	// Tools is a host directory (a read-only tools tree, runner/tools)
+	// bound read-only at ToolsPath; "" for none.
+	Tools string
 	// MemoryEnforcement picks how resources.memory holds (empty: the
 	// MemoryEnforcementEnv variable, else MemoryAuto).
 	MemoryEnforcement MemoryEnforcement
@@ -626,7 +629,12 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
+	tools, err := toolsBind(cfg.Tools)
+	if err != nil {
+		return nil, err
+	}
 	sp := spec{
+		Tools:         tools,
 		HostTop:       hostTop,
 		Name:          name,
 		Workspace:     ws,
@@ -1340,6 +1348,9 @@ func agentEnv(cfg Config, name string, uid int, rootless bool, ids *hostDB) []st
 		"TERM=" + term,
 		"LANG=C.UTF-8",
 		"NEMOCLAW_SANDBOX=" + name,
+	}
+	if cfg.Tools != "" {
+		env[0] = "PATH=" + ToolsPath + "/bin:" + strings.TrimPrefix(env[0], "PATH=")
 	}
 	return mergeEnv(env, cfg.Env) // cfg.Env overrides the base
 }
