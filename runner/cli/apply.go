@@ -29,6 +29,9 @@ type applyOpts struct {
 	detach      bool
 	superviseFd int
 	source      *SourceFlags
+	// tools is --tools: a read-only tools tree (runner/tools) bound at
+	// sandbox.ToolsPath (`nemoclaw onboard` sets it).
+	tools string
 }
 
 func newBlueprintApplyCmd(app *App) *cobra.Command {
@@ -74,6 +77,7 @@ after -- replace the blueprint's agent command. The exit code is the agent's;
 	f.BoolVar(&o.tty, "tty", false, "run on a pseudo-terminal (default: when stdin and stdout are terminals)")
 	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")
 	addDetachFlags(f, &o.detach, &o.superviseFd)
+	f.StringVar(&o.tools, "tools", "", "a tools tree installed by `nemoclaw onboard` ($NEMOCLAW_HOME/tools/sha256-…), bound read-only at /nemoclaw/tools with its bin on PATH")
 	// Profiles of the blueprint named, when it is the embedded one or a
 	// directory (a registry reference is not fetched for a completion).
 	_ = cmd.RegisterFlagCompletionFunc("profile", func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
@@ -103,6 +107,9 @@ after -- replace the blueprint's agent command. The exit code is the agent's;
 // local directory, or a verified OCI artifact (in nemoclaw-dist: the lean
 // nemoclaw hands a registry reference's whole command line to it).
 func resolveBlueprint(cmd *cobra.Command, app *App, o *applyOpts, src []string) (*blueprint.Blueprint, error) {
+	if len(src) > 0 && src[0] == blueprint.EmbeddedOpenClaw {
+		return blueprint.OpenClaw()
+	}
 	if len(src) == 0 || src[0] == blueprint.EmbeddedDefault {
 		if o.source.Constraint != "" {
 			return nil, Usage(errors.New("--version needs a registry reference"))
@@ -169,6 +176,7 @@ func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string)
 		name: plan.Sandbox.Name, workdir: workdir, tty: o.tty, noTTY: o.noTTY, keep: true,
 		stopTimeout: o.stopTimeout, pol: b.Policy, env: env,
 		detach: o.detach, superviseFd: o.superviseFd, blueprint: b.Dir, version: b.Version,
+		tools: o.tools,
 	}
 	if len(src) > 0 {
 		ro.blueprint = src[0]
@@ -191,7 +199,7 @@ func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string)
 	}
 	rec.UID, rec.User = os.Getuid(), userName()
 	rec.PidStart, _ = supervisor.ProcessStart(rec.Pid)
-	if rec.Digest == "" && b.Dir != blueprint.EmbeddedDefault {
+	if rec.Digest == "" && !strings.HasPrefix(b.Dir, "embedded:") {
 		if d, err := state.TreeDigest(b.Dir); err == nil {
 			rec.Digest = d
 		}

@@ -41,6 +41,8 @@ type sandboxRunOpts struct {
 	// the detached supervisor that --detach re-executes (detach.go).
 	detach      bool
 	superviseFd int
+	// tools is a read-only tools tree bound at sandbox.ToolsPath.
+	tools string
 	// onRunning, if set, is called once the agent runs (before a
 	// detached supervisor tells its launcher): apply's run record.
 	onRunning func()
@@ -203,7 +205,7 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		Stdin: app.In, Stdout: app.Out, Stderr: app.Err,
 		Approvals: o.approvals, ApprovalTimeout: o.approvalTimeout,
 		Blueprint: o.blueprint, BlueprintVersion: o.version,
-		Logger: logger, Reservation: res,
+		Logger: logger, Reservation: res, Tools: o.tools,
 	}
 	if notify != nil {
 		cfg.Detached, cfg.Stdin, cfg.Stdout, cfg.Stderr = true, nil, nil, nil

@@ -273,6 +273,7 @@ the approvals saved with --save. It prints the name once the agent runs.`,
 				name: args[0], workdir: l.Workdir, keep: l.KeepWorkspace, noTTY: true, stopTimeout: l.StopTimeout,
 				pol: l.Policy, env: l.Env, blueprint: l.Blueprint, version: l.Version,
 				approvals: l.Approvals, approvalTimeout: l.ApprovalTimeout, detach: true, superviseFd: superviseFd,
+				tools: l.Tools,
 			}
 			if runID != "" && superviseFd != 0 {
 				return runTracked(cmd.Context(), app, runStore(app), runID, o, l.Command)

@@ -31,6 +31,7 @@ type Launch struct {
 	ApprovalTimeout time.Duration  `json:"approval_timeout,omitempty"`
 	Blueprint       string         `json:"blueprint,omitempty"`
 	Version         string         `json:"version,omitempty"`
+	Tools           string         `json:"tools,omitempty"`
 }
 
 // launchOf is cfg's Launch, under pol.
@@ -38,7 +39,7 @@ func launchOf(cfg *Config, pol *policy.Policy) *Launch {
 	l := &Launch{
 		V: recordVersion, Policy: pol, Command: cfg.Command, Env: cfg.Env, KeepWorkspace: cfg.KeepWorkspace,
 		StopTimeout: cfg.StopTimeout, Approvals: cfg.Approvals, ApprovalTimeout: cfg.ApprovalTimeout,
-		Blueprint: cfg.Blueprint, Version: cfg.BlueprintVersion,
+		Blueprint: cfg.Blueprint, Version: cfg.BlueprintVersion, Tools: cfg.Tools,
 	}
 	if cfg.Workdir != "" {
 		// Absolute: start may run from another directory.

@@ -73,6 +73,8 @@ type Config struct {
 	// Reservation is the directory, lock and CA made ahead for Name (nil:
 	// New makes them).
 	Reservation *Reservation
+	// Tools is sandbox.Config.Tools: a read-only tools tree.
+	Tools string
 }
 
 // Supervisor runs one sandbox. Its methods are called from one goroutine
@@ -154,6 +156,7 @@ func New(cfg Config) (*Supervisor, error) {
 		Name: cfg.Name, Workdir: cfg.Workdir, Policy: cfg.Policy, Command: cfg.Command, Env: cfg.Env,
 		Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr, TTY: cfg.TTY, WindowSize: cfg.WindowSize,
 		Logger: log, Home: cfg.Home, KeepWorkspace: cfg.KeepWorkspace, StopTimeout: cfg.StopTimeout,
+		Tools: cfg.Tools,
 	}
 	if cfg.Detached && cfg.Stdout == nil {
 		f, err := os.OpenFile(filepath.Join(res.dir, AgentLogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
