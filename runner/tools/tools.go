@@ -267,6 +267,10 @@ func install(ctx context.Context, cfg Config, root string, log *slog.Logger) (*T
 	if err != nil {
 		return nil, fmt.Errorf("tools: %w", err)
 	}
+	// Every sandbox's agent (another uid as root) reads and runs it.
+	if err := os.Chmod(stage, 0o755); err != nil {
+		return nil, fmt.Errorf("tools: %w", err)
+	}
 	defer func() {
 		if stage != "" {
 			_ = makeWritable(stage)
@@ -282,8 +286,10 @@ func install(ctx context.Context, cfg Config, root string, log *slog.Logger) (*T
 		return nil, fmt.Errorf("tools: %w", err)
 	}
 	// No package's scripts run during the install: only those allowed,
-	// after it, through `npm rebuild`.
-	if _, err := run(nil, "install", "--prefix", stage, "--ignore-scripts", "--no-audit", "--no-fund", "--no-update-notifier", "--engine-strict=false"); err != nil {
+	// after it, through `npm rebuild`. --prefer-offline: the versions are
+	// exact, so packuments in npm's cache need no revalidation (the
+	// tarballs' integrity is checked either way).
+	if _, err := run(nil, "install", "--prefix", stage, "--ignore-scripts", "--prefer-offline", "--no-audit", "--no-fund", "--no-update-notifier", "--engine-strict=false"); err != nil {
 		return nil, fmt.Errorf("tools: install: %w", err)
 	}
 	entries, err := readNPMLock(filepath.Join(stage, "package-lock.json"))
@@ -363,6 +369,7 @@ func readNPMLock(path string) ([]LockEntry, error) {
 			Resolved  string `json:"resolved"`
 			Integrity string `json:"integrity"`
 			Link      bool   `json:"link"`
+			InBundle  bool   `json:"inBundle"`
 		} `json:"packages"`
 	}
 	if err := json.Unmarshal(b, &pl); err != nil {
@@ -374,6 +381,12 @@ func readNPMLock(path string) ([]LockEntry, error) {
 	var out []LockEntry
 	for p, e := range pl.Packages {
 		if p == "" {
+			continue
+		}
+		if e.InBundle && !e.Link {
+			// Shipped inside its parent's tarball (bundleDependencies):
+			// the parent's integrity covers it.
+			out = append(out, LockEntry{Path: p, Version: e.Version, Integrity: "bundled"})
 			continue
 		}
 		if e.Link || e.Integrity == "" {

@@ -149,6 +149,9 @@ func TestInstall(t *testing.T) {
 			t.Errorf("the tree is writable")
 		}
 	}
+	if st, _ := os.Stat(tree.Dir); st == nil || st.Mode().Perm() != 0o555 {
+		t.Errorf("tree mode %v, want r-xr-xr-x: every sandbox's agent must read it", st)
+	}
 	if st, _ := os.Stat(filepath.Join(tree.Dir, "node_modules", "nc-dep", "index.js")); st == nil || st.Mode().Perm()&0o222 != 0 {
 		t.Errorf("index.js mode %v, want no write bits", st)
 	}
@@ -230,7 +233,7 @@ func TestReadNPMLock(t *testing.T) {
 	} {
 		entries, err := readNPMLock(filepath.Join("testdata", tc.file))
 		if tc.err == "" {
-			if err != nil || len(entries) != 2 || entries[0].Path != "node_modules/a" {
+			if err != nil || len(entries) != 3 || entries[0].Path != "node_modules/a" || entries[2].Integrity != "bundled" {
 				t.Errorf("%s: %+v, %v", tc.file, entries, err)
 			}
 			continue
