@@ -137,7 +137,9 @@ func New(cfg Config) (*Supervisor, error) {
 	if err := res.wait(); err != nil {
 		return nil, err
 	}
+	notes := &agentNotes{}
 	p, err := egress.New(egress.Config{
+		OnModelRefusal:  notes.note,
 		Sandbox:         cfg.Name,
 		Policy:          cfg.Policy,
 		Logger:          log,
@@ -167,6 +169,7 @@ func New(cfg Config) (*Supervisor, error) {
 		}
 		s.agentLog = f
 		sc.Stdout, sc.Stderr = f, f
+		notes.set(f)
 	}
 	sc.Network.Proxy, sc.Network.DNS, sc.Network.ProxyPort = true, true, sandbox.DefaultProxyPort
 	sc.Env = append(sc.Env, p.Env(sandboxProxyURL, sandboxCABundle, sandboxCACert)...)
