@@ -27,8 +27,8 @@ func init() {
 
 // onboardOpts are `nemoclaw onboard`'s flags.
 type onboardOpts struct {
-	profile, name string
-	yes           bool
+	profile, name, blueprint string
+	yes                      bool
 }
 
 func newOnboardCmd(app *App) *cobra.Command {
@@ -55,12 +55,23 @@ prints how to connect. Running it again changes only what is not right yet.`,
 	f.StringVarP(&o.profile, "profile", "p", "", "inference profile of the openclaw blueprint: nvidia, ollama or vllm (default: detected)")
 	f.StringVar(&o.name, "name", "", "sandbox name (default: openclaw)")
 	f.BoolVarP(&o.yes, "yes", "y", false, "do not ask: run unattended")
+	f.StringVar(&o.blueprint, "blueprint", blueprint.EmbeddedOpenClaw, "an OpenClaw blueprint directory (default: the embedded one), e.g. a copy with your own inference profiles")
 	return cmd
 }
 
 func runOnboard(cmd *cobra.Command, app *App, o *onboardOpts) error {
 	t0 := time.Now()
-	b, err := blueprint.OpenClaw()
+	src := o.blueprint
+	var b *blueprint.Blueprint
+	var err error
+	if src == "" || src == blueprint.EmbeddedOpenClaw {
+		src = blueprint.EmbeddedOpenClaw
+		b, err = blueprint.OpenClaw()
+	} else {
+		if src, err = filepath.Abs(src); err == nil {
+			b, err = blueprint.Load(src)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -115,10 +126,10 @@ func runOnboard(cmd *cobra.Command, app *App, o *onboardOpts) error {
 		// the detached supervisor re-executes that command line.
 		ao := &applyOpts{profile: res.Profile, name: name, noTTY: true, detach: true, tools: res.Tools.Dir, source: &SourceFlags{}}
 		saved, savedOut := app.args, app.Out
-		app.args = []string{"--log-level", "info", "blueprint", "apply", blueprint.EmbeddedOpenClaw,
+		app.args = []string{"--log-level", "info", "blueprint", "apply", src,
 			"--name", name, "--profile", res.Profile, "--tools", res.Tools.Dir, "--no-tty", "--detach"}
 		app.Out = io.Discard // apply prints the name; onboard says more below
-		err := runApply(cmd, app, ao, []string{blueprint.EmbeddedOpenClaw}, nil)
+		err := runApply(cmd, app, ao, []string{src}, nil)
 		app.args, app.Out = saved, savedOut
 		if err != nil {
 			return err
