@@ -181,7 +181,7 @@ func TestOpenClawOnboard(t *testing.T) {
 	if st := e.status(t, "oc"); st.State != "running" {
 		t.Fatalf("sandbox %s after the gateway started:\nagent:\n%s\nsupervisor:\n%s", st.State, agentLog(), supLog())
 	}
-	if strings.Contains(supLog(), "memory limit exceeded") {
+	if strings.Contains(supLog(), "memory limit exceeded: killing") {
 		t.Fatalf("killed for memory under the default limits:\n%s", supLog())
 	}
 	// Idempotent: the same onboard again leaves the running sandbox be.
