@@ -224,6 +224,17 @@ func TestOpenClawOnboard(t *testing.T) {
 	// gets its own.
 	probe, _, _ := e.nc(t, "sandbox", "exec", "oc", "--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://inference.local/v1/models")
 	if strings.TrimSpace(probe) == "503" {
+		// The refusal is obvious (issue 17 item 5): one line with the
+		// reason in the supervisor's log and in the agent's log, where
+		// OpenClaw would show only "connection error".
+		if !pollFor(10*time.Second, func() bool {
+			return strings.Contains(supLog(), "model call refused") && strings.Contains(agentLog(), "[nemoclaw] model call refused")
+		}) {
+			t.Errorf("a refused model call left no clear line:\nsupervisor:\n%s\nagent:\n%s", supLog(), agentLog())
+		}
+		if l := e.must(t, "logs", "oc"); !strings.Contains(l, "model call refused") || !strings.Contains(l, "503") {
+			t.Errorf("nemoclaw logs does not show the refused model call:\n%s", l)
+		}
 		testutil.SkipOrFail(t, "inference.local answers 503: no inference router serves this sandbox yet (the router of the inference issue wires the profile to the backend)")
 	}
 	turn, terr, code := e.nc(t, "sandbox", "exec", "oc", "--env", "OPENCLAW_STATE_DIR=/tmp/openclaw-turn", "--",
