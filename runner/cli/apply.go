@@ -77,7 +77,7 @@ after -- replace the blueprint's agent command. The exit code is the agent's;
 	f.BoolVar(&o.tty, "tty", false, "run on a pseudo-terminal (default: when stdin and stdout are terminals)")
 	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")
 	addDetachFlags(f, &o.detach, &o.superviseFd)
-	f.StringVar(&o.tools, "tools", "", "a tools tree installed by `nemoclaw onboard` ($NEMOCLAW_HOME/tools/sha256-…), bound read-only at /nemoclaw/tools with its bin on PATH")
+	f.StringVar(&o.tools, "tools", "", "a tools tree installed by nemoclaw onboard ($NEMOCLAW_HOME/tools/sha256-…), bound read-only at /nemoclaw/tools with its bin on PATH")
 	// Profiles of the blueprint named, when it is the embedded one or a
 	// directory (a registry reference is not fetched for a completion).
 	_ = cmd.RegisterFlagCompletionFunc("profile", func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
