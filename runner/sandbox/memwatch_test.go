@@ -135,6 +135,7 @@ func TestMemoryLimitExceeded(t *testing.T) {
 			if how == MemorySupervisor && me.Used <= me.Limit {
 				t.Errorf("measured %d bytes, limit %d: killed under the limit", me.Used, me.Limit)
 			}
+			t.Logf("%s: killed at %d MiB resident (limit %d MiB)", how, me.Used>>20, me.Limit>>20)
 		})
 	}
 }
@@ -168,5 +169,31 @@ func TestMemoryEnforcementSwitch(t *testing.T) {
 	t.Setenv(MemoryEnforcementEnv, "rlimit")
 	if _, err := memoryEnforcement(MemoryAuto); err == nil || !strings.Contains(err.Error(), MemoryEnforcementEnv) {
 		t.Errorf("bad value: %v, want an error naming %s", err, MemoryEnforcementEnv)
+	}
+}
+
+// BenchmarkNSResident is one poll of the watch: a scan of /proc for the
+// processes of one pid namespace (this process's own: every process of a
+// plain host), summing their resident memory.
+func BenchmarkNSResident(b *testing.B) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
+		b.Skip(err)
+	}
+	for b.Loop() {
+		if _, err := nsResident(st.Dev, st.Ino); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkNSResidentOther is a poll that finds no process of the
+// namespace: the cost of the scan alone (what a sandbox's few processes
+// add to it is a /proc/PID/status read each).
+func BenchmarkNSResidentOther(b *testing.B) {
+	for b.Loop() {
+		if _, err := nsResident(0, 0); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
