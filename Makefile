@@ -17,11 +17,11 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 # build metadata.
 LDFLAGS      := -s -w -X github.com/nemoclaw/nemoclaw/runner/version.Build=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-# Packages needed to build (libseccomp) and by the end-to-end tests (the real
+# Packages needed to build (libseccomp) and by the tests (the real
 # clients and servers the tests drive).
-DEPS_PKGS    := libseccomp-dev gcc pkg-config git curl python3 nodejs iproute2 docker-registry apache2-utils
+DEPS_PKGS    := libseccomp-dev gcc pkg-config git curl python3 nodejs npm iproute2 docker-registry apache2-utils
 # Peers the benchmarks compare against.
-BENCH_PKGS   := bubblewrap firejail tinyproxy squid wrk hyperfine
+BENCH_PKGS   := bubblewrap firejail tinyproxy squid wrk hyperfine bc
 
 # ./cmd/... is nemoclaw (the command users type) and nemoclaw-dist (the
 # registry and signing commands, which nemoclaw hands over to by exec; kept
