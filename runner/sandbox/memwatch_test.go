@@ -197,3 +197,18 @@ func BenchmarkNSResidentOther(b *testing.B) {
 		}
 	}
 }
+
+// FuzzParseStatusRSS: any status text parses without panicking, and the
+// sum never exceeds what its lines could say (each value < 2^44 kB).
+func FuzzParseStatusRSS(f *testing.F) {
+	f.Add([]byte("RssAnon:\t 1024 kB\nRssShmem:\t 8 kB\n"))
+	f.Add([]byte("RssAnon: 99999999999999999999 kB"))
+	f.Add([]byte("RssShmem:\n\n\x00RssAnon: 1 kB kB"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got := parseStatusRSS(b)
+		lines := uint64(strings.Count(string(b), "\n") + 1)
+		if got > lines*(1<<54) {
+			t.Fatalf("parseStatusRSS = %d from %d lines", got, lines)
+		}
+	})
+}
