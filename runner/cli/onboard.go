@@ -151,7 +151,11 @@ func runOnboard(cmd *cobra.Command, app *App, o *onboardOpts) error {
 func stopForOnboard(cmd *cobra.Command, app *App, name string) error {
 	stop := newSandboxStopCmd(app)
 	stop.SetContext(cmd.Context())
-	if err := stop.RunE(stop, []string{name}); err != nil {
+	out := app.Out
+	app.Out = io.Discard // its "stopped (exit 143)" is not onboard's news
+	err := stop.RunE(stop, []string{name})
+	app.Out = out
+	if err != nil {
 		return fmt.Errorf("onboard: stop %s to apply the new configuration: %w", name, err)
 	}
 	return nil
