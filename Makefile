@@ -19,7 +19,7 @@ LDFLAGS      := -s -w -X github.com/nemoclaw/nemoclaw/runner/version.Build=$(she
 
 # Packages needed to build (libseccomp) and by the tests (the real
 # clients and servers the tests drive).
-DEPS_PKGS    := libseccomp-dev gcc pkg-config git curl python3 nodejs npm iproute2 docker-registry apache2-utils
+DEPS_PKGS    := libseccomp-dev gcc pkg-config git curl python3 nodejs iproute2 docker-registry apache2-utils
 # Peers the benchmarks compare against.
 BENCH_PKGS   := bubblewrap firejail tinyproxy squid wrk hyperfine bc
 
@@ -36,7 +36,7 @@ RACE_PKGS    := ./runner/sandbox ./runner/cli ./runner/egress ./runner/superviso
 FUZZTIME     ?= 60s
 ARGS         ?=
 
-.PHONY: all build test e2e-tools lint bench run deps bench-deps fuzz clean help
+.PHONY: all build test e2e-tools lint bench run deps deps-npm bench-deps fuzz clean help
 
 all: build
 
@@ -59,6 +59,12 @@ endef
 
 deps:
 	$(call install_pkgs,$(DEPS_PKGS))
+	@# npm (runner/tools, the OpenClaw e2e): Debian's package, unless a
+	@# nodejs that bundles it (NodeSource's) already provides the command.
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory deps-npm
+
+deps-npm:
+	$(call install_pkgs,npm)
 
 bench-deps: deps
 	$(call install_pkgs,$(BENCH_PKGS))

@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // MemoryEnforcement says how a policy's resources.memory is held.
@@ -76,9 +74,9 @@ func fmtBytes(b uint64) string {
 // Polling intervals of the watch: slow while the sandbox is far from its
 // limit, fast once it is past half of it, so that an agent racing towards
 // the limit is caught within 50 ms of allocation. One poll costs about
-// 9 µs per host process (the stat of its pid namespace) plus 22 µs per
-// process of the sandbox (its status file): ~1 ms on a host of 100
-// processes, 0.5% of a core at 200 ms (BenchmarkNSResident*).
+// 15 µs per host process (its stat file) plus 20 µs per process of the
+// sandbox (its status file): ~1.5 ms on a host of 100 processes, under 1%
+// of a core at 200 ms (BenchmarkTreeResident*).
 const (
 	memPollSlow = 200 * time.Millisecond
 	memPollFast = 50 * time.Millisecond
@@ -87,22 +85,19 @@ const (
 // watchResident enforces limit on the sandbox's resident memory until the
 // sandbox ends: every poll it sums the anonymous and shared-memory
 // resident pages (RssAnon + RssShmem of /proc/PID/status: counters the
-// kernel keeps, so a poll walks no page tables) of every process in the
-// sandbox's pid namespace, and kills the whole sandbox (its init, pid 1 of
-// that namespace) once the sum is over limit. File-backed pages are not
-// counted: they are page cache the kernel reclaims, as a cgroup would.
-// Address space that is only reserved (PROT_NONE, untouched) is not
-// resident, which is the point: V8, Go and JVMs reserve far more than
-// they use.
+// kernel keeps, so a poll walks no page tables) of the sandbox's init and
+// all its descendants — every process of the sandbox's pid namespace: the
+// init is that namespace's pid 1, which inherits its orphans, and it forks
+// the joined processes (`sandbox exec`) too — and kills the whole sandbox
+// (its init: the kernel kills the rest of the namespace) once the sum is
+// over limit. The tree is read from /proc/PID/stat and status, which any
+// user may read: a rootless supervisor may not inspect a pre-spawned init's
+// namespace links (it was made non-dumpable before its user namespace
+// existed). File-backed pages are not counted: they are page cache the
+// kernel reclaims, as a cgroup would. Address space that is only reserved
+// (PROT_NONE, untouched) is not resident, which is the point: V8, Go and
+// JVMs reserve far more than they use.
 func (sb *Sandbox) watchResident(limit uint64) {
-	var ns unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/pid", sb.pid), &ns); err != nil {
-		// Fail closed: a limit that cannot be measured is not a limit.
-		sb.log.Error("memory limit: cannot find the sandbox's pid namespace, so its memory cannot be measured: killing it", "err", err)
-		sb.memErr.Store(&MemoryLimitError{Limit: limit, Mechanism: string(MemorySupervisor)})
-		_ = sb.proc.Kill()
-		return
-	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	var peak uint64
@@ -113,9 +108,13 @@ func (sb *Sandbox) watchResident(limit uint64) {
 			return
 		case <-t.C:
 		}
-		used, err := nsResident(ns.Dev, ns.Ino)
+		used, err := treeResident(sb.pid)
 		if err != nil {
-			sb.log.Warn("memory limit: reading /proc", "err", err)
+			// Fail closed: a limit that cannot be measured is not a limit.
+			sb.log.Error("memory limit: cannot measure the sandbox's memory: killing it", "err", err)
+			sb.memErr.Store(&MemoryLimitError{Limit: limit, Mechanism: string(MemorySupervisor)})
+			_ = sb.proc.Kill()
+			return
 		}
 		peak = max(peak, used)
 		if used > limit {
@@ -133,9 +132,9 @@ func (sb *Sandbox) watchResident(limit uint64) {
 	}
 }
 
-// nsResident sums RssAnon and RssShmem over the processes whose pid
-// namespace is (dev, ino).
-func nsResident(dev, ino uint64) (uint64, error) {
+// treeResident sums RssAnon and RssShmem over process root and its
+// descendants.
+func treeResident(root int) (uint64, error) {
 	d, err := os.Open("/proc")
 	if err != nil {
 		return 0, err
@@ -145,22 +144,65 @@ func nsResident(dev, ino uint64) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var total uint64
-	var st unix.Stat_t
+	children := map[int][]int{}
 	buf := make([]byte, 4096)
 	for _, n := range names {
 		if n == "" || n[0] < '1' || n[0] > '9' {
 			continue
 		}
-		// A process that exited since the listing, or that this user may
-		// not inspect, is not the sandbox's: the sandbox's processes are
-		// this user's (or mapped from it) and stat-able until they exit.
-		if unix.Stat("/proc/"+n+"/ns/pid", &st) != nil || st.Dev != dev || st.Ino != ino {
+		pid, err := strconv.Atoi(n)
+		if err != nil {
 			continue
 		}
-		total += statusRSS(filepath.Join("/proc", n, "status"), buf)
+		// A process that exited since the listing is nobody's child.
+		if ppid := statPPid(pid, buf); ppid > 0 {
+			children[ppid] = append(children[ppid], pid)
+		}
+	}
+	var total uint64
+	seen := map[int]bool{}
+	queue := []int{root}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		total += statusRSS("/proc/"+strconv.Itoa(pid)+"/status", buf)
+		queue = append(queue, children[pid]...)
 	}
 	return total, nil
+}
+
+// statPPid is the parent pid from /proc/PID/stat (0 when unreadable). The
+// command name, in parentheses, may hold anything: the fields are read
+// after its last ')'.
+func statPPid(pid int, buf []byte) int {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	n, _ := f.Read(buf)
+	f.Close()
+	return parseStatPPid(buf[:n])
+}
+
+// parseStatPPid takes the ppid (the 4th field) out of stat text.
+func parseStatPPid(b []byte) int {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, err := strconv.Atoi(string(f[1]))
+	if err != nil || ppid < 0 {
+		return 0
+	}
+	return ppid
 }
 
 // statusRSS reads RssAnon + RssShmem (bytes) from a /proc/PID/status file.

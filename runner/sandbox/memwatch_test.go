@@ -172,28 +172,39 @@ func TestMemoryEnforcementSwitch(t *testing.T) {
 	}
 }
 
-// BenchmarkNSResident is one poll of the watch: a scan of /proc for the
-// processes of one pid namespace (this process's own: every process of a
-// plain host), summing their resident memory.
-func BenchmarkNSResident(b *testing.B) {
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
-		b.Skip(err)
-	}
+// BenchmarkTreeResident is one poll of the watch on a host of this
+// machine's processes: a /proc/PID/stat read per process, a status read
+// per process of the tree (init's: every process descends from it).
+func BenchmarkTreeResident(b *testing.B) {
 	for b.Loop() {
-		if _, err := nsResident(st.Dev, st.Ino); err != nil {
+		if _, err := treeResident(1); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkNSResidentOther is a poll that finds no process of the
-// namespace: the cost of the scan alone (what a sandbox's few processes
-// add to it is a /proc/PID/status read each).
-func BenchmarkNSResidentOther(b *testing.B) {
+// BenchmarkTreeResidentSmall is a poll whose tree is this one process: the
+// cost of the scan, plus one status read.
+func BenchmarkTreeResidentSmall(b *testing.B) {
 	for b.Loop() {
-		if _, err := nsResident(0, 0); err != nil {
+		if _, err := treeResident(os.Getpid()); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestParseStatPPid(t *testing.T) {
+	for in, want := range map[string]int{
+		"123 (sh) S 45 123 123 0": 45,
+		"7 (a) b) (c) R 9 7 7":    9,
+		"8 (x\n) 1 2) S 3 8":      3,
+		"9 (no close S 3 9":       0,
+		"10 (x) S -1 1":           0,
+		"11 (x) S":                0,
+		"":                        0,
+	} {
+		if got := parseStatPPid([]byte(in)); got != want {
+			t.Errorf("parseStatPPid(%q) = %d, want %d", in, got, want)
 		}
 	}
 }
@@ -209,6 +220,16 @@ func FuzzParseStatusRSS(f *testing.F) {
 		lines := uint64(strings.Count(string(b), "\n") + 1)
 		if got > lines*(1<<54) {
 			t.Fatalf("parseStatusRSS = %d from %d lines", got, lines)
+		}
+	})
+}
+
+func FuzzParseStatPPid(f *testing.F) {
+	f.Add([]byte("123 (sh) S 45 123 123 0"))
+	f.Add([]byte("1 ()) S 0"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if parseStatPPid(b) < 0 {
+			t.Fatal("negative ppid")
 		}
 	})
 }
