@@ -64,6 +64,9 @@ func (e *MemoryLimitError) Error() string {
 	if e.Mechanism == string(MemoryCgroup) {
 		return fmt.Sprintf("sandbox: memory limit exceeded: the kernel's OOM killer killed %d process(es) of the sandbox at memory.max=%s (cgroup v2)\n  what to do: raise resources.memory in the policy or --memory", e.OOMKills, fmtBytes(e.Limit))
 	}
+	if e.Used == 0 {
+		return fmt.Sprintf("sandbox: memory limit %s not enforceable: the supervisor could not read the sandbox's processes in /proc, so it killed the sandbox (no cgroup v2)\n  what to do: see the supervisor log; a cgroup v2 with the memory controller avoids the watch", fmtBytes(e.Limit))
+	}
 	return fmt.Sprintf("sandbox: memory limit exceeded: resident memory %s > limit %s; every process of the sandbox was killed (enforced by the supervisor: no cgroup v2)\n  what to do: raise resources.memory in the policy or --memory", fmtBytes(e.Used), fmtBytes(e.Limit))
 }
 
