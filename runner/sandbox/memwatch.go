@@ -75,7 +75,8 @@ func fmtBytes(b uint64) string {
 }
 
 // Polling intervals of the watch: slow while the sandbox is far from its
-// limit, fast once it is past half of it, so that an agent racing towards
+// limit, fast once it is past half of it or grew by an eighth of it since
+// its peak, so that an agent racing towards
 // the limit is caught within 50 ms of allocation. One poll costs about
 // 15 µs per host process (its stat file) plus 20 µs per process of the
 // sandbox (its status file): ~1.5 ms on a host of 100 processes, under 1%
@@ -101,7 +102,11 @@ const (
 // (PROT_NONE, untouched) is not resident, which is the point: V8, Go and
 // JVMs reserve far more than they use.
 func (sb *Sandbox) watchResident(limit uint64) {
-	t := time.NewTimer(0)
+	// The first poll after memPollFast: a quick command (an agent may run
+	// one per tool call) is over before and pays nothing; the first
+	// second is watched closely, as a start allocates fastest.
+	start := time.Now()
+	t := time.NewTimer(memPollFast)
 	defer t.Stop()
 	var peak uint64
 	for {
@@ -119,6 +124,7 @@ func (sb *Sandbox) watchResident(limit uint64) {
 			_ = sb.proc.Kill()
 			return
 		}
+		grew := used > peak+limit/8 // fast growth: watch closely too
 		peak = max(peak, used)
 		if used > limit {
 			e := &MemoryLimitError{Limit: limit, Used: used, Mechanism: string(MemorySupervisor)}
@@ -128,7 +134,7 @@ func (sb *Sandbox) watchResident(limit uint64) {
 			return
 		}
 		next := memPollSlow
-		if used > limit/2 {
+		if used > limit/2 || grew || time.Since(start) < time.Second {
 			next = memPollFast
 		}
 		t.Reset(next)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,22 +19,29 @@ import (
 )
 
 // memHelperEnv makes the test binary a memory hog inside the sandbox:
-// "RESERVE_MIB TOUCH_MIB" reserves RESERVE_MIB of address space with
-// PROT_NONE (as V8 and Go do), then makes TOUCH_MIB resident, a MiB at a
-// time, says "touched", and exits 0.
+// "RESERVE_MIB COMMIT_MIB TOUCH_MIB" reserves RESERVE_MIB of address space
+// with PROT_NONE and makes its first COMMIT_MIB writable without touching
+// them (as V8, Go and JVMs reserve and commit heaps: what RLIMIT_DATA
+// counts), then makes TOUCH_MIB resident, a MiB at a time, says
+// "touched", and exits 0.
 const memHelperEnv = "NEMOCLAW_TEST_MEMHOG"
 
 // memHog is the helper's body (TestMain runs it).
 func memHog(spec string) int {
-	var reserve, touch int
-	if _, err := fmt.Sscanf(spec, "%d %d", &reserve, &touch); err != nil {
+	var reserve, commit, touch int
+	if _, err := fmt.Sscanf(spec, "%d %d %d", &reserve, &commit, &touch); err != nil {
 		fmt.Fprintln(os.Stderr, "memhog:", err)
 		return 2
 	}
 	if reserve > 0 {
-		if _, err := unix.Mmap(-1, 0, reserve<<20, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE); err != nil {
+		r, err := unix.Mmap(-1, 0, reserve<<20, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "memhog: reserve:", err)
 			return 3
+		}
+		if err := unix.Mprotect(r[:commit<<20], unix.PROT_READ|unix.PROT_WRITE); err != nil {
+			fmt.Fprintln(os.Stderr, "memhog: commit:", err)
+			return 5
 		}
 	}
 	for i := 0; i < touch; i++ {
@@ -52,7 +60,7 @@ func memHog(spec string) int {
 
 // startMemHog runs the helper (copied into the workspace) in a sandbox
 // with limit and the given mechanism.
-func startMemHog(t *testing.T, how MemoryEnforcement, limit string, reserveMiB, touchMiB int) (int, string, error, string) {
+func startMemHog(t *testing.T, how MemoryEnforcement, limit string, reserveMiB, commitMiB, touchMiB int) (int, string, error, string) {
 	t.Helper()
 	needKernel(t)
 	ws := t.TempDir()
@@ -81,7 +89,7 @@ func startMemHog(t *testing.T, how MemoryEnforcement, limit string, reserveMiB, 
 	sb, err := Start(context.Background(), Config{
 		Policy: pol, Home: t.TempDir(), Workdir: ws, MemoryEnforcement: how,
 		Command: []string{"/sandbox/memhog"},
-		Env:     []string{memHelperEnv + "=" + strconv.Itoa(reserveMiB) + " " + strconv.Itoa(touchMiB)},
+		Env:     []string{memHelperEnv + "=" + strconv.Itoa(reserveMiB) + " " + strconv.Itoa(commitMiB) + " " + strconv.Itoa(touchMiB)},
 		Stdout:  &out, Stderr: &out,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
@@ -100,14 +108,23 @@ func startMemHog(t *testing.T, how MemoryEnforcement, limit string, reserveMiB, 
 }
 
 // TestMemoryLimitReservationsNotCounted: address space that is reserved
-// but not touched (8 GiB, PROT_NONE) does not count against a 1Gi limit,
-// under both mechanisms; RLIMIT_DATA, the old fallback, refused it.
+// but not touched (8 GiB PROT_NONE, 4 GiB of it made writable) does not
+// count against a 1Gi limit, under both mechanisms. The control: the same
+// program under RLIMIT_DATA=1Gi, the old fallback, fails to commit.
 func TestMemoryLimitReservationsNotCounted(t *testing.T) {
+	if _, err := exec.LookPath("prlimit"); err == nil {
+		self, _ := os.Executable()
+		cmd := exec.Command("prlimit", fmt.Sprintf("--data=%d", 1<<30), self)
+		cmd.Env = []string{memHelperEnv + "=8192 4096 64"}
+		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "commit") {
+			t.Errorf("control: under RLIMIT_DATA=1Gi the hog got %v, %q; want its commit refused (else this test proves nothing)", err, out)
+		}
+	}
 	for _, how := range []MemoryEnforcement{MemorySupervisor, MemoryCgroup} {
 		t.Run(string(how), func(t *testing.T) {
-			code, out, err, logs := startMemHog(t, how, "1Gi", 8<<10, 64)
+			code, out, err, logs := startMemHog(t, how, "1Gi", 8<<10, 4<<10, 64)
 			if code != 0 || err != nil || !strings.Contains(out, "touched") {
-				t.Fatalf("8 GiB reserved, 64 MiB touched under 1Gi: exit %d, err %v, output %q\nlog:\n%s", code, err, out, logs)
+				t.Fatalf("8 GiB reserved, 4 GiB committed, 64 MiB touched under 1Gi: exit %d, err %v, output %q\nlog:\n%s", code, err, out, logs)
 			}
 			if !strings.Contains(logs, "resident memory") && !strings.Contains(logs, "cgroup v2") {
 				t.Errorf("the run log does not say which mechanism holds the memory limit:\n%s", logs)
@@ -121,7 +138,7 @@ func TestMemoryLimitReservationsNotCounted(t *testing.T) {
 func TestMemoryLimitExceeded(t *testing.T) {
 	for _, how := range []MemoryEnforcement{MemorySupervisor, MemoryCgroup} {
 		t.Run(string(how), func(t *testing.T) {
-			code, out, err, logs := startMemHog(t, how, "128Mi", 0, 512)
+			code, out, err, logs := startMemHog(t, how, "128Mi", 0, 0, 512)
 			var me *MemoryLimitError
 			if !errors.As(err, &me) || me.Mechanism != string(how) || code != 137 {
 				t.Fatalf("512 MiB touched under 128Mi: exit %d, err %v, want a MemoryLimitError from %s and exit 137; output %q\nlog:\n%s", code, err, how, out, logs)
