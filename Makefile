@@ -17,14 +17,14 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 # build metadata.
 LDFLAGS      := -s -w -X github.com/nemoclaw/nemoclaw/runner/version.Build=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-# Packages needed to build (libseccomp) and by the end-to-end tests (the real
+# Packages needed to build (libseccomp) and by the tests (the real
 # clients and servers the tests drive).
 DEPS_PKGS    := libseccomp-dev gcc pkg-config git curl python3 nodejs iproute2 docker-registry apache2-utils
 # What e2e/tools/ollama.sh needs to build the real Ollama server the
 # inference tests run (cgo, llama.cpp headers its module zip lacks).
 OLLAMA_PKGS  := g++ nlohmann-json3-dev libstb-dev
 # Peers the benchmarks compare against.
-BENCH_PKGS   := bubblewrap firejail tinyproxy squid wrk hyperfine
+BENCH_PKGS   := bubblewrap firejail tinyproxy squid wrk hyperfine bc
 
 # ./cmd/... is nemoclaw (the command users type) and nemoclaw-dist (the
 # registry and signing commands, which nemoclaw hands over to by exec; kept
@@ -42,7 +42,7 @@ RACE_PKGS    := ./runner/sandbox ./runner/cli ./runner/egress ./runner/superviso
 FUZZTIME     ?= 60s
 ARGS         ?=
 
-.PHONY: all build test e2e-tools lint bench run deps bench-deps fuzz clean help generate proto-tools
+.PHONY: all build test e2e-tools lint bench run deps deps-npm bench-deps fuzz clean help generate proto-tools
 
 all: build
 
@@ -65,6 +65,12 @@ endef
 
 deps:
 	$(call install_pkgs,$(DEPS_PKGS))
+	@# npm (runner/tools, the OpenClaw e2e): Debian's package, unless a
+	@# nodejs that bundles it (NodeSource's) already provides the command.
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory deps-npm
+
+deps-npm:
+	$(call install_pkgs,npm)
 
 bench-deps: deps
 	$(call install_pkgs,$(BENCH_PKGS))

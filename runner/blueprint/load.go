@@ -52,6 +52,19 @@ func Default() (*Blueprint, error) {
 	return LoadFS(sub, EmbeddedDefault)
 }
 
+// EmbeddedOpenClaw is the Dir of the built-in OpenClaw blueprint.
+const EmbeddedOpenClaw = "embedded:openclaw"
+
+// OpenClaw returns the embedded OpenClaw blueprint (what `nemoclaw
+// onboard` applies).
+func OpenClaw() (*Blueprint, error) {
+	sub, err := fs.Sub(blueprints.FS, blueprints.OpenClawDir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded openclaw blueprint: %w", err)
+	}
+	return LoadFS(sub, EmbeddedOpenClaw)
+}
+
 // DefaultPolicy returns the effective policy of the embedded default
 // blueprint, a fresh copy on each call. It comes from a generated Go
 // literal (default_policy_gen.go) rather than the YAML: every ad-hoc

@@ -31,6 +31,9 @@ type applyOpts struct {
 	superviseFd int
 	source      *SourceFlags
 	gpus        gpuFlags
+	// tools is --tools: a read-only tools tree (runner/tools) bound at
+	// sandbox.ToolsPath (`nemoclaw onboard` sets it).
+	tools string
 }
 
 func newBlueprintApplyCmd(app *App) *cobra.Command {
@@ -77,6 +80,7 @@ after -- replace the blueprint's agent command. The exit code is the agent's;
 	f.BoolVar(&o.noTTY, "no-tty", false, "never allocate a pseudo-terminal")
 	addDetachFlags(f, &o.detach, &o.superviseFd)
 	addGPUFlags(f, &o.gpus)
+	f.StringVar(&o.tools, "tools", "", "a tools tree installed by nemoclaw onboard ($NEMOCLAW_HOME/tools/sha256-…), bound read-only at /nemoclaw/tools with its bin on PATH")
 	// Profiles of the blueprint named, when it is the embedded one or a
 	// directory (a registry reference is not fetched for a completion).
 	_ = cmd.RegisterFlagCompletionFunc("profile", func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
@@ -114,6 +118,9 @@ func resolveBlueprint(cmd *cobra.Command, app *App, o *applyOpts, src []string) 
 // reference, fetched and verified by the RemoteSource, which sets s.Digest
 // and s.Signer).
 func ResolveBlueprint(cmd *cobra.Command, app *App, s *SourceFlags, src []string) (*blueprint.Blueprint, error) {
+	if len(src) > 0 && src[0] == blueprint.EmbeddedOpenClaw {
+		return blueprint.OpenClaw()
+	}
 	if len(src) == 0 || src[0] == blueprint.EmbeddedDefault {
 		if s.Constraint != "" {
 			return nil, Usage(errors.New("--version needs a registry reference"))
@@ -185,6 +192,7 @@ func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string)
 		stopTimeout: o.stopTimeout, pol: b.Policy, env: env,
 		detach: o.detach, superviseFd: o.superviseFd, blueprint: b.Dir, version: b.Version,
 		gpus: o.gpus, gpuDefault: blueprintGPUs(b, popts.GPUErr, app),
+		tools: o.tools,
 	}
 	if len(src) > 0 {
 		ro.blueprint = src[0]
@@ -210,7 +218,7 @@ func runApply(cmd *cobra.Command, app *App, o *applyOpts, src, command []string)
 	}
 	rec.UID, rec.User = os.Getuid(), userName()
 	rec.PidStart, _ = supervisor.ProcessStart(rec.Pid)
-	if rec.Digest == "" && b.Dir != blueprint.EmbeddedDefault {
+	if rec.Digest == "" && !strings.HasPrefix(b.Dir, "embedded:") {
 		if d, err := state.TreeDigest(b.Dir); err == nil {
 			rec.Digest = d
 		}

@@ -42,6 +42,8 @@ type sandboxRunOpts struct {
 	// the detached supervisor that --detach re-executes (detach.go).
 	detach      bool
 	superviseFd int
+	// tools is a read-only tools tree bound at sandbox.ToolsPath.
+	tools string
 	// onRunning, if set, is called once the agent runs (before a
 	// detached supervisor tells its launcher): apply's run record.
 	onRunning func()
@@ -226,7 +228,7 @@ func runSandbox(ctx context.Context, app *App, o *sandboxRunOpts, args []string)
 		Stdin: app.In, Stdout: app.Out, Stderr: app.Err,
 		Approvals: o.approvals, ApprovalTimeout: o.approvalTimeout,
 		Blueprint: o.blueprint, BlueprintVersion: o.version,
-		Logger: logger, Reservation: res, GPUs: gpus, GPU: o.gpus.config(), Inference: o.inference,
+		Logger: logger, Reservation: res, GPUs: gpus, GPU: o.gpus.config(), Inference: o.inference, Tools: o.tools,
 	}
 	if o.inference != nil && len(o.inference.Routes) > 0 {
 		stop := startInference(app, o.inference)

@@ -286,7 +286,7 @@ func startSandbox(ctx context.Context, app *App, name, runID string, superviseFd
 		name: name, workdir: l.Workdir, keep: l.KeepWorkspace, noTTY: true, stopTimeout: l.StopTimeout,
 		pol: l.Policy, env: l.Env, blueprint: l.Blueprint, version: l.Version,
 		approvals: l.Approvals, approvalTimeout: l.ApprovalTimeout, detach: true, superviseFd: superviseFd,
-		quiet: quiet, gpuDefault: l.GPUs,
+		quiet: quiet, gpuDefault: l.GPUs, tools: l.Tools,
 	}
 	if runID != "" {
 		o.args = []string{"sandbox", "start", name, "--" + runFlag, runID}

@@ -81,6 +81,9 @@ type auditor struct {
 	kick chan struct{}
 	stop chan struct{}
 	done chan struct{}
+
+	// models makes refused model calls obvious (modelcall.go).
+	models modelNotes
 }
 
 const (
@@ -176,6 +179,7 @@ func (a *auditor) record(e *Event) {
 	case last:
 		a.log.Warn("egress: more distinct destinations were refused; they are counted in the audit log's summaries, not logged one by one", "logged", maxWarned)
 	}
+	a.models.note(a, e)
 }
 
 // clipField cuts s to at most n bytes (at a rune boundary), marking the cut.

@@ -81,6 +81,12 @@ type Config struct {
 	// wait for); nil: New creates one.
 	CA *CA
 
+	// OnModelRefusal, if set, receives one line per refused call to
+	// inference.local (rate-limited per call; the same line is logged at
+	// error level): the supervisor copies it into the agent's log, where
+	// the agent itself shows only "connection error".
+	OnModelRefusal func(line string)
+
 	// limits overrides defaultLimits (tests shrink them).
 	limits *httpLimits
 }
@@ -179,6 +185,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.gen.Store(g)
 	p.audit = newAuditor(cfg.AuditLog, p.log, cfg.Sandbox, cfg.AuditMaxBytes)
+	p.audit.models.hook = cfg.OnModelRefusal
 	p.appr = newApprovals(p)
 	if err := p.appr.load(); err != nil {
 		return nil, fmt.Errorf("egress: %w", err)

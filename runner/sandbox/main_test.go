@@ -17,6 +17,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if s := os.Getenv(memHelperEnv); s != "" {
+		os.Exit(memHog(s))
+	}
 	if s := os.Getenv(hangupHelperEnv); s != "" {
 		os.Exit(hangupScenario(s))
 	}

@@ -191,7 +191,7 @@ func TestMakeCgroup(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(parent, "cgroup.subtree_control")); string(b) != "+cpu" {
 		t.Errorf("subtree_control = %q, want the last enable to be +cpu", b)
 	}
-	rp, err := planResources(&policy.Resources{Memory: "1Gi", Pids: 10, CPU: "2", OpenFiles: 99}, CgroupInfo{Reason: "test: not delegated"}, "x")
+	rp, err := planResources(&policy.Resources{Memory: "1Gi", Pids: 10, CPU: "2", OpenFiles: 99}, CgroupInfo{Reason: "test: not delegated"}, "x", MemoryAuto)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,11 +199,31 @@ func TestMakeCgroup(t *testing.T) {
 	for _, r := range rp.rlimits {
 		got[r.Name] = r.Value
 	}
-	want := map[string]uint64{"RLIMIT_CORE": 0, "RLIMIT_NOFILE": 99, "RLIMIT_DATA": 1 << 30, "RLIMIT_NPROC": 10}
+	want := map[string]uint64{"RLIMIT_CORE": 0, "RLIMIT_NOFILE": 99, "RLIMIT_NPROC": 10}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {
 			t.Errorf("%s = %d (present %v), want %d", k, g, ok, v)
 		}
+	}
+	// Not RLIMIT_DATA: it counts V8's and Go's reservations (issue 17).
+	if _, ok := got["RLIMIT_DATA"]; ok || rp.watchMemory != 1<<30 {
+		t.Errorf("memory without a cgroup: RLIMIT_DATA set %v, watch %d; want the supervisor's watch of 1Gi and no RLIMIT_DATA", ok, rp.watchMemory)
+	}
+	if _, err := planResources(&policy.Resources{Memory: "1Gi"}, CgroupInfo{Reason: "test: not delegated"}, "x", MemoryCgroup); err == nil || !strings.Contains(err.Error(), "test: not delegated") {
+		t.Errorf("cgroup asked for, none available: %v, want an error with the reason", err)
+	}
+	// Root's parent under the v2 root is made, with the controllers
+	// handed down to it.
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "cgroup.subtree_control"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rootPlan, err := planResources(&policy.Resources{Memory: "1Gi"}, CgroupInfo{Delegated: true, Dir: root, Parent: filepath.Join(root, rootCgroupDir)}, "x", MemoryAuto)
+	if err != nil || rootPlan.cgroupDir != filepath.Join(root, rootCgroupDir, "nemoclaw-x") || rootPlan.watchMemory != 0 {
+		t.Fatalf("root cgroup plan: %+v, %v", rootPlan, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "cgroup.subtree_control")); len(b) == 0 {
+		t.Errorf("controllers not enabled in the v2 root")
 	}
 	if s := strings.Join(rp.summary, "\n"); !strings.Contains(s, "cpu=2 NOT applied") || !strings.Contains(s, "not delegated") {
 		t.Errorf("summary does not say what applied:\n%s", s)

@@ -103,12 +103,12 @@ func (f Features) Checks() []Check {
 		Without: "only root can start sandboxes",
 	}
 	cg := Check{
-		Name: "cgroup v2 delegation", OK: f.Cgroup.Delegated, Detail: f.Cgroup.Dir,
-		Enables: "whole-sandbox memory, pids and cpu limits",
-		Without: "per-process rlimits instead (RLIMIT_DATA, RLIMIT_NPROC) and no CPU rate limit",
+		Name: "cgroup v2 delegation", OK: f.Cgroup.Delegated, Detail: "memory limit: cgroup v2 memory.max under " + f.Cgroup.Parent,
+		Enables: "whole-sandbox memory (memory.max), pids and cpu limits held by the kernel",
+		Without: "the memory limit is enforced by the supervisor, which watches the sandbox's resident memory and kills it when over; pids via RLIMIT_NPROC; no CPU rate limit",
 	}
 	if !f.Cgroup.Delegated {
-		cg.Detail = f.Cgroup.Reason
+		cg.Detail = "memory limit: supervisor watch of resident memory (" + f.Cgroup.Reason + ")"
 	}
 	idmap := Check{
 		Name: "idmapped mounts", OK: f.IdmapMounts, Detail: fmt.Sprintf("mount_setattr=%v", f.IdmapMounts),

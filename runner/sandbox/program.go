@@ -90,7 +90,7 @@ func (p *program) num(v uint64) {
 const oldRoot = "/.oldroot"
 
 // ownTop are the sandbox root's entries that are never the host's.
-var ownTop = map[string]bool{"proc": true, "dev": true, "tmp": true, "run": true, "sandbox": true, oldRoot[1:]: true}
+var ownTop = map[string]bool{"proc": true, "dev": true, "tmp": true, "run": true, "sandbox": true, oldRoot[1:]: true, "nemoclaw": true}
 
 // The init's program, in DESIGN §6's order, runs after nsinit.c's fixed
 // skeleton. It is compiled in two parts that the init receives one after
@@ -177,6 +177,7 @@ func compileMounts(sp *spec, hostRoot []os.DirEntry) ([]byte, error) {
 		p.op(opChown, "mount: "+Workdir+" (in /tmp's tmpfs)", dir, sp.UID, sp.GID)
 		mount(Workdir+" (in /tmp's tmpfs)", dir, Workdir, "", unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV, "")
 	}
+	compileTools(&p, sp.Tools)
 	return p.b, nil
 }
 

@@ -21,8 +21,14 @@ type CgroupInfo struct {
 	Dir string
 	// Controllers are the controllers available in Dir.
 	Controllers []string
-	// Delegated is true when Dir is writable and offers memory and pids.
+	// Delegated is true when Parent is writable and offers memory and pids.
 	Delegated bool
+	// Parent is where sandbox cgroups are made: Dir when it is delegated
+	// to this user, and for root a "nemoclaw" child of the cgroup v2 root
+	// (the root is exempt from the rule that a cgroup with processes in it
+	// cannot enable controllers for its children; the launcher's own
+	// cgroup is not).
+	Parent string
 	// Reason explains a false Delegated in one sentence.
 	Reason string
 }
@@ -32,6 +38,11 @@ func CgroupDelegation() CgroupInfo {
 	mnt, err := cgroup2Mount()
 	if err != nil {
 		return CgroupInfo{Reason: err.Error()}
+	}
+	if os.Geteuid() == 0 {
+		if info := rootCgroup(mnt); info.Delegated {
+			return info
+		}
 	}
 	rel := ""
 	if b, err := os.ReadFile("/proc/self/cgroup"); err == nil {
@@ -59,9 +70,53 @@ func CgroupDelegation() CgroupInfo {
 	case unix.Access(dir, unix.W_OK) != nil || unix.Access(filepath.Join(dir, "cgroup.subtree_control"), unix.W_OK) != nil:
 		info.Reason = fmt.Sprintf("cgroup %s is not writable by this user (no delegation)", dir)
 	default:
+		info.Delegated, info.Parent = true, dir
+	}
+	return info
+}
+
+// rootCgroupDir is the child of the cgroup v2 root that holds root's
+// sandboxes.
+const rootCgroupDir = "nemoclaw"
+
+// rootCgroup is root's plan: sandboxes under <mnt>/nemoclaw, when the v2
+// root offers memory and pids and can hand them down.
+func rootCgroup(mnt string) CgroupInfo {
+	info := CgroupInfo{Dir: mnt, Parent: filepath.Join(mnt, rootCgroupDir)}
+	b, err := os.ReadFile(filepath.Join(mnt, "cgroup.controllers"))
+	if err != nil {
+		info.Reason = fmt.Sprintf("cannot read %s: %v", filepath.Join(mnt, "cgroup.controllers"), err)
+		return info
+	}
+	info.Controllers = strings.Fields(string(b))
+	have := map[string]bool{}
+	for _, c := range info.Controllers {
+		have[c] = true
+	}
+	switch {
+	case !have["memory"] || !have["pids"]:
+		info.Reason = fmt.Sprintf("cgroup v2 at %s offers controllers [%s], not memory and pids (they are bound to cgroup v1: boot with systemd.unified_cgroup_hierarchy=1)", mnt, strings.Join(info.Controllers, " "))
+	case unix.Access(filepath.Join(mnt, "cgroup.subtree_control"), unix.W_OK) != nil:
+		info.Reason = fmt.Sprintf("%s is not writable (a read-only cgroup mount?)", filepath.Join(mnt, "cgroup.subtree_control"))
+	default:
 		info.Delegated = true
 	}
 	return info
+}
+
+// enableControllers writes each of want ("+memory") that dir's
+// cgroup.subtree_control lacks.
+func enableControllers(dir string, want []string) error {
+	sub := filepath.Join(dir, "cgroup.subtree_control")
+	cur, _ := os.ReadFile(sub)
+	for _, w := range want {
+		if !strings.Contains(" "+strings.TrimSpace(string(cur))+" ", " "+w[1:]+" ") {
+			if err := os.WriteFile(sub, []byte(w), 0o644); err != nil {
+				return fmt.Errorf("enable %s in %s: %w", w[1:], sub, err)
+			}
+		}
+	}
+	return nil
 }
 
 // cgroup2Mount finds the cgroup v2 mount point.
@@ -90,6 +145,9 @@ type resourcePlan struct {
 	cgroupDir string
 	// memory is the byte limit (also bounds the private tmpfs mounts).
 	memory uint64
+	// watchMemory is the limit the supervisor enforces on the sandbox's
+	// resident memory (watchResident) when no cgroup holds it; 0: none.
+	watchMemory uint64
 	// summary says what applied, for the run's log.
 	summary []string
 }
@@ -103,9 +161,11 @@ func policyMemory(p *policy.Policy) (uint64, error) {
 	return policy.ParseBytes(p.Resources.Memory)
 }
 
-// planResources decides between cgroup v2 and rlimits and creates the
-// cgroup when it can. cg is the delegation state; name names the cgroup.
-func planResources(r *policy.Resources, cg CgroupInfo, name string) (*resourcePlan, error) {
+// planResources decides between cgroup v2 and the fallbacks (the
+// supervisor's watch of resident memory, rlimits) and creates the cgroup
+// when it can. cg is the delegation state; name names the cgroup; how is
+// the memory enforcement asked for (Config.MemoryEnforcement).
+func planResources(r *policy.Resources, cg CgroupInfo, name string, how MemoryEnforcement) (*resourcePlan, error) {
 	rp := &resourcePlan{rlimits: []rlimitSpec{{Resource: unix.RLIMIT_CORE, Name: "RLIMIT_CORE", Value: 0}}}
 	if r == nil {
 		r = &policy.Resources{}
@@ -134,23 +194,33 @@ func planResources(r *policy.Resources, cg CgroupInfo, name string) (*resourcePl
 	if mem == 0 && r.Pids == 0 && cpuMilli == 0 {
 		return rp, nil
 	}
-	if cg.Delegated {
-		dir, err := makeCgroup(cg.Dir, "nemoclaw-"+name, mem, r.Pids, cpuMilli)
+	switch {
+	case how == MemorySupervisor:
+		rp.summary = append(rp.summary, "cgroup v2 not used: memory enforcement \"supervisor\" was asked for ("+MemoryEnforcementEnv+" or Config.MemoryEnforcement)")
+	case cg.Delegated:
+		dir, err := makeCgroup(cg.Parent, "nemoclaw-"+name, mem, r.Pids, cpuMilli)
 		if err == nil {
 			rp.cgroupDir = dir
-			rp.summary = append(rp.summary, fmt.Sprintf("memory/pids/cpu via cgroup v2 %s", dir))
+			rp.summary = append(rp.summary, fmt.Sprintf("memory/pids/cpu via cgroup v2 %s (memory.max counts resident memory of the whole sandbox)", dir))
 			return rp, nil
 		}
-		rp.summary = append(rp.summary, fmt.Sprintf("cgroup v2 delegation failed (%v); falling back to rlimits", err))
-	} else {
-		rp.summary = append(rp.summary, "cgroup v2 not delegated ("+cg.Reason+"); using rlimits")
+		if how == MemoryCgroup {
+			return nil, fmt.Errorf("memory enforcement \"cgroup\" was asked for and cgroup v2 failed: %w", err)
+		}
+		rp.summary = append(rp.summary, fmt.Sprintf("cgroup v2 delegation failed (%v); falling back", err))
+	case how == MemoryCgroup:
+		return nil, fmt.Errorf("memory enforcement \"cgroup\" was asked for but cgroup v2 is unavailable: %s", cg.Reason)
+	default:
+		rp.summary = append(rp.summary, "cgroup v2 not available ("+cg.Reason+"); falling back")
 	}
 	if mem > 0 {
-		// RLIMIT_DATA counts private writable memory (heap, anonymous
-		// mappings) but not the PROT_NONE reservations of Go and V8,
-		// which RLIMIT_AS would; it is per process.
-		rp.rlimits = append(rp.rlimits, rlimitSpec{Resource: unix.RLIMIT_DATA, Name: "RLIMIT_DATA", Value: mem})
-		rp.summary = append(rp.summary, fmt.Sprintf("memory=%d bytes via RLIMIT_DATA (per process; /tmp, /dev/shm and /run sized from it)", mem))
+		// Not RLIMIT_DATA: it counts address space reserved with
+		// PROT_NONE-then-mprotect (V8 reserves ~510 MiB per JavaScript
+		// thread, Go and JVMs their heaps' arenas), so Node agents died
+		// at 4Gi while using under 2 GiB. What the limit means is
+		// resident memory; the supervisor measures and enforces that.
+		rp.watchMemory = mem
+		rp.summary = append(rp.summary, fmt.Sprintf("memory=%d bytes enforced by the supervisor on the sandbox's resident memory (anonymous + shared memory of all its processes, polled; killed with \"memory limit exceeded\" when over); /tmp, /dev/shm and /run sized from it", mem))
 	}
 	if r.Pids > 0 {
 		rp.rlimits = append(rp.rlimits, rlimitSpec{Resource: unix.RLIMIT_NPROC, Name: "RLIMIT_NPROC", Value: uint64(r.Pids)})
@@ -168,14 +238,18 @@ func makeCgroup(parent, leaf string, mem uint64, pids, cpuMilli int) (string, er
 	if cpuMilli > 0 {
 		want = append(want, "+cpu")
 	}
-	sub := filepath.Join(parent, "cgroup.subtree_control")
-	cur, _ := os.ReadFile(sub)
-	for _, w := range want {
-		if !strings.Contains(" "+string(cur)+" ", " "+w[1:]+" ") {
-			if err := os.WriteFile(sub, []byte(w), 0o644); err != nil {
-				return "", fmt.Errorf("enable %s in %s: %w", w[1:], sub, err)
-			}
+	if filepath.Base(parent) == rootCgroupDir {
+		// Root's own parent under the v2 root: made here, with the
+		// controllers handed down from the root to it.
+		if err := enableControllers(filepath.Dir(parent), want); err != nil {
+			return "", err
 		}
+		if err := os.Mkdir(parent, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("create cgroup %s: %w", parent, err)
+		}
+	}
+	if err := enableControllers(parent, want); err != nil {
+		return "", err
 	}
 	dir := filepath.Join(parent, leaf)
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
@@ -244,4 +318,16 @@ func planTmpfs(mem uint64) tmpfsLimits {
 		return fmt.Sprintf("size=%d,nr_inodes=%d", size, max(size/tmpfsInodeBytes, minTmpfsInodes))
 	}
 	return tmpfsLimits{Tmp: opts(mem), Shm: opts(mem / 2), Run: opts(min(mem, runSize))}
+}
+
+// PlannedCgroup is the cgroup directory a sandbox named name gets when its
+// resources ask for one ("" where cgroup v2 is not delegated): what a
+// supervisor records before the start, so that destroy finds it even if a
+// kill comes before the sandbox reports it.
+func PlannedCgroup(name string) string {
+	info := CgroupDelegation()
+	if !info.Delegated || info.Parent == "" {
+		return ""
+	}
+	return filepath.Join(info.Parent, "nemoclaw-"+name)
 }

@@ -126,6 +126,12 @@ type Config struct {
 	// ignores SIGTERM (an interactive shell does) must not make its
 	// sandbox unstoppable. 0 means DefaultStopTimeout; negative, no limit.
 	StopTimeout time.Duration
+	// Tools is a host directory (a read-only tools tree, runner/tools)
+	// bound read-only at ToolsPath; "" for none.
+	Tools string
+	// MemoryEnforcement picks how resources.memory holds (empty: the
+	// MemoryEnforcementEnv variable, else MemoryAuto).
+	MemoryEnforcement MemoryEnforcement
 }
 
 // DefaultStopTimeout is Config.StopTimeout's default.
@@ -169,6 +175,12 @@ type Sandbox struct {
 
 	started   time.Time
 	cgroupDir string
+	// memLimit is resources.memory (bytes, 0: none); memWatch is set when
+	// the supervisor enforces it (watchResident), which stores memErr when
+	// it kills the sandbox.
+	memLimit uint64
+	memWatch bool
+	memErr   atomic.Pointer[MemoryLimitError]
 	// protect holds the placeholders made in the host workspace for the
 	// run, removed by cleanup (protectWorkspace).
 	protect *hostProtection
@@ -637,7 +649,12 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
+	tools, err := toolsBind(cfg.Tools)
+	if err != nil {
+		return nil, err
+	}
 	sp := spec{
+		Tools:         tools,
 		HostTop:       hostTop,
 		Name:          name,
 		Workspace:     ws,
@@ -707,7 +724,12 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		return nil, stepErr("seccomp: build", err)
 	}
 
-	res, err := planResources(cfg.Policy.Resources, cgroupInfo(), name)
+	how, err := memoryEnforcement(cfg.MemoryEnforcement)
+	if err != nil {
+		st.abort()
+		return nil, stepErr("resources", err)
+	}
+	res, err := planResources(cfg.Policy.Resources, cgroupInfo(), name, how)
 	if err != nil {
 		st.abort()
 		return nil, stepErr("resources", err)
@@ -716,7 +738,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		st.abort() // the mounts were made with another /tmp size
 		return nil, stepErr("resources", fmt.Errorf("memory limit planned as %d bytes, %d for the mounts", res.memory, mem))
 	}
-	sb.cgroupDir = res.cgroupDir
+	sb.cgroupDir, sb.memLimit, sb.memWatch = res.cgroupDir, res.memory, res.watchMemory > 0
 	for _, s := range res.summary {
 		if strings.Contains(s, "NOT applied") || strings.Contains(s, "failed") {
 			sb.log.Warn("resources: " + s) // the user asked for a limit that does not hold
@@ -889,6 +911,9 @@ func (st *starter) finish(ctx context.Context, mounts, rest []byte) error {
 		sb.ptyDone = sb.relay.start()
 	}
 	sb.log.Debug("sandbox running", "init_pid", sb.pid, "init", st.how, "setup", time.Since(st.t0))
+	if sb.memWatch {
+		go sb.watchResident(sb.memLimit)
+	}
 	go sb.waitLoop()
 	return nil
 }
@@ -1121,6 +1146,14 @@ func (sb *Sandbox) waitLoop() {
 		<-sb.ptyDone
 	}
 	sb.streams.wait() // all the agent wrote is in the caller's files
+	// Over the memory limit: the agent's end is that, whatever else the
+	// init reported (an agent whose child the OOM killer took and that
+	// exited on its own keeps its code, with the log's line).
+	if err := sb.memoryEnded(); err != nil && (st == nil || st.Signal == int(syscall.SIGKILL)) {
+		sb.code, sb.waitErr = 128+int(syscall.SIGKILL), err
+		close(sb.done)
+		return
+	}
 	switch {
 	case st != nil:
 		sb.code = st.Code
@@ -1138,6 +1171,10 @@ func (sb *Sandbox) waitLoop() {
 	}
 	close(sb.done)
 }
+
+// Cgroup is the host path of the sandbox's own cgroup v2, "" when it has
+// none (its memory limit is then the supervisor's watch).
+func (sb *Sandbox) Cgroup() string { return sb.cgroupDir }
 
 // Name returns the sandbox's name.
 func (sb *Sandbox) Name() string { return sb.name }
@@ -1347,6 +1384,9 @@ func agentEnv(cfg Config, name string, uid int, rootless bool, ids *hostDB) []st
 		"TERM=" + term,
 		"LANG=C.UTF-8",
 		"NEMOCLAW_SANDBOX=" + name,
+	}
+	if cfg.Tools != "" {
+		env[0] = "PATH=" + ToolsPath + "/bin:" + strings.TrimPrefix(env[0], "PATH=")
 	}
 	return mergeEnv(env, cfg.Env) // cfg.Env overrides the base
 }

@@ -13,6 +13,8 @@ const statusFD = 4
 // it into the init's program. Host paths are absolute paths as the launcher
 // sees them.
 type spec struct {
+	// Tools is the host directory bound read-only at ToolsPath ("": none).
+	Tools string `json:"tools,omitempty"`
 	// HostTop names the host's top-level entries to bind into the
 	// sandbox's root; nil binds them all.
 	HostTop map[string]bool `json:"host_top,omitempty"`

@@ -33,7 +33,8 @@ type Launch struct {
 	Blueprint       string         `json:"blueprint,omitempty"`
 	Version         string         `json:"version,omitempty"`
 	// GPUs are asked for again at each start (UUIDs name the same devices).
-	GPUs gpu.Request `json:"gpus,omitzero"`
+	GPUs  gpu.Request `json:"gpus,omitzero"`
+	Tools string      `json:"tools,omitempty"`
 }
 
 // launchOf is cfg's Launch, under pol.
@@ -41,7 +42,7 @@ func launchOf(cfg *Config, pol *policy.Policy) *Launch {
 	l := &Launch{
 		V: recordVersion, Policy: pol, Command: cfg.Command, Env: cfg.Env, KeepWorkspace: cfg.KeepWorkspace,
 		StopTimeout: cfg.StopTimeout, Approvals: cfg.Approvals, ApprovalTimeout: cfg.ApprovalTimeout,
-		Blueprint: cfg.Blueprint, Version: cfg.BlueprintVersion, GPUs: cfg.GPUs,
+		Blueprint: cfg.Blueprint, Version: cfg.BlueprintVersion, GPUs: cfg.GPUs, Tools: cfg.Tools,
 	}
 	if cfg.Workdir != "" {
 		// Absolute: start may run from another directory.

@@ -17,7 +17,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -84,6 +83,8 @@ type Config struct {
 	// Inference is the sandbox's inference routes and backend provider
 	// (nil: inference.local answers 503, no route).
 	Inference *InferenceConfig
+	// Tools is sandbox.Config.Tools: a read-only tools tree.
+	Tools string
 }
 
 // Supervisor runs one sandbox. Its methods are called from one goroutine
@@ -157,6 +158,7 @@ func New(cfg Config) (*Supervisor, error) {
 	if err := res.wait(); err != nil {
 		return nil, err
 	}
+	notes := &agentNotes{}
 	var proxy atomic.Pointer[egress.Proxy]
 	router, err := newRouter(&cfg, proxy.Load)
 	if err != nil {
@@ -167,6 +169,7 @@ func New(cfg Config) (*Supervisor, error) {
 	s.markStarting()
 	p, err := egress.New(egress.Config{
 		Inference:       router,
+		OnModelRefusal:  notes.note,
 		Sandbox:         cfg.Name,
 		Policy:          cfg.Policy,
 		Logger:          log,
@@ -187,6 +190,7 @@ func New(cfg Config) (*Supervisor, error) {
 		Name: cfg.Name, Workdir: cfg.Workdir, Policy: cfg.Policy, Command: cfg.Command, Env: cfg.Env,
 		Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr, TTY: cfg.TTY, WindowSize: cfg.WindowSize,
 		Logger: log, Home: cfg.Home, KeepWorkspace: cfg.KeepWorkspace, StopTimeout: cfg.StopTimeout,
+		Tools: cfg.Tools,
 	}
 	if cfg.Detached && cfg.Stdout == nil {
 		f, err := os.OpenFile(filepath.Join(res.dir, AgentLogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
@@ -198,6 +202,7 @@ func New(cfg Config) (*Supervisor, error) {
 		}
 		s.agentLog = f
 		sc.Stdout, sc.Stderr = f, f
+		notes.set(f)
 	}
 	sc.Network.Proxy, sc.Network.DNS, sc.Network.ProxyPort = true, true, sandbox.DefaultProxyPort
 	// inference.local's own listeners, for clients that ignore the proxy
@@ -303,7 +308,7 @@ func (s *Supervisor) startBackground() {
 	// The socket first: a record that says running promises a supervisor
 	// that answers (a `sandbox stop` right after it sees the record).
 	ctl, lerr := egress.ListenControl(filepath.Join(s.res.dir, ControlSocket))
-	cgroup := cgroupOf(s.sb.Pid(), s.cfg.Name)
+	cgroup := s.sb.Cgroup()
 	supStart, _ := procStart(os.Getpid())
 	initStart, _ := procStart(s.sb.Pid())
 	s.mu.Lock()
@@ -350,37 +355,6 @@ func (s *Supervisor) workspace() string {
 		return s.cfg.Workdir
 	case s.cfg.KeepWorkspace:
 		return filepath.Join(s.res.dir, "workspace")
-	}
-	return ""
-}
-
-// cgroupOf returns the host path of the cgroup (v2) runner/sandbox made
-// for sandbox name, if process pid is in it; "" otherwise, and always when
-// the sandbox runs in its launcher's cgroup, which destroy must not touch.
-func cgroupOf(pid int, name string) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if rest, ok := strings.CutPrefix(line, "0::"); ok && strings.HasPrefix(filepath.Base(rest), "nemoclaw-"+name) {
-			return filepath.Join("/sys/fs/cgroup", rest)
-		}
-	}
-	return ""
-}
-
-// leafCgroup is the host path of cgroup (v2) leaf under process pid's, or
-// "" if pid's cannot be read.
-func leafCgroup(pid int, leaf string) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if rest, ok := strings.CutPrefix(line, "0::"); ok {
-			return filepath.Join("/sys/fs/cgroup", rest, leaf)
-		}
 	}
 	return ""
 }
@@ -542,13 +516,13 @@ func (s *Supervisor) markStarting() {
 	}
 	pid := os.Getpid()
 	start, _ := procStart(pid)
-	// Cgroup is where runner/sandbox will make the sandbox's (a leaf of
-	// this process's own, named for the sandbox): destroy removes it if a
-	// kill leaves it behind before the running record names it.
+	// Cgroup is where runner/sandbox will make the sandbox's: destroy
+	// removes it if a kill leaves it behind before the running record
+	// names it.
 	rec := Record{
 		Name: s.cfg.Name, State: StateStarting, SupervisorPid: pid, SupervisorStart: start, Started: time.Now(),
 		Blueprint: s.cfg.Blueprint, Version: s.cfg.BlueprintVersion, Detached: s.cfg.Detached, Command: s.cfg.Command,
-		Cgroup: leafCgroup(pid, "nemoclaw-"+s.cfg.Name),
+		Cgroup: sandbox.PlannedCgroup(s.cfg.Name),
 	}
 	if err := writeRecord(s.res.dir, &rec); err != nil {
 		s.log.Warn("state record: a kill before the agent runs will show as stopped", "err", err)
