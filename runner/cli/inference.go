@@ -231,6 +231,7 @@ func applyInference(app *App, b *blueprint.Blueprint, plan *state.Plan) *supervi
 		ic.Profile = plan.Inference.Profile
 		if _, p, ok := b.Profile(ic.Profile); ok && p != nil {
 			if env := inference.MissingCredential(p, os.LookupEnv); env != "" {
+				ic.MissingCredential = env
 				printf(app.Err, "nemoclaw: inference profile %s: %s is not set on the host: the agent's calls to inference.local will fail until you export it and restart (the agent never sees it)\n", ic.Profile, env)
 			}
 		}
@@ -249,8 +250,8 @@ func startInference(app *App, ic *supervisor.InferenceConfig) func() error {
 		return stop
 	}
 	for _, r := range ic.Routes {
-		if r.Profile != ic.Profile {
-			continue
+		if r.Profile != ic.Profile || ic.MissingCredential != "" {
+			continue // a missing key was said already; a health check would only repeat it
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := func() error {

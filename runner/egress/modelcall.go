@@ -43,8 +43,15 @@ func ModelRefusalLine(e *Event) string {
 	case http.StatusForbidden:
 		step = "the sandbox policy's inference rules do not allow " + what + ": add an allow rule to network_policies.inference (`nemoclaw policy set NAME FILE`)"
 	}
-	return fmt.Sprintf("model call refused: %s to %s:%d%s answered %d %s: %s; the agent only shows its own error (OpenClaw: \"connection error\"); what to do: %s",
-		what, Printable(e.Host), e.Port, by, e.Status, http.StatusText(e.Status), Printable(e.Reason), step)
+	to := Printable(e.Host)
+	if e.Port != 0 { // the router's own events carry no port
+		to += ":" + strconv.Itoa(e.Port)
+	}
+	if e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden && e.Class == "Inference Activity" {
+		step = "the backend refused the route's credential: check the variable the profile's credential_env names on the host and `nemoclaw inference test`"
+	}
+	return fmt.Sprintf("model call refused: %s to %s%s answered %d %s: %s; the agent only shows its own error (OpenClaw: \"connection error\"); what to do: %s",
+		what, to, by, e.Status, http.StatusText(e.Status), Printable(e.Reason), step)
 }
 
 // note logs e (a refused inference.local request) through a, at most once

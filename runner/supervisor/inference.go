@@ -27,6 +27,10 @@ type InferenceConfig struct {
 	Provider inference.Provider
 	// Unavailable says why there is no provider.
 	Unavailable string
+	// MissingCredential names the host variable the active profile's
+	// credential_env names when it is unset ("" otherwise): the launcher
+	// said so already and skips its backend check.
+	MissingCredential string
 }
 
 // InferenceInfo answers OpInferenceSet: the route now in force.
