@@ -326,7 +326,9 @@ timeout_secs: 120`)
 			return json.Unmarshal([]byte(s), &r) == nil && len(r.Choices) == 1 && r.Choices[0].Text != nil
 		},
 		"EMB": func(s string) bool {
-			var r struct{ Data []struct{ Embedding []float64 } }
+			var r struct {
+				Data []struct{ Embedding []float64 }
+			}
 			return json.Unmarshal([]byte(s), &r) == nil && len(r.Data) == 1 && len(r.Data[0].Embedding) > 0
 		},
 		"MODELS": func(s string) bool { return strings.Contains(s, tinyModel) },
@@ -414,7 +416,7 @@ timeout_secs: 30`)
 	sup, _, _ := e.record(t, "kill")
 
 	cmd := e.cmd("sandbox", "exec", "kill", "--", "curl", "-sSN", "--noproxy", "*", "-d",
-		`{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "http://inference.local/v1/chat/completions")
+		`{"model":"fake-model","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "http://inference.local/v1/chat/completions")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -469,7 +471,7 @@ timeout_secs: 30`)
 	var ans string
 	for i := 0; i < 20; i++ {
 		ans = e.must(t, "sandbox", "exec", "kill", "--", "curl", "-sS", "--noproxy", "*", "-d",
-			`{"model":"m","messages":[{"role":"user","content":"hi"}]}`, "http://inference.local/v1/chat/completions")
+			`{"model":"fake-model","messages":[{"role":"user","content":"hi"}]}`, "http://inference.local/v1/chat/completions")
 		if strings.Contains(ans, `"content":"hi hi hi "`) {
 			break
 		}
