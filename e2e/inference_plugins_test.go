@@ -229,6 +229,10 @@ timeout_secs: 30`)
 			}
 		}
 	}
+	// The plugin stops gracefully at the end of the run: no ERROR for it.
+	if strings.Contains(errOut, "level=ERROR") {
+		t.Errorf("the run logged an error on the user's terminal:\n%s", errOut)
+	}
 	if l := lineWith(out, "PY_CHAT "); !strings.Contains(l, `"content":"hi hi hi "`) {
 		t.Errorf("python chat: %q", l)
 	}
@@ -298,13 +302,13 @@ func TestInferenceOllamaFromSandbox(t *testing.T) {
 endpoint: "`+o.endpoint+`"
 model: `+tinyModel+`
 timeout_secs: 120`)
-	msg := `{"model":"m","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`
-	smsg := `{"model":"m","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	msg := `{"model":"nemoclaw-tiny","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`
+	smsg := `{"model":"nemoclaw-tiny","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"hi"}]}`
 	script := strings.Join([]string{
 		`echo "CHAT $(curl -sS -d '` + msg + `' http://inference.local/v1/chat/completions)"`,
 		`echo "STREAM $(curl -sSN --noproxy '*' -d '` + smsg + `' https://inference.local/v1/chat/completions | tr '\n' ' ')"`,
-		`echo "COMPL $(curl -sS -d '{"model":"m","prompt":"once","max_tokens":8}' http://inference.local/v1/completions)"`,
-		`echo "EMB $(curl -sS --noproxy '*' -d '{"model":"m","input":"hi"}' http://inference.local/v1/embeddings)"`,
+		`echo "COMPL $(curl -sS -d '{"model":"nemoclaw-tiny","prompt":"once","max_tokens":8}' http://inference.local/v1/completions)"`,
+		`echo "EMB $(curl -sS --noproxy '*' -d '{"model":"nemoclaw-tiny","input":"hi"}' http://inference.local/v1/embeddings)"`,
 		`echo "MODELS $(curl -sS http://inference.local/v1/models)"`,
 	}, "\n")
 	out, errOut, code := e.nc(t, "blueprint", "apply", dir, "--no-tty", "--", "/bin/sh", "-c", script)

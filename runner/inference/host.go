@@ -207,10 +207,13 @@ func (h *Host) Close() error {
 	insts := h.insts
 	h.insts = nil
 	h.mu.Unlock()
-	close(h.stop)
+	// Plugins first, while the launcher thread lives: its end fires every
+	// plugin's parent-death SIGKILL, which would cut the graceful stop
+	// short. (Anything started meanwhile still gets that SIGKILL.)
 	for _, in := range insts {
 		in.kill()
 	}
+	close(h.stop)
 	h.done.Wait()
 	return nil
 }

@@ -434,6 +434,30 @@ func TestCloseStopsPlugins(t *testing.T) {
 	}
 }
 
+// TestCloseIsGraceful: Close asks each plugin to exit and it does; it is
+// not SIGKILLed by its parent-death signal, which fires as soon as the
+// launcher thread ends (and logged an ERROR at the end of every
+// foreground run that made an inference call).
+func TestCloseIsGraceful(t *testing.T) {
+	dir, _ := install(t, "testplugin")
+	var buf testutil.Buffer
+	h := newHost(t, HostConfig{Dirs: []string{dir}, Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if _, err := h.Trust("testplugin"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.Backend(context.Background(), Route{Profile: "p", Plugin: "testplugin", Config: sdk.Config{Model: "m"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pluginPid(b); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	if log := buf.String(); !strings.Contains(log, `msg="plugin process exited"`) || strings.Contains(log, "signal: killed") {
+		t.Fatalf("the plugin did not exit on its own at Close:\n%s", log)
+	}
+}
+
 // TestRoutesGetTheirOwnProcess: two routes on one plugin with different
 // credentials run in two processes; the same route twice shares one.
 func TestRoutesGetTheirOwnProcess(t *testing.T) {
