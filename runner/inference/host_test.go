@@ -228,6 +228,10 @@ func TestDiscoveryRefusals(t *testing.T) {
 		{"checksum mismatch (profile pin)", func(_ *testing.T, _, _ string, cfg *HostConfig) {
 			cfg.Pins = map[string]string{"testplugin": strings.Repeat("ab", 32)}
 		}, ErrChecksum, "profile pins"},
+		// The profile's pin wins over the lock: --trust would not help.
+		{"checksum mismatch (profile pin) says to edit the profile", func(_ *testing.T, _, _ string, cfg *HostConfig) {
+			cfg.Pins = map[string]string{"testplugin": strings.Repeat("ab", 32)}
+		}, ErrChecksum, "set the profile's sha256 to"},
 		{"checksum mismatch (binary replaced after trust)", func(t *testing.T, dir, path string, cfg *HostConfig) {
 			h := newHost(t, HostConfig{Dirs: []string{dir}, Home: cfg.Home})
 			if _, err := h.Trust("testplugin"); err != nil {
