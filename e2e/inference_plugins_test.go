@@ -468,6 +468,7 @@ timeout_secs: 30`)
 	}
 	_ = cmd.Wait()
 	tailLines := strings.Join(got[max(0, len(got)-4):], "\n")
+	t.Logf("stream end after the kill: %s", tailLines)
 	if strings.Contains(tailLines, "[DONE]") || !strings.Contains(tailLines, `"error"`) {
 		t.Errorf("after the kill the stream ended with %q, want an error event and no [DONE]", tailLines)
 	}
@@ -528,7 +529,7 @@ func TestInferenceChecksumRefused(t *testing.T) {
 		trust     bool
 		refused   []string
 	}{
-		{"wrong-sha", wrong, false, []string{"sha256", right, wrong}},
+		{"wrong-sha", wrong, false, []string{"checksum mismatch", right, wrong, "set the profile's sha256"}},
 		{"unpinned", "", false, []string{"--trust echo"}},
 		{"right-sha", right, false, nil},
 		{"trusted", "", true, nil},
@@ -551,6 +552,7 @@ func TestInferenceChecksumRefused(t *testing.T) {
 			if err := json.Unmarshal([]byte(ans), &er); err != nil || er.Error.Message == "" {
 				t.Fatalf("refusal is not an OpenAI error: %s", ans)
 			}
+			t.Logf("refusal: %s", er.Error.Message)
 			for _, w := range c.refused {
 				if !strings.Contains(er.Error.Message, w) {
 					t.Errorf("refusal %q does not name %q", er.Error.Message, w)
