@@ -165,6 +165,9 @@ func checkPin(p Plugin) error {
 	switch {
 	case p.Pin == "":
 		return fmt.Errorf("%w: %s (%s, sha256 %s) has no pinned checksum; check it, then run `nemoclaw inference plugins --trust %s` or set sha256 in the profile", ErrUntrusted, p.Name, p.Path, p.SHA256, p.Name)
+	case p.Pin != p.SHA256 && p.PinSource == "profile":
+		// The profile's pin wins over the lock: --trust would not help.
+		return fmt.Errorf("%w: %s (%s) has sha256 %s but the blueprint profile pins %s; if this binary is the one you meant, set the profile's sha256 to %s, else reinstall the plugin it pins", ErrChecksum, p.Name, p.Path, p.SHA256, p.Pin, p.SHA256)
 	case p.Pin != p.SHA256:
 		return fmt.Errorf("%w: %s (%s) has sha256 %s but %s pins %s; if the new binary is the one you meant, trust it again with `nemoclaw inference plugins --trust %s`", ErrChecksum, p.Name, p.Path, p.SHA256, p.PinSource, p.Pin, p.Name)
 	}

@@ -68,9 +68,13 @@ type Host struct {
 	log    *slog.Logger
 	launch chan func()
 
-	mu     sync.Mutex
-	insts  map[string]*instance
-	closed bool
+	mu    sync.Mutex
+	insts map[string]*instance
+	// handles are the backends Backend returned, one per route key: the
+	// same value each time, so that the router's cache of descriptions
+	// (keyed by backend) holds and a call costs no Describe round trip.
+	handles map[string]*pluginBackend
+	closed  bool
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -104,7 +108,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 			return nil, fmt.Errorf("new plugin host: the pin for plugin %s is %q, not 64 lowercase hex digits", name, pin)
 		}
 	}
-	h := &Host{cfg: cfg, log: cfg.Logger, launch: make(chan func()), insts: map[string]*instance{}, stop: make(chan struct{})}
+	h := &Host{cfg: cfg, log: cfg.Logger, launch: make(chan func()), insts: map[string]*instance{}, handles: map[string]*pluginBackend{}, stop: make(chan struct{})}
 	h.done.Add(1)
 	go h.launcher()
 	if cfg.HealthInterval > 0 {
@@ -177,7 +181,14 @@ func (h *Host) Backend(ctx context.Context, r Route) (sdk.Backend, error) {
 	if _, err := in.live(ctx); err != nil {
 		return nil, err
 	}
-	return &pluginBackend{h: h, key: key, route: r}, nil
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	pb, ok := h.handles[key]
+	if !ok {
+		pb = &pluginBackend{h: h, key: key, route: r}
+		h.handles[key] = pb
+	}
+	return pb, nil
 }
 
 // instance returns the route's instance, made on first use (and again
@@ -207,10 +218,13 @@ func (h *Host) Close() error {
 	insts := h.insts
 	h.insts = nil
 	h.mu.Unlock()
-	close(h.stop)
+	// Plugins first, while the launcher thread lives: its end fires every
+	// plugin's parent-death SIGKILL, which would cut the graceful stop
+	// short. (Anything started meanwhile still gets that SIGKILL.)
 	for _, in := range insts {
 		in.kill()
 	}
+	close(h.stop)
 	h.done.Wait()
 	return nil
 }

@@ -286,6 +286,9 @@ func (c *call) serve(kind endpointKind) {
 			c.failErr(err)
 			return
 		}
+		// The operator's log gets the whole reason (a refused checksum
+		// and what to run); the audit line keeps only its start.
+		c.rt.log.Warn("inference backend not available", "sandbox", c.rt.cfg.Sandbox, "profile", c.route.Profile, "plugin", c.route.Plugin, "err", err)
 		c.fail(http.StatusServiceUnavailable, "server_error", fmt.Sprintf("backend %s is not available: %v", c.backendName(), err))
 		return
 	}

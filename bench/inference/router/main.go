@@ -3,17 +3,21 @@
 // through the egress proxy (as an agent in a sandbox does, over loopback
 // to the proxy listener) to inference.local, the router, an in-process
 // OpenAI-compatible backend (inferencetest.HTTPBackend, what the vLLM
-// plugin does minus the plugin's gRPC hop) and a fake OpenAI server; the
-// direct path is the same client to the same fake server. It prints the
+// plugin does minus the plugin's gRPC hop) and a fake OpenAI server; with
+// -plugin-dir, also through nemoclaw's plugin host and the real vLLM
+// plugin process (gRPC, AutoMTLS) to the same fake; the direct path is the
+// same client to the same fake server. It prints the
 // added time to first byte (p50/p99), the added time per chunk over a
 // 1,000-chunk stream, and small non-streamed requests per second.
 //
-//	go run ./bench/inference/router [-n 2000] [-d 5s] [-c 16]
+//	bench/inference/run.sh [-n 2000] [-d 5s] [-c 16]
 package main
 
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +26,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -41,6 +46,9 @@ var (
 	dur    = flag.Duration("d", 5*time.Second, "duration of the requests/s measurement")
 	conc   = flag.Int("c", 16, "concurrent clients for requests/s")
 	chunks = flag.Int("chunks", 1000, "chunks of the long stream")
+	// pluginDir holds nemoclaw-inference-vllm: with it, a third path goes
+	// through nemoclaw's plugin host and that real plugin process.
+	pluginDir = flag.String("plugin-dir", "", "directory with nemoclaw-inference-vllm (run.sh builds it): also measure through the real plugin process")
 )
 
 type provider struct{ b *inferencetest.HTTPBackend }
@@ -67,6 +75,85 @@ func serve(h http.Handler) (string, error) {
 	return "http://" + l.Addr().String(), nil
 }
 
+// path is one way from the client to the fake server: its clients for
+// the short and the long answers, and the base URLs they call.
+type path struct {
+	name              string
+	short, long       *http.Client
+	shortURL, longURL string
+}
+
+// routed returns the clients that reach the fake servers through an egress
+// proxy and a router whose backends come from prov: one router per fake,
+// each audited to a scratch audit log as in a sandbox.
+func routed(name string, prov inference.Provider, plugin, short, long string) (path, func(), error) {
+	var cleanup []func()
+	done := func() {
+		for _, f := range cleanup {
+			f()
+		}
+	}
+	client := func(endpoint string) (*http.Client, error) {
+		auditFile, err := os.CreateTemp("", "nemoclaw-bench-inference-audit-*.jsonl")
+		if err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, func() { auditFile.Close(); os.Remove(auditFile.Name()) })
+		var px *egress.Proxy
+		rt, err := inference.NewRouter(inference.RouterConfig{
+			Audit: func(e inference.AuditEvent) {
+				px.AuditInference(egress.InferenceEvent{Route: e.Route, Model: e.Model, Method: e.Method, Path: e.Path, Status: e.Status,
+					Stream: e.Stream, Latency: e.Latency, TTFB: e.TTFB, PromptTokens: e.Usage.PromptTokens, CompletionTokens: e.Usage.CompletionTokens})
+			},
+			Routes:   []inference.Route{{Profile: "p", Plugin: plugin, Config: sdk.Config{Endpoint: endpoint + "/v1", Model: "m", Credential: "k", TimeoutSecs: 60}}},
+			Active:   "p",
+			Provider: prov,
+		})
+		if err != nil {
+			return nil, err
+		}
+		p, err := egress.New(egress.Config{Sandbox: "bench", Policy: &policy.Policy{Version: 1}, Inference: rt, AuditLog: auditFile,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			return nil, err
+		}
+		px = p
+		pu, err := listenProxy(p)
+		if err != nil {
+			return nil, err
+		}
+		return &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConnsPerHost: 256}}, nil
+	}
+	sc, err := client(short)
+	if err != nil {
+		done()
+		return path{}, nil, err
+	}
+	lc, err := client(long)
+	if err != nil {
+		done()
+		return path{}, nil, err
+	}
+	const inf = "http://inference.local"
+	return path{name: name, short: sc, long: lc, shortURL: inf, longURL: inf}, done, nil
+}
+
+// pluginHost starts nemoclaw's plugin host on dir, with the vLLM plugin
+// in it pinned to its checksum.
+func pluginHost(dir string) (*inference.Host, error) {
+	data, err := os.ReadFile(filepath.Join(dir, inference.BinaryPrefix+"vllm"))
+	if err != nil {
+		return nil, fmt.Errorf("the vllm plugin (bench/inference/run.sh builds it): %w", err)
+	}
+	sum := sha256.Sum256(data)
+	home, err := os.MkdirTemp("", "nemoclaw-bench-home-")
+	if err != nil {
+		return nil, err
+	}
+	return inference.NewHost(inference.HostConfig{Home: home, Dirs: []string{dir}, Pins: map[string]string{"vllm": hex.EncodeToString(sum[:])},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+}
+
 func run() error {
 	short, err := serve(&inferencetest.FakeOpenAI{Chunks: 1, Quiet: true})
 	if err != nil {
@@ -77,109 +164,86 @@ func run() error {
 		return err
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
-	// Every call is audited, as in a sandbox: to a scratch audit log.
-	auditFile, err := os.CreateTemp("", "nemoclaw-bench-inference-audit-*.jsonl")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(auditFile.Name())
-	var px *egress.Proxy
-	rt, err := inference.NewRouter(inference.RouterConfig{
-		Audit: func(e inference.AuditEvent) {
-			px.AuditInference(egress.InferenceEvent{Route: e.Route, Model: e.Model, Method: e.Method, Path: e.Path, Status: e.Status,
-				Stream: e.Stream, Latency: e.Latency, TTFB: e.TTFB, PromptTokens: e.Usage.PromptTokens, CompletionTokens: e.Usage.CompletionTokens})
-		},
-		Routes: []inference.Route{
-			{Profile: "short", Plugin: "http", Config: sdk.Config{Endpoint: short + "/v1", Model: "m", Credential: "k"}},
-			{Profile: "long", Plugin: "http", Config: sdk.Config{Endpoint: longURL + "/v1", Model: "m", Credential: "k"}},
-		},
-		Active:   "short",
-		Provider: provider{&inferencetest.HTTPBackend{Client: hc}},
-	})
-	if err != nil {
-		return err
-	}
-	p, err := egress.New(egress.Config{Sandbox: "bench", Policy: &policy.Policy{Version: 1}, Inference: rt, AuditLog: auditFile,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		return err
-	}
-	px = p
-	p2, err := egress.New(egress.Config{Sandbox: "bench", Policy: &policy.Policy{Version: 1}, Inference: mustRouter(hc, longURL),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		return err
-	}
-	proxyURL, err := listenProxy(p)
-	if err != nil {
-		return err
-	}
-	proxy2URL, err := listenProxy(p2)
-	if err != nil {
-		return err
-	}
 	direct := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
-	via := func(pu *url.URL) *http.Client {
-		return &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConnsPerHost: 256}}
+	paths := []path{{name: "direct", short: direct, long: direct, shortURL: short, longURL: longURL}}
+	inproc, done, err := routed("in-process", provider{&inferencetest.HTTPBackend{Client: hc}}, "http", short, longURL)
+	if err != nil {
+		return err
 	}
-	routed, routedLong := via(proxyURL), via(proxy2URL)
+	defer done()
+	paths = append(paths, inproc)
+	if *pluginDir != "" {
+		h, err := pluginHost(*pluginDir)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		viaPlugin, done, err := routed("plugin", h, "vllm", short, longURL)
+		if err != nil {
+			return err
+		}
+		defer done()
+		paths = append(paths, viaPlugin)
+	}
 	streamBody := `{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`
 	smallBody := `{"model":"m","messages":[{"role":"user","content":"hi"}]}`
-	const inf = "http://inference.local/v1/chat/completions"
+	const chat = "/v1/chat/completions"
 
-	fmt.Printf("inference router vs direct, same run (%d streamed requests, %d streams of %d chunks, %s of small requests at c=%d)\n", *n, *long, *chunks, *dur, *conc)
-	// Interleaved so that both paths see the same machine.
-	var dT, rT []time.Duration
+	names := make([]string, len(paths))
+	for i, p := range paths {
+		names[i] = p.name
+	}
+	fmt.Printf("inference router: %s, same run (%d streamed requests, %d streams of %d chunks, %s of small requests at c=%d)\n",
+		strings.Join(names, " vs "), *n, *long, *chunks, *dur, *conc)
+	// Interleaved so that every path sees the same machine.
+	ttfbs := make([][]time.Duration, len(paths))
 	for range *n {
-		d, err := ttfb(direct, short+"/v1/chat/completions", streamBody)
-		if err != nil {
-			return fmt.Errorf("direct: %w", err)
+		for i, p := range paths {
+			d, err := ttfb(p.short, p.shortURL+chat, streamBody)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			ttfbs[i] = append(ttfbs[i], d)
 		}
-		r, err := ttfb(routed, inf, streamBody)
-		if err != nil {
-			return fmt.Errorf("routed: %w", err)
-		}
-		dT, rT = append(dT, d), append(rT, r)
 	}
-	dp50, dp99, rp50, rp99 := pct(dT, 50), pct(dT, 99), pct(rT, 50), pct(rT, 99)
-	fmt.Printf("TTFB       direct p50 %8s p99 %8s | routed p50 %8s p99 %8s | added p50 %8s p99 %8s\n", us(dp50), us(dp99), us(rp50), us(rp99), us(rp50-dp50), us(rp99-dp99))
+	d50, d99 := pct(ttfbs[0], 50), pct(ttfbs[0], 99)
+	fmt.Printf("TTFB       %-10s p50 %8s p99 %8s\n", "direct", us(d50), us(d99))
+	for i, p := range paths[1:] {
+		r50, r99 := pct(ttfbs[i+1], 50), pct(ttfbs[i+1], 99)
+		fmt.Printf("TTFB       %-10s p50 %8s p99 %8s | added p50 %8s p99 %8s\n", p.name, us(r50), us(r99), us(r50-d50), us(r99-d99))
+	}
 
-	var dL, rL []time.Duration
+	wholes := make([][]time.Duration, len(paths))
 	for range *long {
-		d, err := whole(direct, longURL+"/v1/chat/completions", streamBody, *chunks)
-		if err != nil {
-			return fmt.Errorf("direct long: %w", err)
+		for i, p := range paths {
+			d, err := whole(p.long, p.longURL+chat, streamBody, *chunks)
+			if err != nil {
+				return fmt.Errorf("%s long: %w", p.name, err)
+			}
+			wholes[i] = append(wholes[i], d)
 		}
-		r, err := whole(routedLong, inf, streamBody, *chunks)
-		if err != nil {
-			return fmt.Errorf("routed long: %w", err)
-		}
-		dL, rL = append(dL, d), append(rL, r)
 	}
-	dm, rm := pct(dL, 50), pct(rL, 50)
-	fmt.Printf("stream     direct %8s | routed %8s per %d chunks | added per chunk %s\n", us(dm), us(rm), *chunks, us((rm-dm)/time.Duration(*chunks)))
+	dm := pct(wholes[0], 50)
+	fmt.Printf("stream     %-10s %8s per %d chunks\n", "direct", us(dm), *chunks)
+	for i, p := range paths[1:] {
+		rm := pct(wholes[i+1], 50)
+		fmt.Printf("stream     %-10s %8s per %d chunks | added per chunk %s\n", p.name, us(rm), *chunks, us((rm-dm)/time.Duration(*chunks)))
+	}
 
-	dq, err := rps(direct, short+"/v1/chat/completions", smallBody)
-	if err != nil {
-		return err
+	var dq float64
+	for i, p := range paths {
+		q, err := rps(p.short, p.shortURL+chat, smallBody)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		if i == 0 {
+			dq = q
+			fmt.Printf("small req  %-10s %8.0f/s\n", p.name, q)
+			continue
+		}
+		fmt.Printf("small req  %-10s %8.0f/s | /direct %.2f\n", p.name, q, q/dq)
 	}
-	rq, err := rps(routed, inf, smallBody)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("small req  direct %8.0f/s | routed %8.0f/s | routed/direct %.2f\n", dq, rq, rq/dq)
 	return nil
-}
-
-func mustRouter(hc *http.Client, longURL string) *inference.Router {
-	rt, err := inference.NewRouter(inference.RouterConfig{
-		Routes: []inference.Route{{Profile: "long", Plugin: "http", Config: sdk.Config{Endpoint: longURL + "/v1", Model: "m", Credential: "k"}}},
-		Active: "long", Provider: provider{&inferencetest.HTTPBackend{Client: hc}},
-	})
-	if err != nil {
-		panic(err)
-	}
-	return rt
 }
 
 func listenProxy(p *egress.Proxy) (*url.URL, error) {

@@ -145,7 +145,8 @@ func (b *HTTPBackend) Embeddings(ctx context.Context, req *sdk.Request) (*sdk.Ch
 // FakeOpenAI is a fake OpenAI-compatible server (an http.Handler for
 // /v1/...): it answers chat (plain, streamed, with a tool call when the
 // request offers tools and the last message is not a tool result),
-// completions and embeddings in the API's wire format, and records what it
+// completions, embeddings and GET /v1/models (fake-model) in the API's
+// wire format, and records what it
 // received unless Quiet.
 type FakeOpenAI struct {
 	// Chunks is how many "hi " content chunks an answer has (0: 3).
@@ -168,6 +169,12 @@ func (f *FakeOpenAI) Received() (auth []string, bodies [][]byte, headers []http.
 
 // ServeHTTP implements http.Handler.
 func (f *FakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == "/v1/models" {
+		// What vLLM answers: the plugins probe it.
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"object":"list","data":[{"id":"fake-model","object":"model","created":1,"owned_by":"fake"}]}`)
+		return
+	}
 	body, _ := io.ReadAll(r.Body)
 	if !f.Quiet {
 		f.mu.Lock()
