@@ -207,13 +207,19 @@ func (b *Blueprint) Profile(name string) (string, *InferenceProfile, bool) {
 	return name, p, ok
 }
 
-// DefaultProfileName is default_profile, else the first declared profile.
+// DefaultProfileName is default_profile, else the first of profiles:, else
+// the only inference profile; "" when several leave the choice open.
 func (b *Blueprint) DefaultProfileName() string {
 	if b.DefaultProfile != "" {
 		return b.DefaultProfile
 	}
 	if len(b.Profiles) > 0 {
 		return b.Profiles[0]
+	}
+	if b.Components.Inference != nil && len(b.Components.Inference.Profiles) == 1 {
+		for name := range b.Components.Inference.Profiles {
+			return name // the only one: nothing to choose
+		}
 	}
 	return ""
 }

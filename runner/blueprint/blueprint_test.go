@@ -275,3 +275,23 @@ func TestGateReadsRunnerVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultProfileName(t *testing.T) {
+	one := &Inference{Profiles: map[string]*InferenceProfile{"echo": {}}}
+	two := &Inference{Profiles: map[string]*InferenceProfile{"a": {}, "b": {}}}
+	for _, tc := range []struct {
+		name string
+		b    Blueprint
+		want string
+	}{
+		{"default_profile wins", Blueprint{DefaultProfile: "b", Profiles: []string{"a"}, Components: Components{Inference: two}}, "b"},
+		{"first of profiles", Blueprint{Profiles: []string{"a", "b"}, Components: Components{Inference: two}}, "a"},
+		{"the only inference profile", Blueprint{Components: Components{Inference: one}}, "echo"},
+		{"several, no default", Blueprint{Components: Components{Inference: two}}, ""},
+		{"no inference", Blueprint{}, ""},
+	} {
+		if got := tc.b.DefaultProfileName(); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -176,6 +176,9 @@ func MakePlan(b *blueprint.Blueprint, opts PlanOptions) (*Plan, error) {
 				}
 			}
 			sort.Strings(names)
+			if pname == "" {
+				return nil, fmt.Errorf("blueprint %s names no default inference profile (default_profile or profiles:) and has several; choose one with --profile: %s", b.Dir, strings.Join(names, ", "))
+			}
 			return nil, fmt.Errorf("profile %q is not in blueprint %s; choose one of: %s", pname, b.Dir, strings.Join(names, ", "))
 		}
 		inf := &PlanInference{Profile: pname, ProviderType: prof.ProviderType, ProviderName: prof.ProviderName,
