@@ -15,11 +15,11 @@ import (
 func TestApplyServesInferenceLocal(t *testing.T) {
 	home := t.TempDir()
 	script := strings.Join([]string{
-		`echo "PROXY $(curl -sS http://inference.local/v1/models)"`,
-		`echo "PROXYTLS $(curl -sS https://inference.local/v1/models)"`,
-		`echo "DIRECT $(curl -sS --noproxy '*' http://inference.local/v1/models)"`,
-		`echo "DIRECTTLS $(curl -sS --noproxy '*' https://inference.local/v1/models)"`,
-		`echo "CHAT $(curl -sS --noproxy '*' -H 'Authorization: Bearer sk-agent' -d '{"messages":[{"role":"user","content":"hi"}]}' https://inference.local/v1/chat/completions)"`,
+		`printf '%s\n' "PROXY $(curl -sS http://inference.local/v1/models)"`,
+		`printf '%s\n' "PROXYTLS $(curl -sS https://inference.local/v1/models)"`,
+		`printf '%s\n' "DIRECT $(curl -sS --noproxy '*' http://inference.local/v1/models)"`,
+		`printf '%s\n' "DIRECTTLS $(curl -sS --noproxy '*' https://inference.local/v1/models)"`,
+		`printf '%s\n' "CHAT $(curl -sS --noproxy '*' -H 'Authorization: Bearer sk-agent' -d '{"messages":[{"role":"user","content":"hi"}]}' https://inference.local/v1/chat/completions)"`,
 		`NO_PROXY='*' python3 -c 'import urllib.request; print("PY", urllib.request.urlopen("https://inference.local/v1/models").read().decode())'`,
 	}, "\n")
 	out, errOut, code := runNemoclaw(t, home, "blueprint", "apply", "--no-tty", "--profile", "ollama", "--", "/bin/sh", "-c", script)
