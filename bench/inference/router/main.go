@@ -26,9 +26,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,7 +58,15 @@ var (
 	// plugins names the plugins in -plugin-dir to measure, each a path of
 	// its own in the same run (run.sh's BASE_REV adds "vllmbase", the vLLM
 	// plugin built at another commit, for before/after figures).
-	plugins    = flag.String("plugins", "vllm", "comma-separated plugins in -plugin-dir to measure through")
+	plugins = flag.String("plugins", "vllm", "comma-separated plugins in -plugin-dir to measure through")
+	// fakeProc runs the fake OpenAI servers in a process of their own, as
+	// a real backend is: in the bench's own process, the direct and
+	// in-process paths never cross a process, and the plugin's call to the
+	// fake paid two process wake-ups that the direct path did not.
+	fakeProc = flag.Bool("fake-proc", true, "run the fake OpenAI servers in a separate process")
+	// serveFake is the child's mode: serve a fake with this many chunks
+	// and print its URL.
+	serveFake  = flag.Int("serve-fake", 0, "internal: serve a fake OpenAI server with this many chunks, print its URL, run until stdin closes")
 	cpuProfile = flag.String("cpuprofile", "", "write this process's CPU profile to the file")
 )
 
@@ -68,6 +78,16 @@ func (p provider) Backend(ctx context.Context, r inference.Route) (sdk.Backend, 
 
 func main() {
 	flag.Parse()
+	if *serveFake > 0 {
+		u, err := serve(&inferencetest.FakeOpenAI{Chunks: *serveFake, Quiet: true})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench inference router: fake:", err)
+			os.Exit(1)
+		}
+		fmt.Println(u)
+		_, _ = io.Copy(io.Discard, os.Stdin) // until the parent goes
+		return
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err == nil {
@@ -179,15 +199,46 @@ func pluginHost(dir string, names []string) (*inference.Host, error) {
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
+// fake serves a fake OpenAI server answering with chunks chunks, in a
+// child process when -fake-proc (ended when stop is called).
+func fake(chunks int) (u string, stop func(), err error) {
+	if !*fakeProc {
+		u, err := serve(&inferencetest.FakeOpenAI{Chunks: chunks, Quiet: true})
+		return u, func() {}, err
+	}
+	cmd := exec.Command(os.Args[0], "-serve-fake", strconv.Itoa(chunks))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("start fake server: %w", err)
+	}
+	stop = func() { stdin.Close(); _ = cmd.Wait() }
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		stop()
+		return "", nil, fmt.Errorf("fake server's URL: %w", err)
+	}
+	return strings.TrimSpace(line), stop, nil
+}
+
 func run() error {
-	short, err := serve(&inferencetest.FakeOpenAI{Chunks: 1, Quiet: true})
+	short, stopShort, err := fake(1)
 	if err != nil {
 		return err
 	}
-	longURL, err := serve(&inferencetest.FakeOpenAI{Chunks: *chunks, Quiet: true})
+	defer stopShort()
+	longURL, stopLong, err := fake(*chunks)
 	if err != nil {
 		return err
 	}
+	defer stopLong()
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	direct := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	paths := []path{{name: "direct", short: direct, long: direct, shortURL: short, longURL: longURL}}
