@@ -304,12 +304,14 @@ model: `+tinyModel+`
 timeout_secs: 120`)
 	msg := `{"model":"nemoclaw-tiny","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`
 	smsg := `{"model":"nemoclaw-tiny","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	// printf, not echo: /bin/sh (dash) echo turns a "\\" in the tiny
+	// model's random text into "\", and the JSON no longer parses.
 	script := strings.Join([]string{
-		`echo "CHAT $(curl -sS -d '` + msg + `' http://inference.local/v1/chat/completions)"`,
-		`echo "STREAM $(curl -sSN --noproxy '*' -d '` + smsg + `' https://inference.local/v1/chat/completions | tr '\n' ' ')"`,
-		`echo "COMPL $(curl -sS -d '{"model":"nemoclaw-tiny","prompt":"once","max_tokens":8}' http://inference.local/v1/completions)"`,
-		`echo "EMB $(curl -sS --noproxy '*' -d '{"model":"nemoclaw-tiny","input":"hi"}' http://inference.local/v1/embeddings)"`,
-		`echo "MODELS $(curl -sS http://inference.local/v1/models)"`,
+		`printf '%s\n' "CHAT $(curl -sS -d '` + msg + `' http://inference.local/v1/chat/completions)"`,
+		`printf '%s\n' "STREAM $(curl -sSN --noproxy '*' -d '` + smsg + `' https://inference.local/v1/chat/completions | tr '\n' ' ')"`,
+		`printf '%s\n' "COMPL $(curl -sS -d '{"model":"nemoclaw-tiny","prompt":"once","max_tokens":8}' http://inference.local/v1/completions)"`,
+		`printf '%s\n' "EMB $(curl -sS --noproxy '*' -d '{"model":"nemoclaw-tiny","input":"hi"}' http://inference.local/v1/embeddings)"`,
+		`printf '%s\n' "MODELS $(curl -sS http://inference.local/v1/models)"`,
 	}, "\n")
 	out, errOut, code := e.nc(t, "blueprint", "apply", dir, "--no-tty", "--", "/bin/sh", "-c", script)
 	if code != 0 {
