@@ -206,7 +206,11 @@ func fake(chunks int) (u string, stop func(), err error) {
 		u, err := serve(&inferencetest.FakeOpenAI{Chunks: chunks, Quiet: true})
 		return u, func() {}, err
 	}
-	cmd := exec.Command(os.Args[0], "-serve-fake", strconv.Itoa(chunks))
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(self, "-serve-fake", strconv.Itoa(chunks))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return "", nil, err
