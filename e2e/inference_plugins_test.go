@@ -304,6 +304,8 @@ model: `+tinyModel+`
 timeout_secs: 120`)
 	msg := `{"model":"nemoclaw-tiny","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`
 	smsg := `{"model":"nemoclaw-tiny","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	// printf, not echo: /bin/sh (dash) echo turns a "\\" in the tiny
+	// model's random text into "\", and the JSON no longer parses.
 	script := strings.Join([]string{
 		`printf '%s\n' "CHAT $(curl -sS -d '` + msg + `' http://inference.local/v1/chat/completions)"`,
 		`printf '%s\n' "STREAM $(curl -sSN --noproxy '*' -d '` + smsg + `' https://inference.local/v1/chat/completions | tr '\n' ' ')"`,

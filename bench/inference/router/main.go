@@ -26,8 +26,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,6 +52,22 @@ var (
 	// pluginDir holds nemoclaw-inference-vllm: with it, a third path goes
 	// through nemoclaw's plugin host and that real plugin process.
 	pluginDir = flag.String("plugin-dir", "", "directory with nemoclaw-inference-vllm (run.sh builds it): also measure through the real plugin process")
+	// cpuProfile profiles this process (client, proxy, router, plugin host
+	// and fake servers together); run.sh's PLUGIN_CPUPROFILE profiles the
+	// plugin process.
+	// plugins names the plugins in -plugin-dir to measure, each a path of
+	// its own in the same run (run.sh's BASE_REV adds "vllmbase", the vLLM
+	// plugin built at another commit, for before/after figures).
+	plugins = flag.String("plugins", "vllm", "comma-separated plugins in -plugin-dir to measure through")
+	// fakeProc runs the fake OpenAI servers in a process of their own, as
+	// a real backend is: in the bench's own process, the direct and
+	// in-process paths never cross a process, and the plugin's call to the
+	// fake paid two process wake-ups that the direct path did not.
+	fakeProc = flag.Bool("fake-proc", true, "run the fake OpenAI servers in a separate process")
+	// serveFake is the child's mode: serve a fake with this many chunks
+	// and print its URL.
+	serveFake  = flag.Int("serve-fake", 0, "internal: serve a fake OpenAI server with this many chunks, print its URL, run until stdin closes")
+	cpuProfile = flag.String("cpuprofile", "", "write this process's CPU profile to the file")
 )
 
 type provider struct{ b *inferencetest.HTTPBackend }
@@ -59,8 +78,30 @@ func (p provider) Backend(ctx context.Context, r inference.Route) (sdk.Backend, 
 
 func main() {
 	flag.Parse()
+	if *serveFake > 0 {
+		u, err := serve(&inferencetest.FakeOpenAI{Chunks: *serveFake, Quiet: true})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench inference router: fake:", err)
+			os.Exit(1)
+		}
+		fmt.Println(u)
+		_, _ = io.Copy(io.Discard, os.Stdin) // until the parent goes
+		return
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench inference router: cpu profile:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench inference router:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -138,31 +179,70 @@ func routed(name string, prov inference.Provider, plugin, short, long string) (p
 	return path{name: name, short: sc, long: lc, shortURL: inf, longURL: inf}, done, nil
 }
 
-// pluginHost starts nemoclaw's plugin host on dir, with the vLLM plugin
-// in it pinned to its checksum.
-func pluginHost(dir string) (*inference.Host, error) {
-	data, err := os.ReadFile(filepath.Join(dir, inference.BinaryPrefix+"vllm"))
-	if err != nil {
-		return nil, fmt.Errorf("the vllm plugin (bench/inference/run.sh builds it): %w", err)
+// pluginHost starts nemoclaw's plugin host on dir, with the named plugins
+// in it pinned to their checksums.
+func pluginHost(dir string, names []string) (*inference.Host, error) {
+	pins := map[string]string{}
+	for _, name := range names {
+		data, err := os.ReadFile(filepath.Join(dir, inference.BinaryPrefix+name))
+		if err != nil {
+			return nil, fmt.Errorf("the %s plugin (bench/inference/run.sh builds it): %w", name, err)
+		}
+		sum := sha256.Sum256(data)
+		pins[name] = hex.EncodeToString(sum[:])
 	}
-	sum := sha256.Sum256(data)
 	home, err := os.MkdirTemp("", "nemoclaw-bench-home-")
 	if err != nil {
 		return nil, err
 	}
-	return inference.NewHost(inference.HostConfig{Home: home, Dirs: []string{dir}, Pins: map[string]string{"vllm": hex.EncodeToString(sum[:])},
+	return inference.NewHost(inference.HostConfig{Home: home, Dirs: []string{dir}, Pins: pins,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
+// fake serves a fake OpenAI server answering with chunks chunks, in a
+// child process when -fake-proc (ended when stop is called).
+func fake(chunks int) (u string, stop func(), err error) {
+	if !*fakeProc {
+		u, err := serve(&inferencetest.FakeOpenAI{Chunks: chunks, Quiet: true})
+		return u, func() {}, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(self, "-serve-fake", strconv.Itoa(chunks))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("start fake server: %w", err)
+	}
+	stop = func() { stdin.Close(); _ = cmd.Wait() }
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		stop()
+		return "", nil, fmt.Errorf("fake server's URL: %w", err)
+	}
+	return strings.TrimSpace(line), stop, nil
+}
+
 func run() error {
-	short, err := serve(&inferencetest.FakeOpenAI{Chunks: 1, Quiet: true})
+	short, stopShort, err := fake(1)
 	if err != nil {
 		return err
 	}
-	longURL, err := serve(&inferencetest.FakeOpenAI{Chunks: *chunks, Quiet: true})
+	defer stopShort()
+	longURL, stopLong, err := fake(*chunks)
 	if err != nil {
 		return err
 	}
+	defer stopLong()
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	direct := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	paths := []path{{name: "direct", short: direct, long: direct, shortURL: short, longURL: longURL}}
@@ -173,17 +253,24 @@ func run() error {
 	defer done()
 	paths = append(paths, inproc)
 	if *pluginDir != "" {
-		h, err := pluginHost(*pluginDir)
+		names := strings.Split(*plugins, ",")
+		h, err := pluginHost(*pluginDir, names)
 		if err != nil {
 			return err
 		}
 		defer h.Close()
-		viaPlugin, done, err := routed("plugin", h, "vllm", short, longURL)
-		if err != nil {
-			return err
+		for _, name := range names {
+			label := "plugin"
+			if len(names) > 1 {
+				label = name
+			}
+			viaPlugin, done, err := routed(label, h, name, short, longURL)
+			if err != nil {
+				return err
+			}
+			defer done()
+			paths = append(paths, viaPlugin)
 		}
-		defer done()
-		paths = append(paths, viaPlugin)
 	}
 	streamBody := `{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`
 	smallBody := `{"model":"m","messages":[{"role":"user","content":"hi"}]}`

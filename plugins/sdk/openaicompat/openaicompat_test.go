@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nemoclaw/nemoclaw/plugins/sdk"
@@ -310,5 +311,55 @@ func TestOverTheWire(t *testing.T) {
 	}
 	if err := b.Configure(context.Background(), sdk.Config{Endpoint: "gopher://x"}); err == nil {
 		t.Fatal("Configure over the wire accepted a gopher URL")
+	}
+}
+
+// TestConnectionReuse: calls one after another reuse one connection to the
+// backend. A stream stopped reading at its [DONE] event, before the end of
+// the HTTP body, so every streamed call closed its connection and dialled a
+// new one (a TCP handshake per call on the plugin's path).
+func TestConnectionReuse(t *testing.T) {
+	tests := []struct {
+		name    string
+		stream  bool
+		handler http.HandlerFunc
+	}{
+		{name: "stream, end of body sent after [DONE]", stream: true, handler: func(w http.ResponseWriter, r *http.Request) {
+			writeSSE(w, sse(chunk1, chunk2, "[DONE]"))
+			w.(http.Flusher).Flush()
+		}},
+		{name: "stream, end of body with [DONE]", stream: true, handler: func(w http.ResponseWriter, r *http.Request) {
+			writeSSE(w, sse(chunk1, chunk2, "[DONE]"))
+		}},
+		{name: "json", handler: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, completion)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var conns atomic.Int32
+			s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				tt.handler(w, r)
+			}))
+			s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+				if st == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			s.Start()
+			t.Cleanup(s.Close)
+			b := newBackend(t, s.URL+"/v1", 0)
+			const calls = 5
+			for i := range calls {
+				if _, err := sdktest.Chat(context.Background(), b, "m", tt.stream, `{"model":"m","messages":[]}`); err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+			}
+			if n := conns.Load(); n != 1 {
+				t.Errorf("%d calls opened %d connections to the backend, want 1 (kept alive)", calls, n)
+			}
+		})
 	}
 }
