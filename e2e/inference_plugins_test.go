@@ -581,3 +581,57 @@ func supervisorLog(t *testing.T, e *supEnv, name string) string {
 	})
 	return all.String()
 }
+
+// TestInferenceAfterStart: a detached sandbox stopped and brought back with
+// `sandbox start` (as after a reboot) serves inference.local again through
+// the real plugin, with the key read again from start's environment: the
+// launch record keeps the routes but never the key.
+func TestInferenceAfterStart(t *testing.T) {
+	requirePlugins(t, "vllm")
+	e := newSupEnv(t)
+	fake := &inferencetest.FakeOpenAI{}
+	base := serveHost(t, fake)
+	key := randomKey(t)
+	dir := writeBlueprint(t, `provider_type: vllm
+endpoint: "`+base+`/v1"
+model: fake-model
+credential_env: FAKE_INFERENCE_KEY
+timeout_secs: 30`)
+	env := []string{"FAKE_INFERENCE_KEY=" + key}
+	if out, errs, code := e.ncEnv(t, env, "blueprint", "apply", dir, "--detach", "--name", "inf-start", "--", "sleep", "600"); code != 0 {
+		t.Fatalf("apply --detach: exit %d\n%s%s", code, out, errs)
+	}
+	chat := func() string {
+		return e.must(t, "sandbox", "exec", "inf-start", "--", "curl", "-sS", "--noproxy", "*", "-d",
+			`{"model":"fake-model","messages":[{"role":"user","content":"hi"}]}`, "http://inference.local/v1/chat/completions")
+	}
+	if got := chat(); !strings.Contains(got, `"choices"`) {
+		t.Fatalf("chat before the stop: %s", got)
+	}
+	e.must(t, "sandbox", "stop", "--stop-timeout", "0s", "inf-start")
+	launch, err := os.ReadFile(filepath.Join(e.home, "sandboxes", "inf-start", "launch.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(launch), key) || !strings.Contains(string(launch), "FAKE_INFERENCE_KEY") {
+		t.Fatalf("the launch record holds the key, or not the route:\n%s", launch)
+	}
+	if out, errs, code := e.ncEnv(t, env, "sandbox", "start", "inf-start"); code != 0 {
+		t.Fatalf("start: exit %d\n%s%s", code, out, errs)
+	}
+	if got := chat(); !strings.Contains(got, `"choices"`) {
+		t.Fatalf("chat after start: %s", got)
+	}
+	auths, _, _ := fake.Received()
+	if len(auths) < 2 || auths[len(auths)-1] != "Bearer "+key {
+		t.Errorf("the backend got %q after start, want the key", auths)
+	}
+	// Started without the key: said plainly, and the call is refused
+	// with the reason instead of reaching the backend keyless.
+	e.must(t, "sandbox", "stop", "--stop-timeout", "0s", "inf-start")
+	_, errs, code := e.nc(t, "sandbox", "start", "inf-start")
+	if code != 0 || !strings.Contains(errs, "FAKE_INFERENCE_KEY is not set on the host") {
+		t.Fatalf("start without the key: exit %d: %s", code, errs)
+	}
+	e.must(t, "sandbox", "stop", "--stop-timeout", "0s", "inf-start")
+}

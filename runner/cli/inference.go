@@ -239,6 +239,25 @@ func applyInference(app *App, b *blueprint.Blueprint, plan *state.Plan) *supervi
 	return ic
 }
 
+// restartInference gives a started sandbox the routes its launch record
+// kept, with their keys read again from this process's environment (they
+// are never written down), saying so when the active one's is missing.
+func restartInference(app *App, li *supervisor.LaunchInference) *supervisor.InferenceConfig {
+	if li == nil || len(li.Routes) == 0 {
+		return nil
+	}
+	ic := &supervisor.InferenceConfig{Profile: li.Profile, Routes: make([]inference.Route, len(li.Routes))}
+	for i, r := range li.Routes {
+		var missing string
+		ic.Routes[i], missing = r.Rekeyed(os.LookupEnv)
+		if missing != "" && r.Profile == li.Profile {
+			ic.MissingCredential = missing
+			printf(app.Err, "nemoclaw: inference profile %s: %s is not set on the host: the agent's calls to inference.local will fail until you export it and start the sandbox again (the agent never sees it)\n", r.Profile, missing)
+		}
+	}
+	return ic
+}
+
 // startInference starts the plugin host for a sandbox's routes and checks
 // the active route's backend, saying plainly when it is down. It returns
 // the host's stop.

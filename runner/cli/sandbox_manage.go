@@ -287,6 +287,7 @@ func startSandbox(ctx context.Context, app *App, name, runID string, superviseFd
 		pol: l.Policy, env: l.Env, blueprint: l.Blueprint, version: l.Version,
 		approvals: l.Approvals, approvalTimeout: l.ApprovalTimeout, detach: true, superviseFd: superviseFd,
 		quiet: quiet, gpuDefault: l.GPUs, tools: l.Tools,
+		inference: restartInference(app, l.Inference),
 	}
 	if runID != "" {
 		o.args = []string{"sandbox", "start", name, "--" + runFlag, runID}

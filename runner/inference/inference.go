@@ -27,6 +27,31 @@ type Route struct {
 	// PluginSHA256 is the plugin checksum the profile pins ("" for none):
 	// it wins over plugins.lock (HostConfig.Pins).
 	PluginSHA256 string
+	// CredentialEnv and CredentialDefault are the profile's: where
+	// Config.Credential came from, so that a route kept without its key
+	// (a sandbox's launch record) can be given it again (Rekeyed).
+	CredentialEnv, CredentialDefault string
+}
+
+// Unkeyed returns r without its credential: what may be written down.
+func (r Route) Unkeyed() Route {
+	r.Config.Credential = ""
+	return r
+}
+
+// Rekeyed returns r with its credential read again from lookupEnv (the
+// host's environment), falling back to the profile's default; missing
+// names the variable when it is unset and there is no default.
+func (r Route) Rekeyed(lookupEnv func(string) (string, bool)) (_ Route, missing string) {
+	r.Config.Credential = r.CredentialDefault
+	if r.CredentialEnv != "" {
+		if v, ok := lookupEnv(r.CredentialEnv); ok && v != "" {
+			r.Config.Credential = v
+		} else if r.CredentialDefault == "" {
+			missing = r.CredentialEnv
+		}
+	}
+	return r, missing
 }
 
 // Pins returns the plugin checksums that routes pin, by plugin name, for

@@ -37,13 +37,9 @@ func MissingCredential(p *blueprint.InferenceProfile, lookupEnv func(string) (st
 // RouteOf resolves one profile into a route; its credential is read from
 // lookupEnv (the supervisor's environment), never the sandbox's.
 func RouteOf(name string, p *blueprint.InferenceProfile, lookupEnv func(string) (string, bool)) Route {
-	cred := p.CredentialDefault
-	if p.CredentialEnv != "" {
-		if v, ok := lookupEnv(p.CredentialEnv); ok && v != "" {
-			cred = v
-		}
-	}
-	r := Route{Profile: name, Plugin: PluginName(p), Config: sdk.Config{Endpoint: p.Endpoint, Model: p.Model, Credential: cred, TimeoutSecs: p.TimeoutSecs}, PluginSHA256: p.PluginSHA256}
+	r := Route{Profile: name, Plugin: PluginName(p), Config: sdk.Config{Endpoint: p.Endpoint, Model: p.Model, TimeoutSecs: p.TimeoutSecs},
+		PluginSHA256: p.PluginSHA256, CredentialEnv: p.CredentialEnv, CredentialDefault: p.CredentialDefault}
+	r, _ = r.Rekeyed(lookupEnv)
 	if len(p.Aliases) > 0 {
 		r.Aliases = make(map[string]string, len(p.Aliases))
 		for a, m := range p.Aliases {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nemoclaw/nemoclaw/runner/gpu"
+	"github.com/nemoclaw/nemoclaw/runner/inference"
 	"github.com/nemoclaw/nemoclaw/runner/policy"
 )
 
@@ -35,6 +36,29 @@ type Launch struct {
 	// GPUs are asked for again at each start (UUIDs name the same devices).
 	GPUs  gpu.Request `json:"gpus,omitzero"`
 	Tools string      `json:"tools,omitempty"`
+	// Inference is the sandbox's routes without their keys (Route.Unkeyed):
+	// start reads the keys again from its own environment.
+	Inference *LaunchInference `json:"inference,omitempty"`
+}
+
+// LaunchInference is what a launch record keeps of a sandbox's inference.
+type LaunchInference struct {
+	// Profile is the route in force at the start.
+	Profile string `json:"profile"`
+	// Routes are every route, each without its credential.
+	Routes []inference.Route `json:"routes"`
+}
+
+// launchInference is ic as a launch record keeps it (nil for none).
+func launchInference(ic *InferenceConfig) *LaunchInference {
+	if ic == nil || len(ic.Routes) == 0 {
+		return nil
+	}
+	li := &LaunchInference{Profile: ic.Profile, Routes: make([]inference.Route, len(ic.Routes))}
+	for i, r := range ic.Routes {
+		li.Routes[i] = r.Unkeyed()
+	}
+	return li
 }
 
 // launchOf is cfg's Launch, under pol.
@@ -43,6 +67,7 @@ func launchOf(cfg *Config, pol *policy.Policy) *Launch {
 		V: recordVersion, Policy: pol, Command: cfg.Command, Env: cfg.Env, KeepWorkspace: cfg.KeepWorkspace,
 		StopTimeout: cfg.StopTimeout, Approvals: cfg.Approvals, ApprovalTimeout: cfg.ApprovalTimeout,
 		Blueprint: cfg.Blueprint, Version: cfg.BlueprintVersion, GPUs: cfg.GPUs, Tools: cfg.Tools,
+		Inference: launchInference(cfg.Inference),
 	}
 	if cfg.Workdir != "" {
 		// Absolute: start may run from another directory.
