@@ -87,6 +87,13 @@ func TestInferenceSetLive(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr, "no such profile; its profiles: nvidia, ollama, vllm") {
 		t.Fatalf("unknown profile: exit %d: %s", code, stderr)
 	}
+	// The switch survives a stop and start: the launch record keeps the
+	// route in force.
+	e.must(t, "sandbox", "stop", "--stop-timeout", "0s", "inf-a")
+	e.must(t, "sandbox", "start", "inf-a")
+	if got := models("inf-a"); !strings.Contains(got, `"id":"nvidia/nemotron-3-super-120b-a12b"`) {
+		t.Fatalf("inf-a after stop and start: %s", got)
+	}
 	for _, n := range []string{"inf-a", "inf-b"} {
 		e.must(t, "sandbox", "stop", "--stop-timeout", "0s", n)
 	}

@@ -131,7 +131,7 @@ func (s *Supervisor) control(req Request) Response {
 	if r.OK && (req.Op == egress.OpSetPolicy || req.Op == egress.OpAddPreset) && s.keeps() {
 		// Kept at once, not at the end: a supervisor that dies keeps
 		// the change for `sandbox start` too.
-		if err := writeLaunch(s.res.dir, launchOf(&s.cfg, s.proxy.Policy())); err != nil {
+		if err := writeLaunch(s.res.dir, s.launch()); err != nil {
 			s.log.Warn("launch record: the policy change will not survive a restart", "err", err)
 		}
 	}

@@ -76,6 +76,13 @@ func (s *Supervisor) setInference(profile string) Response {
 		return s.fail(fmt.Errorf("control: %w", err))
 	}
 	r, _ := s.router.Active()
+	if s.keeps() {
+		// Kept at once, like a policy change: `sandbox start` comes back
+		// on the route in force.
+		if err := writeLaunch(s.res.dir, s.launch()); err != nil {
+			s.log.Warn("launch record: the route switch will not survive a restart", "err", err)
+		}
+	}
 	return Response{V: APIVersion, ControlResponse: egress.ControlResponse{OK: true, Sandbox: s.cfg.Name, Generation: s.proxy.Generation()},
 		Inference: &InferenceInfo{Profile: r.Profile, Plugin: r.Plugin, Model: r.Config.Model, Profiles: s.router.Profiles()}}
 }
@@ -110,4 +117,16 @@ func (s *Supervisor) serveInference() {
 			}
 		}()
 	}
+}
+
+// launch is the launch record of the sandbox as it runs now: the live
+// policy and the inference route in force.
+func (s *Supervisor) launch() *Launch {
+	l := launchOf(&s.cfg, s.proxy.Policy())
+	if l.Inference != nil && s.router != nil {
+		if r, ok := s.router.Active(); ok {
+			l.Inference.Profile = r.Profile
+		}
+	}
+	return l
 }

@@ -482,7 +482,7 @@ func (s *Supervisor) release() error {
 				_ = os.Remove(filepath.Join(dir, LaunchFile))
 			} else {
 				if s.proxy.Generation() > 1 || !s.keeps() { // live changes: start brings them back
-					if werr := writeLaunch(dir, launchOf(&s.cfg, s.proxy.Policy())); werr != nil {
+					if werr := writeLaunch(dir, s.launch()); werr != nil {
 						s.log.Warn("launch record", "err", werr)
 					}
 				}
