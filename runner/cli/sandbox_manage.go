@@ -289,6 +289,7 @@ func startSandbox(ctx context.Context, app *App, name, runID string, superviseFd
 		quiet: quiet, gpuDefault: l.GPUs, tools: l.Tools,
 		inference: restartInference(app, l.Inference),
 	}
+	o.gpus.cdiDirs = l.CDIDirs
 	if runID != "" {
 		o.args = []string{"sandbox", "start", name, "--" + runFlag, runID}
 		if superviseFd != 0 {

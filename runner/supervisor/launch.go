@@ -34,8 +34,10 @@ type Launch struct {
 	Blueprint       string         `json:"blueprint,omitempty"`
 	Version         string         `json:"version,omitempty"`
 	// GPUs are asked for again at each start (UUIDs name the same devices).
-	GPUs  gpu.Request `json:"gpus,omitzero"`
-	Tools string      `json:"tools,omitempty"`
+	GPUs gpu.Request `json:"gpus,omitzero"`
+	// CDIDirs are --cdi-spec-dir, looked in again at each start.
+	CDIDirs []string `json:"cdi_dirs,omitempty"`
+	Tools   string   `json:"tools,omitempty"`
 	// Inference is the sandbox's routes without their keys (Route.Unkeyed):
 	// start reads the keys again from its own environment.
 	Inference *LaunchInference `json:"inference,omitempty"`
@@ -66,7 +68,7 @@ func launchOf(cfg *Config, pol *policy.Policy) *Launch {
 	l := &Launch{
 		V: recordVersion, Policy: pol, Command: cfg.Command, Env: cfg.Env, KeepWorkspace: cfg.KeepWorkspace,
 		StopTimeout: cfg.StopTimeout, Approvals: cfg.Approvals, ApprovalTimeout: cfg.ApprovalTimeout,
-		Blueprint: cfg.Blueprint, Version: cfg.BlueprintVersion, GPUs: cfg.GPUs, Tools: cfg.Tools,
+		Blueprint: cfg.Blueprint, Version: cfg.BlueprintVersion, GPUs: cfg.GPUs, CDIDirs: cfg.GPU.Passthrough.CDIDirs, Tools: cfg.Tools,
 		Inference: launchInference(cfg.Inference),
 	}
 	if cfg.Workdir != "" {
