@@ -354,6 +354,7 @@ func TestSupervisorLogsStayOffTheTerminal(t *testing.T) {
 	pts.Close()
 	out := newPTYReader(ptm)
 	out.expect(t, "nemoclaw: sandbox tty")
+	out.expect(t, "inference: none: inference.local answers 503")
 	out.expect(t, "DONE-42")
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.text())

@@ -108,6 +108,28 @@ func printBanner(app *App, cfg *supervisor.Config, dir string) {
 	if cfg.Approvals {
 		decide = fmt.Sprintf("refused requests wait up to %s for approval", cfg.ApprovalTimeout)
 	}
-	printf(app.Err, "nemoclaw: sandbox %s\n  workspace: %s\n  egress:    %s\n  approve:   nemoclaw policy approvals %s  (%s)\n  log:       %s\n",
-		cfg.Name, ws, egressLine, cfg.Name, decide, filepath.Join(dir, supervisor.LogFile))
+	printf(app.Err, "nemoclaw: sandbox %s\n  workspace: %s\n  egress:    %s\n  inference: %s\n  approve:   nemoclaw policy approvals %s  (%s)\n  log:       %s\n",
+		cfg.Name, ws, egressLine, inferenceLine(cfg.Inference), cfg.Name, decide, filepath.Join(dir, supervisor.LogFile))
+}
+
+// inferenceLine is the banner's word on inference.local: the route in
+// force, or why calls to it will fail.
+func inferenceLine(ic *supervisor.InferenceConfig) string {
+	if ic == nil || len(ic.Routes) == 0 {
+		return "none: inference.local answers 503 (the blueprint has no inference profile)"
+	}
+	for _, r := range ic.Routes {
+		if r.Profile != ic.Profile {
+			continue
+		}
+		line := fmt.Sprintf("inference.local -> profile %s, plugin %s, model %s", r.Profile, r.Plugin, orDash(r.Config.Model))
+		switch {
+		case ic.Provider == nil && ic.Unavailable != "":
+			line += " (unavailable: " + ic.Unavailable + ")"
+		case ic.MissingCredential != "":
+			line += " (" + ic.MissingCredential + " is not set: calls will be refused)"
+		}
+		return line
+	}
+	return "no route named " + ic.Profile
 }
