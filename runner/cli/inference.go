@@ -219,41 +219,28 @@ missing, the plugin cannot start or the backend does not answer.`,
 }
 
 // applyInference is the sandbox's routes from blueprint b (the profile
-// plan chose in force), after saying plainly what will not work: a
-// missing credential.
+// plan chose in force), after saying plainly what will not work.
 func applyInference(app *App, b *blueprint.Blueprint, plan *state.Plan) *supervisor.InferenceConfig {
-	routes := inference.Routes(b, os.LookupEnv)
-	if len(routes) == 0 {
-		return nil
-	}
-	ic := &supervisor.InferenceConfig{Routes: routes}
+	profile := ""
 	if plan.Inference != nil {
-		ic.Profile = plan.Inference.Profile
-		if _, p, ok := b.Profile(ic.Profile); ok && p != nil {
-			if env := inference.MissingCredential(p, os.LookupEnv); env != "" {
-				ic.MissingCredential = env
-				printf(app.Err, "nemoclaw: inference profile %s: %s is not set on the host: the agent's calls to inference.local will fail until you export it and restart (the agent never sees it)\n", ic.Profile, env)
-			}
-		}
+		profile = plan.Inference.Profile
 	}
-	return ic
+	return sayMissingKey(app, supervisor.NewInferenceConfig(inference.Routes(b, os.LookupEnv), profile, os.LookupEnv))
 }
 
 // restartInference gives a started sandbox the routes its launch record
-// kept, with their keys read again from this process's environment (they
-// are never written down), saying so when the active one's is missing.
+// kept (without keys), keyed again from this process's environment.
 func restartInference(app *App, li *supervisor.LaunchInference) *supervisor.InferenceConfig {
-	if li == nil || len(li.Routes) == 0 {
+	if li == nil {
 		return nil
 	}
-	ic := &supervisor.InferenceConfig{Profile: li.Profile, Routes: make([]inference.Route, len(li.Routes))}
-	for i, r := range li.Routes {
-		var missing string
-		ic.Routes[i], missing = r.Rekeyed(os.LookupEnv)
-		if missing != "" && r.Profile == li.Profile {
-			ic.MissingCredential = missing
-			printf(app.Err, "nemoclaw: inference profile %s: %s is not set on the host: the agent's calls to inference.local will fail until you export it and start the sandbox again (the agent never sees it)\n", r.Profile, missing)
-		}
+	return sayMissingKey(app, supervisor.NewInferenceConfig(li.Routes, li.Profile, os.LookupEnv))
+}
+
+// sayMissingKey prints the active route's missing key, if any.
+func sayMissingKey(app *App, ic *supervisor.InferenceConfig) *supervisor.InferenceConfig {
+	if ic != nil && ic.MissingCredential != "" {
+		printf(app.Err, "nemoclaw: inference profile %s: %s is not set on the host: the agent's calls to inference.local will fail until you export it and start the sandbox again (the agent never sees it)\n", ic.Profile, ic.MissingCredential)
 	}
 	return ic
 }
@@ -268,22 +255,10 @@ func startInference(app *App, ic *supervisor.InferenceConfig) func() error {
 		printf(app.Err, "nemoclaw: inference.local will answer 503: %s\n", why)
 		return stop
 	}
-	for _, r := range ic.Routes {
-		if r.Profile != ic.Profile || ic.MissingCredential != "" {
-			continue // a missing key was said already; a health check would only repeat it
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := func() error {
-			b, err := prov.Backend(ctx, r)
-			if err != nil {
-				return err
-			}
-			return b.Health(ctx)
-		}()
-		cancel()
-		if err != nil {
-			printf(app.Err, "nemoclaw: inference profile %s: backend %s at %s is down: %v (calls will fail with 502/503 until it answers; check it with `nemoclaw inference test`)\n", r.Profile, r.Plugin, orDash(r.Config.Endpoint), err)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ic.CheckActive(ctx); err != nil {
+		printf(app.Err, "nemoclaw: inference profile %s: %v: it is down (calls will fail with 502/503 until it answers; check it with `nemoclaw inference test`)\n", ic.Profile, err)
 	}
 	return stop
 }

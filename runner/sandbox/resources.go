@@ -325,7 +325,7 @@ func planTmpfs(mem uint64) tmpfsLimits {
 // supervisor records before the start, so that destroy finds it even if a
 // kill comes before the sandbox reports it.
 func PlannedCgroup(name string) string {
-	info := CgroupDelegation()
+	info := cgroupInfo() // the probe Start uses, made once per process
 	if !info.Delegated || info.Parent == "" {
 		return ""
 	}

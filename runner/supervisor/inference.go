@@ -130,3 +130,45 @@ func (s *Supervisor) launch() *Launch {
 	}
 	return l
 }
+
+// NewInferenceConfig is a sandbox's inference from its routes with profile
+// in force: each route gets its key again from lookupEnv (the launcher's
+// environment, never the sandbox's), so routes kept without keys (a launch
+// record) and freshly resolved ones are treated alike. MissingCredential
+// names the active route's unset variable. Nil when there are no routes.
+func NewInferenceConfig(routes []inference.Route, profile string, lookupEnv func(string) (string, bool)) *InferenceConfig {
+	if len(routes) == 0 {
+		return nil
+	}
+	ic := &InferenceConfig{Profile: profile, Routes: make([]inference.Route, len(routes))}
+	for i, r := range routes {
+		var missing string
+		ic.Routes[i], missing = r.Rekeyed(lookupEnv)
+		if r.Profile == profile {
+			ic.MissingCredential = missing
+		}
+	}
+	return ic
+}
+
+// CheckActive asks the active route's backend whether it answers (nil
+// when there is nothing to ask: no provider, or a missing key, which the
+// caller has said already).
+func (ic *InferenceConfig) CheckActive(ctx context.Context) error {
+	if ic.Provider == nil || ic.MissingCredential != "" {
+		return nil
+	}
+	for _, r := range ic.Routes {
+		if r.Profile != ic.Profile {
+			continue
+		}
+		b, err := ic.Provider.Backend(ctx, r)
+		if err != nil {
+			return fmt.Errorf("backend %s at %s: %w", r.Plugin, r.Config.Endpoint, err)
+		}
+		if err := b.Health(ctx); err != nil {
+			return fmt.Errorf("backend %s at %s: %w", r.Plugin, r.Config.Endpoint, err)
+		}
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -55,5 +56,39 @@ func TestLaunchRecordKeepsRoutesNotKeys(t *testing.T) {
 		if r.Config.Credential != tc.want || missing != tc.missing {
 			t.Errorf("rekeyed with %v: credential %q, missing %q", tc.env, r.Config.Credential, missing)
 		}
+	}
+}
+
+// TestNewInferenceConfig: keyed and unkeyed routes are keyed alike from
+// the launcher's environment; only the active route's missing key counts.
+func TestNewInferenceConfig(t *testing.T) {
+	routes := []inference.Route{
+		{Profile: "cloud", Plugin: "nvidia", CredentialEnv: "CLOUD_KEY"},
+		{Profile: "local", Plugin: "ollama", CredentialEnv: "LOCAL_KEY", CredentialDefault: "dummy"},
+	}
+	env := func(m map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+	}
+	for _, tc := range []struct {
+		name, profile string
+		env           map[string]string
+		missing       string
+		creds         [2]string
+	}{
+		{"key set", "cloud", map[string]string{"CLOUD_KEY": "k1"}, "", [2]string{"k1", "dummy"}},
+		{"active key unset", "cloud", nil, "CLOUD_KEY", [2]string{"", "dummy"}},
+		{"other profile's key unset", "local", nil, "", [2]string{"", "dummy"}},
+		{"empty counts as unset", "cloud", map[string]string{"CLOUD_KEY": ""}, "CLOUD_KEY", [2]string{"", "dummy"}},
+	} {
+		ic := NewInferenceConfig(routes, tc.profile, env(tc.env))
+		if ic.MissingCredential != tc.missing || ic.Routes[0].Config.Credential != tc.creds[0] || ic.Routes[1].Config.Credential != tc.creds[1] {
+			t.Errorf("%s: missing %q, creds %q %q", tc.name, ic.MissingCredential, ic.Routes[0].Config.Credential, ic.Routes[1].Config.Credential)
+		}
+		if err := ic.CheckActive(context.Background()); err != nil {
+			t.Errorf("%s: no provider, yet CheckActive = %v", tc.name, err)
+		}
+	}
+	if NewInferenceConfig(nil, "x", env(nil)) != nil {
+		t.Error("no routes: want nil")
 	}
 }
