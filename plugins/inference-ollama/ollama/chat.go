@@ -24,18 +24,11 @@ func (b *Backend) ChatCompletions(ctx context.Context, req *sdk.Request, w sdk.S
 	// silences and never the length of an answer.
 	wantStream := olReq.Stream
 	olReq.Stream = true
-	body, err := json.Marshal(olReq)
-	if err != nil {
-		return badRequest("encode the chat request: %v", err)
-	}
-	r.model = olReq.Model // named in a 404's advice
-	resp, cancel, err := b.do(ctx, r, "POST", "/api/chat", body)
+	in, done, err := b.openStream(ctx, r, "/api/chat", olReq.Model, olReq)
 	if err != nil {
 		return err
 	}
-	defer cancel()
-	defer resp.Body.Close()
-	in := newNDJSON(resp.Body, "/api/chat")
+	defer done()
 	if !wantStream {
 		out, err := collectChat(in)
 		if err != nil {
@@ -332,4 +325,19 @@ func (c *contentChunks) content(model, text string) []byte {
 	out = append(out, c.prefix...)
 	out = append(out, t...)
 	return append(out, contentSuffix...)
+}
+
+// openStream POSTs req (a streamed Ollama request for model) to path and
+// returns its NDJSON lines and what closes them.
+func (b *Backend) openStream(ctx context.Context, r route, path, model string, req any) (*ndjson, func(), error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, nil, badRequest("encode the %s request: %v", path, err)
+	}
+	r.model = model // named in a 404's advice
+	resp, cancel, err := b.do(ctx, r, "POST", path, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return newNDJSON(resp.Body, path), func() { resp.Body.Close(); cancel() }, nil
 }

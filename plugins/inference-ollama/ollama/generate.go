@@ -21,23 +21,16 @@ func (b *Backend) Completions(ctx context.Context, req *sdk.Request, w sdk.Strea
 	// Always streamed from Ollama, for the idle timer (see ChatCompletions).
 	wantStream := olReq.Stream
 	olReq.Stream = true
-	body, err := json.Marshal(olReq)
-	if err != nil {
-		return badRequest("encode the completion request: %v", err)
-	}
-	r.model = olReq.Model // named in a 404's advice
-	resp, cancel, err := b.do(ctx, r, "POST", "/api/generate", body)
+	in, done, err := b.openStream(ctx, r, "/api/generate", olReq.Model, olReq)
 	if err != nil {
 		return err
 	}
-	defer cancel()
-	defer resp.Body.Close()
+	defer done()
 	id, created := newID("cmpl-"), time.Now().Unix()
 	text := func(model, s string, finish *string, u *oaUsage) oaTextResponse {
 		return oaTextResponse{ID: id, Object: "text_completion", Created: created, Model: model,
 			Choices: []oaTextChoice{{Text: s, FinishReason: finish}}, Usage: u}
 	}
-	in := newNDJSON(resp.Body, "/api/generate")
 	model := olReq.Model
 	var all strings.Builder // the whole answer, when not streamed
 	for {
