@@ -15,6 +15,7 @@ import (
 
 	"github.com/nemoclaw/nemoclaw/runner/blueprint"
 	"github.com/nemoclaw/nemoclaw/runner/onboard"
+	"github.com/nemoclaw/nemoclaw/runner/sandbox"
 	"github.com/nemoclaw/nemoclaw/runner/supervisor"
 )
 
@@ -115,8 +116,8 @@ func runOnboard(cmd *cobra.Command, app *App, o *onboardOpts) error {
 		} else {
 			// OpenClaw reads its configuration at start: a changed one
 			// (another profile or model) needs a restart.
-			if err := stopForOnboard(cmd, app, name); err != nil {
-				return err
+			if err := supervisor.EnsureStopped(cmd.Context(), app.Home, name, sandbox.DefaultStopTimeout); err != nil {
+				return fmt.Errorf("onboard: stop %s to apply the new configuration: %w", name, err)
 			}
 			state = "restarted"
 		}
@@ -144,20 +145,6 @@ func runOnboard(cmd *cobra.Command, app *App, o *onboardOpts) error {
 	printf(app.Out, "\n  nemoclaw connect %s          OpenClaw's TUI (--shell for a shell)\n", name)
 	printf(app.Out, "  nemoclaw logs %s             gateway log and egress audit\n", name)
 	printf(app.Out, "  nemoclaw sandbox stop %s     stop it (nemoclaw sandbox destroy %s removes it)\n", name, name)
-	return nil
-}
-
-// stopForOnboard stops sandbox name so that onboard can start it again.
-func stopForOnboard(cmd *cobra.Command, app *App, name string) error {
-	stop := newSandboxStopCmd(app)
-	stop.SetContext(cmd.Context())
-	out := app.Out
-	app.Out = io.Discard // its "stopped (exit 143)" is not onboard's news
-	err := stop.RunE(stop, []string{name})
-	app.Out = out
-	if err != nil {
-		return fmt.Errorf("onboard: stop %s to apply the new configuration: %w", name, err)
-	}
 	return nil
 }
 
